@@ -1,0 +1,50 @@
+//! Invalid configuration, reported by `build()` with the field at fault.
+
+/// A configuration builder refused its input. Names the field and says why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {field}: {reason}")]
+pub struct ConfigError {
+    field: &'static str,
+    reason: String,
+}
+
+impl ConfigError {
+    /// `field` is invalid because of `reason`.
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// The field at fault, as named in the builder (`concurrency`, `retry.min_delay`, ...).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// Why the value was refused.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// Checks that a topic, queue or group name is usable: not empty, no whitespace or control
+/// characters, at most 249 bytes (Kafka's limit, the strictest of the three brokers).
+///
+/// # Errors
+/// A [`ConfigError`] naming `field`.
+pub fn validate_name(field: &'static str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(field, "must not be empty"));
+    }
+    if name.len() > 249 {
+        return Err(ConfigError::new(field, "must be at most 249 bytes"));
+    }
+    if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} contains whitespace or control characters"),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! A message as a consumer sees it: the message plus where it came from.
+
+use std::time::SystemTime;
+
+use crate::header_names;
+use crate::message::Message;
+use crate::wire_time;
+
+/// Where a delivered message was consumed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// Topic or queue the message was consumed from.
+    pub topic: String,
+    /// Consumer group (Kafka group, RabbitMQ subscription queue, RocketMQ consumer group).
+    pub group: String,
+    /// Partition (Kafka) or queue id (RocketMQ), when the broker has one.
+    pub partition: Option<i32>,
+    /// Offset of this delivery within the partition or queue, when the broker has one.
+    pub offset: Option<i64>,
+}
+
+/// A delivered message handed to a [`crate::Handler`].
+#[derive(Clone, Debug)]
+pub struct IncomingMessage {
+    message: Message,
+    origin: Origin,
+    redelivered: bool,
+}
+
+impl IncomingMessage {
+    /// Wraps a delivered message. `redelivered` is the broker's hint that this copy was delivered
+    /// before (it may be false for a duplicate the broker does not know about).
+    pub fn new(message: Message, origin: Origin, redelivered: bool) -> Self {
+        Self {
+            message,
+            origin,
+            redelivered,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// Where it was consumed from.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Whether the broker flagged this as a redelivery.
+    pub fn is_redelivered(&self) -> bool {
+        self.redelivered
+    }
+
+    /// The 1-based handling attempt this copy is on, from the `waybill-attempt` header
+    /// (1 when absent or unreadable).
+    pub fn attempt(&self) -> u32 {
+        self.message
+            .headers()
+            .get(header_names::ATTEMPT)
+            .and_then(|v| v.parse::<u32>().ok())
+            .filter(|n| *n >= 1)
+            .unwrap_or(1)
+    }
+
+    /// Time of the first failed attempt on an earlier copy, from `waybill-first-failure-at`.
+    pub fn first_failure_at(&self) -> Option<SystemTime> {
+        self.message
+            .headers()
+            .get(header_names::FIRST_FAILURE_AT)
+            .and_then(wire_time::parse_millis)
+    }
+
+    /// Takes the message out.
+    pub fn into_message(self) -> Message {
+        self.message
+    }
+}

@@ -1,0 +1,112 @@
+//! Settling deliveries of the in-memory broker.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::broker::{BrokerState, MemoryBroker};
+use super::faults::{AckContext, AckFault};
+use super::group_queue::{Entry, GroupQueue};
+use super::publisher::MemoryPublisher;
+use crate::broker_error::BrokerError;
+use crate::delivery::Settle;
+use crate::incoming::IncomingMessage;
+use crate::settlement::Settlement;
+
+/// Settles one in-memory delivery; dropping it unsettled puts the message back.
+pub(crate) struct MemorySettler {
+    queue: Arc<GroupQueue>,
+    broker: Arc<BrokerState>,
+    tag: u64,
+    settled: bool,
+}
+
+impl MemorySettler {
+    pub fn new(queue: Arc<GroupQueue>, broker: Arc<BrokerState>, tag: u64) -> Self {
+        Self {
+            queue,
+            broker,
+            tag,
+            settled: false,
+        }
+    }
+
+    fn gone(operation: &'static str) -> BrokerError {
+        BrokerError::permanent(
+            operation,
+            "delivery is no longer in flight (its subscriber closed); it will be delivered again",
+        )
+    }
+
+    fn ack(&mut self, incoming: &IncomingMessage) -> Result<(), BrokerError> {
+        let fault = self.broker.faults.ack_fault(&AckContext {
+            topic: &self.queue.topic,
+            group: &self.queue.group,
+            message: incoming.message(),
+        });
+        if let Some(AckFault::Lost) = fault {
+            self.settled = true;
+            self.queue.requeue(self.tag);
+            return Err(BrokerError::transient("ack", "injected fault: ack lost"));
+        }
+        self.settled = true;
+        self.queue.complete(self.tag).map(|_| ()).ok_or_else(|| Self::gone("ack"))
+    }
+}
+
+#[async_trait]
+impl Settle for MemorySettler {
+    async fn settle(
+        mut self: Box<Self>,
+        incoming: &IncomingMessage,
+        settlement: Settlement,
+    ) -> Result<(), BrokerError> {
+        match settlement {
+            Settlement::Ack => self.ack(incoming),
+            Settlement::Retry(request) => {
+                let mut message = incoming.message().clone();
+                request.apply_to(message.headers_mut());
+                let copy = Entry {
+                    message,
+                    offset: incoming.origin().offset.unwrap_or_default() as u64,
+                    redelivered: false,
+                };
+                self.settled = true;
+                if self
+                    .queue
+                    .replace_delayed(self.tag, copy, Instant::now() + request.delay)
+                {
+                    Ok(())
+                } else {
+                    Err(Self::gone("retry"))
+                }
+            }
+            Settlement::DeadLetter(record) => {
+                if !self.queue.is_in_flight(self.tag) {
+                    self.settled = true;
+                    return Err(Self::gone("dead-letter"));
+                }
+                let mut message = incoming.message().clone();
+                record.write_to(message.headers_mut());
+                let topic = MemoryBroker::dead_letter_topic(&self.queue.topic);
+                // Confirmed dead-letter publish first; on failure the delivery is dropped
+                // unsettled and the message is delivered again.
+                MemoryPublisher::store(&self.broker, &topic, message)
+                    .await
+                    .map_err(|e| {
+                        BrokerError::transient("dead-letter", e.reason().to_owned())
+                    })?;
+                self.ack(incoming)
+            }
+        }
+    }
+}
+
+impl Drop for MemorySettler {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.queue.requeue(self.tag);
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Receiving from the in-memory broker.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::broker::BrokerState;
+use super::group_queue::{GroupQueue, Take};
+use super::settler::MemorySettler;
+use crate::broker_error::BrokerError;
+use crate::delivery::Delivery;
+use crate::incoming::{IncomingMessage, Origin};
+use crate::subscriber::Subscriber;
+
+static NEXT_SUBSCRIBER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A [`Subscriber`] of one topic and group of a [`super::MemoryBroker`].
+pub struct MemorySubscriber {
+    id: u64,
+    queue: Arc<GroupQueue>,
+    broker: Arc<BrokerState>,
+    closed: bool,
+}
+
+impl MemorySubscriber {
+    pub(crate) fn new(queue: Arc<GroupQueue>, broker: Arc<BrokerState>) -> Self {
+        Self {
+            id: NEXT_SUBSCRIBER_ID.fetch_add(1, Relaxed),
+            queue,
+            broker,
+            closed: false,
+        }
+    }
+}
+
+#[async_trait]
+impl Subscriber for MemorySubscriber {
+    async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
+        loop {
+            if self.closed {
+                return Ok(None);
+            }
+            let notified = self.queue.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.queue.take(self.id, &self.broker.faults) {
+                Take::Message { tag, entry } => {
+                    let origin = Origin {
+                        topic: self.queue.topic.clone(),
+                        group: self.queue.group.clone(),
+                        partition: None,
+                        offset: i64::try_from(entry.offset).ok(),
+                    };
+                    let incoming = IncomingMessage::new(entry.message, origin, entry.redelivered);
+                    let settler = MemorySettler::new(
+                        Arc::clone(&self.queue),
+                        Arc::clone(&self.broker),
+                        tag,
+                    );
+                    return Ok(Some(Delivery::new(incoming, Box::new(settler))));
+                }
+                Take::Wait(Some(due)) => {
+                    tokio::select! {
+                        _ = notified => {}
+                        _ = tokio::time::sleep_until(due) => {}
+                    }
+                }
+                Take::Wait(None) => notified.await,
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), BrokerError> {
+        if !self.closed {
+            self.closed = true;
+            self.queue.requeue_subscriber(self.id);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for MemorySubscriber {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.queue.requeue_subscriber(self.id);
+        }
+    }
+}

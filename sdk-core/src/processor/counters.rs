@@ -1,0 +1,75 @@
+//! Counters the application can read while the processor runs.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub received: AtomicU64,
+    pub handled: AtomicU64,
+    pub failed_attempts: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub duplicates_skipped: AtomicU64,
+    pub panics: AtomicU64,
+    pub abandoned: AtomicU64,
+    pub settle_errors: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub receive_errors: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Relaxed);
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> CountersSnapshot {
+        CountersSnapshot {
+            received: self.received.load(Relaxed),
+            handled: self.handled.load(Relaxed),
+            failed_attempts: self.failed_attempts.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            dead_lettered: self.dead_lettered.load(Relaxed),
+            duplicates_skipped: self.duplicates_skipped.load(Relaxed),
+            panics: self.panics.load(Relaxed),
+            abandoned: self.abandoned.load(Relaxed),
+            settle_errors: self.settle_errors.load(Relaxed),
+            store_errors: self.store_errors.load(Relaxed),
+            receive_errors: self.receive_errors.load(Relaxed),
+        }
+    }
+}
+
+/// A point-in-time copy of the processor's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Deliveries received from the subscriber (duplicates and redeliveries included).
+    pub received: u64,
+    /// Deliveries whose handler succeeded (their effect happened; see `settle_errors` for acks
+    /// the broker then refused).
+    pub handled: u64,
+    /// Handler attempts that failed (errors and panics).
+    pub failed_attempts: u64,
+    /// Retries scheduled, in process or on the broker.
+    pub retried: u64,
+    /// Messages published to the dead letter and acknowledged.
+    pub dead_lettered: u64,
+    /// Deliveries skipped because the idempotency store had them as done.
+    pub duplicates_skipped: u64,
+    /// Handler panics caught (also counted in `failed_attempts`).
+    pub panics: u64,
+    /// Deliveries given back unsettled (shutdown, failed settlement): the broker redelivers them.
+    pub abandoned: u64,
+    /// Acks, retries or dead letters the broker refused.
+    pub settle_errors: u64,
+    /// Idempotency store operations that failed.
+    pub store_errors: u64,
+    /// Transient receive errors.
+    pub receive_errors: u64,
+}
+
+impl CountersSnapshot {
+    /// Deliveries that reached a final settlement: handled + dead-lettered + duplicates skipped.
+    pub fn settled(&self) -> u64 {
+        self.handled + self.dead_lettered + self.duplicates_skipped
+    }
+}

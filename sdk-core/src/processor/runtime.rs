@@ -1,0 +1,216 @@
+//! The processor's fetch loop, start and graceful shutdown.
+
+use std::sync::Arc;
+
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use super::config::{Ordering, ProcessorBuilder, ProcessorConfig};
+use super::counters::{bump, Counters, CountersSnapshot};
+use super::key_scheduler::{spawn_single, KeyScheduler};
+use super::pipeline::Shared;
+use crate::broker_error::BrokerError;
+use crate::handler::Handler;
+use crate::subscriber::Subscriber;
+
+/// The consumer runtime. It owns acknowledgement; handlers only return results.
+///
+/// For every delivery, in this fixed order: receive → claim in the idempotency store (a
+/// message already done is acknowledged and skipped) → handle → classify the result → ack, or
+/// retry (in process with backoff, then broker-side if the policy says so), or dead-letter (the
+/// dead letter is published with a confirm **before** the original is acknowledged) → record
+/// in the store. A handler panic is caught and counted as a transient failure.
+///
+/// ```
+/// use std::sync::Arc;
+/// use waybill_core::{handler_fn, InMemoryIdempotencyStore, MemoryBroker, Message, Processor, Publisher};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let broker = MemoryBroker::new();
+/// let subscriber = broker.subscriber("orders", "billing").unwrap();
+/// broker.publisher().publish("orders", Message::new("hello").with_key("o-1")).await.unwrap();
+///
+/// let running = Processor::builder("billing")
+///     .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+///     .build()
+///     .unwrap()
+///     .start(subscriber, handler_fn(|_message| async { Ok(()) }));
+/// while running.counters().handled < 1 {
+///     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+/// }
+/// let totals = running.shutdown().await.unwrap();
+/// assert_eq!(totals.handled, 1);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Processor {
+    config: ProcessorConfig,
+}
+
+/// The processor stopped because of an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessorError {
+    /// The subscriber failed permanently (bad credentials, missing queue, ...).
+    #[error("subscriber failed: {0}")]
+    Receive(#[source] BrokerError),
+    /// The subscriber could not be closed cleanly after draining.
+    #[error("subscriber close failed: {0}")]
+    Close(#[source] BrokerError),
+    /// The runtime task itself died (a bug: please report it).
+    #[error("processor task failed: {0}")]
+    Task(String),
+}
+
+impl Processor {
+    /// A builder for the consumer group `group`.
+    pub fn builder(group: impl Into<String>) -> ProcessorBuilder {
+        ProcessorBuilder::new(group.into())
+    }
+
+    pub(crate) fn from_config(config: ProcessorConfig) -> Self {
+        Self { config }
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    /// Starts consuming `subscriber` with `handler` on the current tokio runtime.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start<S, H>(self, subscriber: S, handler: H) -> RunningProcessor
+    where
+        S: Subscriber + 'static,
+        H: Handler,
+    {
+        let (stop, stopping) = watch::channel(false);
+        let counters = Arc::new(Counters::default());
+        let running = match self.config.ordering {
+            Ordering::PerKey if self.config.max_buffered > self.config.concurrency => {
+                Some(Arc::new(Semaphore::new(self.config.concurrency)))
+            }
+            _ => None,
+        };
+        let shared = Arc::new(Shared {
+            config: self.config,
+            handler: Arc::new(handler),
+            counters: Arc::clone(&counters),
+            stopping,
+            running,
+        });
+        let task = tokio::spawn(fetch_loop(subscriber, shared));
+        RunningProcessor {
+            counters,
+            stop,
+            task,
+        }
+    }
+}
+
+/// A started processor. Dropping it stops the processor as [`RunningProcessor::shutdown`]
+/// would, without waiting.
+pub struct RunningProcessor {
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), ProcessorError>>,
+}
+
+impl RunningProcessor {
+    /// The counters right now.
+    pub fn counters(&self) -> CountersSnapshot {
+        self.counters.snapshot()
+    }
+
+    /// Whether the processor has stopped (shutdown finished, subscription ended, or a fatal error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Graceful shutdown: stop fetching, let in-flight messages finish (up to the drain timeout;
+    /// in-process retry waits are cut short and those messages left for redelivery), close the
+    /// subscriber, and return the final counters.
+    ///
+    /// # Errors
+    /// [`ProcessorError`] if the processor had stopped on an error, or closing failed.
+    pub async fn shutdown(self) -> Result<CountersSnapshot, ProcessorError> {
+        let _ = self.stop.send(true);
+        self.wait().await
+    }
+
+    /// Waits until the processor stops by itself (subscription closed or fatal error).
+    ///
+    /// # Errors
+    /// As for [`RunningProcessor::shutdown`].
+    pub async fn wait(self) -> Result<CountersSnapshot, ProcessorError> {
+        let Self {
+            counters,
+            stop: _stop,
+            task,
+        } = self;
+        task.await
+            .map_err(|e| ProcessorError::Task(e.to_string()))??;
+        Ok(counters.snapshot())
+    }
+}
+
+async fn fetch_loop<S: Subscriber>(
+    mut subscriber: S,
+    shared: Arc<Shared>,
+) -> Result<(), ProcessorError> {
+    let config = &shared.config;
+    let buffered = Arc::new(Semaphore::new(config.max_buffered));
+    let keys = Arc::new(KeyScheduler::default());
+    let mut stopping = shared.stopping.clone();
+    let mut receive_failures = 0u32;
+    info!(group = %config.group, concurrency = config.concurrency, ordering = ?config.ordering, "processor started");
+
+    let outcome = loop {
+        let permit = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => break Ok(()),
+            permit = Arc::clone(&buffered).acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        let received = tokio::select! {
+            biased;
+            _ = stopping.wait_for(|s| *s) => break Ok(()),
+            received = subscriber.receive() => received,
+        };
+        match received {
+            Ok(Some(delivery)) => {
+                receive_failures = 0;
+                match config.ordering {
+                    Ordering::PerKey => keys.dispatch(&shared, delivery, permit),
+                    Ordering::Unordered => spawn_single(&shared, delivery, permit),
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) if e.is_transient() => {
+                bump(&shared.counters.receive_errors);
+                receive_failures = receive_failures.saturating_add(1);
+                let wait = config.retry.delay_for(receive_failures);
+                warn!(error = %e, ?wait, "receive failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stopping.wait_for(|s| *s) => break Ok(()),
+                }
+            }
+            Err(e) => break Err(ProcessorError::Receive(e)),
+        }
+    };
+
+    let all = u32::try_from(config.max_buffered).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(config.drain_timeout, buffered.acquire_many(all)).await;
+    if drained.is_err() {
+        warn!(
+            timeout = ?config.drain_timeout,
+            "drain timed out; unfinished messages will be delivered again"
+        );
+    }
+    let closed = subscriber.close().await.map_err(ProcessorError::Close);
+    info!(group = %config.group, "processor stopped");
+    outcome.and(closed)
+}

@@ -1,0 +1,41 @@
+//! The consumer-side contract.
+
+use async_trait::async_trait;
+
+use crate::broker_error::BrokerError;
+use crate::delivery::Delivery;
+
+/// Yields deliveries from one subscription (topic or queue, consumer group).
+///
+/// Several subscribers of the same group share the messages (competing consumers); different
+/// groups each receive every message.
+#[async_trait]
+pub trait Subscriber: Send {
+    /// Waits for the next delivery. `Ok(None)` means the subscription is closed.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: transient ones (connection lost) may be followed by more deliveries once
+    /// the backend reconnected; permanent ones (bad credentials, missing queue) end the stream.
+    ///
+    /// # Cancel safety
+    /// Must be cancel safe: dropping the future before it completes loses no message.
+    async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError>;
+
+    /// Stops receiving. Deliveries still unsettled will be delivered again (to this group),
+    /// and settling them after close may fail. Closing twice is harmless.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the broker connection could not be closed cleanly.
+    async fn close(&mut self) -> Result<(), BrokerError>;
+}
+
+#[async_trait]
+impl<S: Subscriber + ?Sized> Subscriber for Box<S> {
+    async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
+        (**self).receive().await
+    }
+
+    async fn close(&mut self) -> Result<(), BrokerError> {
+        (**self).close().await
+    }
+}
