@@ -1,0 +1,74 @@
+//! Processor throughput on the in-memory broker, against a raw receive-and-ack loop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use waybill_core::{
+    handler_fn, IncomingMessage, InMemoryIdempotencyStore, MemoryBroker, Message, Ordering,
+    Processor, Publisher, Subscriber,
+};
+
+const KEYS: usize = 1_000;
+
+/// Fills a fresh topic with `n` messages over `KEYS` keys.
+async fn filled_broker(n: usize) -> MemoryBroker {
+    let broker = MemoryBroker::new();
+    broker.create_topic("bench").expect("valid topic");
+    let publisher = broker.publisher();
+    for i in 0..n {
+        let m = Message::new(&b"payload-of-some-bytes"[..]).with_key(format!("k{}", i % KEYS));
+        publisher.publish("bench", m).await.expect("in-memory publish");
+    }
+    broker
+}
+
+async fn raw_loop(n: usize) -> Duration {
+    let broker = filled_broker(n).await;
+    let mut sub = broker.subscriber("bench", "raw").expect("subscriber");
+    let started = Instant::now();
+    for _ in 0..n {
+        let d = sub.receive().await.expect("receive").expect("open");
+        d.ack().await.expect("ack");
+    }
+    started.elapsed()
+}
+
+async fn processor_run(n: usize, ordering: Ordering, store: bool) -> Duration {
+    let broker = filled_broker(n).await;
+    let sub = broker.subscriber("bench", "proc").expect("subscriber");
+    let mut builder = Processor::builder("proc").ordering(ordering).concurrency(64);
+    if store {
+        builder = builder.idempotency(Arc::new(InMemoryIdempotencyStore::default()));
+    }
+    let handler = handler_fn(|_m: IncomingMessage| async { Ok(()) });
+    let started = Instant::now();
+    let running = builder.build().expect("valid config").start(sub, handler);
+    while running.counters().handled < n as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = started.elapsed();
+    let totals = running.shutdown().await.expect("clean shutdown");
+    assert_eq!(totals.handled, n as u64, "every message handled once");
+    elapsed
+}
+
+fn rate(n: usize, d: Duration) -> f64 {
+    n as f64 / d.as_secs_f64()
+}
+
+/// Runs every scenario and prints msgs/s and the ratio to the raw loop.
+pub async fn run(n: usize) {
+    println!("processor throughput, in-memory broker, {n} messages, trivial handler, 64 slots");
+    let raw = rate(n, raw_loop(n).await);
+    println!("{:<44} {:>12.0} msgs/s", "raw receive+ack loop (baseline)", raw);
+    let scenarios = [
+        ("processor Unordered", Ordering::Unordered, false),
+        ("processor Unordered + idempotency store", Ordering::Unordered, true),
+        ("processor PerKey (1000 keys)", Ordering::PerKey, false),
+        ("processor PerKey (1000 keys) + idempotency", Ordering::PerKey, true),
+    ];
+    for (name, ordering, store) in scenarios {
+        let r = rate(n, processor_run(n, ordering, store).await);
+        println!("{name:<44} {r:>12.0} msgs/s  {:>5.2}x raw", r / raw);
+    }
+}

@@ -1,0 +1,1 @@
+//! Runnable programs that show waybill end to end; see `src/bin/`.

@@ -1,0 +1,150 @@
+//! A Jepsen-style ledger: what was confirmed versus what arrived.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use crate::message_id::MessageId;
+
+/// Records confirmed publishes and observed effects, then classifies every message.
+///
+/// Thread safe; share it behind an `Arc` between publishers and handlers.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    state: Mutex<LedgerState>,
+}
+
+#[derive(Debug, Default)]
+struct LedgerState {
+    confirmed: HashSet<MessageId>,
+    attempted: HashSet<MessageId>,
+    effects: HashMap<MessageId, u32>,
+    order: HashMap<String, Vec<u64>>,
+}
+
+/// The classification of a run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LedgerReport {
+    /// Confirmed messages whose effect happened exactly once.
+    pub delivered: usize,
+    /// Confirmed messages with no effect.
+    pub lost: Vec<MessageId>,
+    /// Messages whose effect happened more than once.
+    pub duplicated: Vec<MessageId>,
+    /// Effects of messages nobody tried to publish.
+    pub unexpected: Vec<MessageId>,
+    /// Effects of messages whose publish was not confirmed (ambiguous outcomes that made it).
+    pub unconfirmed_delivered: usize,
+    /// Keys whose effects did not follow their sequence numbers.
+    pub order_violations: Vec<String>,
+}
+
+impl LedgerReport {
+    /// Whether nothing confirmed was lost, nothing duplicated, nothing unexpected, order held.
+    pub fn is_clean(&self) -> bool {
+        self.lost.is_empty()
+            && self.duplicated.is_empty()
+            && self.unexpected.is_empty()
+            && self.order_violations.is_empty()
+    }
+}
+
+impl Ledger {
+    /// An empty ledger.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A publish of `id` is about to be attempted.
+    pub fn attempted(&self, id: MessageId) {
+        self.lock().attempted.insert(id);
+    }
+
+    /// The broker confirmed `id`.
+    pub fn confirmed(&self, id: MessageId) {
+        let mut state = self.lock();
+        state.attempted.insert(id);
+        state.confirmed.insert(id);
+    }
+
+    /// A handler's effect for `id` happened; `key`/`sequence` (if given) are checked for order.
+    pub fn effect(&self, id: MessageId, key_and_sequence: Option<(&str, u64)>) {
+        let mut state = self.lock();
+        *state.effects.entry(id).or_default() += 1;
+        if let Some((key, seq)) = key_and_sequence {
+            state.order.entry(key.to_owned()).or_default().push(seq);
+        }
+    }
+
+    /// Number of distinct messages with an effect.
+    pub fn effects(&self) -> usize {
+        self.lock().effects.len()
+    }
+
+    /// Classifies the run.
+    pub fn report(&self) -> LedgerReport {
+        let state = self.lock();
+        let mut report = LedgerReport::default();
+        for id in &state.confirmed {
+            match state.effects.get(id) {
+                None => report.lost.push(*id),
+                Some(1) => report.delivered += 1,
+                Some(_) => {}
+            }
+        }
+        for (id, count) in &state.effects {
+            if *count > 1 {
+                report.duplicated.push(*id);
+            }
+            if !state.attempted.contains(id) {
+                report.unexpected.push(*id);
+            } else if !state.confirmed.contains(id) {
+                report.unconfirmed_delivered += 1;
+            }
+        }
+        for (key, seqs) in &state.order {
+            if seqs.windows(2).any(|w| w[0] >= w[1]) {
+                report.order_violations.push(key.clone());
+            }
+        }
+        report.order_violations.sort();
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_every_kind() {
+        let ledger = Ledger::new();
+        let (ok, lost, dup, stranger, ambiguous) = (
+            MessageId::new(),
+            MessageId::new(),
+            MessageId::new(),
+            MessageId::new(),
+            MessageId::new(),
+        );
+        for id in [ok, lost, dup] {
+            ledger.confirmed(id);
+        }
+        ledger.attempted(ambiguous);
+        ledger.effect(ok, Some(("k", 1)));
+        ledger.effect(dup, Some(("k", 2)));
+        ledger.effect(dup, None);
+        ledger.effect(stranger, Some(("j", 2)));
+        ledger.effect(ambiguous, Some(("j", 1)));
+        let r = ledger.report();
+        assert_eq!(r.delivered, 1);
+        assert_eq!(r.lost, vec![lost]);
+        assert_eq!(r.duplicated, vec![dup]);
+        assert_eq!(r.unexpected, vec![stranger]);
+        assert_eq!(r.unconfirmed_delivered, 1);
+        assert_eq!(r.order_violations, vec!["j".to_owned()]);
+        assert!(!r.is_clean());
+    }
+}
