@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use waybill_core::{
-    handler_fn, IncomingMessage, InMemoryIdempotencyStore, MemoryBroker, Message, Ordering,
+    handler_fn, InMemoryIdempotencyStore, IncomingMessage, MemoryBroker, Message, Ordering,
     Processor, Publisher, Subscriber,
 };
 
@@ -17,7 +17,10 @@ async fn filled_broker(n: usize) -> MemoryBroker {
     let publisher = broker.publisher();
     for i in 0..n {
         let m = Message::new(&b"payload-of-some-bytes"[..]).with_key(format!("k{}", i % KEYS));
-        publisher.publish("bench", m).await.expect("in-memory publish");
+        publisher
+            .publish("bench", m)
+            .await
+            .expect("in-memory publish");
     }
     broker
 }
@@ -36,7 +39,9 @@ async fn raw_loop(n: usize) -> Duration {
 async fn processor_run(n: usize, ordering: Ordering, store: bool) -> Duration {
     let broker = filled_broker(n).await;
     let sub = broker.subscriber("bench", "proc").expect("subscriber");
-    let mut builder = Processor::builder("proc").ordering(ordering).concurrency(64);
+    let mut builder = Processor::builder("proc")
+        .ordering(ordering)
+        .concurrency(64);
     if store {
         builder = builder.idempotency(Arc::new(InMemoryIdempotencyStore::default()));
     }
@@ -60,12 +65,23 @@ fn rate(n: usize, d: Duration) -> f64 {
 pub async fn run(n: usize) {
     println!("processor throughput, in-memory broker, {n} messages, trivial handler, 64 slots");
     let raw = rate(n, raw_loop(n).await);
-    println!("{:<44} {:>12.0} msgs/s", "raw receive+ack loop (baseline)", raw);
+    println!(
+        "{:<44} {:>12.0} msgs/s",
+        "raw receive+ack loop (baseline)", raw
+    );
     let scenarios = [
         ("processor Unordered", Ordering::Unordered, false),
-        ("processor Unordered + idempotency store", Ordering::Unordered, true),
+        (
+            "processor Unordered + idempotency store",
+            Ordering::Unordered,
+            true,
+        ),
         ("processor PerKey (1000 keys)", Ordering::PerKey, false),
-        ("processor PerKey (1000 keys) + idempotency", Ordering::PerKey, true),
+        (
+            "processor PerKey (1000 keys) + idempotency",
+            Ordering::PerKey,
+            true,
+        ),
     ];
     for (name, ordering, store) in scenarios {
         let r = rate(n, processor_run(n, ordering, store).await);

@@ -111,10 +111,10 @@ impl DeadLetterRecord {
         let origin = incoming.origin();
         Self {
             message_id: incoming.message().id(),
-            origin: origin.topic.clone(),
+            origin: origin.topic.to_string(),
             partition: origin.partition,
             offset: origin.offset,
-            group: origin.group.clone(),
+            group: origin.group.to_string(),
             attempts,
             first_failure_at,
             last_failure_at,

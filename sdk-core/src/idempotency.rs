@@ -67,12 +67,8 @@ pub trait IdempotencyStore: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the store is unreachable; the runtime then does not handle the message.
-    async fn claim(
-        &self,
-        group: &str,
-        id: MessageId,
-        lease: Duration,
-    ) -> Result<Claim, StoreError>;
+    async fn claim(&self, group: &str, id: MessageId, lease: Duration)
+        -> Result<Claim, StoreError>;
 
     /// Marks `id` as handled: later claims answer `AlreadyDone`.
     ///

@@ -1,5 +1,6 @@
 //! A message as a consumer sees it: the message plus where it came from.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::header_names;
@@ -9,10 +10,10 @@ use crate::wire_time;
 /// Where a delivered message was consumed from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Origin {
-    /// Topic or queue the message was consumed from.
-    pub topic: String,
+    /// Topic or queue the message was consumed from (shared, cheap to clone).
+    pub topic: Arc<str>,
     /// Consumer group (Kafka group, RabbitMQ subscription queue, RocketMQ consumer group).
-    pub group: String,
+    pub group: Arc<str>,
     /// Partition (Kafka) or queue id (RocketMQ), when the broker has one.
     pub partition: Option<i32>,
     /// Offset of this delivery within the partition or queue, when the broker has one.

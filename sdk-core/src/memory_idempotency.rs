@@ -167,7 +167,10 @@ mod tests {
             "an expired lease is taken over"
         );
         store.complete("g", id).await.unwrap();
-        assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::AlreadyDone);
+        assert_eq!(
+            store.claim("g", id, lease).await.unwrap(),
+            Claim::AlreadyDone
+        );
         store.release("g", id).await.unwrap();
         assert_eq!(
             store.claim("g", id, lease).await.unwrap(),
@@ -177,6 +180,10 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(61)).await;
         store.purge_expired();
-        assert_eq!(store.len(), 0, "lapsed leases and old completions are purged");
+        assert_eq!(
+            store.len(),
+            0,
+            "lapsed leases and old completions are purged"
+        );
     }
 }

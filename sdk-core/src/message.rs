@@ -176,12 +176,10 @@ impl Message {
                 value: id_text.clone(),
             })?;
         let created_at = match headers.remove(header_names::CREATED_AT) {
-            Some(text) => {
-                wire_time::parse_millis(&text).ok_or(WireError::InvalidHeader {
-                    name: header_names::CREATED_AT,
-                    value: text,
-                })?
-            }
+            Some(text) => wire_time::parse_millis(&text).ok_or(WireError::InvalidHeader {
+                name: header_names::CREATED_AT,
+                value: text,
+            })?,
             None => SystemTime::now(),
         };
         let header_key = headers.remove(header_names::KEY);
@@ -202,12 +200,8 @@ mod tests {
     #[test]
     fn wire_round_trip_keeps_identity() {
         let original = Message::new("p").with_key("k").with_header("a", "1");
-        let decoded = Message::from_wire(
-            None,
-            original.payload().clone(),
-            original.wire_headers(),
-        )
-        .unwrap();
+        let decoded =
+            Message::from_wire(None, original.payload().clone(), original.wire_headers()).unwrap();
         assert_eq!(decoded.id(), original.id());
         assert_eq!(decoded.key(), Some("k"));
         assert_eq!(decoded.headers(), original.headers());

@@ -188,7 +188,10 @@ impl RetryPolicyBuilder {
             return Err(ConfigError::new("retry.max_attempts", "must be at least 1"));
         }
         if p.min_delay.is_zero() {
-            return Err(ConfigError::new("retry.min_delay", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "retry.min_delay",
+                "must be greater than zero",
+            ));
         }
         if p.max_delay < p.min_delay {
             return Err(ConfigError::new(
@@ -247,16 +250,29 @@ mod tests {
         let p = policy().jitter(true).build().unwrap();
         for n in 1..=5 {
             let d = p.delay_for(n);
-            assert!(d >= Duration::from_millis(10) && d <= Duration::from_millis(160), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(10) && d <= Duration::from_millis(160),
+                "{d:?}"
+            );
         }
     }
 
     #[test]
     fn decides_in_process_then_broker_then_give_up() {
-        let p = policy().max_attempts(4).in_process_attempts(2).build().unwrap();
+        let p = policy()
+            .max_attempts(4)
+            .in_process_attempts(2)
+            .build()
+            .unwrap();
         let now = SystemTime::now();
-        assert!(matches!(p.decide(1, 1, now, None), RetryDecision::InProcess(_)));
-        assert!(matches!(p.decide(2, 2, now, None), RetryDecision::Broker(_)));
+        assert!(matches!(
+            p.decide(1, 1, now, None),
+            RetryDecision::InProcess(_)
+        ));
+        assert!(matches!(
+            p.decide(2, 2, now, None),
+            RetryDecision::Broker(_)
+        ));
         assert_eq!(p.decide(4, 1, now, None), RetryDecision::GiveUp);
         assert_eq!(
             p.decide(1, 1, now, Some(Duration::from_secs(3))),
@@ -266,7 +282,10 @@ mod tests {
 
     #[test]
     fn gives_up_past_max_elapsed() {
-        let p = policy().max_elapsed(Duration::from_secs(1)).build().unwrap();
+        let p = policy()
+            .max_elapsed(Duration::from_secs(1))
+            .build()
+            .unwrap();
         let long_ago = SystemTime::now() - Duration::from_secs(5);
         assert_eq!(p.decide(1, 1, long_ago, None), RetryDecision::GiveUp);
     }
@@ -276,10 +295,19 @@ mod tests {
         let field = |b: RetryPolicyBuilder| b.build().unwrap_err().field();
         assert_eq!(field(policy().max_attempts(0)), "retry.max_attempts");
         assert_eq!(field(policy().min_delay(Duration::ZERO)), "retry.min_delay");
-        assert_eq!(field(policy().max_delay(Duration::from_millis(1))), "retry.max_delay");
+        assert_eq!(
+            field(policy().max_delay(Duration::from_millis(1))),
+            "retry.max_delay"
+        );
         assert_eq!(field(policy().factor(0.5)), "retry.factor");
         assert_eq!(field(policy().factor(f32::NAN)), "retry.factor");
-        assert_eq!(field(policy().in_process_attempts(0)), "retry.in_process_attempts");
-        assert_eq!(field(policy().max_elapsed(Duration::ZERO)), "retry.max_elapsed");
+        assert_eq!(
+            field(policy().in_process_attempts(0)),
+            "retry.in_process_attempts"
+        );
+        assert_eq!(
+            field(policy().max_elapsed(Duration::ZERO)),
+            "retry.max_elapsed"
+        );
     }
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use waybill_core::testkit::conformance::{run, ConformanceTarget, MemoryTarget, Scale};
 use waybill_core::{
-    BoxError, BrokerError, BrokerPosition, Capabilities, Message, PublishError, Publisher,
-    Receipt, Subscriber,
+    BoxError, BrokerError, BrokerPosition, Capabilities, Message, PublishError, Publisher, Receipt,
+    Subscriber,
 };
 
 /// Confirms every seventh publish without storing it.
@@ -82,6 +82,9 @@ async fn a_backend_that_loses_confirmed_messages_fails_the_suite() {
         "many_publishers_and_subscribers_lose_nothing",
         "processor_keeps_per_key_order_under_retries",
     ] {
-        assert!(failed.contains(&case), "{case} should fail against a lossy backend:\n{report}");
+        assert!(
+            failed.contains(&case),
+            "{case} should fail against a lossy backend:\n{report}"
+        );
     }
 }

@@ -16,8 +16,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use waybill_core::{
     handler_fn, AckFault, DeadLetterRecord, DeliveryFault, HandlerError, InMemoryIdempotencyStore,
-    IncomingMessage, MemoryBroker, Message, MessageId, Ordering, Processor, Publisher,
-    RetryPolicy,
+    IncomingMessage, MemoryBroker, Message, MessageId, Ordering, Processor, Publisher, RetryPolicy,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,8 +103,13 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
                 }
             })
             .collect();
-        let index: Arc<HashMap<MessageId, usize>> =
-            Arc::new(messages.iter().enumerate().map(|(i, m)| (m.id(), i)).collect());
+        let index: Arc<HashMap<MessageId, usize>> = Arc::new(
+            messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.id(), i))
+                .collect(),
+        );
         let plans = Arc::new(plans);
         let world: Arc<Mutex<World>> = Arc::default();
 
@@ -121,8 +125,12 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
             });
         }
         {
-            let (index, plans, world, broker2) =
-                (Arc::clone(&index), Arc::clone(&plans), Arc::clone(&world), broker.clone());
+            let (index, plans, world, broker2) = (
+                Arc::clone(&index),
+                Arc::clone(&plans),
+                Arc::clone(&world),
+                broker.clone(),
+            );
             let dlq = dlq.clone();
             broker.faults().on_ack(move |ctx| {
                 let id = ctx.message.id();
@@ -148,9 +156,11 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
         }
 
         let handler = {
-            let (index, plans, world) = (Arc::clone(&index), Arc::clone(&plans), Arc::clone(&world));
+            let (index, plans, world) =
+                (Arc::clone(&index), Arc::clone(&plans), Arc::clone(&world));
             handler_fn(move |m: IncomingMessage| {
-                let (index, plans, world) = (Arc::clone(&index), Arc::clone(&plans), Arc::clone(&world));
+                let (index, plans, world) =
+                    (Arc::clone(&index), Arc::clone(&plans), Arc::clone(&world));
                 async move {
                     let id = m.message().id();
                     let i = index[&id];
@@ -211,7 +221,10 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
             waited += 1;
         }
         let counters = running.shutdown().await.expect("shutdown");
-        prop_assert!(resolved(&broker), "not every message resolved: {counters:?}");
+        prop_assert!(
+            resolved(&broker),
+            "not every message resolved: {counters:?}"
+        );
 
         let dead = broker.messages(&dlq);
         let w = world.lock().unwrap();
@@ -221,7 +234,10 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
             let letters: Vec<_> = dead.iter().filter(|d| d.id() == m.id()).collect();
             prop_assert!(effects <= 1, "message {i} had {effects} effects");
             if effects == 0 {
-                prop_assert!(!letters.is_empty(), "message {i} neither handled nor dead-lettered");
+                prop_assert!(
+                    !letters.is_empty(),
+                    "message {i} neither handled nor dead-lettered"
+                );
             }
             for letter in &letters {
                 let record = DeadLetterRecord::read_from(letter.headers());

@@ -119,6 +119,7 @@ impl MemoryBroker {
                     message: message.clone(),
                     offset: offset as u64,
                     redelivered: false,
+                    fault_applied: false,
                 });
                 Arc::new(GroupQueue::new(topic.to_owned(), group.to_owned(), backlog))
             }))
@@ -174,6 +175,7 @@ impl BrokerState {
                 message: message.clone(),
                 offset,
                 redelivered: false,
+                fault_applied: false,
             });
         }
         entry.log.push(message);
@@ -207,7 +209,10 @@ impl MemoryBrokerBuilder {
     /// [`ConfigError`] for `max_message_bytes` when zero.
     pub fn build(self) -> Result<MemoryBroker, ConfigError> {
         if self.max_message_bytes == 0 {
-            return Err(ConfigError::new("max_message_bytes", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "max_message_bytes",
+                "must be greater than zero",
+            ));
         }
         Ok(MemoryBroker {
             state: Arc::new(BrokerState {

@@ -123,7 +123,10 @@ impl FaultInjector {
     }
 
     /// Sets the acknowledgement hook (replacing any earlier one).
-    pub fn on_ack(&self, hook: impl Fn(&AckContext<'_>) -> Option<AckFault> + Send + Sync + 'static) {
+    pub fn on_ack(
+        &self,
+        hook: impl Fn(&AckContext<'_>) -> Option<AckFault> + Send + Sync + 'static,
+    ) {
         self.update(|h| h.ack = Some(Arc::new(hook)));
     }
 

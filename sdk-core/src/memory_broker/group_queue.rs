@@ -1,7 +1,7 @@
 //! One consumer group's queue on one topic: ready, delayed and in-flight messages.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -15,6 +15,8 @@ pub(crate) struct Entry {
     pub message: Message,
     pub offset: u64,
     pub redelivered: bool,
+    /// Set when a delivery fault already delayed this entry: it is not asked again.
+    pub fault_applied: bool,
 }
 
 #[derive(Default)]
@@ -35,8 +37,8 @@ pub(crate) enum Take {
 }
 
 pub(crate) struct GroupQueue {
-    pub topic: String,
-    pub group: String,
+    pub topic: Arc<str>,
+    pub group: Arc<str>,
     state: Mutex<QueueState>,
     pub notify: Notify,
 }
@@ -48,8 +50,8 @@ impl GroupQueue {
             ..QueueState::default()
         };
         Self {
-            topic,
-            group,
+            topic: topic.into(),
+            group: group.into(),
             state: Mutex::new(state),
             notify: Notify::new(),
         }
@@ -81,14 +83,21 @@ impl GroupQueue {
             let Some(entry) = state.ready.pop_front() else {
                 return Take::Wait(state.delayed.keys().next().map(|k| k.0));
             };
-            let fault = faults.delivery_fault(&DeliveryContext {
-                topic: &self.topic,
-                group: &self.group,
-                message: &entry.message,
-                redelivered: entry.redelivered,
-            });
+            let fault = if entry.fault_applied {
+                None
+            } else {
+                faults.delivery_fault(&DeliveryContext {
+                    topic: &self.topic,
+                    group: &self.group,
+                    message: &entry.message,
+                    redelivered: entry.redelivered,
+                })
+            };
+            let mut entry = entry;
+            entry.fault_applied = false;
             match fault {
                 Some(DeliveryFault::Delay(d)) => {
+                    entry.fault_applied = true;
                     let seq = state.next_delay_seq;
                     state.next_delay_seq += 1;
                     state.delayed.insert((now + d, seq), entry);
@@ -97,6 +106,7 @@ impl GroupQueue {
                 Some(DeliveryFault::Duplicate) => {
                     let mut copy = entry.clone();
                     copy.redelivered = true;
+                    copy.fault_applied = true;
                     state.ready.push_back(copy);
                 }
                 None => {}

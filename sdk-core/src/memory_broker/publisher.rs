@@ -81,13 +81,25 @@ impl MemoryPublisher {
                 false
             }
             Some(PublishFault::NotSent) => {
-                return Err(PublishError::not_sent(topic, message, "injected fault: refused"))
+                return Err(PublishError::not_sent(
+                    topic,
+                    message,
+                    "injected fault: refused",
+                ))
             }
             Some(PublishFault::Permanent) => {
-                return Err(PublishError::permanent(topic, message, "injected fault: rejected"))
+                return Err(PublishError::permanent(
+                    topic,
+                    message,
+                    "injected fault: rejected",
+                ))
             }
             Some(PublishFault::Ambiguous { stored: false }) => {
-                return Err(PublishError::ambiguous(topic, message, "injected fault: confirm lost"))
+                return Err(PublishError::ambiguous(
+                    topic,
+                    message,
+                    "injected fault: confirm lost",
+                ))
             }
             Some(PublishFault::Ambiguous { stored: true }) => true,
         };
@@ -123,7 +135,11 @@ impl Publisher for MemoryPublisher {
         self.lifecycle.in_flight.fetch_add(1, SeqCst);
         let _guard = InFlight(&self.lifecycle);
         if self.lifecycle.closed.load(SeqCst) {
-            return Err(PublishError::not_sent(topic, message, "publisher is closed"));
+            return Err(PublishError::not_sent(
+                topic,
+                message,
+                "publisher is closed",
+            ));
         }
         Self::store(&self.broker, topic, message).await
     }

@@ -51,7 +51,10 @@ impl MemorySettler {
             return Err(BrokerError::transient("ack", "injected fault: ack lost"));
         }
         self.settled = true;
-        self.queue.complete(self.tag).map(|_| ()).ok_or_else(|| Self::gone("ack"))
+        self.queue
+            .complete(self.tag)
+            .map(|_| ())
+            .ok_or_else(|| Self::gone("ack"))
     }
 }
 
@@ -71,6 +74,7 @@ impl Settle for MemorySettler {
                     message,
                     offset: incoming.origin().offset.unwrap_or_default() as u64,
                     redelivered: false,
+                    fault_applied: false,
                 };
                 self.settled = true;
                 if self
@@ -94,9 +98,7 @@ impl Settle for MemorySettler {
                 // unsettled and the message is delivered again.
                 MemoryPublisher::store(&self.broker, &topic, message)
                     .await
-                    .map_err(|e| {
-                        BrokerError::transient("dead-letter", e.reason().to_owned())
-                    })?;
+                    .map_err(|e| BrokerError::transient("dead-letter", e.reason().to_owned()))?;
                 self.ack(incoming)
             }
         }

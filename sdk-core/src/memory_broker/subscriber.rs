@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::broker::BrokerState;
-use super::group_queue::{GroupQueue, Take};
+use super::group_queue::{Entry, GroupQueue, Take};
 use super::settler::MemorySettler;
 use crate::broker_error::BrokerError;
 use crate::delivery::Delivery;
@@ -24,6 +24,18 @@ pub struct MemorySubscriber {
 }
 
 impl MemorySubscriber {
+    fn delivery(&self, tag: u64, entry: Entry) -> Delivery {
+        let origin = Origin {
+            topic: Arc::clone(&self.queue.topic),
+            group: Arc::clone(&self.queue.group),
+            partition: None,
+            offset: i64::try_from(entry.offset).ok(),
+        };
+        let incoming = IncomingMessage::new(entry.message, origin, entry.redelivered);
+        let settler = MemorySettler::new(Arc::clone(&self.queue), Arc::clone(&self.broker), tag);
+        Delivery::new(incoming, Box::new(settler))
+    }
+
     pub(crate) fn new(queue: Arc<GroupQueue>, broker: Arc<BrokerState>) -> Self {
         Self {
             id: NEXT_SUBSCRIBER_ID.fetch_add(1, Relaxed),
@@ -41,25 +53,15 @@ impl Subscriber for MemorySubscriber {
             if self.closed {
                 return Ok(None);
             }
+            // Fast path: take without registering for a wake-up.
+            if let Take::Message { tag, entry } = self.queue.take(self.id, &self.broker.faults) {
+                return Ok(Some(self.delivery(tag, entry)));
+            }
             let notified = self.queue.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             match self.queue.take(self.id, &self.broker.faults) {
-                Take::Message { tag, entry } => {
-                    let origin = Origin {
-                        topic: self.queue.topic.clone(),
-                        group: self.queue.group.clone(),
-                        partition: None,
-                        offset: i64::try_from(entry.offset).ok(),
-                    };
-                    let incoming = IncomingMessage::new(entry.message, origin, entry.redelivered);
-                    let settler = MemorySettler::new(
-                        Arc::clone(&self.queue),
-                        Arc::clone(&self.broker),
-                        tag,
-                    );
-                    return Ok(Some(Delivery::new(incoming, Box::new(settler))));
-                }
+                Take::Message { tag, entry } => return Ok(Some(self.delivery(tag, entry))),
                 Take::Wait(Some(due)) => {
                     tokio::select! {
                         _ = notified => {}

@@ -177,7 +177,10 @@ impl ProcessorBuilder {
             return Err(ConfigError::new("claim_lease", "must be greater than zero"));
         }
         if config.drain_timeout.is_zero() {
-            return Err(ConfigError::new("drain_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "drain_timeout",
+                "must be greater than zero",
+            ));
         }
         Ok(crate::Processor::from_config(config))
     }

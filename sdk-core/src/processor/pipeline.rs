@@ -104,12 +104,12 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) {
         copy_failures += 1;
         let decision = match failure.class {
             ErrorClass::Permanent => RetryDecision::GiveUp,
-            ErrorClass::Transient | ErrorClass::Panic => shared.config.retry.decide(
-                attempt,
-                copy_failures,
-                first,
-                failure.requested_delay,
-            ),
+            ErrorClass::Transient | ErrorClass::Panic => {
+                shared
+                    .config
+                    .retry
+                    .decide(attempt, copy_failures, first, failure.requested_delay)
+            }
         };
         debug!(attempt, class = %failure.class, error = %failure.text, ?decision, "attempt failed");
         match decision {
@@ -187,7 +187,11 @@ async fn claim(
     }
 }
 
-async fn release(shared: &Shared, store: Option<&dyn IdempotencyStore>, incoming: &IncomingMessage) {
+async fn release(
+    shared: &Shared,
+    store: Option<&dyn IdempotencyStore>,
+    incoming: &IncomingMessage,
+) {
     if let Some(store) = store {
         if let Err(e) = store
             .release(&shared.config.group, incoming.message().id())

@@ -169,15 +169,22 @@ async fn fetch_loop<S: Subscriber>(
     info!(group = %config.group, concurrency = config.concurrency, ordering = ?config.ordering, "processor started");
 
     let outcome = loop {
-        let permit = tokio::select! {
-            biased;
-            _ = stopping.wait_for(|s| *s) => break Ok(()),
-            permit = Arc::clone(&buffered).acquire_owned() => permit.expect("semaphore never closed"),
+        if *stopping.borrow() {
+            break Ok(());
+        }
+        let permit = match Arc::clone(&buffered).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::select! {
+                biased;
+                _ = stopping.wait_for(|s| *s) => break Ok(()),
+                permit = Arc::clone(&buffered).acquire_owned() => permit.expect("semaphore never closed"),
+            },
         };
+        // Receive first: a shutdown request is seen at the top of the next iteration anyway.
         let received = tokio::select! {
             biased;
-            _ = stopping.wait_for(|s| *s) => break Ok(()),
             received = subscriber.receive() => received,
+            _ = stopping.wait_for(|s| *s) => break Ok(()),
         };
         match received {
             Ok(Some(delivery)) => {

@@ -46,7 +46,11 @@ async fn drain_together(
                     Ok(Err(e)) => return Err(format!("receive failed: {e}")),
                     Ok(Ok(None)) => return Err("subscription ended".to_owned()),
                     Ok(Ok(Some(d))) => {
-                        *seen.lock().unwrap().entry(d.message().message().id()).or_default() += 1;
+                        *seen
+                            .lock()
+                            .unwrap()
+                            .entry(d.message().message().id())
+                            .or_default() += 1;
                         d.ack().await.map_err(fail("ack"))?;
                     }
                 }
@@ -56,8 +60,14 @@ async fn drain_together(
     let results: Vec<Result<(), String>> = join_all(workers).await;
     let seen = seen.lock().unwrap().clone();
     if seen.len() < expected {
-        let why = results.into_iter().find_map(Result::err).unwrap_or_default();
-        return Err(format!("{} of {expected} messages arrived: {why}", seen.len()));
+        let why = results
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap_or_default();
+        return Err(format!(
+            "{} of {expected} messages arrived: {why}",
+            seen.len()
+        ));
     }
     Ok(seen)
 }
@@ -69,7 +79,11 @@ async fn competing_consumers_lose_nothing(t: &dyn ConformanceTarget) -> Result<(
     let group = unique("g");
     let mut subs = Vec::new();
     for _ in 0..3 {
-        subs.push(t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?);
+        subs.push(
+            t.subscriber(&topic, &group)
+                .await
+                .map_err(fail("subscriber"))?,
+        );
     }
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 20);
@@ -93,7 +107,11 @@ async fn many_publishers_and_subscribers_lose_nothing(
     let group = unique("g");
     let mut subs = Vec::new();
     for _ in 0..scale.subscribers {
-        subs.push(t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?);
+        subs.push(
+            t.subscriber(&topic, &group)
+                .await
+                .map_err(fail("subscriber"))?,
+        );
     }
     let mut publishers = Vec::new();
     for _ in 0..scale.publishers {
@@ -117,7 +135,10 @@ async fn many_publishers_and_subscribers_lose_nothing(
     let seen = seen?;
     let lost = ids.iter().filter(|id| !seen.contains_key(id)).count();
     if lost > 0 || seen.len() != total {
-        return Err(format!("{lost} of {total} lost, {} distinct seen", seen.len()));
+        return Err(format!(
+            "{lost} of {total} lost, {} distinct seen",
+            seen.len()
+        ));
     }
     Ok(())
 }
@@ -126,8 +147,14 @@ async fn independent_groups_each_get_everything(t: &dyn ConformanceTarget) -> Re
     let scale = t.scale();
     let n = scale.messages;
     let topic = topic(t, "groups").await?;
-    let mut a = t.subscriber(&topic, &unique("ga")).await.map_err(fail("subscriber a"))?;
-    let mut b = t.subscriber(&topic, &unique("gb")).await.map_err(fail("subscriber b"))?;
+    let mut a = t
+        .subscriber(&topic, &unique("ga"))
+        .await
+        .map_err(fail("subscriber a"))?;
+    let mut b = t
+        .subscriber(&topic, &unique("gb"))
+        .await
+        .map_err(fail("subscriber b"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 4);
     let ids: Vec<_> = sent.iter().map(Message::id).collect();
@@ -146,7 +173,10 @@ async fn close_and_reopen_midstream_loses_nothing(t: &dyn ConformanceTarget) -> 
     let topic = topic(t, "reopen").await?;
     let group = unique("g");
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
-    let mut first = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let mut first = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let sent = numbered(n, 4);
     let ids: Vec<_> = sent.iter().map(Message::id).collect();
     publish_all(publisher.as_ref(), &topic, sent).await?;
@@ -163,12 +193,17 @@ async fn close_and_reopen_midstream_loses_nothing(t: &dyn ConformanceTarget) -> 
 
 async fn closed_subscriber_ends_its_stream(t: &dyn ConformanceTarget) -> Result<(), String> {
     let topic = topic(t, "closesub").await?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     sub.close().await.map_err(fail("close"))?;
     sub.close().await.map_err(fail("second close"))?;
     match next(sub.as_mut(), Instant::now() + t.scale().quiet_period).await {
         Err(e) if e.contains("ended") => Ok(()),
-        Err(e) => Err(format!("receive after close should return None at once: {e}")),
+        Err(e) => Err(format!(
+            "receive after close should return None at once: {e}"
+        )),
         Ok(_) => Err("a closed subscriber delivered a message".to_owned()),
     }
 }

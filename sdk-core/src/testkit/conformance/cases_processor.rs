@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::support::{fail, numbered, publish_all, receive_acked, seq_of, topic, unique, wait_until};
+use super::support::{
+    fail, numbered, publish_all, receive_acked, seq_of, topic, unique, wait_until,
+};
 use super::{case, Case, ConformanceTarget};
 use crate::dead_letter::{DeadLetterRecord, ErrorClass};
 use crate::handler::{handler_fn, HandlerError};
@@ -44,7 +46,10 @@ async fn processor_keeps_per_key_order_under_retries(
     let n = scale.messages.max(50);
     let topic = topic(t, "order").await?;
     let group = unique("g");
-    let subscriber = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let subscriber = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 10);
     let ledger = Arc::new(Ledger::new());
@@ -59,7 +64,8 @@ async fn processor_keeps_per_key_order_under_retries(
         handler_fn(move |m: IncomingMessage| {
             let (ledger, attempts) = (Arc::clone(&ledger), Arc::clone(&attempts));
             async move {
-                let (key, seq) = key_and_seq(&m).ok_or_else(|| HandlerError::permanent("no key"))?;
+                let (key, seq) =
+                    key_and_seq(&m).ok_or_else(|| HandlerError::permanent("no key"))?;
                 let tries = {
                     let mut a = attempts.lock().unwrap();
                     let t = a.entry(m.message().id()).or_default();
@@ -67,7 +73,9 @@ async fn processor_keeps_per_key_order_under_retries(
                     *t
                 };
                 if seq % 3 == 0 && tries == 1 {
-                    return Err(HandlerError::transient("first attempt of every third message fails"));
+                    return Err(HandlerError::transient(
+                        "first attempt of every third message fails",
+                    ));
                 }
                 ledger.effect(m.message().id(), Some((&key, seq)));
                 Ok(())
@@ -101,7 +109,10 @@ async fn processor_gives_republished_duplicates_one_effect(
     let n = scale.messages;
     let topic = topic(t, "dedupe").await?;
     let group = unique("g");
-    let subscriber = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let subscriber = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 0);
     let ledger = Arc::new(Ledger::new());
@@ -143,12 +154,17 @@ async fn processor_gives_republished_duplicates_one_effect(
     Ok(())
 }
 
-async fn processor_dead_letters_permanent_failures(t: &dyn ConformanceTarget) -> Result<(), String> {
+async fn processor_dead_letters_permanent_failures(
+    t: &dyn ConformanceTarget,
+) -> Result<(), String> {
     let scale = t.scale();
     let n = scale.messages;
     let topic = topic(t, "poison").await?;
     let group = unique("g");
-    let subscriber = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let subscriber = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let mut dead = t
         .dead_letter_subscriber(&topic, &group)
         .await
@@ -157,7 +173,13 @@ async fn processor_dead_letters_permanent_failures(t: &dyn ConformanceTarget) ->
     let sent: Vec<Message> = numbered(n, 5)
         .into_iter()
         .enumerate()
-        .map(|(i, m)| if i % 5 == 0 { m.with_header("x-poison", "1") } else { m })
+        .map(|(i, m)| {
+            if i % 5 == 0 {
+                m.with_header("x-poison", "1")
+            } else {
+                m
+            }
+        })
         .collect();
     let poison: Vec<MessageId> = sent
         .iter()

@@ -25,13 +25,21 @@ pub(super) fn cases() -> Vec<Case> {
 
 async fn publish_is_confirmed_and_delivered(t: &dyn ConformanceTarget) -> Result<(), String> {
     let topic = topic(t, "confirm").await?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let message = Message::new("hello").with_key("k");
     let id = message.id();
-    let receipt = publisher.publish(&topic, message).await.map_err(fail("publish"))?;
+    let receipt = publisher
+        .publish(&topic, message)
+        .await
+        .map_err(fail("publish"))?;
     if receipt.message_id != id || receipt.topic != topic {
-        return Err(format!("receipt {receipt:?} does not name message {id} on {topic}"));
+        return Err(format!(
+            "receipt {receipt:?} does not name message {id} on {topic}"
+        ));
     }
     let got = receive_acked(sub.as_mut(), 1, t.scale().case_timeout).await?;
     same_ids(&[id], &got)
@@ -40,7 +48,10 @@ async fn publish_is_confirmed_and_delivered(t: &dyn ConformanceTarget) -> Result
 async fn id_key_payload_and_headers_round_trip(t: &dyn ConformanceTarget) -> Result<(), String> {
     let n = t.scale().messages;
     let topic = topic(t, "roundtrip").await?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent: Vec<Message> = (0..n)
         .map(|i| {
@@ -61,7 +72,10 @@ async fn id_key_payload_and_headers_round_trip(t: &dyn ConformanceTarget) -> Res
             .find(|s| s.id() == r.id())
             .ok_or_else(|| format!("received unknown id {}", r.id()))?;
         if r.key() != s.key() || r.payload() != s.payload() {
-            return Err(format!("message {} changed key or payload in transit", r.id()));
+            return Err(format!(
+                "message {} changed key or payload in transit",
+                r.id()
+            ));
         }
         for (name, value) in s.headers().iter() {
             if r.headers().get(name) != Some(value) {
@@ -79,7 +93,10 @@ async fn id_key_payload_and_headers_round_trip(t: &dyn ConformanceTarget) -> Res
 async fn publish_batch_confirms_each_message(t: &dyn ConformanceTarget) -> Result<(), String> {
     let n = t.scale().messages * 2;
     let topic = topic(t, "batch").await?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 10);
     let ids: Vec<_> = sent.iter().map(Message::id).collect();
@@ -90,7 +107,12 @@ async fn publish_batch_confirms_each_message(t: &dyn ConformanceTarget) -> Resul
     for (i, result) in results.iter().enumerate() {
         match result {
             Ok(r) if r.message_id == ids[i] => {}
-            Ok(r) => return Err(format!("result {i} names {} instead of {}", r.message_id, ids[i])),
+            Ok(r) => {
+                return Err(format!(
+                    "result {i} names {} instead of {}",
+                    r.message_id, ids[i]
+                ))
+            }
             Err(e) => return Err(format!("message {i} not confirmed: {e}")),
         }
     }
@@ -104,7 +126,10 @@ async fn topics_are_isolated(t: &dyn ConformanceTarget) -> Result<(), String> {
     let mut topics = Vec::new();
     for _ in 0..t.scale().topics {
         let name = topic(t, "iso").await?;
-        let sub = t.subscriber(&name, &unique("g")).await.map_err(fail("subscriber"))?;
+        let sub = t
+            .subscriber(&name, &unique("g"))
+            .await
+            .map_err(fail("subscriber"))?;
         topics.push((name, sub));
     }
     let checks = topics.into_iter().map(|(name, mut sub)| {
@@ -126,7 +151,10 @@ async fn publisher_close_after_concurrent_publishes_loses_nothing(
 ) -> Result<(), String> {
     let n = t.scale().messages * 2;
     let topic = topic(t, "pubclose").await?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 10);
     let all_ids: HashSet<_> = sent.iter().map(Message::id).collect();
@@ -162,14 +190,22 @@ async fn publisher_close_after_concurrent_publishes_loses_nothing(
     while !confirmed.is_subset(&seen) {
         let d = super::support::next(sub.as_mut(), deadline)
             .await
-            .map_err(|e| format!("{} of {} confirmed messages arrived: {e}", seen.len(), confirmed.len()))?;
+            .map_err(|e| {
+                format!(
+                    "{} of {} confirmed messages arrived: {e}",
+                    seen.len(),
+                    confirmed.len()
+                )
+            })?;
         seen.insert(d.message().message().id());
         d.ack().await.map_err(fail("ack"))?;
     }
     Ok(())
 }
 
-async fn publish_after_close_hands_the_message_back(t: &dyn ConformanceTarget) -> Result<(), String> {
+async fn publish_after_close_hands_the_message_back(
+    t: &dyn ConformanceTarget,
+) -> Result<(), String> {
     let topic = topic(t, "closed").await?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     publisher.close().await.map_err(fail("close"))?;
@@ -179,9 +215,10 @@ async fn publish_after_close_hands_the_message_back(t: &dyn ConformanceTarget) -
     match publisher.publish(&topic, message).await {
         Ok(_) => Err("publish after close was confirmed".to_owned()),
         Err(e) if e.message().id() != id => Err("error handed back another message".to_owned()),
-        Err(e) if e.outcome() != PublishOutcome::NotSent => {
-            Err(format!("publish after close should be NotSent, was {}", e.outcome()))
-        }
+        Err(e) if e.outcome() != PublishOutcome::NotSent => Err(format!(
+            "publish after close should be NotSent, was {}",
+            e.outcome()
+        )),
         Err(_) => Ok(()),
     }
 }

@@ -27,7 +27,10 @@ async fn acked_messages_are_not_redelivered(t: &dyn ConformanceTarget) -> Result
     let topic = topic(t, "ack").await?;
     let group = unique("g");
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
-    let mut sub = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let sent = numbered(10, 2);
     let ids: Vec<_> = sent.iter().map(Message::id).collect();
     publish_all(publisher.as_ref(), &topic, sent).await?;
@@ -51,7 +54,10 @@ async fn unsettled_delivery_is_redelivered(t: &dyn ConformanceTarget) -> Result<
     let topic = topic(t, "redeliver").await?;
     let group = unique("g");
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
-    let mut first = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let mut first = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let message = Message::new("crash before ack");
     let id = message.id();
     publish_all(publisher.as_ref(), &topic, vec![message]).await?;
@@ -74,16 +80,25 @@ async fn retry_waits_its_delay_and_counts_the_attempt(
     let scale = t.scale();
     let topic = topic(t, "retry").await?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     let message = Message::new("try me twice").with_header("x-kept", "yes");
     let id = message.id();
     publish_all(publisher.as_ref(), &topic, vec![message]).await?;
     let first = next(sub.as_mut(), Instant::now() + scale.case_timeout).await?;
     if first.message().attempt() != 1 {
-        return Err(format!("first delivery is attempt {}", first.message().attempt()));
+        return Err(format!(
+            "first delivery is attempt {}",
+            first.message().attempt()
+        ));
     }
     let retried_at = Instant::now();
-    first.retry(scale.retry_delay).await.map_err(fail("retry"))?;
+    first
+        .retry(scale.retry_delay)
+        .await
+        .map_err(fail("retry"))?;
     let again = next(sub.as_mut(), Instant::now() + scale.case_timeout).await?;
     let waited = retried_at.elapsed();
     let incoming = again.message().clone();
@@ -93,10 +108,16 @@ async fn retry_waits_its_delay_and_counts_the_attempt(
     }
     // Allow for clock granularity of brokers that schedule in milliseconds.
     if waited + Duration::from_millis(20) < scale.retry_delay {
-        return Err(format!("copy arrived after {waited:?}, before the {:?} delay", scale.retry_delay));
+        return Err(format!(
+            "copy arrived after {waited:?}, before the {:?} delay",
+            scale.retry_delay
+        ));
     }
     if incoming.attempt() != 2 {
-        return Err(format!("retried copy is on attempt {}, expected 2", incoming.attempt()));
+        return Err(format!(
+            "retried copy is on attempt {}, expected 2",
+            incoming.attempt()
+        ));
     }
     if incoming.first_failure_at().is_none() {
         return Err("retried copy lacks its first-failure time".to_owned());
@@ -114,7 +135,10 @@ async fn retrying_every_first_delivery_still_delivers_all(
     let n = scale.messages;
     let topic = topic(t, "nackall").await?;
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
-    let mut sub = t.subscriber(&topic, &unique("g")).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &unique("g"))
+        .await
+        .map_err(fail("subscriber"))?;
     let sent = numbered(n, 5);
     let ids: Vec<_> = sent.iter().map(Message::id).collect();
     publish_all(publisher.as_ref(), &topic, sent).await?;
@@ -140,12 +164,17 @@ async fn dead_letter_carries_the_full_record(t: &dyn ConformanceTarget) -> Resul
     let topic = topic(t, "dlq").await?;
     let group = unique("g");
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
-    let mut sub = t.subscriber(&topic, &group).await.map_err(fail("subscriber"))?;
+    let mut sub = t
+        .subscriber(&topic, &group)
+        .await
+        .map_err(fail("subscriber"))?;
     let mut dead = t
         .dead_letter_subscriber(&topic, &group)
         .await
         .map_err(fail("dead-letter subscriber"))?;
-    let message = Message::new("poison").with_key("k-1").with_header("x-kept", "yes");
+    let message = Message::new("poison")
+        .with_key("k-1")
+        .with_header("x-kept", "yes");
     let id = message.id();
     publish_all(publisher.as_ref(), &topic, vec![message]).await?;
     let delivery = next(sub.as_mut(), Instant::now() + scale.case_timeout).await?;
@@ -158,7 +187,10 @@ async fn dead_letter_carries_the_full_record(t: &dyn ConformanceTarget) -> Resul
         ErrorClass::Permanent,
         "cannot parse order: unexpected token",
     );
-    delivery.dead_letter(record.clone()).await.map_err(fail("dead_letter"))?;
+    delivery
+        .dead_letter(record.clone())
+        .await
+        .map_err(fail("dead_letter"))?;
 
     let got = receive_acked(dead.as_mut(), 1, scale.case_timeout).await?;
     let dl = got[0].message();
@@ -170,10 +202,15 @@ async fn dead_letter_carries_the_full_record(t: &dyn ConformanceTarget) -> Resul
     }
     let read = DeadLetterRecord::read_from(dl.headers()).map_err(fail("dead-letter record"))?;
     if read != record {
-        return Err(format!("record changed in transit: sent {record:?}, got {read:?}"));
+        return Err(format!(
+            "record changed in transit: sent {record:?}, got {read:?}"
+        ));
     }
     if read.origin != topic || read.group != group {
-        return Err(format!("record names {}/{} instead of {topic}/{group}", read.origin, read.group));
+        return Err(format!(
+            "record names {}/{} instead of {topic}/{group}",
+            read.origin, read.group
+        ));
     }
     expect_quiet(sub.as_mut(), scale.quiet_period)
         .await

@@ -1,0 +1,328 @@
+//! Processor behaviours named in the contract, one test each, over the in-memory broker.
+
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use waybill_core::header_names;
+use waybill_core::{
+    handler_fn, DeadLetterRecord, ErrorClass, HandlerError, InMemoryIdempotencyStore,
+    IncomingMessage, MemoryBroker, Message, Ordering, Processor, Publisher, RetryPolicy,
+};
+
+fn fast_policy(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy::builder()
+        .max_attempts(max_attempts)
+        .min_delay(Duration::from_millis(2))
+        .max_delay(Duration::from_millis(10))
+        .build()
+        .unwrap()
+}
+
+async fn wait_for(mut done: impl FnMut() -> bool) {
+    for _ in 0..2_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("condition not reached within 10 s");
+}
+
+#[test]
+fn invalid_configuration_names_the_field() {
+    let field = |b: waybill_core::ProcessorBuilder| b.build().unwrap_err().field();
+    assert_eq!(field(Processor::builder("")), "group");
+    assert_eq!(field(Processor::builder("g").concurrency(0)), "concurrency");
+    assert_eq!(
+        field(Processor::builder("g").concurrency(8).max_buffered(4)),
+        "max_buffered"
+    );
+    assert_eq!(
+        field(Processor::builder("g").claim_lease(Duration::ZERO)),
+        "claim_lease"
+    );
+    assert_eq!(
+        field(Processor::builder("g").drain_timeout(Duration::ZERO)),
+        "drain_timeout"
+    );
+    let broker = MemoryBroker::new();
+    assert_eq!(broker.subscriber("", "g").err().unwrap().field(), "topic");
+    assert_eq!(broker.subscriber("t", "").err().unwrap().field(), "group");
+    assert_eq!(
+        broker.create_topic("has space").unwrap_err().field(),
+        "topic"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_is_retried_and_the_runtime_survives() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handler = {
+        let panicked = Arc::clone(&panicked);
+        handler_fn(move |m: IncomingMessage| {
+            let panicked = Arc::clone(&panicked);
+            async move {
+                if m.message().payload().as_ref() == b"boom"
+                    && !panicked.swap(true, AtomicOrdering::SeqCst)
+                {
+                    panic!("handler bug");
+                }
+                Ok(())
+            }
+        })
+    };
+    let publisher = broker.publisher();
+    publisher.publish("t", Message::new("boom")).await.unwrap();
+    publisher.publish("t", Message::new("fine")).await.unwrap();
+    let running = Processor::builder("g")
+        .retry(fast_policy(3))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().handled == 2).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(totals.panics, 1);
+    assert_eq!(totals.failed_attempts, 1);
+    assert_eq!(totals.retried, 1);
+    assert_eq!(broker.pending("t", "g"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_on_the_last_attempt_is_dead_lettered_as_panic() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    broker
+        .publisher()
+        .publish("t", Message::new("x"))
+        .await
+        .unwrap();
+    let handler = handler_fn(|_m: IncomingMessage| async { panic!("always") });
+    let running = Processor::builder("g")
+        .retry(fast_policy(2))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().dead_lettered == 1).await;
+    running.shutdown().await.unwrap();
+    let dead = broker.messages("t.dlq");
+    let record = DeadLetterRecord::read_from(dead[0].headers()).unwrap();
+    assert_eq!(record.error_class, ErrorClass::Panic);
+    assert_eq!(record.attempts, 2);
+    assert!(
+        record.error_message.contains("always"),
+        "{}",
+        record.error_message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_work_and_stops_fetching() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    for i in 0..4 {
+        publisher
+            .publish("t", Message::new("slow").with_key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    let handler = handler_fn(|_m: IncomingMessage| async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        Ok(())
+    });
+    let running = Processor::builder("g")
+        .concurrency(4)
+        .max_buffered(4)
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().received == 4).await;
+    publisher.publish("t", Message::new("late")).await.unwrap();
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(
+        totals.handled, 4,
+        "the four in flight finished before shutdown returned"
+    );
+    assert_eq!(
+        broker.pending("t", "g"),
+        1,
+        "the late message stays for the next consumer"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured_and_attempts_travel_to_the_broker_retry() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    broker
+        .publisher()
+        .publish("t", Message::new("x").with_key("k"))
+        .await
+        .unwrap();
+    let seen: Arc<std::sync::Mutex<Vec<(u32, tokio::time::Instant)>>> = Arc::default();
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |m: IncomingMessage| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let n = {
+                    let mut s = seen.lock().unwrap();
+                    s.push((m.attempt(), tokio::time::Instant::now()));
+                    s.len()
+                };
+                if n < 3 {
+                    return Err(HandlerError::retry_after(
+                        Duration::from_millis(200),
+                        "busy",
+                    ));
+                }
+                Ok(())
+            }
+        })
+    };
+    let policy = RetryPolicy::builder()
+        .max_attempts(5)
+        .in_process_attempts(1)
+        .min_delay(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let running = Processor::builder("g")
+        .retry(policy)
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().handled == 1).await;
+    running.shutdown().await.unwrap();
+    let seen = seen.lock().unwrap();
+    let attempts: Vec<u32> = seen.iter().map(|(a, _)| *a).collect();
+    assert_eq!(
+        attempts,
+        vec![1, 2, 3],
+        "each broker retry carries the next attempt number"
+    );
+    for pair in seen.windows(2) {
+        assert!(
+            pair[1].1 - pair[0].1 >= Duration::from_millis(190),
+            "RetryAfter delay respected"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_key_does_not_stall_other_keys() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    publisher
+        .publish("t", Message::new("stuck").with_key("bad"))
+        .await
+        .unwrap();
+    for i in 0..50 {
+        publisher
+            .publish(
+                "t",
+                Message::new(i.to_string()).with_key(format!("good-{}", i % 5)),
+            )
+            .await
+            .unwrap();
+    }
+    let handler = handler_fn(|m: IncomingMessage| async move {
+        if m.message().key() == Some("bad") {
+            return Err(HandlerError::transient("downstream down"));
+        }
+        Ok(())
+    });
+    let policy = RetryPolicy::builder()
+        .max_attempts(1_000)
+        .min_delay(Duration::from_millis(50))
+        .jitter(false)
+        .factor(1.0)
+        .max_delay(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let running = Processor::builder("g")
+        .ordering(Ordering::PerKey)
+        .concurrency(4)
+        .retry(policy)
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().handled == 50).await;
+    let totals = running.shutdown().await.unwrap();
+    assert!(totals.failed_attempts >= 1);
+    assert_eq!(totals.dead_lettered, 0);
+    assert_eq!(
+        broker.pending("t", "g"),
+        1,
+        "the failing message is given back at shutdown"
+    );
+    assert_eq!(totals.abandoned, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivery_after_a_lost_ack_is_skipped_as_duplicate() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    broker.faults().on_ack({
+        let lost = AtomicU32::new(0);
+        move |_ctx| {
+            (lost.fetch_add(1, AtomicOrdering::SeqCst) == 0).then_some(waybill_core::AckFault::Lost)
+        }
+    });
+    broker
+        .publisher()
+        .publish("t", Message::new("x"))
+        .await
+        .unwrap();
+    let effects = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let effects = Arc::clone(&effects);
+        handler_fn(move |_m: IncomingMessage| {
+            let effects = Arc::clone(&effects);
+            async move {
+                effects.fetch_add(1, AtomicOrdering::SeqCst);
+                Ok(())
+            }
+        })
+    };
+    let running = Processor::builder("g")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().duplicates_skipped == 1).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(effects.load(AtomicOrdering::SeqCst), 1);
+    assert_eq!(totals.settle_errors, 1);
+    assert_eq!(broker.pending("t", "g"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_publish_leaves_the_message_unacked() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    broker
+        .publisher()
+        .publish("t", Message::new("poison"))
+        .await
+        .unwrap();
+    broker
+        .faults()
+        .fail_next_publishes(1, waybill_core::PublishFault::NotSent);
+    let handler = handler_fn(|_m: IncomingMessage| async { Err(HandlerError::permanent("bad")) });
+    let running = Processor::builder("g").build().unwrap().start(sub, handler);
+    wait_for(|| running.counters().dead_lettered == 1).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(totals.settle_errors, 1, "first dead-letter publish refused");
+    assert_eq!(
+        totals.received, 2,
+        "the message came back and was dead-lettered again"
+    );
+    assert_eq!(broker.messages("t.dlq").len(), 1);
+    assert_eq!(broker.pending("t", "g"), 0);
+    let dl = &broker.messages("t.dlq")[0];
+    assert!(dl.headers().contains(header_names::DL_ERROR_CLASS));
+}
