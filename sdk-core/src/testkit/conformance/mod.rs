@@ -109,12 +109,15 @@ pub trait ConformanceTarget: Send + Sync {
     ) -> Result<Box<dyn Subscriber>, BoxError>;
 }
 
+/// A capability check: its name for the report, and the test on [`Capabilities`].
+type Needs = (&'static str, fn(&Capabilities) -> bool);
+
 type CaseFn = for<'a> fn(&'a dyn ConformanceTarget) -> BoxFuture<'a, Result<(), String>>;
 
 /// A case: name, the capability it needs (if any), and its body.
 struct Case {
     name: &'static str,
-    needs: Option<(&'static str, fn(&Capabilities) -> bool)>,
+    needs: Option<Needs>,
     run: CaseFn,
 }
 
