@@ -13,7 +13,7 @@
 //!   [`IdempotencyStore`], runs the [`Handler`], classifies the result and acks, retries
 //!   ([`RetryPolicy`]) or dead-letters with a [`DeadLetterRecord`].
 //! - [`MemoryBroker`] implements both sides in memory with fault injection, for tests and demos.
-//! - Feature `testkit`: the conformance suite every backend runs ([`testkit::conformance`]).
+//! - Feature `testkit`: the conformance suite every backend runs (`testkit::conformance`).
 //!
 //! This crate depends on no broker or database client; backends live in `waybill-kafka`,
 //! `waybill-rabbitmq`, `waybill-rocketmq`, and the SQL outbox and stores in `waybill-outbox`.
