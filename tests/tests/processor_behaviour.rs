@@ -259,7 +259,7 @@ async fn a_failing_key_does_not_stall_other_keys() {
         1,
         "the failing message is given back at shutdown"
     );
-    assert_eq!(totals.abandoned, 1);
+    assert_eq!(totals.abandoned, 1, "{totals:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,14 +180,19 @@ async fn fetch_loop<S: Subscriber>(
                 permit = Arc::clone(&buffered).acquire_owned() => permit.expect("semaphore never closed"),
             },
         };
-        // Receive first: a shutdown request is seen at the top of the next iteration anyway.
         let received = tokio::select! {
             biased;
-            received = subscriber.receive() => received,
             _ = stopping.wait_for(|s| *s) => break Ok(()),
+            received = subscriber.receive() => received,
         };
         match received {
             Ok(Some(delivery)) => {
+                if *stopping.borrow() {
+                    // Shutdown began while this receive completed: give the delivery back
+                    // unsettled (the broker delivers it again) rather than start new work.
+                    drop(delivery);
+                    break Ok(());
+                }
                 receive_failures = 0;
                 match config.ordering {
                     Ordering::PerKey => keys.dispatch(&shared, delivery, permit),

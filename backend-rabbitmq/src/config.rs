@@ -1,0 +1,260 @@
+//! Connection and behaviour settings, validated in `build()`.
+
+use std::time::Duration;
+
+use waybill_core::ConfigError;
+
+/// Settings shared by [`crate::RabbitPublisher`] and [`crate::RabbitSubscriber`].
+///
+/// ```
+/// use std::time::Duration;
+/// use waybill_rabbitmq::RabbitConfig;
+///
+/// let config = RabbitConfig::builder("amqp://guest:guest@127.0.0.1:5672/%2f")
+///     .prefetch(100)
+///     .confirm_timeout(Duration::from_secs(10))
+///     .build()
+///     .unwrap();
+/// assert_eq!(config.prefetch(), 100);
+/// let err = RabbitConfig::builder("http://nope").build().unwrap_err();
+/// assert_eq!(err.field(), "url");
+/// ```
+#[derive(Clone, Debug)]
+pub struct RabbitConfig {
+    pub(crate) url: String,
+    pub(crate) prefetch: u16,
+    pub(crate) max_in_flight: usize,
+    pub(crate) channels: usize,
+    pub(crate) confirm_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_min: Duration,
+    pub(crate) reconnect_max: Duration,
+    pub(crate) retry_tiers: Vec<Duration>,
+    pub(crate) delivery_limit: Option<u32>,
+    pub(crate) queue_arguments: Vec<(String, String)>,
+}
+
+impl RabbitConfig {
+    /// A builder for the broker at `url` (`amqp://user:password@host:port/vhost`).
+    pub fn builder(url: impl Into<String>) -> RabbitConfigBuilder {
+        RabbitConfigBuilder {
+            config: RabbitConfig {
+                url: url.into(),
+                prefetch: 200,
+                max_in_flight: 1_000,
+                channels: 4,
+                confirm_timeout: Duration::from_secs(30),
+                connect_timeout: Duration::from_secs(10),
+                reconnect_min: Duration::from_millis(100),
+                reconnect_max: Duration::from_secs(5),
+                retry_tiers: [250, 1_000, 5_000, 30_000, 120_000, 600_000]
+                    .into_iter()
+                    .map(Duration::from_millis)
+                    .collect(),
+                delivery_limit: None,
+                queue_arguments: Vec::new(),
+            },
+        }
+    }
+
+    /// The broker URL with the password masked, for logs and errors.
+    pub fn display_url(&self) -> String {
+        mask_password(&self.url)
+    }
+
+    /// Unacknowledged deliveries a subscriber holds at most.
+    pub fn prefetch(&self) -> u16 {
+        self.prefetch
+    }
+
+    /// The retry delay tiers, ascending.
+    pub fn retry_tiers(&self) -> &[Duration] {
+        &self.retry_tiers
+    }
+
+    /// The tier a retry with `delay` goes to: the smallest tier at least `delay`, else the
+    /// largest. `None` for a zero delay (the copy goes straight back to the work queue).
+    pub fn tier_for(&self, delay: Duration) -> Option<Duration> {
+        if delay.is_zero() {
+            return None;
+        }
+        self.retry_tiers
+            .iter()
+            .copied()
+            .find(|t| *t >= delay)
+            .or_else(|| self.retry_tiers.last().copied())
+    }
+}
+
+/// Builds a [`RabbitConfig`].
+#[derive(Clone, Debug)]
+pub struct RabbitConfigBuilder {
+    config: RabbitConfig,
+}
+
+impl RabbitConfigBuilder {
+    /// Unacknowledged deliveries per subscriber (default 200).
+    pub fn prefetch(mut self, n: u16) -> Self {
+        self.config.prefetch = n;
+        self
+    }
+
+    /// Publishes awaiting their confirm per publisher, at most (default 1,000).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.config.max_in_flight = n;
+        self
+    }
+
+    /// Confirm-mode channels a publisher spreads single publishes over (default 4).
+    pub fn channels(mut self, n: usize) -> Self {
+        self.config.channels = n;
+        self
+    }
+
+    /// How long a confirm may take before the publish counts as ambiguous (default 30 s).
+    pub fn confirm_timeout(mut self, timeout: Duration) -> Self {
+        self.config.confirm_timeout = timeout;
+        self
+    }
+
+    /// How long connecting may take before it fails (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.config.connect_timeout = timeout;
+        self
+    }
+
+    /// Backoff bounds between reconnection attempts (default 100 ms to 5 s).
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.config.reconnect_min = min;
+        self.config.reconnect_max = max;
+        self
+    }
+
+    /// Retry delay tiers; each becomes a queue whose message TTL routes back to the work queue.
+    pub fn retry_tiers(mut self, tiers: impl IntoIterator<Item = Duration>) -> Self {
+        self.config.retry_tiers = tiers.into_iter().collect();
+        self
+    }
+
+    /// Broker-side poison cap: the quorum work queue drops (dead-letters) a message after this
+    /// many deliveries (`x-delivery-limit`).
+    pub fn delivery_limit(mut self, n: u32) -> Self {
+        self.config.delivery_limit = Some(n);
+        self
+    }
+
+    /// Escape hatch: an extra string argument on every work-queue declaration.
+    pub fn queue_argument(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.queue_arguments.push((name.into(), value.into()));
+        self
+    }
+
+    /// Validates and returns the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the field: `url` (not `amqp://` or `amqps://`), `prefetch`,
+    /// `max_in_flight`, `channels` (zero), `confirm_timeout`, `connect_timeout` (zero),
+    /// `reconnect_backoff` (zero or inverted), `retry_tiers` (empty or containing zero),
+    /// `delivery_limit` (zero).
+    pub fn build(self) -> Result<RabbitConfig, ConfigError> {
+        let mut c = self.config;
+        if !(c.url.starts_with("amqp://") || c.url.starts_with("amqps://")) {
+            return Err(ConfigError::new(
+                "url",
+                format!("{} is not an amqp:// or amqps:// URL", mask_password(&c.url)),
+            ));
+        }
+        if c.prefetch == 0 {
+            return Err(ConfigError::new("prefetch", "must be at least 1"));
+        }
+        if c.max_in_flight == 0 {
+            return Err(ConfigError::new("max_in_flight", "must be at least 1"));
+        }
+        if c.channels == 0 {
+            return Err(ConfigError::new("channels", "must be at least 1"));
+        }
+        if c.confirm_timeout.is_zero() {
+            return Err(ConfigError::new("confirm_timeout", "must be greater than zero"));
+        }
+        if c.connect_timeout.is_zero() {
+            return Err(ConfigError::new("connect_timeout", "must be greater than zero"));
+        }
+        if c.reconnect_min.is_zero() || c.reconnect_max < c.reconnect_min {
+            return Err(ConfigError::new(
+                "reconnect_backoff",
+                "min must be greater than zero and max at least min",
+            ));
+        }
+        if c.retry_tiers.is_empty() || c.retry_tiers.iter().any(|t| t.is_zero()) {
+            return Err(ConfigError::new(
+                "retry_tiers",
+                "needs at least one tier, none of them zero",
+            ));
+        }
+        if c.delivery_limit == Some(0) {
+            return Err(ConfigError::new("delivery_limit", "must be at least 1 when set"));
+        }
+        c.retry_tiers.sort();
+        c.retry_tiers.dedup();
+        Ok(c)
+    }
+}
+
+/// `amqp://user:secret@host` → `amqp://user:***@host`.
+pub(crate) fn mask_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_pick_the_smallest_sufficient_delay() {
+        let c = RabbitConfig::builder("amqp://localhost")
+            .retry_tiers([Duration::from_secs(5), Duration::from_secs(1)])
+            .build()
+            .unwrap();
+        assert_eq!(c.retry_tiers(), &[Duration::from_secs(1), Duration::from_secs(5)]);
+        assert_eq!(c.tier_for(Duration::ZERO), None);
+        assert_eq!(c.tier_for(Duration::from_millis(10)), Some(Duration::from_secs(1)));
+        assert_eq!(c.tier_for(Duration::from_secs(2)), Some(Duration::from_secs(5)));
+        assert_eq!(c.tier_for(Duration::from_secs(60)), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn build_names_the_bad_field() {
+        let b = || RabbitConfig::builder("amqp://localhost");
+        let field = |b: RabbitConfigBuilder| b.build().unwrap_err().field();
+        assert_eq!(field(RabbitConfig::builder("")), "url");
+        assert_eq!(field(b().prefetch(0)), "prefetch");
+        assert_eq!(field(b().max_in_flight(0)), "max_in_flight");
+        assert_eq!(field(b().channels(0)), "channels");
+        assert_eq!(field(b().confirm_timeout(Duration::ZERO)), "confirm_timeout");
+        assert_eq!(field(b().retry_tiers([])), "retry_tiers");
+        assert_eq!(field(b().retry_tiers([Duration::ZERO])), "retry_tiers");
+        assert_eq!(field(b().delivery_limit(0)), "delivery_limit");
+        assert_eq!(
+            field(b().reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1))),
+            "reconnect_backoff"
+        );
+    }
+
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(
+            mask_password("amqp://guest:secret@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(mask_password("amqp://host"), "amqp://host");
+    }
+}
