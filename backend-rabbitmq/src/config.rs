@@ -145,7 +145,9 @@ impl RabbitConfigBuilder {
 
     /// Escape hatch: an extra string argument on every work-queue declaration.
     pub fn queue_argument(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.config.queue_arguments.push((name.into(), value.into()));
+        self.config
+            .queue_arguments
+            .push((name.into(), value.into()));
         self
     }
 
@@ -161,7 +163,10 @@ impl RabbitConfigBuilder {
         if !(c.url.starts_with("amqp://") || c.url.starts_with("amqps://")) {
             return Err(ConfigError::new(
                 "url",
-                format!("{} is not an amqp:// or amqps:// URL", mask_password(&c.url)),
+                format!(
+                    "{} is not an amqp:// or amqps:// URL",
+                    mask_password(&c.url)
+                ),
             ));
         }
         if c.prefetch == 0 {
@@ -174,10 +179,16 @@ impl RabbitConfigBuilder {
             return Err(ConfigError::new("channels", "must be at least 1"));
         }
         if c.confirm_timeout.is_zero() {
-            return Err(ConfigError::new("confirm_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "confirm_timeout",
+                "must be greater than zero",
+            ));
         }
         if c.connect_timeout.is_zero() {
-            return Err(ConfigError::new("connect_timeout", "must be greater than zero"));
+            return Err(ConfigError::new(
+                "connect_timeout",
+                "must be greater than zero",
+            ));
         }
         if c.reconnect_min.is_zero() || c.reconnect_max < c.reconnect_min {
             return Err(ConfigError::new(
@@ -192,7 +203,10 @@ impl RabbitConfigBuilder {
             ));
         }
         if c.delivery_limit == Some(0) {
-            return Err(ConfigError::new("delivery_limit", "must be at least 1 when set"));
+            return Err(ConfigError::new(
+                "delivery_limit",
+                "must be at least 1 when set",
+            ));
         }
         c.retry_tiers.sort();
         c.retry_tiers.dedup();
@@ -224,11 +238,23 @@ mod tests {
             .retry_tiers([Duration::from_secs(5), Duration::from_secs(1)])
             .build()
             .unwrap();
-        assert_eq!(c.retry_tiers(), &[Duration::from_secs(1), Duration::from_secs(5)]);
+        assert_eq!(
+            c.retry_tiers(),
+            &[Duration::from_secs(1), Duration::from_secs(5)]
+        );
         assert_eq!(c.tier_for(Duration::ZERO), None);
-        assert_eq!(c.tier_for(Duration::from_millis(10)), Some(Duration::from_secs(1)));
-        assert_eq!(c.tier_for(Duration::from_secs(2)), Some(Duration::from_secs(5)));
-        assert_eq!(c.tier_for(Duration::from_secs(60)), Some(Duration::from_secs(5)));
+        assert_eq!(
+            c.tier_for(Duration::from_millis(10)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            c.tier_for(Duration::from_secs(2)),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            c.tier_for(Duration::from_secs(60)),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -239,7 +265,10 @@ mod tests {
         assert_eq!(field(b().prefetch(0)), "prefetch");
         assert_eq!(field(b().max_in_flight(0)), "max_in_flight");
         assert_eq!(field(b().channels(0)), "channels");
-        assert_eq!(field(b().confirm_timeout(Duration::ZERO)), "confirm_timeout");
+        assert_eq!(
+            field(b().confirm_timeout(Duration::ZERO)),
+            "confirm_timeout"
+        );
         assert_eq!(field(b().retry_tiers([])), "retry_tiers");
         assert_eq!(field(b().retry_tiers([Duration::ZERO])), "retry_tiers");
         assert_eq!(field(b().delivery_limit(0)), "delivery_limit");

@@ -1,0 +1,53 @@
+//! Removing the topology of a topic or group (tests, decommissioning).
+
+use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use waybill_core::BrokerError;
+
+use crate::config::RabbitConfig;
+use crate::connect::connect;
+use crate::error_class::broker_error;
+use crate::topology_names::QueueNames;
+
+/// Deletes the queues of `group` on `topic` (work, retry tiers, dead letters) and, when
+/// `with_exchange`, the topic's exchange. Messages in them are lost: this is for tests and
+/// decommissioning, never for running systems. Missing queues are not an error.
+///
+/// # Errors
+/// [`BrokerError`] when the broker is unreachable or refuses.
+pub async fn delete_group_topology(
+    config: &RabbitConfig,
+    topic: &str,
+    group: &str,
+    with_exchange: bool,
+) -> Result<(), BrokerError> {
+    let names = QueueNames::new(topic, group);
+    let connection = connect(config, "waybill-admin").await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| broker_error("delete", e))?;
+    let mut queues: Vec<String> = config
+        .retry_tiers()
+        .iter()
+        .map(|t| names.retry_tier(*t))
+        .collect();
+    queues.push(names.work.clone());
+    queues.push(names.dead_letter.clone());
+    for queue in queues {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .map_err(|e| broker_error("delete", e))?;
+    }
+    if with_exchange {
+        channel
+            .exchange_delete(
+                names.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .map_err(|e| broker_error("delete", e))?;
+    }
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(())
+}

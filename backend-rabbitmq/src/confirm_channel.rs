@@ -1,0 +1,144 @@
+//! A confirm-mode channel that reopens itself, and the one-message confirmed publish.
+
+use std::time::Duration;
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{Channel, Connection, ErrorKind};
+use lapin::{Confirmation, PublisherConfirm};
+use waybill_core::{Headers, Message, PublishOutcome};
+
+use crate::error_class::{confirm_outcome, describe};
+use crate::wire;
+
+/// A channel in confirm mode, reopened when the broker closed it (after a 404, say).
+#[derive(Default)]
+pub(crate) struct ConfirmChannel {
+    channel: Option<Channel>,
+    published: u64,
+}
+
+impl ConfirmChannel {
+    /// The open channel, reopening it on `connection` if needed.
+    pub async fn open(&mut self, connection: &Connection) -> Result<&Channel, lapin::Error> {
+        let usable = self
+            .channel
+            .as_ref()
+            .is_some_and(|c| c.status().connected());
+        if !usable {
+            self.channel = None;
+            let channel = connection.create_channel().await?;
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            self.channel = Some(channel);
+            self.published = 0;
+        }
+        Ok(self.channel.as_ref().expect("set above"))
+    }
+
+    /// Counts a publish and returns its delivery tag (1-based per channel, as the broker's).
+    pub fn next_tag(&mut self) -> u64 {
+        self.published += 1;
+        self.published
+    }
+}
+
+/// Why a confirmed publish failed.
+pub(crate) struct Refusal {
+    pub outcome: PublishOutcome,
+    pub reason: String,
+    pub source: Option<lapin::Error>,
+}
+
+impl Refusal {
+    fn new(outcome: PublishOutcome, reason: impl Into<String>) -> Self {
+        Self {
+            outcome,
+            reason: reason.into(),
+            source: None,
+        }
+    }
+}
+
+/// Sends `message` (mandatory, persistent) without waiting for the confirm.
+pub(crate) async fn send(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &Message,
+    extra: Option<&Headers>,
+) -> Result<PublisherConfirm, Refusal> {
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            message.payload(),
+            wire::properties(message, extra),
+        )
+        .await
+        .map_err(|e| {
+            // A closed channel or connection refuses before writing: certainly not sent.
+            let outcome = match e.kind() {
+                ErrorKind::InvalidChannelState(..) | ErrorKind::InvalidConnectionState(_) => {
+                    PublishOutcome::NotSent
+                }
+                _ => PublishOutcome::Ambiguous,
+            };
+            Refusal {
+                outcome,
+                reason: format!("send failed: {}", describe(&e)),
+                source: Some(e),
+            }
+        })
+}
+
+/// What a confirm said. `Ok(Some(id))` carries the message id of a returned (unroutable)
+/// message, which may belong to another publish on the same channel.
+pub(crate) async fn confirmed(
+    confirm: PublisherConfirm,
+    timeout: Duration,
+) -> Result<Option<String>, Refusal> {
+    match tokio::time::timeout(timeout, confirm).await {
+        Err(_) => Err(Refusal::new(
+            PublishOutcome::Ambiguous,
+            format!("no confirm within {timeout:?}"),
+        )),
+        Ok(Err(e)) => Err(Refusal {
+            outcome: confirm_outcome(&e),
+            reason: format!("confirm failed: {}", describe(&e)),
+            source: Some(e),
+        }),
+        Ok(Ok(Confirmation::Ack(returned))) => Ok(returned.map(|r| {
+            r.properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.as_str().to_owned())
+                .unwrap_or_default()
+        })),
+        Ok(Ok(Confirmation::Nack(_))) => Err(Refusal::new(
+            PublishOutcome::NotSent,
+            "the broker refused the message (basic.nack: queue full or internal error)",
+        )),
+        Ok(Ok(Confirmation::NotRequested)) => Err(Refusal::new(
+            PublishOutcome::Ambiguous,
+            "channel is not in confirm mode",
+        )),
+    }
+}
+
+/// The refusal for a message the broker returned as unroutable.
+pub(crate) fn unroutable(exchange: &str, routing_key: &str) -> Refusal {
+    let target = if exchange.is_empty() {
+        format!("queue {routing_key:?}")
+    } else {
+        format!("exchange {exchange:?}")
+    };
+    Refusal::new(
+        PublishOutcome::Permanent,
+        format!("unroutable: no queue is bound to {target} (basic.return NO_ROUTE)"),
+    )
+}

@@ -1,0 +1,45 @@
+//! Opening connections with a bounded wait and a clear error.
+
+use lapin::{Connection, ConnectionProperties};
+use waybill_core::BrokerError;
+
+use crate::config::RabbitConfig;
+use crate::error_class::{describe, failure_class};
+
+/// Connects to the configured broker, naming the connection `name` in the management UI.
+///
+/// lapin's own auto-recovery stays off: the publisher and subscriber reconnect themselves, so
+/// that unconfirmed publishes are reported instead of silently lost.
+///
+/// # Errors
+/// A permanent [`BrokerError`] for refused credentials or an unknown vhost, a transient one when
+/// the broker is unreachable or does not answer within the connect timeout.
+pub(crate) async fn connect(config: &RabbitConfig, name: &str) -> Result<Connection, BrokerError> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    match tokio::time::timeout(
+        config.connect_timeout,
+        Connection::connect(&config.url, properties),
+    )
+    .await
+    {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(e)) => Err(BrokerError::new(
+            failure_class(&e),
+            "connect",
+            format!(
+                "cannot connect to {}: {}",
+                config.display_url(),
+                describe(&e)
+            ),
+        )
+        .with_source(e)),
+        Err(_) => Err(BrokerError::transient(
+            "connect",
+            format!(
+                "no answer from {} within {:?}",
+                config.display_url(),
+                config.connect_timeout
+            ),
+        )),
+    }
+}

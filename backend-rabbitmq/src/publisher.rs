@@ -1,0 +1,320 @@
+//! Confirmed publishing to RabbitMQ.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::future::join_all;
+use lapin::Connection;
+use tokio::sync::{Mutex, Semaphore};
+use tracing::warn;
+use waybill_core::{
+    validate_name, BrokerError, BrokerPosition, Message, PublishError, PublishOutcome, Publisher,
+    Receipt,
+};
+
+use crate::config::RabbitConfig;
+use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
+use crate::connect::connect;
+use crate::error_class::broker_error;
+use crate::topology::declare_exchange;
+
+/// A [`Publisher`] to RabbitMQ: persistent messages, publisher confirms, `mandatory` routing.
+///
+/// A topic is a durable fanout exchange; every consumer group's queue bound to it receives the
+/// message. `publish` resolves on the broker's confirm: `basic.ack` is success, `basic.nack`
+/// is `NotSent`, a `basic.return` (no queue bound) is a `Permanent` "unroutable" error, a missing
+/// exchange is `Permanent`, and a connection lost with the confirm outstanding is `Ambiguous`.
+///
+/// Concurrent `publish` calls spread over a pool of confirm channels, one message in flight
+/// per channel, so that a returned message is attributed exactly. `publish_batch` pipelines a
+/// whole batch on one channel (in order, up to `max_in_flight` at once) and attributes returns
+/// by message id. After a lost connection the next publish reconnects.
+#[derive(Clone)]
+pub struct RabbitPublisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RabbitConfig,
+    link: Mutex<Option<Arc<Link>>>,
+    in_flight: Semaphore,
+    closed: AtomicBool,
+    next_slot: AtomicUsize,
+}
+
+struct Link {
+    connection: Connection,
+    slots: Vec<Mutex<ConfirmChannel>>,
+}
+
+impl RabbitPublisher {
+    /// Connects to the broker.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent for refused credentials or an unknown vhost, transient when the
+    /// broker is down or does not answer within the connect timeout.
+    pub async fn connect(config: RabbitConfig) -> Result<Self, BrokerError> {
+        let publisher = Self {
+            inner: Arc::new(Inner {
+                in_flight: Semaphore::new(config.max_in_flight),
+                config,
+                link: Mutex::new(None),
+                closed: AtomicBool::new(false),
+                next_slot: AtomicUsize::new(0),
+            }),
+        };
+        publisher.link().await?;
+        Ok(publisher)
+    }
+
+    /// Declares `topic` (a durable fanout exchange). Consumers declare it too; publishing to a
+    /// topic nobody declared fails as `Permanent`.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the name is unusable or the broker refuses.
+    pub async fn declare_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        validate_name("topic", topic)
+            .map_err(|e| BrokerError::permanent("declare", e.to_string()))?;
+        let link = self.link().await?;
+        let channel = link
+            .connection
+            .create_channel()
+            .await
+            .map_err(|e| broker_error("declare", e))?;
+        declare_exchange(&channel, topic)
+            .await
+            .map_err(|e| broker_error("declare", e))?;
+        let _ = channel.close(200, "OK".into()).await;
+        Ok(())
+    }
+
+    async fn link(&self) -> Result<Arc<Link>, BrokerError> {
+        let mut guard = self.inner.link.lock().await;
+        if let Some(link) = guard.as_ref() {
+            if link.connection.status().connected() {
+                return Ok(Arc::clone(link));
+            }
+            warn!("rabbitmq publisher connection lost; reconnecting");
+        }
+        let connection = connect(&self.inner.config, "waybill-publisher").await?;
+        let slots = (0..self.inner.config.channels)
+            .map(|_| Mutex::new(ConfirmChannel::default()))
+            .collect();
+        let link = Arc::new(Link { connection, slots });
+        *guard = Some(Arc::clone(&link));
+        Ok(link)
+    }
+
+    fn fail(topic: &str, message: Message, refusal: Refusal) -> PublishError {
+        let error = PublishError::new(refusal.outcome, topic, message, refusal.reason);
+        match refusal.source {
+            Some(source) => error.with_source(source),
+            None => error,
+        }
+    }
+
+    fn check(&self, topic: &str, message: Message) -> Result<Message, PublishError> {
+        if self.inner.closed.load(SeqCst) {
+            return Err(PublishError::not_sent(
+                topic,
+                message,
+                "publisher is closed",
+            ));
+        }
+        if let Err(e) = validate_name("topic", topic) {
+            return Err(PublishError::permanent(topic, message, e.to_string()));
+        }
+        Ok(message)
+    }
+
+    async fn publish_on_slot(
+        &self,
+        link: &Link,
+        slot: &mut ConfirmChannel,
+        topic: &str,
+        message: &Message,
+    ) -> Result<Receipt, Refusal> {
+        let channel = slot.open(&link.connection).await.map_err(|e| Refusal {
+            outcome: PublishOutcome::NotSent,
+            reason: format!("cannot open a channel: {e}"),
+            source: Some(e),
+        })?;
+        let confirm = send(channel, topic, "", message, None).await?;
+        let tag = slot.next_tag();
+        match confirmed(confirm, self.inner.config.confirm_timeout).await? {
+            None => Ok(Receipt {
+                message_id: message.id(),
+                topic: topic.to_owned(),
+                position: BrokerPosition::DeliveryTag(tag),
+            }),
+            Some(_) => Err(unroutable(topic, "")),
+        }
+    }
+}
+
+#[async_trait]
+impl Publisher for RabbitPublisher {
+    async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        let message = self.check(topic, message)?;
+        let _permit = self.inner.in_flight.acquire().await;
+        let link = match self.link().await {
+            Ok(link) => link,
+            Err(e) => {
+                return Err(PublishError::not_sent(topic, message, e.to_string()).with_source(e))
+            }
+        };
+        let start = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
+        let mut slot = match (0..link.slots.len())
+            .find_map(|i| link.slots[(start + i) % link.slots.len()].try_lock().ok())
+        {
+            Some(slot) => slot,
+            None => link.slots[start].lock().await,
+        };
+        match self
+            .publish_on_slot(&link, &mut slot, topic, &message)
+            .await
+        {
+            Ok(receipt) => Ok(receipt),
+            Err(refusal) => Err(Self::fail(topic, message, refusal)),
+        }
+    }
+
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        let mut pending = messages.into_iter().peekable();
+        while pending.peek().is_some() {
+            let chunk: Vec<Message> = pending
+                .by_ref()
+                .take(self.inner.config.max_in_flight)
+                .collect();
+            results.extend(self.publish_chunk(topic, chunk).await);
+        }
+        results
+    }
+
+    async fn close(&self) -> Result<(), BrokerError> {
+        self.inner.closed.store(true, SeqCst);
+        let all = u32::try_from(self.inner.config.max_in_flight).unwrap_or(u32::MAX);
+        let _drained = self.inner.in_flight.acquire_many(all).await;
+        let link = self.inner.link.lock().await.take();
+        if let Some(link) = link {
+            if link.connection.status().connected() {
+                link.connection
+                    .close(200, "publisher closed".into())
+                    .await
+                    .map_err(|e| broker_error("close", e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RabbitPublisher {
+    /// Publishes up to `max_in_flight` messages pipelined on one channel, in order.
+    async fn publish_chunk(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let mut checked = Vec::with_capacity(messages.len());
+        let mut early: Vec<Option<PublishError>> = Vec::with_capacity(messages.len());
+        for m in messages {
+            match self.check(topic, m) {
+                Ok(m) => {
+                    checked.push(Some(m));
+                    early.push(None);
+                }
+                Err(e) => {
+                    checked.push(None);
+                    early.push(Some(e));
+                }
+            }
+        }
+        let count = u32::try_from(checked.iter().flatten().count()).unwrap_or(u32::MAX);
+        let _permits = self.inner.in_flight.acquire_many(count).await;
+        let link = match self.link().await {
+            Ok(link) => Some(link),
+            Err(e) => {
+                for (m, slot) in checked.iter_mut().zip(early.iter_mut()) {
+                    if let Some(m) = m.take() {
+                        *slot = Some(PublishError::not_sent(topic, m, e.to_string()));
+                    }
+                }
+                None
+            }
+        };
+        let mut outcomes: Vec<Option<Result<(u64, Option<String>), Refusal>>> =
+            (0..checked.len()).map(|_| None).collect();
+        if let Some(link) = &link {
+            let index = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
+            let mut slot = link.slots[index].lock().await;
+            let mut confirms = Vec::new();
+            match slot.open(&link.connection).await {
+                Err(e) => {
+                    for (i, m) in checked.iter().enumerate() {
+                        if m.is_some() {
+                            outcomes[i] = Some(Err(Refusal {
+                                outcome: PublishOutcome::NotSent,
+                                reason: format!("cannot open a channel: {e}"),
+                                source: None,
+                            }));
+                        }
+                    }
+                }
+                Ok(channel) => {
+                    let channel = channel.clone();
+                    for (i, m) in checked.iter().enumerate() {
+                        let Some(m) = m else { continue };
+                        match send(&channel, topic, "", m, None).await {
+                            Ok(confirm) => confirms.push((i, slot.next_tag(), confirm)),
+                            Err(refusal) => outcomes[i] = Some(Err(refusal)),
+                        }
+                    }
+                }
+            }
+            let timeout = self.inner.config.confirm_timeout;
+            let resolved = join_all(confirms.into_iter().map(|(i, tag, confirm)| async move {
+                (i, confirmed(confirm, timeout).await.map(|r| (tag, r)))
+            }))
+            .await;
+            for (i, outcome) in resolved {
+                outcomes[i] = Some(outcome);
+            }
+        }
+        // A returned message may ride on a neighbour's confirm: attribute returns by id.
+        let returned: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Some(Ok((_, Some(id)))) => Some(id.clone()),
+                _ => None,
+            })
+            .collect();
+        checked
+            .into_iter()
+            .zip(early)
+            .zip(outcomes)
+            .map(|((message, early), outcome)| {
+                if let Some(error) = early {
+                    return Err(error);
+                }
+                let message = message.expect("checked messages are present");
+                match outcome.expect("every checked message has an outcome") {
+                    Err(refusal) => Err(Self::fail(topic, message, refusal)),
+                    Ok(_) if returned.contains(&message.id().to_string()) => {
+                        Err(Self::fail(topic, message, unroutable(topic, "")))
+                    }
+                    Ok((tag, _)) => Ok(Receipt {
+                        message_id: message.id(),
+                        topic: topic.to_owned(),
+                        position: BrokerPosition::DeliveryTag(tag),
+                    }),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,147 @@
+//! Settling RabbitMQ deliveries: ack, retry through a TTL tier, dead letter.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::Acker;
+use lapin::Connection;
+use tokio::sync::Mutex;
+use waybill_core::{
+    BrokerError, FailureClass, IncomingMessage, Message, PublishOutcome, Settle, Settlement,
+};
+
+use crate::config::RabbitConfig;
+use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
+use crate::error_class::broker_error;
+use crate::topology_names::QueueNames;
+
+/// What settlements of one subscriber share: its connection and a confirm channel.
+pub(crate) struct SettleLink {
+    pub connection: Arc<Connection>,
+    pub channel: Mutex<ConfirmChannel>,
+    pub names: Arc<QueueNames>,
+    pub config: RabbitConfig,
+}
+
+impl SettleLink {
+    /// Publishes `message` to `queue` through the default exchange and waits for its confirm.
+    async fn publish_to_queue(
+        &self,
+        operation: &'static str,
+        queue: &str,
+        message: &Message,
+    ) -> Result<(), BrokerError> {
+        let mut slot = self.channel.lock().await;
+        let channel = slot
+            .open(&self.connection)
+            .await
+            .map_err(|e| broker_error(operation, e))?;
+        let refusal = |r: Refusal| {
+            let class = match r.outcome {
+                PublishOutcome::Permanent => FailureClass::Permanent,
+                PublishOutcome::NotSent | PublishOutcome::Ambiguous => FailureClass::Transient,
+            };
+            BrokerError::new(class, operation, r.reason)
+        };
+        let confirm = send(channel, "", queue, message, None)
+            .await
+            .map_err(refusal)?;
+        slot.next_tag();
+        match confirmed(confirm, self.config.confirm_timeout)
+            .await
+            .map_err(refusal)?
+        {
+            None => Ok(()),
+            Some(_) => Err(refusal(unroutable("", queue))),
+        }
+    }
+}
+
+/// Settles one delivery; dropped unsettled, it nacks with requeue.
+pub(crate) struct RabbitSettler {
+    acker: Option<Acker>,
+    link: Arc<SettleLink>,
+}
+
+impl RabbitSettler {
+    pub fn new(acker: Acker, link: Arc<SettleLink>) -> Self {
+        Self {
+            acker: Some(acker),
+            link,
+        }
+    }
+
+    async fn ack(&mut self) -> Result<(), BrokerError> {
+        let acker = self.acker.take().expect("settled once");
+        match tokio::time::timeout(
+            self.link.config.confirm_timeout,
+            acker.ack(BasicAckOptions::default()),
+        )
+        .await
+        {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(BrokerError::transient(
+                "ack",
+                "ack not sent: the channel closed; the broker will deliver the message again",
+            )),
+            Ok(Err(e)) => Err(broker_error("ack", e)),
+            Err(_) => Err(BrokerError::transient(
+                "ack",
+                "ack did not complete in time",
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl Settle for RabbitSettler {
+    async fn settle(
+        mut self: Box<Self>,
+        incoming: &IncomingMessage,
+        settlement: Settlement,
+    ) -> Result<(), BrokerError> {
+        match settlement {
+            Settlement::Ack => self.ack().await,
+            Settlement::Retry(request) => {
+                let mut copy = incoming.message().clone();
+                request.apply_to(copy.headers_mut());
+                let queue = match self.link.config.tier_for(request.delay) {
+                    Some(tier) => self.link.names.retry_tier(tier),
+                    None => self.link.names.work.clone(),
+                };
+                self.link.publish_to_queue("retry", &queue, &copy).await?;
+                self.ack().await
+            }
+            Settlement::DeadLetter(record) => {
+                let mut copy = incoming.message().clone();
+                record.write_to(copy.headers_mut());
+                let queue = self.link.names.dead_letter.clone();
+                self.link
+                    .publish_to_queue("dead-letter", &queue, &copy)
+                    .await?;
+                self.ack().await
+            }
+        }
+    }
+}
+
+impl Drop for RabbitSettler {
+    fn drop(&mut self) {
+        let Some(acker) = self.acker.take() else {
+            return;
+        };
+        // Give the message back at once rather than holding a prefetch slot until the channel
+        // closes. Without a runtime (process exiting) the broker requeues it on disconnect.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..BasicNackOptions::default()
+                    })
+                    .await;
+            });
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! Consuming a group's queue with manual acknowledgement.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_lite::StreamExt;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::{Connection, Consumer};
+use tokio::sync::Mutex;
+use tracing::warn;
+use waybill_core::{
+    validate_name, BrokerError, ConfigError, Delivery, IncomingMessage, Origin, Subscriber,
+};
+
+use crate::config::RabbitConfig;
+use crate::confirm_channel::ConfirmChannel;
+use crate::connect::connect;
+use crate::error_class::broker_error;
+use crate::settler::{RabbitSettler, SettleLink};
+use crate::topology::{check_lengths, declare_dead_letter_queue, declare_group};
+use crate::topology_names::QueueNames;
+use crate::wire;
+
+/// A [`Subscriber`] of one topic and consumer group on RabbitMQ.
+///
+/// Creating it declares (idempotently) the topic's exchange, the group's quorum work queue and
+/// binding, the retry tier queues and the dead-letter queue, then consumes with manual
+/// acknowledgement and `prefetch` unacknowledged deliveries at most.
+///
+/// Settlement: ack → `basic.ack`; retry → the copy is published (confirmed) to the retry tier
+/// whose TTL covers the delay, then the original is acked; dead letter → the message with its
+/// record is published (confirmed) to `<topic>.<group>.dlq`, then acked. A delivery dropped
+/// unsettled is nacked with requeue. After a lost connection or a broker-side cancel, `receive`
+/// returns one transient error and the next call reconnects and consumes again; deliveries of
+/// the old connection are redelivered by the broker.
+pub struct RabbitSubscriber {
+    config: RabbitConfig,
+    names: Arc<QueueNames>,
+    origin_topic: Arc<str>,
+    group: Arc<str>,
+    queue: String,
+    declare_all: bool,
+    session: Option<Session>,
+    closed: bool,
+}
+
+struct Session {
+    consumer: Consumer,
+    settle: Arc<SettleLink>,
+    connection: Arc<Connection>,
+}
+
+impl RabbitSubscriber {
+    /// Subscribes group `group` to `topic`.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent for unusable names, refused credentials or conflicting queue
+    /// arguments (an existing queue declared differently), transient when the broker is down.
+    pub async fn connect(
+        config: RabbitConfig,
+        topic: &str,
+        group: &str,
+    ) -> Result<Self, BrokerError> {
+        let names = Self::names(&config, topic, group)
+            .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
+        let queue = names.work.clone();
+        Self::start(config, names, topic.into(), group.into(), queue, true).await
+    }
+
+    /// Reads the dead letters group `group` produced for `topic` (the queue
+    /// `<topic>.<group>.dlq`). Its deliveries support ack only; replay republishes them.
+    ///
+    /// # Errors
+    /// As for [`RabbitSubscriber::connect`].
+    pub async fn dead_letters(
+        config: RabbitConfig,
+        topic: &str,
+        group: &str,
+    ) -> Result<Self, BrokerError> {
+        let names = Self::names(&config, topic, group)
+            .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
+        let queue = names.dead_letter.clone();
+        let origin = queue.as_str().into();
+        Self::start(config, names, origin, group.into(), queue, false).await
+    }
+
+    fn names(config: &RabbitConfig, topic: &str, group: &str) -> Result<QueueNames, ConfigError> {
+        validate_name("topic", topic)?;
+        validate_name("group", group)?;
+        let names = QueueNames::new(topic, group);
+        check_lengths(&names, config)?;
+        Ok(names)
+    }
+
+    async fn start(
+        config: RabbitConfig,
+        names: QueueNames,
+        origin_topic: Arc<str>,
+        group: Arc<str>,
+        queue: String,
+        declare_all: bool,
+    ) -> Result<Self, BrokerError> {
+        let mut subscriber = Self {
+            config,
+            names: Arc::new(names),
+            origin_topic,
+            group,
+            queue,
+            declare_all,
+            session: None,
+            closed: false,
+        };
+        subscriber.session = Some(subscriber.open().await?);
+        Ok(subscriber)
+    }
+
+    async fn open(&self) -> Result<Session, BrokerError> {
+        let connection = Arc::new(connect(&self.config, "waybill-subscriber").await?);
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| broker_error("subscribe", e))?;
+        let declared = if self.declare_all {
+            declare_group(&channel, &self.names, &self.config).await
+        } else {
+            declare_dead_letter_queue(&channel, &self.names).await
+        };
+        declared.map_err(|e| broker_error("declare", e))?;
+        channel
+            .basic_qos(self.config.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| broker_error("subscribe", e))?;
+        let consumer = channel
+            .basic_consume(
+                self.queue.as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| broker_error("subscribe", e))?;
+        let settle = Arc::new(SettleLink {
+            connection: Arc::clone(&connection),
+            channel: Mutex::new(ConfirmChannel::default()),
+            names: Arc::clone(&self.names),
+            config: self.config.clone(),
+        });
+        Ok(Session {
+            consumer,
+            settle,
+            connection,
+        })
+    }
+}
+
+#[async_trait]
+impl Subscriber for RabbitSubscriber {
+    async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
+        if self.closed {
+            return Ok(None);
+        }
+        if self.session.is_none() {
+            self.session = Some(self.open().await?);
+        }
+        let session = self.session.as_mut().expect("opened above");
+        match session.consumer.next().await {
+            Some(Ok(delivery)) => {
+                let message = wire::message(&delivery.properties, delivery.data);
+                let origin = Origin {
+                    topic: Arc::clone(&self.origin_topic),
+                    group: Arc::clone(&self.group),
+                    partition: None,
+                    offset: None,
+                };
+                let incoming = IncomingMessage::new(message, origin, delivery.redelivered);
+                let settler = RabbitSettler::new(delivery.acker, Arc::clone(&session.settle));
+                Ok(Some(Delivery::new(incoming, Box::new(settler))))
+            }
+            Some(Err(e)) => {
+                self.session = None;
+                warn!(error = %e, queue = %self.queue, "rabbitmq consumer failed; will reconnect");
+                Err(broker_error("receive", e))
+            }
+            None => {
+                self.session = None;
+                warn!(queue = %self.queue, "rabbitmq consumer cancelled; will resubscribe");
+                Err(BrokerError::transient(
+                    "receive",
+                    format!(
+                        "consumer of {} was cancelled or its channel closed",
+                        self.queue
+                    ),
+                ))
+            }
+        }
+    }
+
+    async fn close(&mut self) -> Result<(), BrokerError> {
+        self.closed = true;
+        if let Some(session) = self.session.take() {
+            if session.connection.status().connected() {
+                session
+                    .connection
+                    .close(200, "subscriber closed".into())
+                    .await
+                    .map_err(|e| broker_error("close", e))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Declaring the exchanges and queues of a topic and group (idempotent).
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+use waybill_core::ConfigError;
+
+use crate::config::RabbitConfig;
+use crate::topology_names::QueueNames;
+
+/// AMQP limits names to 255 bytes.
+const MAX_NAME: usize = 255;
+
+/// Checks that every name the topology derives fits AMQP's limit.
+pub(crate) fn check_lengths(names: &QueueNames, config: &RabbitConfig) -> Result<(), ConfigError> {
+    let longest = config
+        .retry_tiers()
+        .iter()
+        .map(|t| names.retry_tier(*t).len())
+        .chain([names.work.len(), names.dead_letter.len()])
+        .max()
+        .unwrap_or_default();
+    if longest > MAX_NAME {
+        return Err(ConfigError::new(
+            "topic",
+            format!("topic and group names are too long: derived queue names reach {longest} bytes, AMQP allows {MAX_NAME}"),
+        ));
+    }
+    Ok(())
+}
+
+fn text(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+/// Declares the topic's durable fanout exchange.
+pub(crate) async fn declare_exchange(
+    channel: &Channel,
+    exchange: &str,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Declares the exchange, the group's quorum work queue and its binding, the retry tier queues
+/// and the dead-letter queue.
+pub(crate) async fn declare_group(
+    channel: &Channel,
+    names: &QueueNames,
+    config: &RabbitConfig,
+) -> Result<(), lapin::Error> {
+    declare_exchange(channel, &names.exchange).await?;
+    declare_dead_letter_queue(channel, names).await?;
+
+    let mut work = FieldTable::default();
+    work.insert("x-queue-type".into(), text("quorum"));
+    if let Some(limit) = config.delivery_limit {
+        work.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(i64::from(limit)),
+        );
+        // Past the limit the broker dead-letters into the group's dead-letter queue (without
+        // the waybill record headers: the broker, not the SDK, gave up on the message).
+        work.insert("x-dead-letter-exchange".into(), text(""));
+        work.insert("x-dead-letter-routing-key".into(), text(&names.dead_letter));
+    }
+    for (name, value) in &config.queue_arguments {
+        work.insert(name.as_str().into(), text(value));
+    }
+    channel
+        .queue_declare(
+            names.work.as_str().into(),
+            QueueDeclareOptions::durable(),
+            work,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            names.work.as_str().into(),
+            names.exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    for tier in config.retry_tiers() {
+        let mut retry = FieldTable::default();
+        let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
+        retry.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
+        retry.insert("x-dead-letter-exchange".into(), text(""));
+        retry.insert("x-dead-letter-routing-key".into(), text(&names.work));
+        channel
+            .queue_declare(
+                names.retry_tier(*tier).as_str().into(),
+                QueueDeclareOptions::durable(),
+                retry,
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Declares the group's durable quorum dead-letter queue.
+pub(crate) async fn declare_dead_letter_queue(
+    channel: &Channel,
+    names: &QueueNames,
+) -> Result<(), lapin::Error> {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    channel
+        .queue_declare(
+            names.dead_letter.as_str().into(),
+            QueueDeclareOptions::durable(),
+            args,
+        )
+        .await
+        .map(|_| ())
+}
