@@ -51,3 +51,21 @@ pub async fn delete_group_topology(
     let _ = connection.close(200, "OK".into()).await;
     Ok(())
 }
+
+/// Deletes the exchange of `topic` (queues bound to it stay). Missing exchanges are not an error.
+///
+/// # Errors
+/// [`BrokerError`] when the broker is unreachable or refuses.
+pub async fn delete_topic(config: &RabbitConfig, topic: &str) -> Result<(), BrokerError> {
+    let connection = connect(config, "waybill-admin").await?;
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| broker_error("delete", e))?;
+    channel
+        .exchange_delete(topic.into(), ExchangeDeleteOptions::default())
+        .await
+        .map_err(|e| broker_error("delete", e))?;
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(())
+}

@@ -30,7 +30,7 @@ mod topology;
 mod topology_names;
 mod wire;
 
-pub use admin::delete_group_topology;
+pub use admin::{delete_group_topology, delete_topic};
 pub use config::{RabbitConfig, RabbitConfigBuilder};
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;

@@ -6,7 +6,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use waybill_core::testkit::conformance::ConformanceTarget;
 use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
-use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitPublisher, RabbitSubscriber};
+use waybill_rabbitmq::{
+    delete_group_topology, delete_topic, RabbitConfig, RabbitPublisher, RabbitSubscriber,
+};
 
 /// The broker URL: `WAYBILL_RABBITMQ_URL`, or the local default.
 pub fn url() -> String {
@@ -38,6 +40,7 @@ pub async fn require_broker() {
 #[derive(Default)]
 pub struct RabbitTarget {
     created: Mutex<Vec<(String, String)>>,
+    topics: Mutex<Vec<String>>,
 }
 
 impl RabbitTarget {
@@ -47,6 +50,12 @@ impl RabbitTarget {
         for (topic, group) in created {
             if let Err(e) = delete_group_topology(&config(), &topic, &group, true).await {
                 eprintln!("cleanup of {topic}/{group} failed: {e}");
+            }
+        }
+        let topics: Vec<_> = self.topics.lock().unwrap().drain(..).collect();
+        for topic in topics {
+            if let Err(e) = delete_topic(&config(), &topic).await {
+                eprintln!("cleanup of {topic} failed: {e}");
             }
         }
     }
@@ -63,6 +72,7 @@ impl ConformanceTarget for RabbitTarget {
     }
 
     async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
+        self.topics.lock().unwrap().push(topic.to_owned());
         let publisher = RabbitPublisher::connect(config()).await?;
         publisher.declare_topic(topic).await?;
         publisher.close().await?;
