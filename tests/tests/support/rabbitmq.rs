@@ -103,3 +103,59 @@ impl ConformanceTarget for RabbitTarget {
         ))
     }
 }
+
+/// Runs a `rabbitmqctl` command, failing the test with its output if it fails.
+pub fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl is installed (Debian package rabbitmq-server)");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Stops and starts the RabbitMQ application inside the running node.
+pub async fn restart_app() {
+    tokio::task::spawn_blocking(|| {
+        rabbitmqctl(&["stop_app"]);
+        std::thread::sleep(Duration::from_secs(1));
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup"]);
+    })
+    .await
+    .unwrap();
+}
+
+/// Kills the broker's Erlang VM with SIGKILL and starts the server again.
+pub async fn kill_and_restart() {
+    tokio::task::spawn_blocking(|| {
+        let status = std::process::Command::new("pkill")
+            .args(["-9", "-f", "beam.smp.*rabbit"])
+            .status()
+            .expect("pkill");
+        assert!(status.success(), "no RabbitMQ node to kill");
+        for _ in 0..100 {
+            let alive = std::process::Command::new("pgrep")
+                .args(["-f", "beam.smp.*rabbit"])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !alive {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let status = std::process::Command::new("rabbitmq-server")
+            .arg("-detached")
+            .status()
+            .expect("rabbitmq-server");
+        assert!(status.success(), "rabbitmq-server -detached failed");
+        std::thread::sleep(Duration::from_secs(2));
+        rabbitmqctl(&["await_startup", "--timeout", "120"]);
+    })
+    .await
+    .unwrap();
+}
