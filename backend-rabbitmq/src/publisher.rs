@@ -1,5 +1,6 @@
 //! Confirmed publishing to RabbitMQ.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
@@ -158,6 +159,8 @@ impl Publisher for RabbitPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
         let message = self.check(topic, message)?;
         let _permit = self.inner.in_flight.acquire().await;
+        // Close may have begun while this publish waited for a slot.
+        let message = self.check(topic, message)?;
         let link = match self.link().await {
             Ok(link) => link,
             Err(e) => {
@@ -214,6 +217,9 @@ impl Publisher for RabbitPublisher {
     }
 }
 
+/// A chunk message's position in the input and its outcome.
+type Decided = (usize, Result<Receipt, PublishError>);
+
 impl RabbitPublisher {
     /// Publishes up to `max_in_flight` messages pipelined on one channel, in order.
     async fn publish_chunk(
@@ -221,100 +227,86 @@ impl RabbitPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let mut checked = Vec::with_capacity(messages.len());
-        let mut early: Vec<Option<PublishError>> = Vec::with_capacity(messages.len());
-        for m in messages {
+        let mut results: Vec<Option<Result<Receipt, PublishError>>> =
+            Vec::with_capacity(messages.len());
+        let mut ready = Vec::new();
+        for (i, m) in messages.into_iter().enumerate() {
             match self.check(topic, m) {
                 Ok(m) => {
-                    checked.push(Some(m));
-                    early.push(None);
+                    results.push(None);
+                    ready.push((i, m));
                 }
-                Err(e) => {
-                    checked.push(None);
-                    early.push(Some(e));
-                }
+                Err(e) => results.push(Some(Err(e))),
             }
         }
-        let count = u32::try_from(checked.iter().flatten().count()).unwrap_or(u32::MAX);
-        let _permits = self.inner.in_flight.acquire_many(count).await;
-        let link = match self.link().await {
-            Ok(link) => Some(link),
-            Err(e) => {
-                for (m, slot) in checked.iter_mut().zip(early.iter_mut()) {
-                    if let Some(m) = m.take() {
-                        *slot = Some(PublishError::not_sent(topic, m, e.to_string()));
-                    }
-                }
-                None
-            }
-        };
-        let mut outcomes: Vec<Option<Result<(u64, Option<String>), Refusal>>> =
-            (0..checked.len()).map(|_| None).collect();
-        if let Some(link) = &link {
-            let index = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
-            let mut slot = link.slots[index].lock().await;
-            let mut confirms = Vec::new();
-            match slot.open(&link.connection).await {
-                Err(e) => {
-                    for (i, m) in checked.iter().enumerate() {
-                        if m.is_some() {
-                            outcomes[i] = Some(Err(Refusal {
-                                outcome: PublishOutcome::NotSent,
-                                reason: format!("cannot open a channel: {e}"),
-                                source: None,
-                            }));
-                        }
-                    }
-                }
-                Ok(channel) => {
-                    let channel = channel.clone();
-                    for (i, m) in checked.iter().enumerate() {
-                        let Some(m) = m else { continue };
-                        match send(&channel, topic, "", m, None).await {
-                            Ok(confirm) => confirms.push((i, slot.next_tag(), confirm)),
-                            Err(refusal) => outcomes[i] = Some(Err(refusal)),
-                        }
-                    }
-                }
-            }
-            let timeout = self.inner.config.confirm_timeout;
-            let resolved = join_all(confirms.into_iter().map(|(i, tag, confirm)| async move {
-                (i, confirmed(confirm, timeout).await.map(|r| (tag, r)))
-            }))
-            .await;
-            for (i, outcome) in resolved {
-                outcomes[i] = Some(outcome);
+        if !ready.is_empty() {
+            for (i, outcome) in self.send_pipelined(topic, ready).await {
+                results[i] = Some(outcome);
             }
         }
-        // A returned message may ride on a neighbour's confirm: attribute returns by id.
-        let returned: Vec<String> = outcomes
-            .iter()
-            .filter_map(|o| match o {
-                Some(Ok((_, Some(id)))) => Some(id.clone()),
-                _ => None,
-            })
-            .collect();
-        checked
+        results
             .into_iter()
-            .zip(early)
-            .zip(outcomes)
-            .map(|((message, early), outcome)| {
-                if let Some(error) = early {
-                    return Err(error);
-                }
-                let message = message.expect("checked messages are present");
-                match outcome.expect("every checked message has an outcome") {
-                    Err(refusal) => Err(Self::fail(topic, message, refusal)),
-                    Ok(_) if returned.contains(&message.id().to_string()) => {
-                        Err(Self::fail(topic, message, unroutable(topic, "")))
-                    }
-                    Ok((tag, _)) => Ok(Receipt {
-                        message_id: message.id(),
-                        topic: topic.to_owned(),
-                        position: BrokerPosition::DeliveryTag(tag),
-                    }),
-                }
-            })
+            .map(|r| r.expect("every message of the chunk is decided"))
             .collect()
+    }
+
+    /// Sends every message on one channel, then awaits all confirms. The channel stays locked
+    /// until the last confirm, so no other publish's returned message can ride on these.
+    async fn send_pipelined(&self, topic: &str, ready: Vec<(usize, Message)>) -> Vec<Decided> {
+        let refuse_all = |ready: Vec<(usize, Message)>, reason: String| -> Vec<Decided> {
+            ready
+                .into_iter()
+                .map(|(i, m)| (i, Err(PublishError::not_sent(topic, m, reason.clone()))))
+                .collect()
+        };
+        let count = u32::try_from(ready.len()).unwrap_or(u32::MAX);
+        let _permits = self.inner.in_flight.acquire_many(count).await;
+        if self.inner.closed.load(SeqCst) {
+            return refuse_all(ready, "publisher is closed".to_owned());
+        }
+        let link = match self.link().await {
+            Ok(link) => link,
+            Err(e) => return refuse_all(ready, e.to_string()),
+        };
+        let index = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
+        let mut slot = link.slots[index].lock().await;
+        let channel = match slot.open(&link.connection).await {
+            Ok(channel) => channel.clone(),
+            Err(e) => return refuse_all(ready, format!("cannot open a channel: {e}")),
+        };
+        let mut decided = Vec::with_capacity(ready.len());
+        let mut sent = Vec::with_capacity(ready.len());
+        for (i, m) in ready {
+            match send(&channel, topic, "", &m, None).await {
+                Ok(confirm) => sent.push((i, m, slot.next_tag(), confirm)),
+                Err(refusal) => decided.push((i, Err(Self::fail(topic, m, refusal)))),
+            }
+        }
+        let timeout = self.inner.config.confirm_timeout;
+        let confirmations = join_all(sent.into_iter().map(|(i, m, tag, confirm)| async move {
+            (i, m, tag, confirmed(confirm, timeout).await)
+        }))
+        .await;
+        drop(slot);
+        // A returned message may ride on a neighbour's confirm: attribute returns by id.
+        let returned: HashSet<String> = confirmations
+            .iter()
+            .filter_map(|(_, _, _, c)| c.as_ref().ok().cloned().flatten())
+            .collect();
+        for (i, m, tag, confirmation) in confirmations {
+            let outcome = match confirmation {
+                Err(refusal) => Err(Self::fail(topic, m, refusal)),
+                Ok(_) if returned.contains(&m.id().to_string()) => {
+                    Err(Self::fail(topic, m, unroutable(topic, "")))
+                }
+                Ok(_) => Ok(Receipt {
+                    message_id: m.id(),
+                    topic: topic.to_owned(),
+                    position: BrokerPosition::DeliveryTag(tag),
+                }),
+            };
+            decided.push((i, outcome));
+        }
+        decided
     }
 }

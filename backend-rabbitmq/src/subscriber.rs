@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use futures_lite::StreamExt;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::{Connection, Consumer};
+use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Mutex;
 use tracing::warn;
 use waybill_core::{
@@ -46,6 +46,7 @@ pub struct RabbitSubscriber {
 }
 
 struct Session {
+    channel: Channel,
     consumer: Consumer,
     settle: Arc<SettleLink>,
     connection: Arc<Connection>,
@@ -147,6 +148,7 @@ impl RabbitSubscriber {
             config: self.config.clone(),
         });
         Ok(Session {
+            channel,
             consumer,
             settle,
             connection,
@@ -199,6 +201,15 @@ impl Subscriber for RabbitSubscriber {
     async fn close(&mut self) -> Result<(), BrokerError> {
         self.closed = true;
         if let Some(session) = self.session.take() {
+            // Closing the channel first waits for close-ok: every ack sent on it has been
+            // processed, and its unacknowledged deliveries are requeued, before we go.
+            if session.channel.status().connected() {
+                session
+                    .channel
+                    .close(200, "subscriber closed".into())
+                    .await
+                    .map_err(|e| broker_error("close", e))?;
+            }
             if session.connection.status().connected() {
                 session
                     .connection

@@ -137,7 +137,7 @@ async fn broker_restarts_lose_nothing_duplicate_nothing_and_keep_key_order() {
     .await;
 
     let deadline = Instant::now() + Duration::from_secs(240);
-    while ledger.report().lost.len() > 0 && Instant::now() < deadline {
+    while !ledger.report().lost.is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let totals = running.shutdown().await.unwrap();

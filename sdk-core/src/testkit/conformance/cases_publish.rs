@@ -1,12 +1,15 @@
 //! Cases about publishing: confirms, batches, round trips, isolation, close.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::future::join_all;
 
-use super::support::{fail, numbered, publish_all, receive_acked, same_ids, topic, unique};
+use super::support::{
+    fail, numbered, publish_all, receive_acked, same_ids, topic, unique, wait_until,
+};
 use super::{case, Case, ConformanceTarget};
 use crate::message::Message;
 use crate::publish_error::PublishOutcome;
@@ -158,15 +161,24 @@ async fn publisher_close_after_concurrent_publishes_loses_nothing(
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let sent = numbered(n, 10);
     let all_ids: HashSet<_> = sent.iter().map(Message::id).collect();
+    let finished = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = sent
         .into_iter()
         .map(|m| {
-            let publisher = Arc::clone(&publisher);
+            let (publisher, finished) = (Arc::clone(&publisher), Arc::clone(&finished));
             let topic = topic.clone();
-            tokio::spawn(async move { publisher.publish(&topic, m).await })
+            tokio::spawn(async move {
+                let result = publisher.publish(&topic, m).await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                result
+            })
         })
         .collect();
-    tokio::task::yield_now().await;
+    // Close once the first publish finished, while the others are in flight.
+    wait_until(t.scale().case_timeout, || {
+        finished.load(Ordering::SeqCst) > 0
+    })
+    .await;
     publisher.close().await.map_err(fail("close"))?;
     let mut confirmed = HashSet::new();
     for task in tasks {

@@ -1,0 +1,144 @@
+//! The brokers the demo can run on.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use waybill_core::{
+    AckFault, BoxError, DeliveryFault, MemoryBroker, Message, MessageId, PublishFault, Publisher,
+    Subscriber,
+};
+use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitPublisher, RabbitSubscriber};
+
+use super::orders::TOPIC;
+
+/// The consumer group of the demo.
+pub const GROUP: &str = "billing";
+
+/// A connected broker: both sides, and how to count dead letters afterwards.
+pub enum DemoBroker {
+    /// The in-memory broker, with injected faults.
+    Memory(MemoryBroker),
+    /// A RabbitMQ server; the demo uses its own topic and removes it at the end.
+    Rabbit {
+        /// Connection settings.
+        config: RabbitConfig,
+        /// The run's topic.
+        topic: String,
+    },
+}
+
+impl DemoBroker {
+    /// The in-memory broker with `percent` % lost confirms, duplicate deliveries and lost acks.
+    pub fn memory(percent: u64) -> Self {
+        let broker = MemoryBroker::new();
+        let every = move |i: u64| percent > 0 && i % (100 / percent) == (100 / percent) / 2;
+        let publishes = AtomicU64::new(0);
+        broker.faults().on_publish(move |ctx| {
+            (ctx.topic == TOPIC && every(publishes.fetch_add(1, Relaxed)))
+                .then_some(PublishFault::Ambiguous { stored: true })
+        });
+        let deliveries = AtomicU64::new(0);
+        broker.faults().on_deliver(move |ctx| {
+            (!ctx.redelivered && every(deliveries.fetch_add(1, Relaxed)))
+                .then_some(DeliveryFault::Duplicate)
+        });
+        let acks = AtomicU64::new(0);
+        broker
+            .faults()
+            .on_ack(move |_| every(acks.fetch_add(3, Relaxed)).then_some(AckFault::Lost));
+        Self::Memory(broker)
+    }
+
+    /// A RabbitMQ server at `url`.
+    ///
+    /// # Errors
+    /// When the URL is invalid.
+    pub fn rabbit(url: &str) -> Result<Self, BoxError> {
+        let suffix = MessageId::new().to_string();
+        Ok(Self::Rabbit {
+            config: RabbitConfig::builder(url).build()?,
+            topic: format!("waybill-demo-{}", &suffix[24..]),
+        })
+    }
+
+    /// The topic messages go to.
+    pub fn topic(&self) -> &str {
+        match self {
+            Self::Memory(_) => TOPIC,
+            Self::Rabbit { topic, .. } => topic,
+        }
+    }
+
+    /// Describes the broker for the ledger.
+    pub fn describe(&self, percent: u64) -> String {
+        match self {
+            Self::Memory(_) => format!("in-memory broker, {percent}% injected faults"),
+            Self::Rabbit { config, .. } => format!("RabbitMQ at {}", config.display_url()),
+        }
+    }
+
+    /// The consumer group's subscriber (declares the topology on RabbitMQ).
+    ///
+    /// # Errors
+    /// When the broker refuses or is unreachable.
+    pub async fn subscriber(&self) -> Result<Box<dyn Subscriber>, BoxError> {
+        Ok(match self {
+            Self::Memory(b) => Box::new(b.subscriber(TOPIC, GROUP)?),
+            Self::Rabbit { config, topic } => {
+                Box::new(RabbitSubscriber::connect(config.clone(), topic, GROUP).await?)
+            }
+        })
+    }
+
+    /// A publisher.
+    ///
+    /// # Errors
+    /// When the broker is unreachable.
+    pub async fn publisher(&self) -> Result<Arc<dyn Publisher>, BoxError> {
+        Ok(match self {
+            Self::Memory(b) => Arc::new(b.publisher()),
+            Self::Rabbit { config, .. } => {
+                Arc::new(RabbitPublisher::connect(config.clone()).await?)
+            }
+        })
+    }
+
+    /// Whether the group still has unacknowledged messages (in-memory only; RabbitMQ reports
+    /// through the consumer's counters).
+    pub fn pending(&self) -> usize {
+        match self {
+            Self::Memory(b) => b.pending(TOPIC, GROUP),
+            Self::Rabbit { .. } => 0,
+        }
+    }
+
+    /// Distinct messages in the group's dead letter; removes the RabbitMQ topology afterwards.
+    ///
+    /// # Errors
+    /// When the broker is unreachable.
+    pub async fn dead_letters_and_cleanup(&self) -> Result<u64, BoxError> {
+        match self {
+            Self::Memory(b) => {
+                let dlq = MemoryBroker::dead_letter_topic(TOPIC);
+                let ids: HashSet<_> = b.messages(&dlq).iter().map(Message::id).collect();
+                Ok(ids.len() as u64)
+            }
+            Self::Rabbit { config, topic } => {
+                let mut reader =
+                    RabbitSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
+                let mut ids = HashSet::new();
+                while let Ok(Ok(Some(d))) =
+                    tokio::time::timeout(Duration::from_secs(1), reader.receive()).await
+                {
+                    ids.insert(d.message().message().id());
+                    d.ack().await?;
+                }
+                reader.close().await?;
+                delete_group_topology(config, topic, GROUP, true).await?;
+                Ok(ids.len() as u64)
+            }
+        }
+    }
+}
