@@ -1,13 +1,16 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
 //!   modes, with and without the in-memory idempotency store.
+//! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the
+//!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker).
 
 mod processor_bench;
+mod rabbitmq_bench;
 
 use std::process::ExitCode;
 
@@ -24,9 +27,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            "processor" => suite = arg,
+            "processor" | "rabbitmq" => suite = arg,
             "-h" | "--help" => {
-                println!("usage: waybill-bench [processor] [--messages N]");
+                println!("usage: waybill-bench [processor|rabbitmq] [--messages N]");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -41,6 +44,11 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match suite.as_str() {
         "processor" => runtime.block_on(processor_bench::run(messages)),
+        "rabbitmq" => {
+            let url = std::env::var("WAYBILL_RABBITMQ_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+            runtime.block_on(rabbitmq_bench::run(&url, messages.min(50_000)))
+        }
         _ => unreachable!("suite names are checked above"),
     }
     ExitCode::SUCCESS
