@@ -36,6 +36,16 @@ impl ConfirmChannel {
         Ok(self.channel.as_ref().expect("set above"))
     }
 
+    /// Drops the channel after a failed or timed-out confirm: a confirm still pending on it
+    /// could otherwise pick up a later publish's returned message.
+    pub fn discard(&mut self) {
+        if let Some(channel) = self.channel.take() {
+            tokio::spawn(async move {
+                let _ = channel.close(200, "discarded".into()).await;
+            });
+        }
+    }
+
     /// Counts a publish and returns its delivery tag (1-based per channel, as the broker's).
     pub fn next_tag(&mut self) -> u64 {
         self.published += 1;
@@ -119,9 +129,11 @@ pub(crate) async fn confirmed(
                 .map(|id| id.as_str().to_owned())
                 .unwrap_or_default()
         })),
+        // A fanout exchange may have enqueued the message in some queues before another
+        // refused it: not certainly unstored.
         Ok(Ok(Confirmation::Nack(_))) => Err(Refusal::new(
-            PublishOutcome::NotSent,
-            "the broker refused the message (basic.nack: queue full or internal error)",
+            PublishOutcome::Ambiguous,
+            "the broker nacked the message (a queue refused it: full or failing)",
         )),
         Ok(Ok(Confirmation::NotRequested)) => Err(Refusal::new(
             PublishOutcome::Ambiguous,

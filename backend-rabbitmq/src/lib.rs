@@ -11,7 +11,8 @@
 //!   resubscription after a lost connection or a broker-side cancel.
 //!
 //! Topology for topic `T` and group `G`: exchange `T` (fanout, durable); queue `T.G` (quorum);
-//! queues `T.G.retry.<ms>ms` (message TTL, dead-letter to `T.G`); queue `T.G.dlq` (quorum).
+//! quorum queues `T.G.retry.<ms>ms` (message TTL, at-least-once dead-letter to `T.G`); queue
+//! `T.G.dlq` (quorum).
 //!
 //! Capabilities: every conformance capability holds. Retry delays are rounded up to the next
 //! configured tier (default tiers 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min). Per-key order holds
@@ -19,6 +20,7 @@
 //! consumers of one queue share keys).
 
 mod admin;
+mod closing;
 mod config;
 mod confirm_channel;
 mod connect;

@@ -10,14 +10,15 @@ use lapin::Connection;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
 use waybill_core::{
-    validate_name, BrokerError, BrokerPosition, Message, PublishError, PublishOutcome, Publisher,
-    Receipt,
+    validate_name, BrokerError, BrokerPosition, FailureClass, Message, PublishError,
+    PublishOutcome, Publisher, Receipt,
 };
 
+use crate::closing::bounded_close;
 use crate::config::RabbitConfig;
 use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
 use crate::connect::connect;
-use crate::error_class::broker_error;
+use crate::error_class::{broker_error, reply_code};
 use crate::topology::declare_exchange;
 
 /// A [`Publisher`] to RabbitMQ: persistent messages, publisher confirms, `mandatory` routing.
@@ -143,7 +144,11 @@ impl RabbitPublisher {
         })?;
         let confirm = send(channel, topic, "", message, None).await?;
         let tag = slot.next_tag();
-        match confirmed(confirm, self.inner.config.confirm_timeout).await? {
+        let confirmation = confirmed(confirm, self.inner.config.confirm_timeout).await;
+        if confirmation.is_err() {
+            slot.discard();
+        }
+        match confirmation? {
             None => Ok(Receipt {
                 message_id: message.id(),
                 topic: topic.to_owned(),
@@ -164,7 +169,10 @@ impl Publisher for RabbitPublisher {
         let link = match self.link().await {
             Ok(link) => link,
             Err(e) => {
-                return Err(PublishError::not_sent(topic, message, e.to_string()).with_source(e))
+                let outcome = unreachable_outcome(&e);
+                return Err(
+                    PublishError::new(outcome, topic, message, e.to_string()).with_source(e)
+                );
             }
         };
         let start = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
@@ -207,13 +215,20 @@ impl Publisher for RabbitPublisher {
         let link = self.inner.link.lock().await.take();
         if let Some(link) = link {
             if link.connection.status().connected() {
-                link.connection
-                    .close(200, "publisher closed".into())
-                    .await
-                    .map_err(|e| broker_error("close", e))?;
+                let close = link.connection.close(200, "publisher closed".into());
+                bounded_close(self.inner.config.confirm_timeout, close).await?;
             }
         }
         Ok(())
+    }
+}
+
+/// A publish that could not reach the broker: never sent; permanent when the broker refused
+/// the connection for good (credentials, vhost).
+fn unreachable_outcome(error: &BrokerError) -> PublishOutcome {
+    match error.class() {
+        FailureClass::Permanent => PublishOutcome::Permanent,
+        FailureClass::Transient => PublishOutcome::NotSent,
     }
 }
 
@@ -253,26 +268,30 @@ impl RabbitPublisher {
     /// Sends every message on one channel, then awaits all confirms. The channel stays locked
     /// until the last confirm, so no other publish's returned message can ride on these.
     async fn send_pipelined(&self, topic: &str, ready: Vec<(usize, Message)>) -> Vec<Decided> {
-        let refuse_all = |ready: Vec<(usize, Message)>, reason: String| -> Vec<Decided> {
+        let refuse_all = |ready: Vec<(usize, Message)>, outcome, reason: String| -> Vec<Decided> {
             ready
                 .into_iter()
-                .map(|(i, m)| (i, Err(PublishError::not_sent(topic, m, reason.clone()))))
+                .map(|(i, m)| (i, Err(PublishError::new(outcome, topic, m, reason.clone()))))
                 .collect()
         };
         let count = u32::try_from(ready.len()).unwrap_or(u32::MAX);
         let _permits = self.inner.in_flight.acquire_many(count).await;
         if self.inner.closed.load(SeqCst) {
-            return refuse_all(ready, "publisher is closed".to_owned());
+            let reason = "publisher is closed".to_owned();
+            return refuse_all(ready, PublishOutcome::NotSent, reason);
         }
         let link = match self.link().await {
             Ok(link) => link,
-            Err(e) => return refuse_all(ready, e.to_string()),
+            Err(e) => return refuse_all(ready, unreachable_outcome(&e), e.to_string()),
         };
         let index = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
         let mut slot = link.slots[index].lock().await;
         let channel = match slot.open(&link.connection).await {
             Ok(channel) => channel.clone(),
-            Err(e) => return refuse_all(ready, format!("cannot open a channel: {e}")),
+            Err(e) => {
+                let reason = format!("cannot open a channel: {e}");
+                return refuse_all(ready, PublishOutcome::NotSent, reason);
+            }
         };
         let mut decided = Vec::with_capacity(ready.len());
         let mut sent = Vec::with_capacity(ready.len());
@@ -287,6 +306,11 @@ impl RabbitPublisher {
             (i, m, tag, confirmed(confirm, timeout).await)
         }))
         .await;
+        let shared_failure =
+            confirmations.len() > 1 && confirmations.iter().any(|(_, _, _, c)| c.is_err());
+        if shared_failure {
+            slot.discard();
+        }
         drop(slot);
         // A returned message may ride on a neighbour's confirm: attribute returns by id.
         let returned: HashSet<String> = confirmations
@@ -295,6 +319,18 @@ impl RabbitPublisher {
             .collect();
         for (i, m, tag, confirmation) in confirmations {
             let outcome = match confirmation {
+                // A channel error fails every confirm pending on the channel, whichever message
+                // caused it: only a missing exchange (404) concerns them all alike.
+                Err(mut refusal) if shared_failure => {
+                    let missing_exchange = refusal
+                        .source
+                        .as_ref()
+                        .is_some_and(|e| reply_code(e) == Some(404));
+                    if refusal.outcome == PublishOutcome::Permanent && !missing_exchange {
+                        refusal.outcome = PublishOutcome::Ambiguous;
+                    }
+                    Err(Self::fail(topic, m, refusal))
+                }
                 Err(refusal) => Err(Self::fail(topic, m, refusal)),
                 Ok(_) if returned.contains(&m.id().to_string()) => {
                     Err(Self::fail(topic, m, unroutable(topic, "")))

@@ -48,10 +48,11 @@ impl SettleLink {
             .await
             .map_err(refusal)?;
         slot.next_tag();
-        match confirmed(confirm, self.config.confirm_timeout)
-            .await
-            .map_err(refusal)?
-        {
+        let confirmation = confirmed(confirm, self.config.confirm_timeout).await;
+        if confirmation.is_err() {
+            slot.discard();
+        }
+        match confirmation.map_err(refusal)? {
             None => Ok(()),
             Some(_) => Err(refusal(unroutable("", queue))),
         }

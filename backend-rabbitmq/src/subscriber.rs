@@ -13,10 +13,11 @@ use waybill_core::{
     validate_name, BrokerError, ConfigError, Delivery, IncomingMessage, Origin, Subscriber,
 };
 
+use crate::closing::bounded_close;
 use crate::config::RabbitConfig;
 use crate::confirm_channel::ConfirmChannel;
 use crate::connect::connect;
-use crate::error_class::broker_error;
+use crate::error_class::{broker_error, describe};
 use crate::settler::{RabbitSettler, SettleLink};
 use crate::topology::{check_lengths, declare_dead_letter_queue, declare_group};
 use crate::topology_names::QueueNames;
@@ -182,7 +183,9 @@ impl Subscriber for RabbitSubscriber {
             Some(Err(e)) => {
                 self.session = None;
                 warn!(error = %e, queue = %self.queue, "rabbitmq consumer failed; will reconnect");
-                Err(broker_error("receive", e))
+                // Whatever closed the consumer (connection loss, consumer timeout, a channel
+                // error), a new connection and consumer may work: never end the stream here.
+                Err(BrokerError::transient("receive", describe(&e)).with_source(e))
             }
             None => {
                 self.session = None;
@@ -204,18 +207,12 @@ impl Subscriber for RabbitSubscriber {
             // Closing the channel first waits for close-ok: every ack sent on it has been
             // processed, and its unacknowledged deliveries are requeued, before we go.
             if session.channel.status().connected() {
-                session
-                    .channel
-                    .close(200, "subscriber closed".into())
-                    .await
-                    .map_err(|e| broker_error("close", e))?;
+                let close = session.channel.close(200, "subscriber closed".into());
+                bounded_close(self.config.confirm_timeout, close).await?;
             }
             if session.connection.status().connected() {
-                session
-                    .connection
-                    .close(200, "subscriber closed".into())
-                    .await
-                    .map_err(|e| broker_error("close", e))?;
+                let close = session.connection.close(200, "subscriber closed".into());
+                bounded_close(self.config.confirm_timeout, close).await?;
             }
         }
         Ok(())

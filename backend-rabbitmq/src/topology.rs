@@ -69,9 +69,12 @@ pub(crate) async fn declare_group(
             AMQPValue::LongLongInt(i64::from(limit)),
         );
         // Past the limit the broker dead-letters into the group's dead-letter queue (without
-        // the waybill record headers: the broker, not the SDK, gave up on the message).
+        // the waybill record headers: the broker, not the SDK, gave up on the message), with
+        // at-least-once dead-lettering so the move itself cannot lose it.
         work.insert("x-dead-letter-exchange".into(), text(""));
         work.insert("x-dead-letter-routing-key".into(), text(&names.dead_letter));
+        work.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        work.insert("x-overflow".into(), text("reject-publish"));
     }
     for (name, value) in &config.queue_arguments {
         work.insert(name.as_str().into(), text(value));
@@ -94,7 +97,13 @@ pub(crate) async fn declare_group(
         .await?;
 
     for tier in config.retry_tiers() {
+        // Quorum queues with at-least-once dead-lettering: the expired copy moves back to the
+        // work queue with broker-side confirms, so a failing work queue cannot drop it (classic
+        // queues dead-letter at most once).
         let mut retry = FieldTable::default();
+        retry.insert("x-queue-type".into(), text("quorum"));
+        retry.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        retry.insert("x-overflow".into(), text("reject-publish"));
         let ttl = i64::try_from(tier.as_millis()).unwrap_or(i64::MAX);
         retry.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl));
         retry.insert("x-dead-letter-exchange".into(), text(""));

@@ -6,8 +6,8 @@ use std::time::Duration;
 ///
 /// - the topic is a durable fanout exchange named like the topic;
 /// - each group has a durable quorum work queue `<topic>.<group>` bound to it;
-/// - each retry tier is a durable queue `<topic>.<group>.retry.<ms>ms` whose message TTL
-///   dead-letters copies back to the work queue through the default exchange;
+/// - each retry tier is a durable quorum queue `<topic>.<group>.retry.<ms>ms` whose message TTL
+///   dead-letters copies back (at-least-once) to the work queue through the default exchange;
 /// - dead letters go to the durable quorum queue `<topic>.<group>.dlq`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueNames {

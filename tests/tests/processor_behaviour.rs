@@ -326,3 +326,50 @@ async fn a_failed_dead_letter_publish_leaves_the_message_unacked() {
     let dl = &broker.messages("t.dlq")[0];
     assert!(dl.headers().contains(header_names::DL_ERROR_CLASS));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_gives_back_a_retrying_key_with_everything_queued_behind_it() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    let first = Message::new("first").with_key("k");
+    let first_id = first.id();
+    publisher.publish("t", first).await.unwrap();
+    for i in 0..3 {
+        publisher
+            .publish("t", Message::new(format!("later-{i}")).with_key("k"))
+            .await
+            .unwrap();
+    }
+    let handled = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let handled = Arc::clone(&handled);
+        handler_fn(move |m: IncomingMessage| {
+            let handled = Arc::clone(&handled);
+            async move {
+                if m.message().payload().as_ref() == b"first" {
+                    return Err(HandlerError::retry_after(Duration::from_secs(60), "not yet"));
+                }
+                handled.fetch_add(1, AtomicOrdering::SeqCst);
+                Ok(())
+            }
+        })
+    };
+    let running = Processor::builder("g")
+        .ordering(Ordering::PerKey)
+        .retry(fast_policy(10))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().failed_attempts == 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(handled.load(AtomicOrdering::SeqCst), 0, "nothing of key k overtook its first message");
+    assert_eq!(totals.abandoned, 1);
+    assert_eq!(broker.pending("t", "g"), 4, "all four are given back");
+
+    // Given back in log order: the next consumer sees the first message first.
+    let mut next = broker.subscriber("t", "g").unwrap();
+    let d = waybill_core::Subscriber::receive(&mut next).await.unwrap().unwrap();
+    assert_eq!(d.message().message().id(), first_id);
+}

@@ -87,6 +87,9 @@ struct Hooks {
 /// inject, or `None` for normal behaviour. Hooks run synchronously while the operation happens,
 /// so they can also check invariants ("is this message's effect recorded before its ack?").
 ///
+/// Publish and ack hooks may call the broker (`messages`, `pending`). A delivery hook runs while
+/// its group's queue is locked and must not call the broker.
+///
 /// ```
 /// use waybill_core::{MemoryBroker, Message, PublishFault, PublishOutcome, Publisher};
 ///

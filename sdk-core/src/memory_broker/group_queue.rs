@@ -28,6 +28,20 @@ struct QueueState {
     next_delay_seq: u64,
 }
 
+impl QueueState {
+    /// Returns an entry to the ready queue at its log position (before every later offset),
+    /// flagged redelivered, so messages given back together keep their order.
+    fn put_back(&mut self, mut entry: Entry) {
+        entry.redelivered = true;
+        let at = self
+            .ready
+            .iter()
+            .position(|e| e.offset > entry.offset)
+            .unwrap_or(self.ready.len());
+        self.ready.insert(at, entry);
+    }
+}
+
 /// What a receive attempt found.
 pub(crate) enum Take {
     /// A message, now in flight under `tag`.
@@ -128,14 +142,13 @@ impl GroupQueue {
         self.lock().in_flight.remove(&tag).map(|(_, e)| e)
     }
 
-    /// Puts `tag` back at the head of the queue, flagged redelivered. False if not in flight.
+    /// Puts `tag` back at its log position, flagged redelivered. False if not in flight.
     pub fn requeue(&self, tag: u64) -> bool {
         let mut state = self.lock();
-        let Some((_, mut entry)) = state.in_flight.remove(&tag) else {
+        let Some((_, entry)) = state.in_flight.remove(&tag) else {
             return false;
         };
-        entry.redelivered = true;
-        state.ready.push_front(entry);
+        state.put_back(entry);
         drop(state);
         self.notify.notify_waiters();
         true
@@ -155,7 +168,7 @@ impl GroupQueue {
         true
     }
 
-    /// Returns every message `subscriber` holds in flight to the head of the queue.
+    /// Returns every message `subscriber` holds in flight to the queue, at their log positions.
     pub fn requeue_subscriber(&self, subscriber: u64) {
         let mut state = self.lock();
         let mut tags: Vec<u64> = state
@@ -166,9 +179,8 @@ impl GroupQueue {
             .collect();
         tags.sort_unstable_by(|a, b| b.cmp(a));
         for tag in tags {
-            if let Some((_, mut entry)) = state.in_flight.remove(&tag) {
-                entry.redelivered = true;
-                state.ready.push_front(entry);
+            if let Some((_, entry)) = state.in_flight.remove(&tag) {
+                state.put_back(entry);
             }
         }
         drop(state);

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::pipeline::{process, Shared};
+use super::pipeline::{process, Outcome, Shared};
 use crate::delivery::Delivery;
 
 type Queued = (Delivery, OwnedSemaphorePermit);
@@ -41,16 +41,29 @@ impl KeyScheduler {
         let scheduler = Arc::clone(self);
         let shared = Arc::clone(shared);
         tokio::spawn(async move {
+            // Frees the key (giving back whatever waits behind it) if this task ends early,
+            // including by a panic outside the handler.
+            let mut guard = KeyGuard {
+                scheduler: &scheduler,
+                key: &key,
+                armed: true,
+            };
             let (mut delivery, mut permit) = (delivery, permit);
             loop {
-                process(&shared, delivery).await;
+                let outcome = process(&shared, delivery).await;
                 drop(permit);
+                if outcome == Outcome::GivenBack || *shared.stopping.borrow() {
+                    // The broker delivers this key's messages again, in order: handling the
+                    // ones queued behind now would put them ahead of it.
+                    return;
+                }
                 let next = {
                     let mut waiting = scheduler.lock();
                     match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
                         Some(next) => next,
                         None => {
                             waiting.remove(&key);
+                            guard.armed = false;
                             return;
                         }
                     }
@@ -66,11 +79,28 @@ impl KeyScheduler {
     }
 }
 
+/// Removes a key and gives back its queued deliveries unless disarmed.
+struct KeyGuard<'a> {
+    scheduler: &'a KeyScheduler,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Drop for KeyGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            // Dropping the deliveries unsettled makes the broker deliver them again.
+            let given_back = self.scheduler.lock().remove(self.key);
+            drop(given_back);
+        }
+    }
+}
+
 /// Handles one message on its own task.
 pub(crate) fn spawn_single(shared: &Arc<Shared>, delivery: Delivery, permit: OwnedSemaphorePermit) {
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        process(&shared, delivery).await;
+        let _ = process(&shared, delivery).await;
         drop(permit);
     });
 }

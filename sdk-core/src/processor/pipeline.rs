@@ -41,8 +41,19 @@ enum ClaimOutcome {
     Abandon,
 }
 
+/// How a delivery left the pipeline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Acked, retried on the broker or dead-lettered (or the broker refused the settlement,
+    /// and will deliver it again: its successors may go on, the effect or dead letter is done).
+    Settled,
+    /// Given back unsettled (shutdown): the broker delivers it again, so messages of the same
+    /// key queued behind it must not be handled before it.
+    GivenBack,
+}
+
 /// Runs one delivery through claim → handle → classify → settle, inside a span carrying its id.
-pub(crate) async fn process(shared: &Shared, delivery: Delivery) {
+pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
     let incoming = delivery.message();
     let span = tracing::info_span!(
         "waybill.handle",
@@ -57,28 +68,37 @@ pub(crate) async fn process(shared: &Shared, delivery: Delivery) {
             span.record("trace_id", trace.trace_id());
         }
     }
-    process_in_span(shared, delivery).instrument(span).await;
+    process_in_span(shared, delivery).instrument(span).await
 }
 
-async fn process_in_span(shared: &Shared, delivery: Delivery) {
-    bump(&shared.counters.received);
-    let store = shared.config.idempotency.as_deref();
-    if let Some(store) = store {
-        match claim(shared, store, delivery.message()).await {
-            ClaimOutcome::Acquired => {}
-            ClaimOutcome::AlreadyDone => {
-                debug!("duplicate skipped");
-                bump(&shared.counters.duplicates_skipped);
-                settle(shared, delivery, Settlement::Ack).await;
-                return;
-            }
-            ClaimOutcome::Abandon => {
-                bump(&shared.counters.abandoned);
-                return;
-            }
+/// Claims (when a store is configured). `None` means the delivery was finished here: skipped
+/// as a duplicate, or given back.
+async fn claim_or_finish(shared: &Shared, delivery: Delivery) -> Result<Delivery, Outcome> {
+    let Some(store) = shared.config.idempotency.as_deref() else {
+        return Ok(delivery);
+    };
+    match claim(shared, store, delivery.message()).await {
+        ClaimOutcome::Acquired => Ok(delivery),
+        ClaimOutcome::AlreadyDone => {
+            debug!("duplicate skipped");
+            bump(&shared.counters.duplicates_skipped);
+            settle(shared, delivery, Settlement::Ack).await;
+            Err(Outcome::Settled)
+        }
+        ClaimOutcome::Abandon => {
+            bump(&shared.counters.abandoned);
+            Err(Outcome::GivenBack)
         }
     }
+}
 
+async fn process_in_span(shared: &Shared, delivery: Delivery) -> Outcome {
+    bump(&shared.counters.received);
+    let store = shared.config.idempotency.as_deref();
+    let mut delivery = match claim_or_finish(shared, delivery).await {
+        Ok(d) => d,
+        Err(outcome) => return outcome,
+    };
     let mut attempt = delivery.message().attempt();
     let mut copy_failures = 0u32;
     let mut first_failure_at = delivery.message().first_failure_at();
@@ -86,15 +106,9 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) {
         let failure = match run_handler(shared, delivery.message()).await {
             Ok(()) => {
                 bump(&shared.counters.handled);
-                if let Some(store) = store {
-                    let id = delivery.message().message().id();
-                    if let Err(e) = store.complete(&shared.config.group, id).await {
-                        bump(&shared.counters.store_errors);
-                        warn!(error = %e, "handled, but the processed marker was not stored: a redelivery would be handled again");
-                    }
-                }
+                complete(shared, store, delivery.message()).await;
                 settle(shared, delivery, Settlement::Ack).await;
-                return;
+                return Outcome::Settled;
             }
             Err(failure) => failure,
         };
@@ -115,11 +129,17 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) {
         match decision {
             RetryDecision::InProcess(delay) => {
                 bump(&shared.counters.retried);
+                // Give the claim up while waiting: a wait may outlast the lease, and a copy
+                // arriving meanwhile must not find a lapsed claim that we still act on.
+                release(shared, store, delivery.message()).await;
                 if !sleep_unless_stopping(shared, delay).await {
-                    release(shared, store, delivery.message()).await;
                     bump(&shared.counters.abandoned);
-                    return;
+                    return Outcome::GivenBack;
                 }
+                delivery = match claim_or_finish(shared, delivery).await {
+                    Ok(d) => d,
+                    Err(outcome) => return outcome,
+                };
                 attempt = attempt.saturating_add(1);
             }
             RetryDecision::Broker(delay) => {
@@ -131,7 +151,7 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) {
                     first_failure_at: first,
                 };
                 settle(shared, delivery, Settlement::Retry(request)).await;
-                return;
+                return Outcome::Settled;
             }
             RetryDecision::GiveUp => {
                 let record = DeadLetterRecord::for_delivery(
@@ -148,7 +168,33 @@ async fn process_in_span(shared: &Shared, delivery: Delivery) {
                     bump(&shared.counters.dead_lettered);
                 }
                 release(shared, store, &message).await;
-                return;
+                return Outcome::Settled;
+            }
+        }
+    }
+}
+
+/// Records the message as done, retrying store failures with backoff until shutdown: a
+/// missing marker would let a later copy of the message have its effect again.
+async fn complete(
+    shared: &Shared,
+    store: Option<&dyn IdempotencyStore>,
+    incoming: &IncomingMessage,
+) {
+    let Some(store) = store else { return };
+    let id = incoming.message().id();
+    let mut failures = 0u32;
+    loop {
+        match store.complete(&shared.config.group, id).await {
+            Ok(()) => return,
+            Err(e) => {
+                bump(&shared.counters.store_errors);
+                failures = failures.saturating_add(1);
+                warn!(error = %e, "handled, but the processed marker was not stored yet; retrying");
+                if !sleep_unless_stopping(shared, shared.config.retry.delay_for(failures)).await {
+                    warn!("shutdown before the processed marker was stored: a redelivery would be handled again");
+                    return;
+                }
             }
         }
     }

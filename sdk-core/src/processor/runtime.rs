@@ -17,10 +17,15 @@ use crate::subscriber::Subscriber;
 /// The consumer runtime. It owns acknowledgement; handlers only return results.
 ///
 /// For every delivery, in this fixed order: receive → claim in the idempotency store (a
-/// message already done is acknowledged and skipped) → handle → classify the result → ack, or
-/// retry (in process with backoff, then broker-side if the policy says so), or dead-letter (the
-/// dead letter is published with a confirm **before** the original is acknowledged) → record
-/// in the store. A handler panic is caught and counted as a transient failure.
+/// message already done is acknowledged and skipped) → handle → classify the result → on
+/// success record it in the store, then ack; or retry (in process with backoff, re-claiming
+/// before each attempt, then broker-side if the policy says so); or dead-letter (the dead
+/// letter is published with a confirm **before** the original is acknowledged). A handler
+/// panic is caught and counted as a transient failure.
+///
+/// Under [`Ordering::PerKey`] a key whose message is retrying holds only its own messages back,
+/// until `max_buffered` messages wait in all; then fetching pauses for every key. At shutdown
+/// a key's messages queued behind one given back are given back too, so order survives.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -89,12 +94,8 @@ impl Processor {
     {
         let (stop, stopping) = watch::channel(false);
         let counters = Arc::new(Counters::default());
-        let running = match self.config.ordering {
-            Ordering::PerKey if self.config.max_buffered > self.config.concurrency => {
-                Some(Arc::new(Semaphore::new(self.config.concurrency)))
-            }
-            _ => None,
-        };
+        let running = (self.config.max_buffered > self.config.concurrency)
+            .then(|| Arc::new(Semaphore::new(self.config.concurrency)));
         let shared = Arc::new(Shared {
             config: self.config,
             handler: Arc::new(handler),
