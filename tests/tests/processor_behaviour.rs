@@ -348,7 +348,10 @@ async fn shutdown_gives_back_a_retrying_key_with_everything_queued_behind_it() {
             let handled = Arc::clone(&handled);
             async move {
                 if m.message().payload().as_ref() == b"first" {
-                    return Err(HandlerError::retry_after(Duration::from_secs(60), "not yet"));
+                    return Err(HandlerError::retry_after(
+                        Duration::from_secs(60),
+                        "not yet",
+                    ));
                 }
                 handled.fetch_add(1, AtomicOrdering::SeqCst);
                 Ok(())
@@ -364,12 +367,19 @@ async fn shutdown_gives_back_a_retrying_key_with_everything_queued_behind_it() {
     wait_for(|| running.counters().failed_attempts == 1).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let totals = running.shutdown().await.unwrap();
-    assert_eq!(handled.load(AtomicOrdering::SeqCst), 0, "nothing of key k overtook its first message");
+    assert_eq!(
+        handled.load(AtomicOrdering::SeqCst),
+        0,
+        "nothing of key k overtook its first message"
+    );
     assert_eq!(totals.abandoned, 1);
     assert_eq!(broker.pending("t", "g"), 4, "all four are given back");
 
     // Given back in log order: the next consumer sees the first message first.
     let mut next = broker.subscriber("t", "g").unwrap();
-    let d = waybill_core::Subscriber::receive(&mut next).await.unwrap().unwrap();
+    let d = waybill_core::Subscriber::receive(&mut next)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(d.message().message().id(), first_id);
 }

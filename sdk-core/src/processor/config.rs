@@ -141,8 +141,10 @@ impl ProcessorBuilder {
         self
     }
 
-    /// How long shutdown waits for in-flight messages (default 30 s); messages still running
-    /// after that are abandoned and will be delivered again.
+    /// How long shutdown waits for in-flight messages (default 30 s). Shutdown then closes the
+    /// subscriber and returns; handlers still running are not interrupted, but their
+    /// settlement fails and the broker delivers those messages again (the idempotency claim
+    /// keeps a second consumer from handling one while its lease lasts).
     pub fn drain_timeout(mut self, timeout: Duration) -> Self {
         self.config.drain_timeout = timeout;
         self
