@@ -1,0 +1,10 @@
+//! The PostgreSQL outbox, relay and idempotency store.
+
+mod inbox;
+mod outbox;
+mod relay;
+mod rows;
+
+pub use inbox::PgIdempotencyStore;
+pub use outbox::{PgOutbox, DEFAULT_MAX_MESSAGE_BYTES};
+pub use relay::{PgRelay, RelayConfig, RelayConfigBuilder, RelayStats};
