@@ -1,14 +1,18 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|outbox] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
 //!   modes, with and without the in-memory idempotency store.
 //! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the
-//!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker).
+//!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker), and the outbox relay from
+//!   PostgreSQL to RabbitMQ against direct publishing.
+//! - `outbox`: relay throughput from PostgreSQL to the in-memory publisher, and the cost of
+//!   `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default local).
 
+mod outbox_bench;
 mod processor_bench;
 mod rabbitmq_bench;
 
@@ -27,9 +31,9 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            "processor" | "rabbitmq" => suite = arg,
+            "processor" | "rabbitmq" | "outbox" => suite = arg,
             "-h" | "--help" => {
-                println!("usage: waybill-bench [processor|rabbitmq] [--messages N]");
+                println!("usage: waybill-bench [processor|rabbitmq|outbox] [--messages N]");
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     match suite.as_str() {
         "processor" => runtime.block_on(processor_bench::run(messages)),
+        "outbox" => runtime.block_on(outbox_bench::run(messages.min(200_000))),
         "rabbitmq" => {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());

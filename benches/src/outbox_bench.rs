@@ -1,0 +1,164 @@
+//! The PostgreSQL outbox: enqueue cost inside a business transaction, and relay throughput
+//! against publishing the same messages directly, through any publisher.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use waybill_core::{Message, Publisher};
+use waybill_outbox::{PgOutbox, PgRelay, RelayConfig};
+
+/// A fresh database with the waybill tables, and a function that drops it.
+pub struct BenchDb {
+    /// Pool on the bench database.
+    pub pool: PgPool,
+    name: String,
+    admin_url: String,
+}
+
+impl BenchDb {
+    /// Creates `wb_bench_<id>` on the server at `WAYBILL_POSTGRES_URL` (default local).
+    pub async fn create() -> Self {
+        let admin_url = std::env::var("WAYBILL_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&admin_url)
+            .await
+            .expect("PostgreSQL reachable (scripts/brokers start postgres)");
+        let name = format!(
+            "wb_bench_{}",
+            waybill_core::MessageId::new().to_string().replace('-', "")
+        );
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&admin)
+            .await
+            .expect("create database");
+        admin.close().await;
+        let url = format!(
+            "{}/{name}",
+            admin_url.rsplit_once('/').expect("db in URL").0
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect(&url)
+            .await
+            .expect("connect");
+        PgOutbox::migrate(&pool).await.expect("migrate");
+        Self {
+            pool,
+            name,
+            admin_url,
+        }
+    }
+
+    /// Drops the database.
+    pub async fn drop_db(self) {
+        self.pool.close().await;
+        if let Ok(admin) = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.admin_url)
+            .await
+        {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&admin)
+            .await;
+        }
+    }
+}
+
+/// `n` messages over 1,000 keys.
+pub fn messages(n: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| Message::new(vec![b'x'; 256]).with_key(format!("k{}", i % 1000)))
+        .collect()
+}
+
+/// Fills the outbox with `n` rows (1,000 per transaction).
+pub async fn fill(db: &BenchDb, topic: &str, n: usize) {
+    let outbox = PgOutbox::new();
+    for chunk in messages(n).chunks(1000) {
+        let mut tx = db.pool.begin().await.expect("begin");
+        outbox
+            .enqueue_batch(&mut tx, topic, chunk)
+            .await
+            .expect("enqueue");
+        tx.commit().await.expect("commit");
+    }
+}
+
+/// Time for the relay to drain `n` rows through `publisher`.
+pub async fn relay(db: &BenchDb, publisher: Arc<dyn Publisher>, n: usize) -> Duration {
+    let config = RelayConfig::builder()
+        .batch_size(1000)
+        .build()
+        .expect("config");
+    let relay = PgRelay::new(db.pool.clone(), publisher, config);
+    let started = Instant::now();
+    let mut relayed = 0;
+    while relayed < n {
+        let taken = relay.relay_once().await.expect("relay");
+        assert!(taken > 0, "rows missing");
+        relayed += taken;
+    }
+    started.elapsed()
+}
+
+/// Business insert alone versus business insert plus enqueue, one row per transaction.
+pub async fn enqueue_overhead(db: &BenchDb, n: usize) -> (Duration, Duration) {
+    sqlx::query("CREATE TABLE orders (id bigserial PRIMARY KEY, body text NOT NULL)")
+        .execute(&db.pool)
+        .await
+        .expect("create table");
+    let outbox = PgOutbox::new();
+    let mut timings = [Duration::ZERO; 2];
+    // Interleave the two variants so disk noise hits both alike.
+    for i in 0..n {
+        for (variant, timing) in timings.iter_mut().enumerate() {
+            let started = Instant::now();
+            let mut tx = db.pool.begin().await.expect("begin");
+            sqlx::query("INSERT INTO orders (body) VALUES ($1)")
+                .bind(format!("order {i}"))
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            if variant == 1 {
+                let m = Message::new(format!("order {i}")).with_key(format!("o{i}"));
+                outbox
+                    .enqueue(&mut tx, "orders", &m)
+                    .await
+                    .expect("enqueue");
+            }
+            tx.commit().await.expect("commit");
+            *timing += started.elapsed();
+        }
+    }
+    (timings[0], timings[1])
+}
+
+/// Relay to the in-memory broker and enqueue overhead.
+pub async fn run(n: usize) {
+    let db = BenchDb::create().await;
+    fill(&db, "bench", n).await;
+    let broker = waybill_core::MemoryBroker::new();
+    let took = relay(&db, Arc::new(broker.publisher()), n).await;
+    println!(
+        "{:<52} {:>10.0} msgs/s (per-key order on, 1,000 keys)",
+        "relay PostgreSQL -> in-memory publisher",
+        n as f64 / took.as_secs_f64()
+    );
+    let rounds = 2_000;
+    let (bare, with_outbox) = enqueue_overhead(&db, rounds).await;
+    println!(
+        "{:<52} {:>8.0} us/tx bare, {:.0} us/tx with enqueue: +{:.1} %",
+        "enqueue inside a business transaction",
+        bare.as_micros() as f64 / rounds as f64,
+        with_outbox.as_micros() as f64 / rounds as f64,
+        (with_outbox.as_secs_f64() / bare.as_secs_f64() - 1.0) * 100.0
+    );
+    db.drop_db().await;
+}
