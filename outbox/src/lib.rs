@@ -20,6 +20,6 @@ mod postgres;
 
 pub use error::OutboxError;
 pub use postgres::{
-    PgIdempotencyStore, PgOutbox, PgRelay, RelayConfig, RelayConfigBuilder, RelayStats,
+    Backlog, PgIdempotencyStore, PgOutbox, PgRelay, RelayConfig, RelayConfigBuilder, RelayStats,
     DEFAULT_MAX_MESSAGE_BYTES,
 };

@@ -7,4 +7,4 @@ mod rows;
 
 pub use inbox::PgIdempotencyStore;
 pub use outbox::{PgOutbox, DEFAULT_MAX_MESSAGE_BYTES};
-pub use relay::{PgRelay, RelayConfig, RelayConfigBuilder, RelayStats};
+pub use relay::{Backlog, PgRelay, RelayConfig, RelayConfigBuilder, RelayStats};

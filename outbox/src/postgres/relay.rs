@@ -318,6 +318,10 @@ impl PgRelay {
         let mut listener: Option<PgListener> = None;
         let mut failures = 0u32;
         loop {
+            // Between batches: stop if asked (the batch in flight has finished).
+            if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                return Ok(());
+            }
             if listener.is_none() {
                 listener = self.listen().await;
             }
@@ -372,5 +376,44 @@ async fn wait(listener: &mut Option<PgListener>, pause: Duration) -> bool {
             tokio::time::sleep(pause).await;
             true
         }
+    }
+}
+
+/// Outbox backlog figures for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Backlog {
+    /// Rows waiting to be relayed (not dead).
+    pub pending: i64,
+    /// Age of the oldest waiting row, in seconds (0 when none).
+    pub oldest_age_seconds: f64,
+    /// Rows marked dead.
+    pub dead: i64,
+}
+
+impl PgRelay {
+    /// Reads the backlog: pending rows, the oldest one's age, dead rows.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn backlog(&self) -> Result<Backlog, OutboxError> {
+        let (pending, oldest, dead): (i64, f64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE NOT dead), \
+                    COALESCE(EXTRACT(EPOCH FROM now() - min(enqueued_at) FILTER (WHERE NOT dead)), 0)::float8, \
+                    count(*) FILTER (WHERE dead) \
+             FROM waybill_outbox",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| classify(e, None))?;
+        Ok(Backlog {
+            pending,
+            oldest_age_seconds: oldest,
+            dead,
+        })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 }

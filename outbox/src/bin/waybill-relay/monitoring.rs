@@ -1,0 +1,97 @@
+//! `/metrics` (Prometheus text format) and `/healthz` over a minimal HTTP/1.1 responder.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use waybill_outbox::PgRelay;
+
+/// Serves the two endpoints until the process exits.
+pub async fn serve(listener: TcpListener, relay: Arc<PgRelay>) {
+    loop {
+        let Ok((mut socket, _)) = listener.accept().await else {
+            continue;
+        };
+        let relay = Arc::clone(&relay);
+        tokio::spawn(async move {
+            let mut buffer = [0u8; 1024];
+            let read = socket.read(&mut buffer).await.unwrap_or(0);
+            let request = String::from_utf8_lossy(&buffer[..read]);
+            let path = request.split_whitespace().nth(1).unwrap_or("/");
+            let (status, body) = match path {
+                "/metrics" => match metrics(&relay).await {
+                    Ok(text) => ("200 OK", text),
+                    Err(e) => ("503 Service Unavailable", format!("database error: {e}\n")),
+                },
+                "/healthz" if relay.ping().await => ("200 OK", "ok\n".to_owned()),
+                "/healthz" => (
+                    "503 Service Unavailable",
+                    "database unreachable\n".to_owned(),
+                ),
+                _ => ("404 Not Found", "try /metrics or /healthz\n".to_owned()),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = socket.write_all(response.as_bytes()).await;
+            let _ = socket.shutdown().await;
+        });
+    }
+}
+
+async fn metrics(relay: &PgRelay) -> Result<String, waybill_outbox::OutboxError> {
+    let backlog = relay.backlog().await?;
+    let stats = relay.stats();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "waybill_outbox_pending_rows",
+        "gauge",
+        "Outbox rows waiting to be relayed.",
+        backlog.pending as f64,
+    );
+    metric(
+        "waybill_outbox_oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest waiting row.",
+        backlog.oldest_age_seconds,
+    );
+    metric(
+        "waybill_outbox_dead_rows",
+        "gauge",
+        "Rows marked dead after the attempt cap.",
+        backlog.dead as f64,
+    );
+    metric(
+        "waybill_relay_published_total",
+        "counter",
+        "Rows published with a confirm and deleted.",
+        stats.published as f64,
+    );
+    metric(
+        "waybill_relay_failures_total",
+        "counter",
+        "Publish attempts that failed.",
+        stats.failed as f64,
+    );
+    metric(
+        "waybill_relay_dead_total",
+        "counter",
+        "Rows this relay marked dead.",
+        stats.dead as f64,
+    );
+    metric(
+        "waybill_relay_batches_total",
+        "counter",
+        "Batches claimed.",
+        stats.batches as f64,
+    );
+    Ok(out)
+}

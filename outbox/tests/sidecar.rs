@@ -1,0 +1,168 @@
+//! The `waybill-relay` process against real PostgreSQL and RabbitMQ: migrate, relay in key
+//! order, serve /metrics and /healthz, stop cleanly on SIGTERM.
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgPoolOptions;
+use waybill_core::{Message, Subscriber};
+use waybill_outbox::PgOutbox;
+use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitSubscriber};
+
+const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
+
+fn admin_url() -> String {
+    std::env::var("WAYBILL_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn amqp_url() -> String {
+    std::env::var("WAYBILL_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL unreachable at {} ({e}): scripts/brokers start postgres",
+                admin_url()
+            )
+        });
+    let db = format!(
+        "wb_sidecar_{}",
+        waybill_core::MessageId::new().to_string().replace('-', "")
+    );
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin_url().rsplit_once('/').unwrap().0);
+
+    let migrated = Command::new(RELAY)
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrated.success(), "waybill-relay migrate");
+
+    let config = RabbitConfig::builder(amqp_url()).build().unwrap();
+    let topic = format!(
+        "wb-sidecar-{}",
+        &waybill_core::MessageId::new().to_string()[24..]
+    );
+    let mut consumer = RabbitSubscriber::connect(config.clone(), &topic, "g")
+        .await
+        .unwrap_or_else(|e| panic!("RabbitMQ unreachable ({e}): scripts/brokers start rabbitmq"));
+
+    let pool = PgPoolOptions::new().connect(&url).await.unwrap();
+    let messages: Vec<Message> = (0..500)
+        .map(|i| {
+            Message::new(i.to_string())
+                .with_key(format!("k{}", i % 10))
+                .with_header("seq", i.to_string())
+        })
+        .collect();
+    let mut tx = pool.begin().await.unwrap();
+    PgOutbox::new()
+        .enqueue_batch(&mut tx, &topic, &messages)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(RELAY)
+        .args([
+            "--database-url",
+            &url,
+            "--broker-url",
+            &amqp_url(),
+            "--listen",
+            &listen,
+            "--batch-size",
+            "100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+
+    let mut last_seq = std::collections::HashMap::new();
+    for _ in 0..500 {
+        let d = tokio::time::timeout(Duration::from_secs(30), consumer.receive())
+            .await
+            .expect("the sidecar publishes")
+            .unwrap()
+            .unwrap();
+        let m = d.message().message().clone();
+        let seq: i64 = m.headers().get("seq").unwrap().parse().unwrap();
+        let previous = last_seq.insert(m.key().unwrap().to_owned(), seq);
+        assert!(
+            previous.is_none_or(|p| p < seq),
+            "key {:?} out of order",
+            m.key()
+        );
+        d.ack().await.unwrap();
+    }
+
+    let metrics = http_get(&listen, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("waybill_relay_published_total 500"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("waybill_outbox_pending_rows 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("waybill_outbox_oldest_pending_age_seconds"),
+        "{metrics}"
+    );
+    assert!(http_get(&listen, "/healthz").starts_with("HTTP/1.1 200"));
+
+    let started = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+
+    consumer.close().await.unwrap();
+    delete_group_topology(&config, &topic, "g", true)
+        .await
+        .unwrap();
+    pool.close().await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(&admin)
+        .await
+        .unwrap();
+}
