@@ -23,6 +23,19 @@ async fn drain(relay: &PgRelay) {
     while relay.relay_once().await.unwrap() > 0 {}
 }
 
+/// Relays until `done` holds. Rows become relayable only once every older transaction on the
+/// *server* finished (xids are cluster-wide), so tests running in parallel delay each other.
+async fn drain_until(relay: &PgRelay, mut done: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        drain(relay).await;
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the relay did not publish what it should within 10 s");
+}
+
 #[tokio::test]
 async fn a_rolled_back_enqueue_publishes_nothing_and_a_committed_one_publishes_once() {
     let db = TestDb::migrated().await;
@@ -44,7 +57,8 @@ async fn a_rolled_back_enqueue_publishes_nothing_and_a_committed_one_publishes_o
     tx.commit().await.unwrap();
 
     let relay = relay(&db, &broker);
-    drain(&relay).await;
+    drain_until(&relay, || !broker.messages("orders").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drain(&relay).await;
     let published = broker.messages("orders");
     assert_eq!(published.len(), 1);
@@ -81,7 +95,7 @@ async fn a_slow_transaction_holds_back_later_rows_of_its_key() {
         "K#2 must wait while an older transaction is open"
     );
     slow.commit().await.unwrap();
-    drain(&relay).await;
+    drain_until(&relay, || broker.messages("orders").len() == 2).await;
     let order: Vec<_> = broker.messages("orders").iter().map(|m| m.id()).collect();
     assert_eq!(order, vec![first.id(), second.id()]);
     db.drop_db().await;
@@ -108,7 +122,7 @@ async fn per_key_order_holds_across_batches_and_keys_interleave() {
         tx.commit().await.unwrap();
     }
     let relay = relay(&db, &broker);
-    drain(&relay).await;
+    drain_until(&relay, || broker.messages("orders").len() >= 1_000).await;
     let published = broker.messages("orders");
     assert_eq!(published.len(), 1_000);
     for k in 0..7 {
@@ -187,7 +201,13 @@ async fn a_poison_row_goes_dead_while_other_keys_flow() {
     assert!(dead, "dead after the attempt cap");
     assert_eq!(attempts, 3);
     assert!(error.unwrap().contains("injected fault"));
-    drain(&relay).await;
+    drain_until(&relay, || {
+        broker
+            .messages("orders")
+            .iter()
+            .any(|m| m.id() == behind.id())
+    })
+    .await;
     assert!(
         broker
             .messages("orders")

@@ -16,7 +16,6 @@ CREATE TABLE IF NOT EXISTS waybill_outbox (
     txid         xid8        NOT NULL DEFAULT pg_current_xact_id()
 );
 
-CREATE INDEX IF NOT EXISTS waybill_outbox_live ON waybill_outbox (seq) WHERE NOT dead;
 CREATE INDEX IF NOT EXISTS waybill_outbox_key ON waybill_outbox (key, seq) WHERE NOT dead;
 
 -- Wake relays on every enqueue (polling stays as the fallback).

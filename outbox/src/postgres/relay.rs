@@ -137,6 +137,10 @@ struct Counters {
 /// flow; after `max_attempts` (or a permanent failure) the row is marked dead and the key moves
 /// on.
 ///
+/// Transaction ids are server-wide: a transaction left open anywhere on the PostgreSQL server
+/// (any database) holds relaying back until it ends. Keep business transactions short and
+/// watch `waybill_outbox_oldest_pending_age_seconds`.
+///
 /// This relay is meant to run as a single instance per database for now: several instances
 /// would need the shard leases (table `waybill_shard_lease`) to keep per-key order.
 pub struct PgRelay {
