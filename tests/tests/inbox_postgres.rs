@@ -157,7 +157,7 @@ async fn relay_aborted_between_confirm_and_delete_loses_nothing_and_duplicates_n
     }
     let relay = PgRelay::new(db.pool.clone(), Arc::clone(&publisher), config);
     // Rows wait for every older transaction on the server (tests run in parallel): retry.
-    let mut left = -1;
+    let mut left: i64 = -1;
     for _ in 0..400 {
         while relay.relay_once().await.unwrap() > 0 {}
         left = sqlx::query_scalar("SELECT count(*) FROM waybill_outbox")
