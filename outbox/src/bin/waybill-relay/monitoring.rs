@@ -15,9 +15,9 @@ pub async fn serve(listener: TcpListener, relay: Arc<PgRelay>) {
         };
         let relay = Arc::clone(&relay);
         tokio::spawn(async move {
-            let mut buffer = [0u8; 1024];
-            let read = socket.read(&mut buffer).await.unwrap_or(0);
-            let request = String::from_utf8_lossy(&buffer[..read]);
+            let Some(request) = read_head(&mut socket).await else {
+                return;
+            };
             let path = request.split_whitespace().nth(1).unwrap_or("/");
             let (status, body) = match path {
                 "/metrics" => match metrics(&relay).await {
@@ -39,6 +39,24 @@ pub async fn serve(listener: TcpListener, relay: Arc<PgRelay>) {
             let _ = socket.shutdown().await;
         });
     }
+}
+
+/// Reads the request head (up to the blank line, at most 8 KiB, within 5 s).
+async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut head = Vec::with_capacity(512);
+    let mut chunk = [0u8; 512];
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+        let read = tokio::time::timeout_at(deadline, socket.read(&mut chunk))
+            .await
+            .ok()?
+            .ok()?;
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    Some(String::from_utf8_lossy(&head).into_owned())
 }
 
 async fn metrics(relay: &PgRelay) -> Result<String, waybill_outbox::OutboxError> {
