@@ -8,6 +8,12 @@ use waybill_core::{Claim, IdempotencyStore, MessageId, StoreError};
 
 use crate::error::{classify, OutboxError};
 
+/// Records `$2` as done for group `$1`, kept for `$3` seconds.
+const MARK_DONE: &str = "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at) \
+     VALUES ($1, $2, true, now() + make_interval(secs => $3)) \
+     ON CONFLICT (group_name, message_id) \
+     DO UPDATE SET done = true, expires_at = excluded.expires_at";
+
 /// An [`IdempotencyStore`] in the `waybill_inbox` table, shared by every consumer instance
 /// that uses the same database.
 ///
@@ -49,18 +55,13 @@ impl PgIdempotencyStore {
         group: &str,
         id: MessageId,
     ) -> Result<(), OutboxError> {
-        sqlx::query(
-            "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at) \
-             VALUES ($1, $2, true, now() + make_interval(secs => $3)) \
-             ON CONFLICT (group_name, message_id) \
-             DO UPDATE SET done = true, expires_at = excluded.expires_at",
-        )
-        .bind(group)
-        .bind(id.as_uuid())
-        .bind(self.retention.as_secs_f64())
-        .execute(&mut **tx)
-        .await
-        .map_err(|e| classify(e, None))?;
+        sqlx::query(MARK_DONE)
+            .bind(group)
+            .bind(id.as_uuid())
+            .bind(self.retention.as_secs_f64())
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| classify(e, None))?;
         Ok(())
     }
 
@@ -130,18 +131,13 @@ impl IdempotencyStore for PgIdempotencyStore {
     }
 
     async fn complete(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at) \
-             VALUES ($1, $2, true, now() + make_interval(secs => $3)) \
-             ON CONFLICT (group_name, message_id) \
-             DO UPDATE SET done = true, expires_at = excluded.expires_at",
-        )
-        .bind(group)
-        .bind(id.as_uuid())
-        .bind(self.retention.as_secs_f64())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| store_error("complete", e))?;
+        sqlx::query(MARK_DONE)
+            .bind(group)
+            .bind(id.as_uuid())
+            .bind(self.retention.as_secs_f64())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| store_error("complete", e))?;
         Ok(())
     }
 
