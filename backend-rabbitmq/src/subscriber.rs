@@ -64,8 +64,7 @@ impl RabbitSubscriber {
         topic: &str,
         group: &str,
     ) -> Result<Self, BrokerError> {
-        let names = Self::names(&config, topic, group)
-            .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
+        let names = Self::names(&config, topic, group)?;
         let queue = names.work.clone();
         Self::start(config, names, topic.into(), group.into(), queue, true).await
     }
@@ -80,18 +79,18 @@ impl RabbitSubscriber {
         topic: &str,
         group: &str,
     ) -> Result<Self, BrokerError> {
-        let names = Self::names(&config, topic, group)
-            .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
+        let names = Self::names(&config, topic, group)?;
         let queue = names.dead_letter.clone();
         let origin = queue.as_str().into();
         Self::start(config, names, origin, group.into(), queue, false).await
     }
 
-    fn names(config: &RabbitConfig, topic: &str, group: &str) -> Result<QueueNames, ConfigError> {
-        validate_name("topic", topic)?;
-        validate_name("group", group)?;
+    fn names(config: &RabbitConfig, topic: &str, group: &str) -> Result<QueueNames, BrokerError> {
+        let invalid = |e: ConfigError| BrokerError::permanent("subscribe", e.to_string());
+        validate_name("topic", topic).map_err(invalid)?;
+        validate_name("group", group).map_err(invalid)?;
         let names = QueueNames::new(topic, group);
-        check_lengths(&names, config)?;
+        check_lengths(&names, config).map_err(invalid)?;
         Ok(names)
     }
 

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use tokio::time::Instant;
 
 use super::support::{
-    expect_quiet, fail, next, numbered, publish_all, receive_acked, same_ids, topic, unique,
+    expect_quiet, fail, next, numbered, publish_all, receive_acked, same_ids, setup, topic, unique,
 };
 use super::{case, Case, ConformanceTarget};
 use crate::message::Message;
@@ -170,9 +170,7 @@ async fn independent_groups_each_get_everything(t: &dyn ConformanceTarget) -> Re
 async fn close_and_reopen_midstream_loses_nothing(t: &dyn ConformanceTarget) -> Result<(), String> {
     let scale = t.scale();
     let n = scale.messages;
-    let topic = topic(t, "reopen").await?;
-    let group = unique("g");
-    let publisher = t.publisher().await.map_err(fail("publisher"))?;
+    let (topic, group, publisher) = setup(t, "reopen").await?;
     let mut first = t
         .subscriber(&topic, &group)
         .await

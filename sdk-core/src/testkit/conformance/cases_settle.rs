@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::support::{
-    expect_quiet, fail, next, numbered, publish_all, receive_acked, same_ids, topic, unique,
+    expect_quiet, fail, next, numbered, publish_all, receive_acked, same_ids, setup, topic, unique,
 };
 use super::{case, Case, ConformanceTarget};
 use crate::dead_letter::{DeadLetterRecord, ErrorClass};
@@ -24,9 +24,7 @@ pub(super) fn cases() -> Vec<Case> {
 
 async fn acked_messages_are_not_redelivered(t: &dyn ConformanceTarget) -> Result<(), String> {
     let scale = t.scale();
-    let topic = topic(t, "ack").await?;
-    let group = unique("g");
-    let publisher = t.publisher().await.map_err(fail("publisher"))?;
+    let (topic, group, publisher) = setup(t, "ack").await?;
     let mut sub = t
         .subscriber(&topic, &group)
         .await
@@ -51,9 +49,7 @@ async fn acked_messages_are_not_redelivered(t: &dyn ConformanceTarget) -> Result
 
 async fn unsettled_delivery_is_redelivered(t: &dyn ConformanceTarget) -> Result<(), String> {
     let scale = t.scale();
-    let topic = topic(t, "redeliver").await?;
-    let group = unique("g");
-    let publisher = t.publisher().await.map_err(fail("publisher"))?;
+    let (topic, group, publisher) = setup(t, "redeliver").await?;
     let mut first = t
         .subscriber(&topic, &group)
         .await
@@ -161,9 +157,7 @@ async fn retrying_every_first_delivery_still_delivers_all(
 
 async fn dead_letter_carries_the_full_record(t: &dyn ConformanceTarget) -> Result<(), String> {
     let scale = t.scale();
-    let topic = topic(t, "dlq").await?;
-    let group = unique("g");
-    let publisher = t.publisher().await.map_err(fail("publisher"))?;
+    let (topic, group, publisher) = setup(t, "dlq").await?;
     let mut sub = t
         .subscriber(&topic, &group)
         .await

@@ -37,6 +37,16 @@ pub async fn topic(target: &dyn ConformanceTarget, case: &str) -> Result<String,
     Ok(topic)
 }
 
+/// A fresh prepared topic, a fresh group name and a publisher: what most cases start from.
+pub async fn setup(
+    target: &dyn ConformanceTarget,
+    case: &str,
+) -> Result<(String, String, std::sync::Arc<dyn Publisher>), String> {
+    let topic = topic(target, case).await?;
+    let publisher = target.publisher().await.map_err(fail("publisher"))?;
+    Ok((topic, unique("g"), publisher))
+}
+
 /// `n` messages with sequence headers, spread over `keys` keys (no key when `keys` is 0).
 pub fn numbered(n: usize, keys: usize) -> Vec<Message> {
     (0..n)
