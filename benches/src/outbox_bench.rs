@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use waybill_core::{Message, Publisher};
-use waybill_outbox::{PgOutbox, PgRelay, RelayConfig};
+use waybill_outbox::{Outbox, Relay, RelayConfig};
 
 /// A fresh database with the waybill tables, and a function that drops it.
 pub struct BenchDb {
@@ -45,7 +45,9 @@ impl BenchDb {
             .connect(&url)
             .await
             .expect("connect");
-        PgOutbox::migrate(&pool).await.expect("migrate");
+        waybill_outbox::postgres::migrate(&pool)
+            .await
+            .expect("migrate");
         Self {
             pool,
             name,
@@ -80,7 +82,7 @@ pub fn messages(n: usize) -> Vec<Message> {
 
 /// Fills the outbox with `n` rows (1,000 per transaction).
 pub async fn fill(db: &BenchDb, topic: &str, n: usize) {
-    let outbox = PgOutbox::new();
+    let outbox = Outbox::new();
     for chunk in messages(n).chunks(1000) {
         let mut tx = db.pool.begin().await.expect("begin");
         outbox
@@ -97,7 +99,7 @@ pub async fn relay(db: &BenchDb, publisher: Arc<dyn Publisher>, n: usize) -> Dur
         .batch_size(1000)
         .build()
         .expect("config");
-    let relay = PgRelay::new(db.pool.clone(), publisher, config);
+    let relay = Relay::postgres(db.pool.clone(), publisher, config);
     let started = Instant::now();
     let mut relayed = 0;
     while relayed < n {
@@ -114,7 +116,7 @@ pub async fn enqueue_overhead(db: &BenchDb, n: usize) -> (Duration, Duration) {
         .execute(&db.pool)
         .await
         .expect("create table");
-    let outbox = PgOutbox::new();
+    let outbox = Outbox::new();
     let mut timings = [Duration::ZERO; 2];
     // Interleave the two variants so disk noise hits both alike.
     for i in 0..n {

@@ -12,7 +12,7 @@ pub enum OutboxError {
     #[error("database refused the connection: {0}")]
     Refused(#[source] sqlx::Error),
     /// The waybill tables are missing: the migrations were not applied.
-    #[error("waybill tables are missing; apply the migrations first (PgOutbox::migrate): {0}")]
+    #[error("waybill tables are missing; apply the migrations first (`waybill-relay migrate`, or postgres::migrate / sqlite::migrate): {0}")]
     NotMigrated(#[source] sqlx::Error),
     /// The message id is already in the outbox.
     #[error("message {0} is already in the outbox")]
@@ -31,6 +31,12 @@ pub enum OutboxError {
     /// Applying the migrations failed.
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
+    /// Relays disagree on the shard count: one with another count holds live leases.
+    #[error("shard layout mismatch: a relay with another shard count holds live leases (this relay has {shard_count}); give every relay of a database the same shard count")]
+    ShardLayout {
+        /// This relay's shard count.
+        shard_count: i64,
+    },
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -43,7 +49,8 @@ impl OutboxError {
     }
 }
 
-/// Classifies a sqlx error. `id` names the message for unique violations.
+/// Classifies a sqlx error from PostgreSQL or SQLite. `id` names the message for unique
+/// violations.
 pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError {
     match &error {
         sqlx::Error::Io(_)
@@ -51,21 +58,33 @@ pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => OutboxError::Unreachable(error),
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // invalid_password, invalid_authorization_specification, invalid_catalog_name
-            Some("28P01") | Some("28000") | Some("3D000") => OutboxError::Refused(error),
-            // undefined_table, undefined_function
-            Some("42P01") | Some("42883") => OutboxError::NotMigrated(error),
-            Some("23505") => match id {
-                Some(id) => OutboxError::DuplicateId(id),
-                None => OutboxError::Database(error),
-            },
-            // admin_shutdown, crash_shutdown, cannot_connect_now, serialization and deadlock
-            Some("57P01") | Some("57P02") | Some("57P03") | Some("40001") | Some("40P01") => {
-                OutboxError::Unreachable(error)
+        sqlx::Error::Database(db) => {
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
+                return match id {
+                    Some(id) => OutboxError::DuplicateId(id),
+                    None => OutboxError::Database(error),
+                };
             }
-            _ => OutboxError::Database(error),
-        },
+            match db.code().as_deref() {
+                // PostgreSQL: invalid_password, invalid_authorization_specification,
+                // invalid_catalog_name. SQLite: SQLITE_AUTH, SQLITE_PERM, SQLITE_READONLY.
+                Some("28P01" | "28000" | "3D000" | "23" | "3" | "8") => OutboxError::Refused(error),
+                // PostgreSQL: undefined_table, undefined_function.
+                Some("42P01" | "42883") => OutboxError::NotMigrated(error),
+                // PostgreSQL: admin_shutdown, crash_shutdown, cannot_connect_now, serialization
+                // failure, deadlock. SQLite: SQLITE_BUSY (and BUSY_SNAPSHOT), SQLITE_LOCKED,
+                // SQLITE_CANTOPEN, SQLITE_IOERR.
+                Some(
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "5" | "517" | "6" | "14"
+                    | "10",
+                ) => OutboxError::Unreachable(error),
+                // SQLite reports a missing table as a plain SQLITE_ERROR.
+                Some("1") if db.message().starts_with("no such table") => {
+                    OutboxError::NotMigrated(error)
+                }
+                _ => OutboxError::Database(error),
+            }
+        }
         _ => OutboxError::Database(error),
     }
 }

@@ -1,25 +1,36 @@
 //! # waybill-outbox
 //!
-//! Everything of waybill that lives in the application's database, over `sqlx`.
+//! Everything of waybill that lives in the application's database, over `sqlx`, on
+//! PostgreSQL and SQLite.
 //!
-//! - [`PgOutbox`]: migrations, and `enqueue` / `enqueue_batch` into the caller's open
-//!   transaction (never committed by waybill).
-//! - [`PgRelay`]: publishes committed rows with confirms through any
+//! - [`Outbox`]: `enqueue` / `enqueue_batch` into the caller's open transaction (never
+//!   committed by waybill); migrations in [`postgres::migrate`] and [`sqlite::migrate`].
+//! - [`Relay`]: publishes committed rows with confirms through any
 //!   [`waybill_core::Publisher`], deletes each only after its confirm, keeps per-key order and
-//!   commit order (`txid` below the snapshot's xmin), wakes on `LISTEN/NOTIFY`, parks failing
-//!   keys with backoff and marks poison rows dead after an attempt cap.
-//! - [`PgIdempotencyStore`]: the SQL inbox implementing [`waybill_core::IdempotencyStore`],
-//!   with a transactional mode that writes the processed marker in the handler's transaction.
+//!   (on PostgreSQL) commit order, shares the keys among several relays with shard leases,
+//!   wakes on `LISTEN/NOTIFY` (PostgreSQL) or polls, parks failing keys with backoff and
+//!   marks poison rows dead after an attempt cap.
+//! - [`OutboxInspector`]: backlog per topic, dead rows, replay and purge.
+//! - [`PgIdempotencyStore`] and [`SqliteIdempotencyStore`]: the SQL inbox implementing
+//!   [`waybill_core::IdempotencyStore`], with a transactional mode that writes the processed
+//!   marker in the handler's transaction.
 //!
-//! Status: PostgreSQL only, single relay instance per database. Still to come (see the
-//! project's outbox issue): SQLite, shard leases for several relays, the `waybill-relay`
-//! sidecar and the inspection command.
+//! The `waybill-relay` binary (features `sidecar` plus a broker) runs the relay as a sidecar
+//! and inspects the outbox from the command line.
 
 mod error;
-mod postgres;
+mod inbox_retention;
+mod inspect;
+mod outbox;
+pub mod postgres;
+mod relay;
+mod row;
+pub mod sqlite;
+mod store;
 
 pub use error::OutboxError;
-pub use postgres::{
-    Backlog, PgIdempotencyStore, PgOutbox, PgRelay, RelayConfig, RelayConfigBuilder, RelayStats,
-    DEFAULT_MAX_MESSAGE_BYTES,
-};
+pub use inspect::{Backlog, DeadFilter, DeadRow, OutboxInspector, TopicBacklog};
+pub use outbox::{Outbox, OutboxTransaction, DEFAULT_MAX_MESSAGE_BYTES};
+pub use postgres::PgIdempotencyStore;
+pub use relay::{Relay, RelayConfig, RelayConfigBuilder, RelayStats};
+pub use sqlite::SqliteIdempotencyStore;

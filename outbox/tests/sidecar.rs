@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::PgPoolOptions;
 use waybill_core::{Message, Subscriber};
-use waybill_outbox::PgOutbox;
+use waybill_outbox::Outbox;
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitSubscriber};
 
 const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
@@ -77,8 +77,15 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         })
         .collect();
     let mut tx = pool.begin().await.unwrap();
-    PgOutbox::new()
+    Outbox::new()
         .enqueue_batch(&mut tx, &topic, &messages)
+        .await
+        .unwrap();
+    // A message for a topic that does not exist on the broker: a permanent failure, dead at once.
+    let missing = format!("{topic}-missing");
+    let poison = Message::new("nowhere to go");
+    Outbox::new()
+        .enqueue(&mut tx, &missing, &poison)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -123,7 +130,19 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         d.ack().await.unwrap();
     }
 
-    let metrics = http_get(&listen, "/metrics");
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = http_get(&listen, "/metrics");
+        if metrics.contains("waybill_outbox_dead_rows 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("waybill_outbox_dead_rows 1"), "{metrics}");
+    assert!(
+        metrics.contains("waybill_relay_shards_owned 16"),
+        "{metrics}"
+    );
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
         metrics.contains("waybill_relay_published_total 500"),
@@ -156,6 +175,47 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(status.success(), "exit 0 after SIGTERM, got {status}");
+    let held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM waybill_shard_lease WHERE owner <> ''")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(held, 0, "leases released on SIGTERM");
+
+    // The inspection commands.
+    let cli = |args: &[&str]| {
+        let out = Command::new(RELAY)
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, listed) = cli(&["dead", "list"]);
+    assert!(ok, "{listed}");
+    assert!(listed.contains(&poison.id().to_string()), "{listed}");
+    assert!(listed.contains(&missing), "{listed}");
+    let (ok, refused) = cli(&["dead", "purge"]);
+    assert!(!ok, "an unfiltered purge needs --all");
+    assert!(refused.contains("--all"), "{refused}");
+    let (ok, replayed) = cli(&["dead", "replay", "--topic", &missing]);
+    assert!(
+        ok && replayed.contains("1 dead rows made pending again"),
+        "{replayed}"
+    );
+    let (ok, pending) = cli(&["pending"]);
+    assert!(ok, "{pending}");
+    let line = pending
+        .lines()
+        .find(|l| l.starts_with(&missing))
+        .expect(&pending);
+    assert_eq!(line.split_whitespace().nth(1), Some("1"), "{pending}");
+    let (ok, purged) = cli(&["dead", "purge", "--all"]);
+    assert!(ok && purged.contains("0 dead rows deleted"), "{purged}");
 
     consumer.close().await.unwrap();
     delete_group_topology(&config, &topic, "g", true)

@@ -4,6 +4,8 @@ CREATE TABLE IF NOT EXISTS waybill_outbox (
     message_id   uuid        NOT NULL UNIQUE,
     topic        text        NOT NULL,
     key          text,
+    -- Stable hash of the key (of the id for unkeyed rows); shard = shard_hash % shard count.
+    shard_hash   bigint      NOT NULL,
     payload      bytea       NOT NULL,
     headers      jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_at   timestamptz NOT NULL,
@@ -12,6 +14,7 @@ CREATE TABLE IF NOT EXISTS waybill_outbox (
     last_error   text,
     available_at timestamptz NOT NULL DEFAULT now(),
     dead         boolean     NOT NULL DEFAULT false,
+    dead_at      timestamptz,
     -- The writing transaction: a row is relayed only once every older transaction finished.
     txid         xid8        NOT NULL DEFAULT pg_current_xact_id()
 );
@@ -30,10 +33,18 @@ DROP TRIGGER IF EXISTS waybill_outbox_inserted ON waybill_outbox;
 CREATE TRIGGER waybill_outbox_inserted AFTER INSERT ON waybill_outbox
     FOR EACH STATEMENT EXECUTE FUNCTION waybill_outbox_notify();
 
--- Shard leases for several relays (used by the multi-relay mode).
+-- Shard leases: each relay publishes only the shards it holds an unexpired lease on.
+-- shard_count records the layout the lease was taken under; relays with another count refuse.
 CREATE TABLE IF NOT EXISTS waybill_shard_lease (
-    shard      integer PRIMARY KEY,
-    owner      text        NOT NULL,
+    shard       integer     PRIMARY KEY,
+    owner       text        NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    shard_count integer     NOT NULL
+);
+
+-- Live relays (renewed with their leases): the fair share of shards is counted over these.
+CREATE TABLE IF NOT EXISTS waybill_relay (
+    name       text        PRIMARY KEY,
     expires_at timestamptz NOT NULL
 );
 

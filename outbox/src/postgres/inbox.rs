@@ -33,12 +33,7 @@ impl PgIdempotencyStore {
     /// The retention must exceed how late a duplicate can arrive (broker redelivery horizon,
     /// outbox relay retries); a warning is logged when it is under one day.
     pub fn new(pool: PgPool, retention: Duration) -> Self {
-        if retention < Duration::from_secs(24 * 3600) {
-            tracing::warn!(
-                ?retention,
-                "inbox retention under a day: a duplicate arriving later than this would be handled again"
-            );
-        }
+        crate::inbox_retention::warn_if_short(retention);
         Self { pool, retention }
     }
 

@@ -1,10 +1,21 @@
-//! The PostgreSQL outbox, relay and idempotency store.
+//! PostgreSQL: migrations, the outbox writer, the relay's store and the inbox.
 
 mod inbox;
+mod inspect;
 mod outbox;
-mod relay;
-mod rows;
+mod store;
 
 pub use inbox::PgIdempotencyStore;
-pub use outbox::{PgOutbox, DEFAULT_MAX_MESSAGE_BYTES};
-pub use relay::{Backlog, PgRelay, RelayConfig, RelayConfigBuilder, RelayStats};
+pub(crate) use store::PgStore;
+
+use crate::error::OutboxError;
+
+/// Creates or updates the waybill tables (outbox, shard leases, inbox) in a PostgreSQL
+/// database. Idempotent; run it at start or with `waybill-relay migrate`.
+///
+/// # Errors
+/// [`OutboxError::Migration`] when a migration fails or the recorded ones do not match.
+pub async fn migrate(pool: &sqlx::PgPool) -> Result<(), OutboxError> {
+    sqlx::migrate!("./migrations/postgres").run(pool).await?;
+    Ok(())
+}

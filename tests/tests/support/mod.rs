@@ -2,5 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod outbox_cases;
+pub mod outbox_db;
 pub mod postgres;
 pub mod rabbitmq;

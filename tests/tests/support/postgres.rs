@@ -22,7 +22,7 @@ impl TestDb {
     /// Creates an empty database with the waybill migrations applied.
     pub async fn migrated() -> Self {
         let db = Self::empty().await;
-        waybill_outbox::PgOutbox::migrate(&db.pool)
+        waybill_outbox::postgres::migrate(&db.pool)
             .await
             .expect("migrations apply");
         db

@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use waybill_outbox::PgRelay;
+use waybill_outbox::Relay;
 
 /// Serves the two endpoints until the process exits.
-pub async fn serve(listener: TcpListener, relay: Arc<PgRelay>) {
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
     loop {
         let Ok((mut socket, _)) = listener.accept().await else {
             continue;
@@ -59,7 +59,7 @@ async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
     Some(String::from_utf8_lossy(&head).into_owned())
 }
 
-async fn metrics(relay: &PgRelay) -> Result<String, waybill_outbox::OutboxError> {
+async fn metrics(relay: &Relay) -> Result<String, waybill_outbox::OutboxError> {
     let backlog = relay.backlog().await?;
     let stats = relay.stats();
     let mut out = String::new();
@@ -104,6 +104,12 @@ async fn metrics(relay: &PgRelay) -> Result<String, waybill_outbox::OutboxError>
         "counter",
         "Rows this relay marked dead.",
         stats.dead as f64,
+    );
+    metric(
+        "waybill_relay_shards_owned",
+        "gauge",
+        "Shards this relay holds a lease on.",
+        relay.shards_owned().await as f64,
     );
     metric(
         "waybill_relay_batches_total",

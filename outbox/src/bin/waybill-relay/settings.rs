@@ -1,162 +1,265 @@
-//! Sidecar settings from a TOML file, the environment and flags (flags win, then environment,
-//! then file, then defaults).
+//! Command line, environment and TOML file (flags win, then environment, then file, then
+//! defaults).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use waybill_outbox::{DeadFilter, RelayConfig};
 
-/// What the sidecar was asked to do.
-pub enum Command {
-    /// Apply the migrations and exit.
-    Migrate,
-    /// Relay until SIGTERM or SIGINT.
-    Run,
-    /// Print the usage.
-    Help,
+/// Publishes the transactional outbox of a PostgreSQL or SQLite database to a broker, and
+/// inspects it.
+///
+/// Every setting can also come from the environment (WAYBILL_DATABASE_URL, ...) or from the
+/// TOML file given with --config (keys as the long flags, with underscores). On SIGTERM or
+/// SIGINT the batch in flight finishes, the shard leases are released and the process exits 0.
+#[derive(Debug, Parser)]
+#[command(name = "waybill-relay", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// TOML file with settings (database_url, broker_url, batch_size, ...).
+    #[arg(long, global = true, env = "WAYBILL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// postgres://... or sqlite://path/to/file.db
+    #[arg(long, global = true, env = "WAYBILL_DATABASE_URL")]
+    pub database_url: Option<String>,
+    #[command(flatten)]
+    pub relay: RelayFlags,
 }
 
-/// The settings, validated.
-#[derive(Debug)]
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Relay until SIGTERM or SIGINT (the default).
+    Run,
+    /// Apply the migrations and exit.
+    Migrate,
+    /// Pending and dead rows per topic, with the oldest pending age.
+    Pending,
+    /// Dead rows: list, replay or purge.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+}
+
+/// Dead-row commands.
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List dead rows (oldest first).
+    List {
+        #[command(flatten)]
+        filter: FilterFlags,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Make dead rows pending again with a fresh attempt count.
+    Replay {
+        #[command(flatten)]
+        filter: FilterFlags,
+    },
+    /// Delete dead rows.
+    Purge {
+        #[command(flatten)]
+        filter: FilterFlags,
+    },
+}
+
+/// Which dead rows.
+#[derive(Debug, Args)]
+pub struct FilterFlags {
+    /// Only this topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Only this message id (repeatable).
+    #[arg(long = "id")]
+    pub ids: Vec<waybill_core::MessageId>,
+    /// Only rows dead for longer than this many seconds.
+    #[arg(long)]
+    pub older_than_secs: Option<u64>,
+    /// Required to replay or purge without --topic or --id.
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl FilterFlags {
+    /// The filter, refusing an unfiltered change without --all.
+    pub fn to_filter(&self, changes: bool) -> Result<DeadFilter, String> {
+        if changes && !self.all && self.topic.is_none() && self.ids.is_empty() {
+            return Err("name the rows with --topic or --id, or pass --all".into());
+        }
+        Ok(DeadFilter {
+            topic: self.topic.clone(),
+            ids: self.ids.clone(),
+            older_than: self.older_than_secs.map(Duration::from_secs),
+        })
+    }
+}
+
+/// The relay's settings as flags (each optional: the file and the defaults fill in).
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayFlags {
+    /// amqp://... (RabbitMQ)
+    #[arg(long, global = true, env = "WAYBILL_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// Rows per batch [default: 500].
+    #[arg(long, global = true, env = "WAYBILL_BATCH_SIZE")]
+    pub batch_size: Option<usize>,
+    /// Longest wait between polls in ms [default: 1000; PostgreSQL notifications wake sooner].
+    #[arg(long, global = true, env = "WAYBILL_POLL_INTERVAL_MS")]
+    pub poll_interval_ms: Option<u64>,
+    /// Publish attempts before a row is dead [default: 10].
+    #[arg(long, global = true, env = "WAYBILL_MAX_ATTEMPTS")]
+    pub max_attempts: Option<u32>,
+    /// Shards the keys hash into; the same on every relay of a database [default: 16].
+    #[arg(long, global = true, env = "WAYBILL_SHARD_COUNT")]
+    pub shard_count: Option<u32>,
+    /// Shard lease time in ms [default: 30000].
+    #[arg(long, global = true, env = "WAYBILL_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
+    /// Name leases are held under [default: generated, unique].
+    #[arg(long, global = true, env = "WAYBILL_RELAY_NAME")]
+    pub relay_name: Option<String>,
+    /// Hours dead rows are kept; 0 keeps them until purged [default: 168].
+    #[arg(long, global = true, env = "WAYBILL_DEAD_RETENTION_HOURS")]
+    pub dead_retention_hours: Option<u64>,
+    /// Address for /metrics and /healthz [default: 127.0.0.1:9464].
+    #[arg(long, global = true, env = "WAYBILL_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Apply the migrations before relaying.
+    #[arg(long, global = true, env = "WAYBILL_MIGRATE")]
+    #[serde(default)]
+    pub migrate: bool,
+    /// Only in the file: the database URL.
+    #[arg(skip)]
+    #[serde(default)]
+    pub database_url: Option<String>,
+}
+
+impl RelayFlags {
+    /// Fills every unset setting from `file`.
+    fn or(self, file: RelayFlags) -> Self {
+        Self {
+            broker_url: self.broker_url.or(file.broker_url),
+            batch_size: self.batch_size.or(file.batch_size),
+            poll_interval_ms: self.poll_interval_ms.or(file.poll_interval_ms),
+            max_attempts: self.max_attempts.or(file.max_attempts),
+            shard_count: self.shard_count.or(file.shard_count),
+            lease_ttl_ms: self.lease_ttl_ms.or(file.lease_ttl_ms),
+            relay_name: self.relay_name.or(file.relay_name),
+            dead_retention_hours: self.dead_retention_hours.or(file.dead_retention_hours),
+            listen: self.listen.or(file.listen),
+            migrate: self.migrate || file.migrate,
+            database_url: self.database_url.or(file.database_url),
+        }
+    }
+}
+
+/// Everything a command needs, merged and validated.
 pub struct Settings {
     pub database_url: String,
-    pub broker_url: String,
-    pub batch_size: usize,
-    pub poll_interval: Duration,
-    pub max_attempts: u32,
+    pub broker_url: Option<String>,
+    pub relay: RelayConfig,
     pub listen: SocketAddr,
     pub migrate: bool,
 }
 
-/// The TOML file's shape (every key optional).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    database_url: Option<String>,
-    broker_url: Option<String>,
-    batch_size: Option<usize>,
-    poll_interval_ms: Option<u64>,
-    max_attempts: Option<u32>,
-    listen: Option<String>,
-    migrate: Option<bool>,
+impl Cli {
+    /// Merges flags and environment with the file, applies defaults and validates.
+    pub fn settings(&mut self) -> Result<Settings, String> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+                toml::from_str::<RelayFlags>(&text)
+                    .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
+            }
+            None => RelayFlags::default(),
+        };
+        let flags = std::mem::take(&mut self.relay).or(file);
+        let database_url =
+            self.database_url.clone().or(flags.database_url).ok_or(
+                "database_url is required (--database-url, WAYBILL_DATABASE_URL or the file)",
+            )?;
+        let mut relay = RelayConfig::builder();
+        if let Some(n) = flags.batch_size {
+            relay = relay.batch_size(n);
+        }
+        if let Some(ms) = flags.poll_interval_ms {
+            relay = relay.poll_interval(Duration::from_millis(ms));
+        }
+        if let Some(n) = flags.max_attempts {
+            relay = relay.max_attempts(n);
+        }
+        if let Some(n) = flags.shard_count {
+            relay = relay.shard_count(n);
+        }
+        if let Some(ms) = flags.lease_ttl_ms {
+            relay = relay.lease_ttl(Duration::from_millis(ms));
+        }
+        if let Some(name) = flags.relay_name {
+            relay = relay.name(name);
+        }
+        if let Some(hours) = flags.dead_retention_hours {
+            relay = relay.dead_retention((hours > 0).then(|| Duration::from_secs(hours * 3600)));
+        }
+        Ok(Settings {
+            database_url,
+            broker_url: flags.broker_url,
+            relay: relay.build().map_err(|e| e.to_string())?,
+            listen: flags
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464))),
+            migrate: flags.migrate,
+        })
+    }
 }
 
-pub const USAGE: &str = "\
-waybill-relay: publishes the transactional outbox of a PostgreSQL database to a broker.
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-usage: waybill-relay [run|migrate] [--config FILE] [--database-url URL] [--broker-url URL]
-                     [--batch-size N] [--poll-interval-ms MS] [--max-attempts N]
-                     [--listen ADDR] [--migrate]
+    #[test]
+    fn flags_win_over_the_file_and_defaults_fill_in() {
+        let dir = std::env::temp_dir().join(format!("waybill-relay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("relay.toml");
+        std::fs::write(
+            &file,
+            "database_url = \"sqlite://x.db\"\nbatch_size = 7\nshard_count = 4\n",
+        )
+        .unwrap();
+        let mut cli = Cli::parse_from([
+            "waybill-relay",
+            "--config",
+            file.to_str().unwrap(),
+            "--shard-count",
+            "8",
+        ]);
+        let s = cli.settings().unwrap();
+        assert_eq!(s.database_url, "sqlite://x.db");
+        assert!(!s.relay.name().is_empty());
+        assert_eq!(s.relay.shard_count(), 8, "the flag wins over the file");
+        assert_eq!(s.relay.batch_size(), 7, "the file fills in");
+        assert_eq!(s.listen.port(), 9464);
+    }
 
-Each setting can also come from the environment (WAYBILL_DATABASE_URL, WAYBILL_BROKER_URL,
-WAYBILL_BATCH_SIZE, WAYBILL_POLL_INTERVAL_MS, WAYBILL_MAX_ATTEMPTS, WAYBILL_LISTEN) or the
-TOML file (database_url, broker_url, batch_size, poll_interval_ms, max_attempts, listen,
-migrate). Broker URLs: amqp:// and amqps:// (RabbitMQ).
-GET /metrics (Prometheus) and /healthz are served on --listen (default 127.0.0.1:9464).
-SIGTERM or SIGINT: the batch in flight finishes, then the process exits 0.";
-
-/// Parses the command line (without the program name) and the environment.
-pub fn parse(args: Vec<String>) -> Result<(Command, Settings), String> {
-    let mut command = Command::Run;
-    let mut flags: Vec<(String, String)> = Vec::new();
-    let mut config_file = None;
-    let mut migrate_flag = false;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "run" => command = Command::Run,
-            "migrate" => command = Command::Migrate,
-            "-h" | "--help" => command = Command::Help,
-            "--migrate" => migrate_flag = true,
-            "--config" => config_file = Some(args.next().ok_or("--config needs a file")?),
-            flag if flag.starts_with("--") => {
-                let value = args.next().ok_or(format!("{flag} needs a value"))?;
-                flags.push((flag.trim_start_matches("--").replace('-', "_"), value));
-            }
-            other => return Err(format!("unexpected argument {other:?}; see --help")),
-        }
+    #[test]
+    fn bad_values_are_refused_with_the_setting_named() {
+        let mut cli =
+            Cli::parse_from(["waybill-relay", "--database-url", "x", "--batch-size", "0"]);
+        assert!(cli.settings().err().unwrap().contains("batch_size"));
+        assert!(Cli::try_parse_from(["waybill-relay", "--batch-size", "lots"]).is_err());
+        let unfiltered = FilterFlags {
+            topic: None,
+            ids: vec![],
+            older_than_secs: None,
+            all: false,
+        };
+        assert!(unfiltered.to_filter(true).is_err());
+        assert!(unfiltered.to_filter(false).is_ok());
     }
-    let file = match &config_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read config file {path}: {e}"))?;
-            toml::from_str::<FileSettings>(&text)
-                .map_err(|e| format!("invalid config file {path}: {e}"))?
-        }
-        None => FileSettings::default(),
-    };
-    let pick = |name: &str, from_file: Option<String>| -> Option<String> {
-        flags
-            .iter()
-            .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(format!("WAYBILL_{}", name.to_uppercase())).ok())
-            .or(from_file)
-    };
-    for (name, _) in &flags {
-        if ![
-            "database_url",
-            "broker_url",
-            "batch_size",
-            "poll_interval_ms",
-            "max_attempts",
-            "listen",
-        ]
-        .contains(&name.as_str())
-        {
-            return Err(format!(
-                "unknown flag --{}; see --help",
-                name.replace('_', "-")
-            ));
-        }
-    }
-    let number = |name: &str, text: Option<String>, default: u64| -> Result<u64, String> {
-        match text {
-            None => Ok(default),
-            Some(t) => t
-                .parse::<u64>()
-                .map_err(|_| format!("{name}: {t:?} is not a non-negative number")),
-        }
-    };
-    let database_url = pick("database_url", file.database_url)
-        .ok_or("database_url is required (--database-url, WAYBILL_DATABASE_URL or the file)")?;
-    let broker_url = pick("broker_url", file.broker_url).unwrap_or_default();
-    if matches!(command, Command::Run) && broker_url.is_empty() {
-        return Err("broker_url is required (--broker-url, WAYBILL_BROKER_URL or the file)".into());
-    }
-    let batch_size = number(
-        "batch_size",
-        pick("batch_size", file.batch_size.map(|n| n.to_string())),
-        500,
-    )?;
-    let poll_ms = number(
-        "poll_interval_ms",
-        pick(
-            "poll_interval_ms",
-            file.poll_interval_ms.map(|n| n.to_string()),
-        ),
-        1000,
-    )?;
-    let max_attempts = number(
-        "max_attempts",
-        pick("max_attempts", file.max_attempts.map(|n| n.to_string())),
-        10,
-    )?;
-    let listen_text = pick("listen", file.listen).unwrap_or_else(|| "127.0.0.1:9464".into());
-    let listen = listen_text
-        .parse()
-        .map_err(|_| format!("listen: {listen_text:?} is not an address like 127.0.0.1:9464"))?;
-    Ok((
-        command,
-        Settings {
-            database_url,
-            broker_url,
-            batch_size: usize::try_from(batch_size).unwrap_or(usize::MAX),
-            poll_interval: Duration::from_millis(poll_ms),
-            max_attempts: u32::try_from(max_attempts).unwrap_or(u32::MAX),
-            listen,
-            migrate: migrate_flag || file.migrate.unwrap_or(false),
-        },
-    ))
 }

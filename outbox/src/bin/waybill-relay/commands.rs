@@ -1,0 +1,186 @@
+//! What each subcommand does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use waybill_core::Publisher;
+use waybill_outbox::{OutboxInspector, Relay};
+
+use crate::monitoring;
+use crate::settings::{Command, DeadCommand, Settings};
+
+/// The database behind a URL.
+enum Database {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+async fn open(url: &str) -> Result<Database, String> {
+    if url.starts_with("sqlite:") {
+        return waybill_outbox::sqlite::connect(url, 4)
+            .await
+            .map(Database::Sqlite)
+            .map_err(|e| format!("cannot open the database: {e}"));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map(Database::Postgres)
+            .map_err(|e| format!("cannot connect to the database: {e}"));
+    }
+    Err(format!(
+        "unsupported database URL {url:?}: use postgres://... or sqlite://path/to/file.db"
+    ))
+}
+
+impl Database {
+    async fn migrate(&self) -> Result<(), String> {
+        match self {
+            Self::Postgres(pool) => waybill_outbox::postgres::migrate(pool).await,
+            Self::Sqlite(pool) => waybill_outbox::sqlite::migrate(pool).await,
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn inspector(&self) -> OutboxInspector {
+        match self {
+            Self::Postgres(pool) => OutboxInspector::postgres(pool.clone()),
+            Self::Sqlite(pool) => OutboxInspector::sqlite(pool.clone()),
+        }
+    }
+}
+
+async fn publisher_for(url: &str) -> Result<Arc<dyn Publisher>, String> {
+    let scheme = url.split("://").next().unwrap_or_default();
+    match scheme {
+        "amqp" | "amqps" => {
+            let config = waybill_rabbitmq::RabbitConfig::builder(url)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let publisher = waybill_rabbitmq::RabbitPublisher::connect(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(publisher))
+        }
+        other => Err(format!(
+            "unsupported broker URL scheme {other:?}: this build publishes to amqp:// and amqps://"
+        )),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutdown requested; finishing the batch in flight");
+}
+
+/// Runs `command`.
+pub async fn execute(command: Command, s: Settings) -> Result<(), String> {
+    let database = open(&s.database_url).await?;
+    match command {
+        Command::Migrate => {
+            database.migrate().await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Run => relay(database, s).await,
+        Command::Pending => pending(&database.inspector()).await,
+        Command::Dead(dead) => dead_rows(&database.inspector(), dead).await,
+    }
+}
+
+async fn relay(database: Database, s: Settings) -> Result<(), String> {
+    if s.migrate {
+        database.migrate().await?;
+        tracing::info!("migrations applied");
+    }
+    let broker_url = s
+        .broker_url
+        .ok_or("broker_url is required (--broker-url, WAYBILL_BROKER_URL or the file)")?;
+    let publisher = publisher_for(&broker_url).await?;
+    let relay = Arc::new(match database {
+        Database::Postgres(pool) => Relay::postgres(pool, Arc::clone(&publisher), s.relay),
+        Database::Sqlite(pool) => Relay::sqlite(pool, Arc::clone(&publisher), s.relay),
+    });
+    let listener = tokio::net::TcpListener::bind(s.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
+    tracing::info!(listen = %s.listen, "serving /metrics and /healthz");
+    let server = tokio::spawn(monitoring::serve(listener, Arc::clone(&relay)));
+    let outcome = relay
+        .run(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string());
+    server.abort();
+    let closed = publisher.close().await.map_err(|e| e.to_string());
+    tracing::info!(stats = ?relay.stats(), "relay stopped");
+    outcome.and(closed)
+}
+
+async fn pending(inspector: &OutboxInspector) -> Result<(), String> {
+    let topics = inspector.topics().await.map_err(|e| e.to_string())?;
+    println!(
+        "{:<40} {:>10} {:>16} {:>8}",
+        "TOPIC", "PENDING", "OLDEST_AGE_S", "DEAD"
+    );
+    for t in &topics {
+        println!(
+            "{:<40} {:>10} {:>16.1} {:>8}",
+            t.topic, t.pending, t.oldest_age_seconds, t.dead
+        );
+    }
+    Ok(())
+}
+
+async fn dead_rows(inspector: &OutboxInspector, command: DeadCommand) -> Result<(), String> {
+    match command {
+        DeadCommand::List { filter, limit } => {
+            let rows = inspector
+                .dead(&filter.to_filter(false)?, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:>10} {:<36} {:<24} {:<16} {:>8} {:>10}  LAST_ERROR",
+                "SEQ", "MESSAGE_ID", "TOPIC", "KEY", "ATTEMPTS", "DEAD_FOR_S"
+            );
+            for r in rows {
+                println!(
+                    "{:>10} {:<36} {:<24} {:<16} {:>8} {:>10.0}  {}",
+                    r.seq,
+                    r.message_id,
+                    r.topic,
+                    r.key.unwrap_or_default(),
+                    r.attempts,
+                    r.dead_for_seconds,
+                    r.last_error.unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        DeadCommand::Replay { filter } => {
+            let n = inspector
+                .replay(&filter.to_filter(true)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{n} dead rows made pending again");
+            Ok(())
+        }
+        DeadCommand::Purge { filter } => {
+            let n = inspector
+                .purge(&filter.to_filter(true)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{n} dead rows deleted");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Writing messages into the outbox inside the caller's transaction.
+
+use async_trait::async_trait;
+use waybill_core::Message;
+
+use crate::error::OutboxError;
+use crate::row::check_enqueue;
+
+/// Largest message (payload plus headers) accepted by default: 1 MiB, Kafka's default.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// An open transaction the outbox can write into: `sqlx::Transaction` on PostgreSQL or
+/// SQLite. Sealed; waybill never commits or rolls it back.
+#[async_trait]
+pub trait OutboxTransaction: sealed::Sealed + Send {
+    /// Inserts the rows of `messages` for `topic`, in order, already checked.
+    #[doc(hidden)]
+    async fn insert_rows(&mut self, topic: &str, messages: &[Message]) -> Result<(), OutboxError>;
+}
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+    impl Sealed for sqlx::Transaction<'_, sqlx::Postgres> {}
+    impl Sealed for sqlx::Transaction<'_, sqlx::Sqlite> {}
+}
+
+/// The transactional outbox.
+///
+/// `enqueue` writes a message in the caller's open transaction and never commits it: the
+/// message exists exactly when the business data it belongs to exists. A [`crate::Relay`]
+/// publishes committed rows with confirms and deletes them afterwards.
+///
+/// ```no_run
+/// use waybill_core::Message;
+/// use waybill_outbox::Outbox;
+///
+/// # async fn place_order(pool: sqlx::SqlitePool) -> Result<(), Box<dyn std::error::Error>> {
+/// waybill_outbox::sqlite::migrate(&pool).await?; // once, at start
+/// let outbox = Outbox::new();
+/// let mut tx = pool.begin().await?;
+/// sqlx::query("INSERT INTO orders (id, amount) VALUES (?, ?)")
+///     .bind(42_i64)
+///     .bind(100_i64)
+///     .execute(&mut *tx)
+///     .await?;
+/// outbox
+///     .enqueue(&mut tx, "orders", &Message::new(r#"{"id":42}"#).with_key("order-42"))
+///     .await?;
+/// tx.commit().await?; // both rows or neither
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Outbox {
+    max_message_bytes: usize,
+}
+
+impl Default for Outbox {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Outbox {
+    /// An outbox accepting messages up to [`DEFAULT_MAX_MESSAGE_BYTES`].
+    pub fn new() -> Self {
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+        }
+    }
+
+    /// An outbox with another size limit (match the broker's limit).
+    pub fn with_max_message_bytes(max_message_bytes: usize) -> Self {
+        Self { max_message_bytes }
+    }
+
+    /// Writes `message` for `topic` in `tx`, which the caller commits or rolls back.
+    ///
+    /// # Errors
+    /// [`OutboxError::Config`] for an unusable topic, [`OutboxError::Oversized`] above the
+    /// limit (nothing written), [`OutboxError::DuplicateId`] when the id is already queued,
+    /// [`OutboxError::NotMigrated`] without the tables, or a database error. After a database
+    /// error on PostgreSQL the transaction is aborted and must roll back.
+    pub async fn enqueue<T: OutboxTransaction>(
+        &self,
+        tx: &mut T,
+        topic: &str,
+        message: &Message,
+    ) -> Result<(), OutboxError> {
+        check_enqueue(topic, message, self.max_message_bytes)?;
+        tx.insert_rows(topic, std::slice::from_ref(message)).await
+    }
+
+    /// Writes several messages for `topic` in `tx`, in order.
+    ///
+    /// # Errors
+    /// As for [`Outbox::enqueue`]; nothing is written when any message is refused up front.
+    pub async fn enqueue_batch<T: OutboxTransaction>(
+        &self,
+        tx: &mut T,
+        topic: &str,
+        messages: &[Message],
+    ) -> Result<(), OutboxError> {
+        for m in messages {
+            check_enqueue(topic, m, self.max_message_bytes)?;
+        }
+        if messages.is_empty() {
+            return Ok(());
+        }
+        tx.insert_rows(topic, messages).await
+    }
+}

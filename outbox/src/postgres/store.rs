@@ -1,0 +1,240 @@
+//! The relay's store on PostgreSQL: ready rows, confirms, failures, shard leases, NOTIFY.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+use tracing::warn;
+
+use crate::error::{classify, OutboxError};
+use crate::row::OutboxRow;
+use crate::store::{fair_share, Failure, RelayStore};
+
+/// The channel the insert trigger notifies.
+const CHANNEL: &str = "waybill_outbox";
+
+/// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
+/// safe while a transaction older than its own may still commit (`txid` not below xmin).
+const SELECT_READY: &str = "\
+SELECT seq, message_id, topic, key, payload, headers, \
+       (EXTRACT(EPOCH FROM created_at) * 1000)::bigint AS created_at_ms, attempts \
+FROM waybill_outbox o \
+WHERE NOT o.dead \
+  AND o.available_at <= now() \
+  AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+  AND (o.shard_hash % $2) = ANY($3) \
+  AND NOT EXISTS ( \
+      SELECT 1 FROM waybill_outbox p \
+      WHERE p.key = o.key AND NOT p.dead AND p.seq < o.seq \
+        AND (p.available_at > now() OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) \
+ORDER BY seq \
+LIMIT $1";
+
+/// The outbox tables of one PostgreSQL database.
+pub(crate) struct PgStore {
+    pub(super) pool: PgPool,
+    listener: Mutex<Option<PgListener>>,
+}
+
+impl PgStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            listener: Mutex::new(None),
+        }
+    }
+}
+
+fn db(e: sqlx::Error) -> OutboxError {
+    classify(e, None)
+}
+
+#[async_trait]
+impl RelayStore for PgStore {
+    async fn ready(
+        &self,
+        shard_count: i64,
+        shards: &[i64],
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, OutboxError> {
+        sqlx::query_as(SELECT_READY)
+            .bind(limit)
+            .bind(shard_count)
+            .bind(shards)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError> {
+        sqlx::query("DELETE FROM waybill_outbox WHERE seq = ANY($1)")
+            .bind(seqs)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn park(&self, seq: i64, failure: &Failure<'_>) -> Result<(), OutboxError> {
+        sqlx::query(
+            "UPDATE waybill_outbox SET attempts = $2, last_error = $3, dead = $4, \
+               dead_at = CASE WHEN $4 THEN now() END, \
+               available_at = now() + make_interval(secs => $5) \
+             WHERE seq = $1",
+        )
+        .bind(seq)
+        .bind(failure.attempts)
+        .bind(failure.error)
+        .bind(failure.dead)
+        .bind(failure.backoff.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn lease_round(
+        &self,
+        owner: &str,
+        shard_count: i64,
+        ttl: Duration,
+    ) -> Result<Vec<i64>, OutboxError> {
+        let ttl = ttl.as_secs_f64();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "INSERT INTO waybill_shard_lease (shard, owner, expires_at, shard_count) \
+             SELECT g, '', '-infinity', $1 FROM generate_series(0, $1 - 1) AS g \
+             ON CONFLICT (shard) DO NOTHING",
+        )
+        .bind(shard_count)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let (foreign,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM waybill_shard_lease \
+             WHERE expires_at > now() AND owner <> $1 AND (shard_count <> $2 OR shard >= $2)",
+        )
+        .bind(owner)
+        .bind(shard_count)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if foreign > 0 {
+            return Err(OutboxError::ShardLayout { shard_count });
+        }
+        // Lapsed leases of an older layout follow this one.
+        sqlx::query("DELETE FROM waybill_shard_lease WHERE shard >= $1")
+            .bind(shard_count)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE waybill_shard_lease SET shard_count = $1 WHERE shard_count <> $1")
+            .bind(shard_count)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut owned: Vec<i64> = sqlx::query_scalar(
+            "UPDATE waybill_shard_lease SET expires_at = now() + make_interval(secs => $2) \
+             WHERE owner = $1 RETURNING shard::bigint",
+        )
+        .bind(owner)
+        .bind(ttl)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        owned.sort_unstable();
+        sqlx::query(
+            "INSERT INTO waybill_relay (name, expires_at) \
+             VALUES ($1, now() + make_interval(secs => $2)) \
+             ON CONFLICT (name) DO UPDATE SET expires_at = excluded.expires_at",
+        )
+        .bind(owner)
+        .bind(ttl)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM waybill_relay WHERE expires_at <= now()")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let (live,): (i64,) = sqlx::query_as("SELECT count(*) FROM waybill_relay")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let fair = fair_share(shard_count, live);
+        let held = i64::try_from(owned.len()).unwrap_or(i64::MAX);
+        if held > fair {
+            let extra = owned.split_off(usize::try_from(fair).unwrap_or(0));
+            sqlx::query(
+                "UPDATE waybill_shard_lease SET owner = '', expires_at = '-infinity' \
+                 WHERE shard = ANY($1::int[]) AND owner = $2",
+            )
+            .bind(extra.iter().map(|s| *s as i32).collect::<Vec<i32>>())
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        } else if held < fair {
+            let taken: Vec<i64> = sqlx::query_scalar(
+                "UPDATE waybill_shard_lease \
+                 SET owner = $1, expires_at = now() + make_interval(secs => $2) \
+                 WHERE shard IN ( \
+                     SELECT shard FROM waybill_shard_lease WHERE expires_at <= now() \
+                     ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                 RETURNING shard::bigint",
+            )
+            .bind(owner)
+            .bind(ttl)
+            .bind(fair - held)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            owned.extend(taken);
+            owned.sort_unstable();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(owned)
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<(), OutboxError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "UPDATE waybill_shard_lease SET owner = '', expires_at = '-infinity' WHERE owner = $1",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM waybill_relay WHERE name = $1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn wait_for_rows(&self, pause: Duration) {
+        let mut listener = self.listener.lock().await;
+        if listener.is_none() {
+            *listener = listen(&self.pool).await;
+        }
+        match listener.as_mut() {
+            Some(l) => match tokio::time::timeout(pause, l.recv()).await {
+                Ok(Ok(_)) | Err(_) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "outbox notifications lost; polling");
+                    *listener = None;
+                }
+            },
+            None => tokio::time::sleep(pause).await,
+        }
+    }
+}
+
+async fn listen(pool: &PgPool) -> Option<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await.ok()?;
+    listener.listen(CHANNEL).await.ok()?;
+    Some(listener)
+}

@@ -1,0 +1,187 @@
+//! Relay settings.
+
+use std::time::Duration;
+
+use waybill_core::ConfigError;
+
+/// Relay settings; build with [`RelayConfig::builder`].
+#[derive(Clone, Debug)]
+pub struct RelayConfig {
+    pub(crate) batch_size: i64,
+    pub(crate) poll_interval: Duration,
+    pub(crate) max_attempts: i32,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) shard_count: i64,
+    pub(crate) lease_ttl: Duration,
+    pub(crate) name: String,
+    pub(crate) dead_retention: Option<Duration>,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+            max_attempts: 10,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            shard_count: 16,
+            lease_ttl: Duration::from_secs(30),
+            name: format!(
+                "relay-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            dead_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+        }
+    }
+}
+
+impl RelayConfig {
+    /// A builder from the defaults: batches of 500, poll every second (PostgreSQL's
+    /// LISTEN/NOTIFY wakes it sooner), 10 attempts per row, backoff 500 ms doubling to 60 s,
+    /// 16 shards with 30 s leases, a unique name, dead rows kept 7 days.
+    pub fn builder() -> RelayConfigBuilder {
+        RelayConfigBuilder(Self::default())
+    }
+
+    /// The name this relay holds its leases under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Rows taken per batch.
+    pub fn batch_size(&self) -> usize {
+        usize::try_from(self.batch_size).unwrap_or(usize::MAX)
+    }
+
+    /// Shards the keys hash into.
+    pub fn shard_count(&self) -> u32 {
+        u32::try_from(self.shard_count).unwrap_or(u32::MAX)
+    }
+}
+
+/// Builds a [`RelayConfig`]; `build()` validates.
+#[derive(Clone, Debug)]
+pub struct RelayConfigBuilder(RelayConfig);
+
+impl RelayConfigBuilder {
+    /// Rows claimed per batch (1 to 10,000).
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.0.batch_size = i64::try_from(n).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// Longest sleep between polls when no notification arrives.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.0.poll_interval = d;
+        self
+    }
+
+    /// Publish attempts per row before it is marked dead.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.0.max_attempts = i32::try_from(n).unwrap_or(i32::MAX);
+        self
+    }
+
+    /// Backoff bounds for a row (and so its key) whose publish failed.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.0.backoff_min = min;
+        self.0.backoff_max = max;
+        self
+    }
+
+    /// Shards the keys hash into (1 to 4,096). Every relay of a database must use the same
+    /// count; a relay whose count differs from live leases refuses to run.
+    pub fn shard_count(mut self, n: u32) -> Self {
+        self.0.shard_count = i64::from(n);
+        self
+    }
+
+    /// How long a shard lease lasts without renewal (renewed every third of it). A relay
+    /// that stops renewing loses its shards to the others after this long.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.0.lease_ttl = ttl;
+        self
+    }
+
+    /// The name leases are held under (unique per relay instance; default generated).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.0.name = name.into();
+        self
+    }
+
+    /// How long dead rows are kept before the relay deletes them; `None` keeps them until
+    /// they are purged or replayed by hand.
+    pub fn dead_retention(mut self, retention: Option<Duration>) -> Self {
+        self.0.dead_retention = retention;
+        self
+    }
+
+    /// Validates.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first unusable setting.
+    pub fn build(self) -> Result<RelayConfig, ConfigError> {
+        let c = self.0;
+        let checks = [
+            (
+                !(1..=10_000).contains(&c.batch_size),
+                "batch_size",
+                "must be between 1 and 10000",
+            ),
+            (
+                c.poll_interval.is_zero(),
+                "poll_interval",
+                "must be greater than zero",
+            ),
+            (c.max_attempts < 1, "max_attempts", "must be at least 1"),
+            (
+                c.backoff_min.is_zero() || c.backoff_max < c.backoff_min,
+                "backoff",
+                "min must be greater than zero and max at least min",
+            ),
+            (
+                !(1..=4096).contains(&c.shard_count),
+                "shard_count",
+                "must be between 1 and 4096",
+            ),
+            (
+                c.lease_ttl < Duration::from_millis(300),
+                "lease_ttl",
+                "must be at least 300 ms",
+            ),
+            (c.name.trim().is_empty(), "name", "must not be empty"),
+        ];
+        for (bad, field, why) in checks {
+            if bad {
+                return Err(ConfigError::new(field, why));
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_settings_are_named() {
+        let field = |b: RelayConfigBuilder| b.build().unwrap_err().to_string();
+        assert!(field(RelayConfig::builder().batch_size(0)).contains("batch_size"));
+        assert!(field(RelayConfig::builder().shard_count(0)).contains("shard_count"));
+        assert!(
+            field(RelayConfig::builder().lease_ttl(Duration::from_millis(10)))
+                .contains("lease_ttl")
+        );
+        assert!(field(RelayConfig::builder().name(" ")).contains("name"));
+        assert!(RelayConfig::builder().build().is_ok());
+    }
+
+    #[test]
+    fn default_names_differ() {
+        assert_ne!(RelayConfig::default().name, RelayConfig::default().name);
+    }
+}

@@ -1,0 +1,375 @@
+//! The relay: publishes committed outbox rows with confirms, then deletes them.
+
+mod config;
+mod leases;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use tracing::{debug, info, warn};
+use waybill_core::{Message, PublishError, PublishOutcome, Publisher};
+
+pub use config::{RelayConfig, RelayConfigBuilder};
+use leases::Leases;
+
+use crate::error::OutboxError;
+use crate::inspect::{Backlog, DeadFilter};
+use crate::row::OutboxRow;
+use crate::store::{Failure, RelayStore};
+
+/// How often the relay deletes dead rows past their retention.
+const CLEANUP_EVERY: Duration = Duration::from_secs(300);
+
+/// Counts of what a relay did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Rows published with a confirm and deleted.
+    pub published: u64,
+    /// Publish attempts that failed (the row stays, parked with backoff).
+    pub failed: u64,
+    /// Rows marked dead (attempt cap reached, or a permanent failure).
+    pub dead: u64,
+    /// Batches claimed.
+    pub batches: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    failed: AtomicU64,
+    dead: AtomicU64,
+    batches: AtomicU64,
+}
+
+/// Publishes committed outbox rows through any [`Publisher`], deleting each only after its
+/// confirm (a crash in between republishes it: at-least-once, same message id).
+///
+/// **Order.** Rows are taken in `seq` order. Within a batch each key has one message in flight
+/// at a time and different keys go in parallel; a row is published only after the previous row
+/// of its key was confirmed. On PostgreSQL a row is taken only once every older transaction
+/// has finished (`txid < pg_snapshot_xmin`), so a slow transaction can never let a later row
+/// of a key overtake its earlier one; SQLite has one writer at a time, so `seq` is commit
+/// order there.
+///
+/// **Several relays.** Keys hash into `shard_count` shards; each relay publishes only the
+/// shards it holds a lease on, renews them every third of the lease time, takes a fair share
+/// (`ceil(shards / live relays)`) and gives back the rest, and takes over the shards of a relay
+/// that stopped renewing once their leases lapse. Because a row is only published after the
+/// previous row of its key was confirmed, a handover can at worst publish a row twice (the
+/// inbox drops the copy), never out of order.
+///
+/// **Failures.** A key whose row fails is parked with backoff while other keys flow; after
+/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. Dead
+/// rows are kept for `dead_retention`, listed, replayed and purged with
+/// [`crate::OutboxInspector`].
+///
+/// PostgreSQL transaction ids are server-wide: a transaction left open anywhere on the server
+/// (any database) holds relaying back until it ends. Keep business transactions short and
+/// watch `waybill_outbox_oldest_pending_age_seconds`.
+pub struct Relay {
+    store: Arc<dyn RelayStore>,
+    publisher: Arc<dyn Publisher>,
+    config: RelayConfig,
+    counters: Counters,
+    leases: Leases,
+}
+
+impl Relay {
+    fn new(store: Arc<dyn RelayStore>, publisher: Arc<dyn Publisher>, config: RelayConfig) -> Self {
+        Self {
+            store,
+            publisher,
+            config,
+            counters: Counters::default(),
+            leases: Leases::default(),
+        }
+    }
+
+    /// A relay over a PostgreSQL database publishing through `publisher`.
+    pub fn postgres(
+        pool: sqlx::PgPool,
+        publisher: Arc<dyn Publisher>,
+        config: RelayConfig,
+    ) -> Self {
+        Self::new(
+            Arc::new(crate::postgres::PgStore::new(pool)),
+            publisher,
+            config,
+        )
+    }
+
+    /// A relay over a SQLite database publishing through `publisher`.
+    pub fn sqlite(
+        pool: sqlx::SqlitePool,
+        publisher: Arc<dyn Publisher>,
+        config: RelayConfig,
+    ) -> Self {
+        Self::new(
+            Arc::new(crate::sqlite::SqliteStore::new(pool)),
+            publisher,
+            config,
+        )
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &RelayConfig {
+        &self.config
+    }
+
+    /// What the relay did so far.
+    pub fn stats(&self) -> RelayStats {
+        RelayStats {
+            published: self.counters.published.load(Relaxed),
+            failed: self.counters.failed.load(Relaxed),
+            dead: self.counters.dead.load(Relaxed),
+            batches: self.counters.batches.load(Relaxed),
+        }
+    }
+
+    /// How many shards this relay holds now.
+    pub async fn shards_owned(&self) -> usize {
+        self.leases.owned_count().await
+    }
+
+    /// Takes one batch of ready rows of the shards this relay holds and publishes it; returns
+    /// how many rows it took. Renews the shard leases first when they are due.
+    ///
+    /// # Errors
+    /// [`OutboxError`] when the database fails ([`OutboxError::ShardLayout`] when another
+    /// relay runs with a different shard count); rows already confirmed stay deleted, the rest
+    /// are taken again by the next batch.
+    pub async fn relay_once(&self) -> Result<usize, OutboxError> {
+        let shards = self.leases.current(&*self.store, &self.config).await?;
+        if shards.is_empty() {
+            return Ok(0);
+        }
+        let rows = self
+            .store
+            .ready(self.config.shard_count, &shards, self.config.batch_size)
+            .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.counters.batches.fetch_add(1, Relaxed);
+        let taken = rows.len();
+        let mut queues = key_queues(rows);
+        while !queues.is_empty() {
+            let round: Vec<OutboxRow> = queues.iter_mut().filter_map(VecDeque::pop_front).collect();
+            let failed_keys = self.publish_round(round).await?;
+            for (queue, failed) in queues.iter_mut().zip(failed_keys) {
+                if failed {
+                    // The key is parked: its later rows wait for the failed one.
+                    queue.clear();
+                }
+            }
+            queues.retain(|q| !q.is_empty());
+        }
+        Ok(taken)
+    }
+
+    /// Publishes one row per key, deletes the confirmed ones, parks the failed ones. Returns,
+    /// per input position, whether that key failed.
+    async fn publish_round(&self, round: Vec<OutboxRow>) -> Result<Vec<bool>, OutboxError> {
+        let mut by_topic: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, row) in round.iter().enumerate() {
+            by_topic.entry(row.topic.as_str()).or_default().push(i);
+        }
+        let publishes = by_topic.iter().map(|(topic, positions)| {
+            let messages: Vec<Message> = positions.iter().map(|i| round[*i].message()).collect();
+            async move {
+                (
+                    positions,
+                    self.publisher.publish_batch(topic, messages).await,
+                )
+            }
+        });
+        let mut outcomes: Vec<Option<Result<(), PublishError>>> =
+            (0..round.len()).map(|_| None).collect();
+        for (positions, results) in join_all(publishes).await {
+            for (i, result) in positions.iter().zip(results) {
+                outcomes[*i] = Some(result.map(|_| ()));
+            }
+        }
+        let mut confirmed = Vec::new();
+        let mut failed = vec![false; round.len()];
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                Some(Ok(())) => confirmed.push(round[i].seq),
+                Some(Err(e)) => {
+                    failed[i] = true;
+                    self.park(&round[i], &e).await?;
+                }
+                None => {
+                    // A publisher that returned fewer results than messages: treat as not sent.
+                    failed[i] = true;
+                    let e = PublishError::not_sent(
+                        round[i].topic.clone(),
+                        round[i].message(),
+                        "publisher returned no result for this message",
+                    );
+                    self.park(&round[i], &e).await?;
+                }
+            }
+        }
+        if !confirmed.is_empty() {
+            self.store.delete(&confirmed).await?;
+            self.counters
+                .published
+                .fetch_add(confirmed.len() as u64, Relaxed);
+        }
+        Ok(failed)
+    }
+
+    async fn park(&self, row: &OutboxRow, error: &PublishError) -> Result<(), OutboxError> {
+        self.counters.failed.fetch_add(1, Relaxed);
+        let attempts = row.attempts.saturating_add(1);
+        let dead =
+            attempts >= self.config.max_attempts || error.outcome() == PublishOutcome::Permanent;
+        let backoff = backoff(
+            u32::try_from(attempts).unwrap_or(0),
+            self.config.backoff_min,
+            self.config.backoff_max,
+        );
+        if dead {
+            self.counters.dead.fetch_add(1, Relaxed);
+            warn!(seq = row.seq, attempts, error = %error, "outbox row marked dead");
+        } else {
+            debug!(seq = row.seq, attempts, ?backoff, error = %error, "outbox row parked");
+        }
+        let text = error.to_string();
+        self.store
+            .park(
+                row.seq,
+                &Failure {
+                    attempts,
+                    error: &text,
+                    dead,
+                    backoff,
+                },
+            )
+            .await
+    }
+
+    /// Relays until `shutdown` completes: batch after batch while rows are ready, then waits
+    /// for a notification (or the poll interval). Renews the shard leases meanwhile and
+    /// deletes dead rows past their retention. On shutdown the batch in flight finishes and
+    /// the leases are given back, so other relays take the shards at once.
+    ///
+    /// # Errors
+    /// Only errors that make relaying impossible (tables missing, credentials refused, a
+    /// shard layout mismatch); transient database errors are logged and retried.
+    pub async fn run(&self, shutdown: impl Future<Output = ()> + Send) -> Result<(), OutboxError> {
+        info!(relay = %self.config.name, shards = self.config.shard_count, "relay starting");
+        let outcome = tokio::select! {
+            outcome = self.relay_until(shutdown) => outcome,
+            () = self.leases.keep(&*self.store, &self.config) => unreachable!("renews forever"),
+        };
+        self.leases.release(&*self.store, &self.config).await;
+        outcome
+    }
+
+    async fn relay_until(
+        &self,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), OutboxError> {
+        tokio::pin!(shutdown);
+        let mut failures = 0u32;
+        let mut last_cleanup: Option<Instant> = None;
+        loop {
+            // Between batches: stop if asked (the batch in flight has finished).
+            if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                return Ok(());
+            }
+            if last_cleanup.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
+                last_cleanup = Some(Instant::now());
+                self.clean_up().await;
+            }
+            let idle = match self.relay_once().await {
+                Ok(n) => {
+                    failures = 0;
+                    (n as i64) < self.config.batch_size
+                }
+                Err(e) if e.is_transient() => {
+                    failures = failures.saturating_add(1);
+                    warn!(error = %e, "relay batch failed; retrying");
+                    true
+                }
+                Err(e) => return Err(e),
+            };
+            if !idle {
+                continue;
+            }
+            let pause = if failures > 0 {
+                backoff(failures, self.config.backoff_min, self.config.backoff_max)
+            } else {
+                self.config.poll_interval
+            };
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                () = self.store.wait_for_rows(pause) => {}
+            }
+        }
+    }
+
+    /// Deletes dead rows past the retention (errors are logged; the next round retries).
+    async fn clean_up(&self) {
+        let Some(retention) = self.config.dead_retention else {
+            return;
+        };
+        let filter = DeadFilter {
+            older_than: Some(retention),
+            ..DeadFilter::default()
+        };
+        match self.store.purge(&filter).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                rows = n,
+                ?retention,
+                "deleted dead outbox rows past retention"
+            ),
+            Err(e) => warn!(error = %e, "dead-row cleanup failed"),
+        }
+    }
+
+    /// Reads the backlog: pending rows, the oldest one's age, dead rows.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn backlog(&self) -> Result<Backlog, OutboxError> {
+        Ok(Backlog::total(&self.store.topics().await?))
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.store.ping().await
+    }
+}
+
+/// One queue per key, in `seq` order; unkeyed rows each get their own.
+fn key_queues(rows: Vec<OutboxRow>) -> Vec<VecDeque<OutboxRow>> {
+    let mut queues: Vec<VecDeque<OutboxRow>> = Vec::new();
+    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
+    for row in rows {
+        match row.key.clone() {
+            Some(key) => {
+                let at = *by_key.entry(key).or_insert_with(|| {
+                    queues.push(VecDeque::new());
+                    queues.len() - 1
+                });
+                queues[at].push_back(row);
+            }
+            None => queues.push(VecDeque::from([row])),
+        }
+    }
+    queues
+}
+
+/// The backoff after `attempts` failures: `min` doubling up to `max`.
+fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
+    min.saturating_mul(1 << attempts.saturating_sub(1).min(20))
+        .min(max)
+}

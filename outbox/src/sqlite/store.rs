@@ -1,0 +1,220 @@
+//! The relay's store on SQLite: ready rows, confirms, failures, shard leases, polling.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+
+use crate::error::{classify, OutboxError};
+use crate::row::{now_ms, OutboxRow};
+use crate::store::{fair_share, Failure, RelayStore};
+
+/// Ready rows of the given shards (`?3`, a JSON array) in `seq` order. SQLite commits one
+/// writer at a time, so a committed row never has an older row still to come.
+const SELECT_READY: &str = "\
+SELECT seq, message_id, topic, key, payload, headers, created_at_ms, attempts \
+FROM waybill_outbox o \
+WHERE o.dead = 0 \
+  AND o.available_at_ms <= ?1 \
+  AND (o.shard_hash % ?2) IN (SELECT value FROM json_each(?3)) \
+  AND NOT EXISTS ( \
+      SELECT 1 FROM waybill_outbox p \
+      WHERE p.key = o.key AND p.dead = 0 AND p.seq < o.seq AND p.available_at_ms > ?1) \
+ORDER BY seq \
+LIMIT ?4";
+
+/// The outbox tables of one SQLite database.
+pub(crate) struct SqliteStore {
+    pub(super) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub fn new(pool: SqlitePool) -> Self {
+        Self { pool }
+    }
+}
+
+fn db(e: sqlx::Error) -> OutboxError {
+    classify(e, None)
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn json_list(values: &[i64]) -> String {
+    serde_json::to_string(values).unwrap_or_else(|_| "[]".into())
+}
+
+#[async_trait]
+impl RelayStore for SqliteStore {
+    async fn ready(
+        &self,
+        shard_count: i64,
+        shards: &[i64],
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, OutboxError> {
+        sqlx::query_as(SELECT_READY)
+            .bind(now_ms())
+            .bind(shard_count)
+            .bind(json_list(shards))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)
+    }
+
+    async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError> {
+        sqlx::query("DELETE FROM waybill_outbox WHERE seq IN (SELECT value FROM json_each(?1))")
+            .bind(json_list(seqs))
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn park(&self, seq: i64, failure: &Failure<'_>) -> Result<(), OutboxError> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE waybill_outbox SET attempts = ?2, last_error = ?3, dead = ?4, \
+               dead_at_ms = CASE WHEN ?4 THEN ?5 END, available_at_ms = ?5 + ?6 \
+             WHERE seq = ?1",
+        )
+        .bind(seq)
+        .bind(failure.attempts)
+        .bind(failure.error)
+        .bind(failure.dead)
+        .bind(now)
+        .bind(ms(failure.backoff))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn lease_round(
+        &self,
+        owner: &str,
+        shard_count: i64,
+        ttl: Duration,
+    ) -> Result<Vec<i64>, OutboxError> {
+        let now = now_ms();
+        let expires = now.saturating_add(ms(ttl));
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // A write first, so that this transaction holds the write lock from the start and
+        // never has to upgrade a read lock (which SQLite may refuse with SQLITE_BUSY).
+        sqlx::query(
+            "WITH RECURSIVE g(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM g WHERE n + 1 < ?1) \
+             INSERT OR IGNORE INTO waybill_shard_lease (shard, owner, expires_at_ms, shard_count) \
+             SELECT n, '', 0, ?1 FROM g",
+        )
+        .bind(shard_count)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let foreign: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM waybill_shard_lease \
+             WHERE expires_at_ms > ?3 AND owner <> ?1 AND (shard_count <> ?2 OR shard >= ?2)",
+        )
+        .bind(owner)
+        .bind(shard_count)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        if foreign > 0 {
+            return Err(OutboxError::ShardLayout { shard_count });
+        }
+        sqlx::query("DELETE FROM waybill_shard_lease WHERE shard >= ?1")
+            .bind(shard_count)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE waybill_shard_lease SET shard_count = ?1 WHERE shard_count <> ?1")
+            .bind(shard_count)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut owned: Vec<i64> = sqlx::query_scalar(
+            "UPDATE waybill_shard_lease SET expires_at_ms = ?2 WHERE owner = ?1 RETURNING shard",
+        )
+        .bind(owner)
+        .bind(expires)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        owned.sort_unstable();
+        sqlx::query(
+            "INSERT INTO waybill_relay (name, expires_at_ms) VALUES (?1, ?2) \
+             ON CONFLICT (name) DO UPDATE SET expires_at_ms = excluded.expires_at_ms",
+        )
+        .bind(owner)
+        .bind(expires)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM waybill_relay WHERE expires_at_ms <= ?1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let live: i64 = sqlx::query_scalar("SELECT count(*) FROM waybill_relay")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        let fair = fair_share(shard_count, live);
+        let held = i64::try_from(owned.len()).unwrap_or(i64::MAX);
+        if held > fair {
+            let extra = owned.split_off(usize::try_from(fair).unwrap_or(0));
+            sqlx::query(
+                "UPDATE waybill_shard_lease SET owner = '', expires_at_ms = 0 \
+                 WHERE shard IN (SELECT value FROM json_each(?1)) AND owner = ?2",
+            )
+            .bind(json_list(&extra))
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        } else if held < fair {
+            let taken: Vec<i64> = sqlx::query_scalar(
+                "UPDATE waybill_shard_lease SET owner = ?1, expires_at_ms = ?2 \
+                 WHERE shard IN (SELECT shard FROM waybill_shard_lease \
+                                 WHERE expires_at_ms <= ?3 ORDER BY shard LIMIT ?4) \
+                 RETURNING shard",
+            )
+            .bind(owner)
+            .bind(expires)
+            .bind(now)
+            .bind(fair - held)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            owned.extend(taken);
+            owned.sort_unstable();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(owned)
+    }
+
+    async fn release_leases(&self, owner: &str) -> Result<(), OutboxError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        sqlx::query(
+            "UPDATE waybill_shard_lease SET owner = '', expires_at_ms = 0 WHERE owner = ?1",
+        )
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query("DELETE FROM waybill_relay WHERE name = ?1")
+            .bind(owner)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn wait_for_rows(&self, pause: Duration) {
+        // SQLite has no notifications: poll.
+        tokio::time::sleep(pause).await;
+    }
+}

@@ -1,0 +1,172 @@
+//! The outbox, relay and SQL inbox on SQLite (embedded, a temporary file per test):
+//! transactions, commit order, per-key order over three relays, poison rows, aborted relays,
+//! bad input.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::outbox_cases as cases;
+use support::outbox_db::Db;
+use waybill_core::{MemoryBroker, Message};
+use waybill_outbox::{Outbox, OutboxError, Relay, RelayConfig};
+
+#[tokio::test]
+async fn a_rolled_back_enqueue_publishes_nothing_and_a_committed_one_publishes_once() {
+    cases::rolled_back_publishes_nothing_and_committed_publishes_once(Db::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn per_key_order_holds_across_batches() {
+    cases::per_key_order_holds_across_batches(Db::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn a_poison_row_goes_dead_and_can_be_replayed_and_purged() {
+    cases::a_poison_row_goes_dead_and_can_be_replayed_and_purged(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_aborted_between_confirm_and_delete_duplicates_no_effect() {
+    cases::relay_aborted_between_confirm_and_delete_duplicates_no_effect(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_relays_share_the_keys_and_keep_their_order() {
+    cases::three_relays_share_the_keys_and_keep_their_order(Db::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn the_inbox_follows_the_claim_protocol() {
+    cases::inbox_claim_protocol(Db::sqlite().await).await;
+}
+
+#[tokio::test]
+async fn the_inbox_marker_commits_and_rolls_back_with_the_effect() {
+    cases::the_marker_commits_and_rolls_back_with_the_effect(Db::sqlite().await).await;
+}
+
+/// SQLite lets one writer in at a time: a later transaction for key K cannot commit before an
+/// open earlier one, so the relay can never see K#2 without K#1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_transaction_holds_back_later_rows_of_its_key() {
+    let db = Db::sqlite().await;
+    let Db::Sqlite { pool, .. } = &db else {
+        unreachable!()
+    };
+    let broker = MemoryBroker::new();
+    let outbox = Outbox::new();
+    let first = Message::new("K#1").with_key("K");
+    let second = Message::new("K#2").with_key("K");
+
+    let relay = Relay::sqlite(pool.clone(), Arc::new(broker.publisher()), cases::config());
+    // Leases first: renewing them needs the write lock, which the slow transaction will hold.
+    assert_eq!(relay.relay_once().await.unwrap(), 0);
+    let mut slow = pool.begin().await.unwrap();
+    outbox.enqueue(&mut slow, "orders", &first).await.unwrap();
+    let later = {
+        let (pool, outbox, second) = (pool.clone(), outbox.clone(), second.clone());
+        tokio::spawn(async move {
+            let mut fast = pool.begin().await.unwrap();
+            outbox.enqueue(&mut fast, "orders", &second).await.unwrap();
+            fast.commit().await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !later.is_finished(),
+        "the later writer waits for the open transaction"
+    );
+    assert_eq!(
+        relay.relay_once().await.unwrap(),
+        0,
+        "nothing committed yet (readers do not wait)"
+    );
+    slow.commit().await.unwrap();
+    later.await.unwrap();
+    cases::drain_until(&relay, || broker.messages("orders").len() == 2).await;
+    let order: Vec<_> = broker.messages("orders").iter().map(|m| m.id()).collect();
+    assert_eq!(order, vec![first.id(), second.id()]);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors_and_loses_nothing() {
+    let db = Db::sqlite_empty().await;
+    let Db::Sqlite { pool, .. } = &db else {
+        unreachable!()
+    };
+    let outbox = Outbox::with_max_message_bytes(1024);
+    let mut tx = pool.begin().await.unwrap();
+    let err = outbox
+        .enqueue(&mut tx, "orders", &Message::new("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::NotMigrated(_)), "{err}");
+    assert!(err.to_string().contains("migrations"), "{err}");
+    drop(tx);
+
+    waybill_outbox::sqlite::migrate(pool).await.unwrap();
+    waybill_outbox::sqlite::migrate(pool)
+        .await
+        .expect("migrations are idempotent");
+    let mut tx = pool.begin().await.unwrap();
+    let big = Message::new(vec![0u8; 2048]);
+    let err = outbox.enqueue(&mut tx, "orders", &big).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            OutboxError::Oversized {
+                size: 2048,
+                limit: 1024
+            }
+        ),
+        "{err}"
+    );
+    let err = outbox
+        .enqueue(&mut tx, "", &Message::new("x"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("topic"), "{err}");
+    let kept = Message::new("kept");
+    outbox.enqueue(&mut tx, "orders", &kept).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    let err = outbox.enqueue(&mut tx, "orders", &kept).await.unwrap_err();
+    assert!(
+        matches!(err, OutboxError::DuplicateId(id) if id == kept.id()),
+        "{err}"
+    );
+    drop(tx);
+    assert_eq!(
+        db.outbox_rows().await,
+        1,
+        "the accepted message is still there"
+    );
+
+    // A database file that cannot be created, and a URL that is not SQLite.
+    let err = waybill_outbox::sqlite::connect("sqlite:///no/such/dir/waybill.db", 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OutboxError::Unreachable(_)), "{err}");
+    let err = waybill_outbox::sqlite::connect("postgres://x", 1)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("SQLite"), "{err}");
+    // A relay on a database without the tables says so.
+    let empty = Db::sqlite_empty().await;
+    let Db::Sqlite { pool: bare, .. } = &empty else {
+        unreachable!()
+    };
+    let relay = Relay::sqlite(
+        bare.clone(),
+        Arc::new(MemoryBroker::new().publisher()),
+        RelayConfig::default(),
+    );
+    let err = relay.relay_once().await.unwrap_err();
+    assert!(matches!(err, OutboxError::NotMigrated(_)), "{err}");
+    empty.drop_db().await;
+    db.drop_db().await;
+}

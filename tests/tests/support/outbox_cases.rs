@@ -1,0 +1,499 @@
+//! Outbox, relay and inbox scenarios run on every database (see `outbox_db.rs`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use waybill_core::{
+    handler_fn, BrokerError, Claim, HandlerError, IncomingMessage, MemoryBroker, Message,
+    MessageId, Ordering, Processor, PublishError, PublishFault, Publisher, Receipt, Subscriber,
+};
+use waybill_outbox::{DeadFilter, Relay, RelayConfig};
+
+use super::outbox_db::{numbered, out_of_order_keys, Db};
+
+/// Small batches, 3 attempts, short backoff and leases.
+pub fn config() -> RelayConfig {
+    RelayConfig::builder()
+        .batch_size(100)
+        .max_attempts(3)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .lease_ttl(Duration::from_millis(900))
+        .build()
+        .unwrap()
+}
+
+/// Relays until no batch is ready.
+pub async fn drain(relay: &Relay) {
+    while relay.relay_once().await.unwrap() > 0 {}
+}
+
+/// Relays until `done` holds. On PostgreSQL rows become relayable only once every older
+/// transaction on the *server* finished (xids are cluster-wide), so tests running in parallel
+/// delay each other.
+pub async fn drain_until(relay: &Relay, mut done: impl FnMut() -> bool) {
+    for _ in 0..800 {
+        drain(relay).await;
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the relay did not publish what it should within 20 s");
+}
+
+/// Waits until the outbox table is empty, relaying with `relay` when given.
+pub async fn wait_until_relayed(db: &Db, relay: Option<&Relay>) {
+    for _ in 0..2400 {
+        if let Some(relay) = relay {
+            drain(relay).await;
+        }
+        if db.outbox_rows().await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!(
+        "{} rows left in the outbox after 60 s",
+        db.outbox_rows().await
+    );
+}
+
+pub async fn rolled_back_publishes_nothing_and_committed_publishes_once(db: Db) {
+    let broker = MemoryBroker::new();
+    db.enqueue("orders", &[Message::new("rolled back")], false)
+        .await;
+    let committed = Message::new("committed")
+        .with_key("o-1")
+        .with_header("h", "v");
+    db.enqueue("orders", std::slice::from_ref(&committed), true)
+        .await;
+
+    let relay = db.relay(Arc::new(broker.publisher()), config());
+    drain_until(&relay, || !broker.messages("orders").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drain(&relay).await;
+    let published = broker.messages("orders");
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].id(), committed.id());
+    assert_eq!(published[0].key(), Some("o-1"));
+    assert_eq!(published[0].headers().get("h"), Some("v"));
+    assert_eq!(published[0].payload().as_ref(), b"committed");
+    assert_eq!(
+        published[0].created_at(),
+        std::time::UNIX_EPOCH
+            + Duration::from_millis(
+                committed
+                    .created_at()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64
+            ),
+        "creation time kept to the millisecond"
+    );
+    assert_eq!(db.outbox_rows().await, 0, "confirmed rows are deleted");
+    db.drop_db().await;
+}
+
+pub async fn per_key_order_holds_across_batches(db: Db) {
+    let broker = MemoryBroker::new();
+    let messages = numbered(1_000, 7);
+    for chunk in messages.chunks(250) {
+        db.enqueue("orders", chunk, true).await;
+    }
+    let relay = db.relay(Arc::new(broker.publisher()), config());
+    drain_until(&relay, || broker.messages("orders").len() >= 1_000).await;
+    let published = broker.messages("orders");
+    assert_eq!(published.len(), 1_000);
+    let applied: Vec<(Option<String>, i64)> = published
+        .iter()
+        .map(|m| {
+            (
+                m.key().map(str::to_owned),
+                m.headers().get("seq").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(out_of_order_keys(&applied), Vec::<String>::new());
+    assert_eq!(relay.stats().published, 1_000);
+    assert!(relay.stats().batches >= 10, "batches of 100");
+    db.drop_db().await;
+}
+
+pub async fn a_poison_row_goes_dead_and_can_be_replayed_and_purged(db: Db) {
+    let broker = MemoryBroker::new();
+    let poisoned = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let switch = Arc::clone(&poisoned);
+    broker.faults().on_publish(move |ctx| {
+        (ctx.message.headers().contains("poison")
+            && switch.load(std::sync::atomic::Ordering::SeqCst))
+        .then_some(PublishFault::NotSent)
+    });
+    let poison = Message::new("bad")
+        .with_key("bad-key")
+        .with_header("poison", "1");
+    let behind = Message::new("after the poison").with_key("bad-key");
+    let mut batch = vec![poison.clone(), behind.clone()];
+    batch.extend((0..20).map(|i| Message::new(i.to_string()).with_key(format!("good-{i}"))));
+    db.enqueue("orders", &batch, true).await;
+
+    let relay = db.relay(Arc::new(broker.publisher()), config());
+    drain_until(&relay, || broker.messages("orders").len() >= 20).await;
+    let has = |id: MessageId| broker.messages("orders").iter().any(|m| m.id() == id);
+    assert_eq!(
+        broker.messages("orders").len(),
+        20,
+        "good keys are not held back"
+    );
+    assert!(!has(behind.id()), "the poison's key waits");
+
+    drain_until(&relay, || relay.stats().dead == 1).await;
+    let inspector = db.inspector();
+    let dead = inspector.dead(&DeadFilter::all(), 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].message_id, poison.id());
+    assert_eq!(dead[0].attempts, 3, "dead after the attempt cap");
+    assert_eq!(dead[0].key.as_deref(), Some("bad-key"));
+    assert!(dead[0]
+        .last_error
+        .as_deref()
+        .unwrap()
+        .contains("injected fault"));
+    drain_until(&relay, || has(behind.id())).await;
+    let backlog = inspector.backlog().await.unwrap();
+    assert_eq!(
+        (backlog.pending, backlog.dead),
+        (0, 1),
+        "once dead, its key moved on"
+    );
+    let topics = inspector.topics().await.unwrap();
+    assert_eq!(topics.len(), 1);
+    assert_eq!((topics[0].topic.as_str(), topics[0].dead), ("orders", 1));
+
+    // Replay once the cause is fixed: published with its original id.
+    poisoned.store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        inspector.replay(&DeadFilter::topic("other")).await.unwrap(),
+        0
+    );
+    assert_eq!(
+        inspector
+            .replay(&DeadFilter::ids([poison.id()]))
+            .await
+            .unwrap(),
+        1
+    );
+    drain_until(&relay, || has(poison.id())).await;
+    assert_eq!(db.outbox_rows().await, 0);
+
+    // Purge: a second poison row, dead at once (permanent), purged by id; retention keeps it.
+    broker.faults().on_publish(|ctx| {
+        ctx.message
+            .headers()
+            .contains("poison")
+            .then_some(PublishFault::Permanent)
+    });
+    let second = Message::new("bad again").with_header("poison", "1");
+    db.enqueue("orders", std::slice::from_ref(&second), true)
+        .await;
+    drain_until(&relay, || relay.stats().dead == 2).await;
+    let young = DeadFilter {
+        older_than: Some(Duration::from_secs(3600)),
+        ..DeadFilter::all()
+    };
+    assert_eq!(inspector.purge(&young).await.unwrap(), 0, "not old enough");
+    assert_eq!(
+        inspector
+            .purge(&DeadFilter::ids([second.id()]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(db.outbox_rows().await, 0);
+    db.drop_db().await;
+}
+
+/// Confirms, then lingers before returning: a relay aborted now has published but not deleted.
+struct SlowConfirm(Arc<dyn Publisher>);
+
+#[async_trait]
+impl Publisher for SlowConfirm {
+    async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        self.0.publish(topic, message).await
+    }
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let results = self.0.publish_batch(topic, messages).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        results
+    }
+    async fn close(&self) -> Result<(), BrokerError> {
+        self.0.close().await
+    }
+}
+
+/// Consumes `subscriber` with the SQL inbox in transactional mode until `expected` effects are
+/// applied and `published` deliveries seen; checks exactly-once effect and per-key order.
+pub async fn consume_exactly_once(
+    db: &Arc<Db>,
+    subscriber: impl Subscriber + 'static,
+    expected: usize,
+    published: usize,
+) -> waybill_core::CountersSnapshot {
+    let handler = {
+        let db = Arc::clone(db);
+        handler_fn(move |m: IncomingMessage| {
+            let db = Arc::clone(&db);
+            async move {
+                db.apply("billing", m.message(), true)
+                    .await
+                    .map_err(HandlerError::permanent)
+            }
+        })
+    };
+    let running = Processor::builder("billing")
+        .ordering(Ordering::PerKey)
+        .concurrency(16)
+        .idempotency(db.inbox())
+        .build()
+        .unwrap()
+        .start(subscriber, handler);
+    for _ in 0..1200 {
+        let c = running.counters();
+        if c.handled + c.duplicates_skipped >= published as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let totals = running.shutdown().await.unwrap();
+    let applied = db.applied().await;
+    assert_eq!(
+        applied.len(),
+        expected,
+        "every message applied exactly once"
+    );
+    assert_eq!(
+        totals.failed_attempts, 0,
+        "no second effect was ever attempted"
+    );
+    assert_eq!(totals.dead_lettered, 0);
+    assert_eq!(
+        out_of_order_keys(&applied),
+        Vec::<String>::new(),
+        "per-key order"
+    );
+    totals
+}
+
+pub async fn relay_aborted_between_confirm_and_delete_duplicates_no_effect(db: Db) {
+    const MESSAGES: usize = 10_000;
+    let db = Arc::new(db);
+    for chunk in numbered(MESSAGES, 50).chunks(1_000) {
+        db.enqueue("orders", chunk, true).await;
+    }
+    let broker = MemoryBroker::new();
+    let subscriber = broker.subscriber("orders", "billing").unwrap();
+    let publisher: Arc<dyn Publisher> = Arc::new(SlowConfirm(Arc::new(broker.publisher())));
+    let config = RelayConfig::builder().batch_size(200).build().unwrap();
+    let mut kills = 0u64;
+    while kills < 10 {
+        // Same name each time, as a restarted sidecar would have: it resumes its shards.
+        let relay = db.relay(Arc::clone(&publisher), config.clone());
+        let before = broker.messages("orders").len();
+        let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
+        // Abort right after a confirm, while the relay lingers before deleting.
+        for _ in 0..20_000 {
+            if broker.messages("orders").len() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        task.abort();
+        let _ = task.await;
+        kills += 1;
+    }
+    let relay = db.relay(Arc::clone(&publisher), config);
+    wait_until_relayed(&db, Some(&relay)).await;
+    let published = broker.messages("orders").len();
+    assert!(published >= MESSAGES);
+    let totals = consume_exactly_once(&db, subscriber, MESSAGES, published).await;
+    println!(
+        "{}: {MESSAGES} enqueued, {kills} relay aborts, {published} published ({} duplicates), {totals:?}",
+        db.kind(),
+        published - MESSAGES
+    );
+    assert!(
+        published > MESSAGES,
+        "the aborts left confirmed rows behind to republish"
+    );
+    assert_eq!(totals.duplicates_skipped as usize, published - MESSAGES);
+    Arc::into_inner(db).unwrap().drop_db().await;
+}
+
+pub async fn three_relays_share_the_keys_and_keep_their_order(db: Db) {
+    const MESSAGES: usize = 10_000;
+    let db = Arc::new(db);
+    let broker = MemoryBroker::new();
+    let subscriber = broker.subscriber("orders", "billing").unwrap();
+    let publisher: Arc<dyn Publisher> = Arc::new(SlowConfirm(Arc::new(broker.publisher())));
+    let relays: Vec<Arc<Relay>> = (0..3)
+        .map(|i| {
+            let config = RelayConfig::builder()
+                .batch_size(100)
+                .shard_count(12)
+                .lease_ttl(Duration::from_millis(900))
+                .poll_interval(Duration::from_millis(20))
+                .name(format!("relay-{i}"))
+                .build()
+                .unwrap();
+            Arc::new(db.relay(Arc::clone(&publisher), config))
+        })
+        .collect();
+    let (stop_first, first_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut stops = vec![Some(first_stopped)];
+    stops.extend((1..3).map(|_| None));
+    let tasks: Vec<_> = relays
+        .iter()
+        .zip(stops)
+        .map(|(relay, stop)| {
+            let relay = Arc::clone(relay);
+            tokio::spawn(async move {
+                match stop {
+                    Some(stop) => {
+                        relay
+                            .run(async {
+                                let _ = stop.await;
+                            })
+                            .await
+                    }
+                    None => relay.run(std::future::pending()).await,
+                }
+            })
+        })
+        .collect();
+    // Enqueue while they run, in many small transactions over 100 keys.
+    let messages = numbered(MESSAGES, 100);
+    let mut stop_first = Some(stop_first);
+    for (i, chunk) in messages.chunks(100).enumerate() {
+        db.enqueue("orders", chunk, true).await;
+        if i == 50 {
+            // Halfway, once each relay has published, the first one stops: the others take
+            // its shards over.
+            let owned = settled_leases(&relays).await;
+            assert_eq!(owned, vec![4, 4, 4], "a fair share of the 12 shards each");
+            for _ in 0..800 {
+                if relays.iter().all(|r| r.stats().published > 0) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            let _ = stop_first.take().unwrap().send(());
+        }
+    }
+    wait_until_relayed(&db, None).await;
+    let mut tasks = tasks.into_iter();
+    tasks.next().unwrap().await.unwrap().unwrap();
+    assert_eq!(
+        relays[0].shards_owned().await,
+        0,
+        "the stopped relay gave its shards back"
+    );
+    let per_relay: Vec<u64> = relays.iter().map(|r| r.stats().published).collect();
+    let published = broker.messages("orders").len();
+    println!(
+        "{}: 3 relays published {per_relay:?}, {published} in all",
+        db.kind()
+    );
+    assert!(
+        per_relay.iter().all(|n| *n > 0),
+        "every relay took part: {per_relay:?}"
+    );
+    let totals = consume_exactly_once(&db, subscriber, MESSAGES, published).await;
+    assert_eq!(totals.duplicates_skipped as usize, published - MESSAGES);
+    for task in tasks {
+        task.abort();
+    }
+    Arc::into_inner(db).unwrap().drop_db().await;
+}
+
+async fn settled_leases(relays: &[Arc<Relay>]) -> Vec<usize> {
+    // Leases settle within a few renewals (a third of the 900 ms lease time each).
+    let mut owned = Vec::new();
+    for _ in 0..40 {
+        owned.clear();
+        for relay in relays {
+            owned.push(relay.shards_owned().await);
+        }
+        if owned.iter().all(|n| *n == 4) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    owned
+}
+
+/// The claim protocol any SQL inbox must follow.
+pub async fn inbox_claim_protocol(db: Db) {
+    let store = db.inbox();
+    let id = MessageId::new();
+    let lease = Duration::from_millis(500);
+    assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::Acquired);
+    assert!(matches!(
+        store.claim("g", id, lease).await.unwrap(),
+        Claim::InFlight { lease_remaining } if lease_remaining <= lease
+    ));
+    assert_eq!(
+        store.claim("other", id, lease).await.unwrap(),
+        Claim::Acquired,
+        "groups are independent"
+    );
+    store.release("g", id).await.unwrap();
+    assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::Acquired);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        store.claim("g", id, lease).await.unwrap(),
+        Claim::Acquired,
+        "a crashed holder's lease lapses"
+    );
+    store.complete("g", id).await.unwrap();
+    assert_eq!(
+        store.claim("g", id, lease).await.unwrap(),
+        Claim::AlreadyDone
+    );
+    store.release("g", id).await.unwrap();
+    assert_eq!(
+        store.claim("g", id, lease).await.unwrap(),
+        Claim::AlreadyDone,
+        "release keeps completions"
+    );
+    db.drop_db().await;
+}
+
+/// The transactional mode: the marker commits and rolls back with the business change.
+pub async fn the_marker_commits_and_rolls_back_with_the_effect(db: Db) {
+    let store = db.inbox();
+    let message = Message::new("x").with_header("seq", "1");
+    let id = message.id();
+    assert_eq!(
+        store.claim("g", id, super::outbox_db::DAY).await.unwrap(),
+        Claim::Acquired
+    );
+    db.apply("g", &message, false).await.unwrap();
+    store.release("g", id).await.unwrap();
+    assert_eq!(
+        store.claim("g", id, super::outbox_db::DAY).await.unwrap(),
+        Claim::Acquired,
+        "rolled back: not done"
+    );
+    assert_eq!(db.applied().await.len(), 0);
+    db.apply("g", &message, true).await.unwrap();
+    assert_eq!(
+        store.claim("g", id, super::outbox_db::DAY).await.unwrap(),
+        Claim::AlreadyDone
+    );
+    assert_eq!(db.applied().await.len(), 1);
+    db.drop_db().await;
+}

@@ -1,0 +1,270 @@
+//! One outbox database for a test, PostgreSQL or SQLite, behind the same helpers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use waybill_core::{IdempotencyStore, Message, Publisher};
+use waybill_outbox::{
+    Outbox, OutboxInspector, PgIdempotencyStore, Relay, RelayConfig, SqliteIdempotencyStore,
+};
+
+use super::postgres::TestDb;
+
+/// Retention of test inboxes (long enough not to warn).
+pub const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A migrated database with an `applied` table standing for the consumer's business effect.
+pub enum Db {
+    /// A fresh PostgreSQL database on the test server.
+    Postgres(TestDb),
+    /// A fresh SQLite file in the temp directory.
+    Sqlite {
+        /// The pool (WAL, busy timeout).
+        pool: sqlx::SqlitePool,
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl Db {
+    /// A migrated PostgreSQL database.
+    pub async fn postgres() -> Self {
+        let db = Self::Postgres(TestDb::migrated().await);
+        db.create_applied().await;
+        db
+    }
+
+    /// A migrated SQLite database in a new temporary file.
+    pub async fn sqlite() -> Self {
+        let db = Self::sqlite_empty().await;
+        if let Self::Sqlite { pool, .. } = &db {
+            waybill_outbox::sqlite::migrate(pool)
+                .await
+                .expect("migrations apply");
+        }
+        db.create_applied().await;
+        db
+    }
+
+    /// A SQLite database without the waybill tables.
+    pub async fn sqlite_empty() -> Self {
+        let path = std::env::temp_dir().join(format!("wb-test-{}.db", uuid_text()));
+        let pool = waybill_outbox::sqlite::connect(&format!("sqlite://{}", path.display()), 8)
+            .await
+            .expect("open the SQLite file");
+        Self::Sqlite { pool, path }
+    }
+
+    async fn create_applied(&self) {
+        let ddl = match self {
+            Self::Postgres(_) => {
+                "CREATE TABLE applied (n bigserial, message_id uuid PRIMARY KEY, key text, seq bigint)"
+            }
+            Self::Sqlite { .. } => {
+                "CREATE TABLE applied (n INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB UNIQUE, key TEXT, seq INTEGER)"
+            }
+        };
+        self.execute(ddl).await;
+    }
+
+    /// Runs one statement.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Self::Postgres(db) => sqlx::query(sql).execute(&db.pool).await.map(|_| ()),
+            Self::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    /// Reads one count.
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Self::Postgres(db) => sqlx::query_scalar(sql).fetch_one(&db.pool).await,
+            Self::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// Which database this is.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite { .. } => "sqlite",
+        }
+    }
+
+    /// Its URL, as the sidecar takes it.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Postgres(db) => db.url.clone(),
+            Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+        }
+    }
+
+    /// Enqueues `messages` in one transaction and commits (`commit = true`) or rolls back.
+    pub async fn enqueue(&self, topic: &str, messages: &[Message], commit: bool) {
+        let outbox = Outbox::new();
+        match self {
+            Self::Postgres(db) => {
+                let mut tx = db.pool.begin().await.unwrap();
+                outbox
+                    .enqueue_batch(&mut tx, topic, messages)
+                    .await
+                    .unwrap();
+                if commit {
+                    tx.commit().await.unwrap();
+                } else {
+                    tx.rollback().await.unwrap();
+                }
+            }
+            Self::Sqlite { pool, .. } => {
+                let mut tx = pool.begin().await.unwrap();
+                outbox
+                    .enqueue_batch(&mut tx, topic, messages)
+                    .await
+                    .unwrap();
+                if commit {
+                    tx.commit().await.unwrap();
+                } else {
+                    tx.rollback().await.unwrap();
+                }
+            }
+        }
+    }
+
+    /// A relay over this database.
+    pub fn relay(&self, publisher: Arc<dyn Publisher>, config: RelayConfig) -> Relay {
+        match self {
+            Self::Postgres(db) => Relay::postgres(db.pool.clone(), publisher, config),
+            Self::Sqlite { pool, .. } => Relay::sqlite(pool.clone(), publisher, config),
+        }
+    }
+
+    /// An inspector over this database.
+    pub fn inspector(&self) -> OutboxInspector {
+        match self {
+            Self::Postgres(db) => OutboxInspector::postgres(db.pool.clone()),
+            Self::Sqlite { pool, .. } => OutboxInspector::sqlite(pool.clone()),
+        }
+    }
+
+    /// The SQL inbox of this database.
+    pub fn inbox(&self) -> Arc<dyn IdempotencyStore> {
+        match self {
+            Self::Postgres(db) => Arc::new(PgIdempotencyStore::new(db.pool.clone(), DAY)),
+            Self::Sqlite { pool, .. } => Arc::new(SqliteIdempotencyStore::new(pool.clone(), DAY)),
+        }
+    }
+
+    /// The business effect of handling `message` for `group`: a row in `applied` and the
+    /// inbox marker in one transaction, committed when `commit`. Fails when the effect was
+    /// already applied (the primary key refuses a second one).
+    pub async fn apply(&self, group: &str, message: &Message, commit: bool) -> Result<(), String> {
+        let seq: i64 = message
+            .headers()
+            .get("seq")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(-1);
+        match self {
+            Self::Postgres(db) => {
+                let store = PgIdempotencyStore::new(db.pool.clone(), DAY);
+                let mut tx = db.pool.begin().await.map_err(|e| e.to_string())?;
+                sqlx::query("INSERT INTO applied (message_id, key, seq) VALUES ($1, $2, $3)")
+                    .bind(message.id().as_uuid())
+                    .bind(message.key())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| format!("second effect attempted: {e}"))?;
+                store
+                    .mark_done_in(&mut tx, group, message.id())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if commit {
+                    tx.commit().await.map_err(|e| e.to_string())
+                } else {
+                    tx.rollback().await.map_err(|e| e.to_string())
+                }
+            }
+            Self::Sqlite { pool, .. } => {
+                let store = SqliteIdempotencyStore::new(pool.clone(), DAY);
+                let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+                sqlx::query("INSERT INTO applied (message_id, key, seq) VALUES (?1, ?2, ?3)")
+                    .bind(message.id().as_uuid())
+                    .bind(message.key())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| format!("second effect attempted: {e}"))?;
+                store
+                    .mark_done_in(&mut tx, group, message.id())
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if commit {
+                    tx.commit().await.map_err(|e| e.to_string())
+                } else {
+                    tx.rollback().await.map_err(|e| e.to_string())
+                }
+            }
+        }
+    }
+
+    /// The applied effects in the order they committed: (key, seq).
+    pub async fn applied(&self) -> Vec<(Option<String>, i64)> {
+        let sql = "SELECT key, seq FROM applied ORDER BY n";
+        match self {
+            Self::Postgres(db) => sqlx::query_as(sql).fetch_all(&db.pool).await,
+            Self::Sqlite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .expect("read applied")
+    }
+
+    /// Rows still in the outbox (pending or dead).
+    pub async fn outbox_rows(&self) -> i64 {
+        self.count("SELECT count(*) FROM waybill_outbox").await
+    }
+
+    /// Closes and deletes the database.
+    pub async fn drop_db(self) {
+        match self {
+            Self::Postgres(db) => db.drop_db().await,
+            Self::Sqlite { pool, path } => {
+                pool.close().await;
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+        }
+    }
+}
+
+/// Messages `0..n` with keys `k{i % keys}` and a `seq` header.
+pub fn numbered(n: usize, keys: usize) -> Vec<Message> {
+    (0..n)
+        .map(|i| {
+            Message::new(i.to_string())
+                .with_key(format!("k{}", i % keys))
+                .with_header("seq", i.to_string())
+        })
+        .collect()
+}
+
+/// Keys whose `seq` values were applied out of order.
+pub fn out_of_order_keys(applied: &[(Option<String>, i64)]) -> Vec<String> {
+    let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+    let mut bad = Vec::new();
+    for (key, seq) in applied {
+        let key = key.as_deref().unwrap_or("");
+        if let Some(previous) = last.insert(key, *seq) {
+            if previous > *seq {
+                bad.push(key.to_owned());
+            }
+        }
+    }
+    bad
+}
+
+fn uuid_text() -> String {
+    waybill_core::MessageId::new().to_string().replace('-', "")
+}
