@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|outbox] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|outbox|outbox-backlog] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
@@ -9,9 +9,13 @@
 //! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the
 //!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker), and the outbox relay from
 //!   PostgreSQL to RabbitMQ against direct publishing.
-//! - `outbox`: relay throughput from PostgreSQL to the in-memory publisher, and the cost of
-//!   `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default local).
+//! - `outbox`: relay throughput from PostgreSQL and from SQLite to the in-memory publisher, and
+//!   the cost of `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default
+//!   local).
+//! - `outbox-backlog`: a backlog of 1,000,000 rows (or `--messages N`) drained by one relay:
+//!   throughput and the process's peak RSS.
 
+mod outbox_backlog_bench;
 mod outbox_bench;
 mod processor_bench;
 mod rabbitmq_bench;
@@ -22,18 +26,24 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let mut suite = "processor".to_owned();
     let mut messages = 300_000usize;
+    let mut explicit_messages = false;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--messages" => match args.next().and_then(|n| n.parse().ok()) {
-                Some(n) if n > 0 => messages = n,
+                Some(n) if n > 0 => {
+                    messages = n;
+                    explicit_messages = true;
+                }
                 _ => {
                     eprintln!("--messages needs a positive number");
                     return ExitCode::FAILURE;
                 }
             },
-            "processor" | "rabbitmq" | "outbox" => suite = arg,
+            "processor" | "rabbitmq" | "outbox" | "outbox-backlog" => suite = arg,
             "-h" | "--help" => {
-                println!("usage: waybill-bench [processor|rabbitmq|outbox] [--messages N]");
+                println!(
+                    "usage: waybill-bench [processor|rabbitmq|outbox|outbox-backlog] [--messages N]"
+                );
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -49,6 +59,11 @@ fn main() -> ExitCode {
     match suite.as_str() {
         "processor" => runtime.block_on(processor_bench::run(messages)),
         "outbox" => runtime.block_on(outbox_bench::run(messages.min(200_000))),
+        "outbox-backlog" => runtime.block_on(outbox_backlog_bench::run(if explicit_messages {
+            messages
+        } else {
+            1_000_000
+        })),
         "rabbitmq" => {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());

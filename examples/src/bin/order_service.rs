@@ -1,73 +1,84 @@
 //! The order service: the seed scenario of waybill, end to end.
 //!
-//! Orders are placed and published with confirms; a publish whose confirm is lost is repeated
-//! with the same message id, which creates broker duplicates. An idempotent consumer applies
-//! every order exactly once and dead-letters malformed ones. The program prints a ledger that
-//! must balance, and exits with 1 if it does not.
+//! Each order is placed in one SQLite transaction that writes the order row and its outbox row.
+//! The relay publishes committed rows with confirms; it is crashed (aborted mid-batch) and
+//! restarted every 250 orders, so confirmed rows are published again with the same id. An
+//! idempotent consumer writes the billing row and its inbox marker in one transaction, and
+//! dead-letters malformed orders. The program prints a ledger that must balance, and exits
+//! with 1 if it does not.
 //!
-//! The embedded default is waybill's in-memory broker with injected faults (lost confirms,
-//! duplicate deliveries, acks lost after the work). `--broker rabbitmq` runs the same service
-//! on a RabbitMQ server, repeating a share of publishes as a lost confirm would.
-//!
-//! `cargo run -p waybill-examples --bin order-service -- [--orders N] [--fault-percent P]
-//!  [--broker memory|rabbitmq] [--rabbitmq-url URL]`
+//! The embedded default is waybill's in-memory broker with injected faults (ambiguous
+//! confirms, duplicate deliveries, acks lost after the work) and a SQLite file in the temp
+//! directory: no server needed. `--broker rabbitmq` runs the same service on a RabbitMQ
+//! server.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use waybill_core::{BoxError, InMemoryIdempotencyStore, Ordering, Processor, RetryPolicy};
+use clap::Parser;
+use waybill_core::{BoxError, Ordering, Processor, Publisher, RetryPolicy};
 use waybill_examples::order_service::books::Books;
 use waybill_examples::order_service::brokers::{DemoBroker, GROUP};
 use waybill_examples::order_service::ledger::RunLedger;
-use waybill_examples::order_service::orders::{is_malformed, order};
+use waybill_examples::order_service::orders::is_malformed;
+use waybill_examples::order_service::shop::Shop;
+use waybill_outbox::{Relay, RelayConfig, RelayStats, SqliteIdempotencyStore};
 
+/// Places orders through the transactional outbox and applies them exactly once.
+#[derive(Parser)]
+#[command(name = "order-service")]
 struct Options {
+    /// Orders to place.
+    #[arg(long, default_value_t = 1_000)]
     orders: u64,
+    /// Share of injected faults on the in-memory broker, in percent (0 to 50).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=50))]
     fault_percent: u64,
+    /// memory or rabbitmq.
+    #[arg(long, default_value = "memory")]
     broker: String,
+    /// The RabbitMQ server for --broker rabbitmq.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     rabbitmq_url: String,
+    /// SQLite file of the service [default: a new file in the temp directory, removed after].
+    #[arg(long)]
+    database: Option<std::path::PathBuf>,
 }
 
-fn parse_options() -> Result<Options, String> {
-    let mut o = Options {
-        orders: 1_000,
-        fault_percent: 5,
-        broker: "memory".into(),
-        rabbitmq_url: "amqp://guest:guest@127.0.0.1:5672/%2f".into(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
-        let number = |name: &str, v: String| {
-            v.parse::<u64>()
-                .map_err(|_| format!("{name} needs a non-negative number"))
-        };
-        match arg.as_str() {
-            "--orders" => o.orders = number("--orders", value("--orders")?)?,
-            "--fault-percent" => {
-                o.fault_percent = number("--fault-percent", value("--fault-percent")?)?.min(50)
-            }
-            "--broker" => o.broker = value("--broker")?,
-            "--rabbitmq-url" => o.rabbitmq_url = value("--rabbitmq-url")?,
-            "-h" | "--help" => {
-                return Err("usage: order-service [--orders N] [--fault-percent P] \
-                     [--broker memory|rabbitmq] [--rabbitmq-url URL]"
-                    .into())
-            }
-            other => return Err(format!("unknown argument {other:?}; try --help")),
-        }
-    }
-    Ok(o)
+const CRASH_EVERY: u64 = 250;
+
+fn relay(pool: &sqlx::SqlitePool, publisher: &Arc<dyn Publisher>) -> Arc<Relay> {
+    let config = RelayConfig::builder()
+        .name("order-service-relay")
+        .poll_interval(Duration::from_millis(20))
+        .batch_size(100)
+        .backoff(Duration::from_millis(5), Duration::from_millis(100))
+        .build()
+        .expect("valid relay settings");
+    Arc::new(Relay::sqlite(pool.clone(), Arc::clone(publisher), config))
 }
 
-async fn run(o: &Options) -> Result<RunLedger, BoxError> {
+fn add(sum: &mut RelayStats, s: RelayStats) {
+    sum.published += s.published;
+    sum.failed += s.failed;
+    sum.dead += s.dead;
+    sum.batches += s.batches;
+}
+
+async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError> {
     let broker = match o.broker.as_str() {
         "memory" => DemoBroker::memory(o.fault_percent),
         "rabbitmq" => DemoBroker::rabbit(&o.rabbitmq_url)?,
         other => return Err(format!("unknown broker {other:?}: memory or rabbitmq").into()),
     };
-    let books = Books::default();
+    let pool = waybill_outbox::sqlite::connect(&format!("sqlite://{}", path.display()), 8).await?;
+    let shop = Shop::create(pool.clone()).await?;
+    let inbox = Arc::new(SqliteIdempotencyStore::new(
+        pool.clone(),
+        Duration::from_secs(7 * 24 * 3600),
+    ));
+    let books = Books::create(pool.clone(), Arc::clone(&inbox)).await?;
     let running = Processor::builder(GROUP)
         .ordering(Ordering::PerKey)
         .retry(
@@ -76,55 +87,62 @@ async fn run(o: &Options) -> Result<RunLedger, BoxError> {
                 .min_delay(Duration::from_millis(5))
                 .build()?,
         )
-        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .idempotency(inbox)
         .build()?
         .start(broker.subscriber().await?, books.handler());
 
     let publisher = broker.publisher().await?;
-    let simulate_lost_confirm = |i: u64| {
-        matches!(broker, DemoBroker::Rabbit { .. })
-            && o.fault_percent > 0
-            && i % (100 / o.fault_percent) == 0
-    };
     let mut ledger = RunLedger {
-        broker: broker.describe(o.fault_percent),
-        placed: o.orders,
+        setup: format!(
+            "{}, SQLite at {}",
+            broker.describe(o.fault_percent),
+            path.display()
+        ),
         ..RunLedger::default()
+    };
+    let mut current = relay(&pool, &publisher);
+    let mut task = {
+        let r = Arc::clone(&current);
+        tokio::spawn(async move { r.run(std::future::pending()).await })
     };
     for i in 0..o.orders {
         ledger.malformed += u64::from(is_malformed(i));
-        let mut message = order(i);
-        if simulate_lost_confirm(i) {
-            publisher.publish(broker.topic(), message.clone()).await?;
-            ledger.republished += 1;
+        shop.place(broker.topic(), i).await?;
+        ledger.enqueued += 1;
+        if i % CRASH_EVERY == CRASH_EVERY - 1 {
+            // Crash the relay wherever it is, and start it again.
+            task.abort();
+            let _ = task.await;
+            ledger.relay_crashes += 1;
+            add(&mut ledger.relay, current.stats());
+            current = relay(&pool, &publisher);
+            let r = Arc::clone(&current);
+            task = tokio::spawn(async move { r.run(std::future::pending()).await });
         }
-        loop {
-            match publisher.publish(broker.topic(), message).await {
-                Ok(_) => break,
-                Err(e) if e.is_retryable() => {
-                    ledger.republished += 1;
-                    message = e.into_message();
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        ledger.confirmed += 1;
     }
-
-    for _ in 0..3_000 {
+    let inspector = waybill_outbox::OutboxInspector::sqlite(pool.clone());
+    for _ in 0..6_000 {
         let c = running.counters();
-        if c.handled + c.dead_lettered >= ledger.placed && broker.pending() == 0 {
+        let left = inspector.backlog().await?.pending;
+        if left == 0 && c.handled + c.dead_lettered >= o.orders && broker.pending() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Let duplicates that are still in flight arrive before stopping.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    task.abort();
+    let _ = task.await;
+    add(&mut ledger.relay, current.stats());
     ledger.consumer = running.shutdown().await?;
     publisher.close().await?;
-    ledger.applied = books.orders();
-    ledger.applied_twice = books.applied_twice();
+    let backlog = inspector.backlog().await?;
+    ledger.outbox_left = (backlog.pending + backlog.dead) as u64;
+    ledger.placed = shop.orders().await?;
+    ledger.applied = books.orders().await?;
+    ledger.applied_twice = books.applied_twice().await?;
     ledger.dead_lettered = broker.dead_letters_and_cleanup().await?;
+    pool.close().await;
     Ok(ledger)
 }
 
@@ -136,14 +154,21 @@ async fn main() -> ExitCode {
                 .unwrap_or_else(|_| "error".into()),
         )
         .init();
-    let options = match parse_options() {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::FAILURE;
-        }
+    let options = Options::parse();
+    let (path, temporary) = match &options.database {
+        Some(path) => (path.clone(), false),
+        None => (
+            std::env::temp_dir().join(format!("order-service-{}.db", std::process::id())),
+            true,
+        ),
     };
-    match run(&options).await {
+    let outcome = run(&options, &path).await;
+    if temporary {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    match outcome {
         Ok(ledger) => {
             ledger.print();
             if ledger.balances() {

@@ -1,20 +1,42 @@
-//! The consumer's effect: the billing books, one entry per order.
+//! The consumer's effect: the billing books in the service's SQLite database.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use waybill_core::{handler_fn, Handler, IncomingMessage};
+use sqlx::SqlitePool;
+use waybill_core::{handler_fn, Handler, HandlerError, IncomingMessage};
+use waybill_outbox::SqliteIdempotencyStore;
 
+use super::brokers::GROUP;
 use super::orders::amount;
 
-/// The billing books. Applying an order twice would show as a second amount on the same order.
-#[derive(Clone, Default)]
+/// The billing books: one row per applied order. Nothing stops a second row for the same
+/// order except the inbox, so applying an order twice would show.
+#[derive(Clone)]
 pub struct Books {
-    entries: Arc<Mutex<HashMap<String, Vec<u64>>>>,
+    pool: SqlitePool,
+    inbox: Arc<SqliteIdempotencyStore>,
 }
 
 impl Books {
-    /// The handler that applies orders to these books.
+    /// Creates the `billing` table.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn create(
+        pool: SqlitePool,
+        inbox: Arc<SqliteIdempotencyStore>,
+    ) -> sqlx::Result<Self> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS billing \
+             (n INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, amount INTEGER NOT NULL)",
+        )
+        .execute(&pool)
+        .await?;
+        Ok(Self { pool, inbox })
+    }
+
+    /// The handler: parses the order (a malformed one is a permanent error, so it is
+    /// dead-lettered), then writes the billing row and the inbox marker in one transaction.
     pub fn handler(&self) -> impl Handler {
         let books = self.clone();
         handler_fn(move |m: IncomingMessage| {
@@ -22,23 +44,45 @@ impl Books {
             async move {
                 let amount = amount(m.message().payload())?;
                 let order = m.message().key().unwrap_or_default().to_owned();
-                books.lock().entry(order).or_default().push(amount);
+                let mut tx = books.pool.begin().await.map_err(HandlerError::transient)?;
+                sqlx::query("INSERT INTO billing (order_id, amount) VALUES (?1, ?2)")
+                    .bind(&order)
+                    .bind(i64::try_from(amount).unwrap_or(i64::MAX))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(HandlerError::transient)?;
+                books
+                    .inbox
+                    .mark_done_in(&mut tx, GROUP, m.message().id())
+                    .await
+                    .map_err(HandlerError::transient)?;
+                tx.commit().await.map_err(HandlerError::transient)?;
                 Ok(())
             }
         })
     }
 
-    /// Orders with at least one entry.
-    pub fn orders(&self) -> u64 {
-        self.lock().len() as u64
+    /// Orders with at least one billing row.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn orders(&self) -> sqlx::Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(DISTINCT order_id) FROM billing")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
     }
 
-    /// Orders applied more than once (must be zero).
-    pub fn applied_twice(&self) -> u64 {
-        self.lock().values().filter(|v| v.len() > 1).count() as u64
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u64>>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    /// Orders billed more than once (must be zero).
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn applied_twice(&self) -> sqlx::Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT order_id FROM billing GROUP BY order_id HAVING count(*) > 1)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n as u64)
     }
 }

@@ -1,6 +1,8 @@
-//! The order service demo: place orders, publish them with confirms, apply them exactly once.
+//! The order service demo: orders and their messages written in one transaction, relayed from
+//! the outbox, applied exactly once.
 
 pub mod books;
 pub mod brokers;
 pub mod ledger;
 pub mod orders;
+pub mod shop;
