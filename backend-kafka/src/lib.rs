@@ -1,9 +1,48 @@
 //! # waybill-kafka
 //!
-//! The Kafka backend of waybill (`KafkaPublisher`, `KafkaSubscriber`) over `rdkafka`:
-//! `acks=all` with the idempotent producer, Java-compatible key partitioning, offsets stored only
-//! up to the lowest contiguous completed offset per partition, retry and dead-letter topics.
+//! The Kafka backend of waybill over `rdkafka` (librdkafka 2.12, built from source).
 //!
-//! **Status: not implemented yet.** This crate holds no publisher or subscriber so far; nothing
-//! in it pretends to deliver messages. Until it lands, use `waybill_core::MemoryBroker` for
-//! tests and demos.
+//! - [`KafkaPublisher`]: `acks=all` with the idempotent producer, Java-compatible key
+//!   partitioning (murmur2), pipelined `publish_batch`, receipts with partition and offset,
+//!   errors classified as not sent / ambiguous / permanent with the message handed back.
+//! - [`KafkaSubscriber`]: a consumer group member that stores an offset only up to the lowest
+//!   contiguous completed offset per partition (automatic offset storing off), commits
+//!   periodically, on revoke and on close, retries through a per-group retry topic with a
+//!   not-before header and dead-letters to a per-group topic with the record headers.
+//! - [`TransactionalPublisher`]: Kafka transactions (begin, send, offsets, commit, abort) for
+//!   consume-transform-produce, in addition to (never instead of) the idempotency store.
+//! - [`create_topic`], [`ensure_group_topics`], [`delete_topics`], [`durability_preflight`].
+//!
+//! | verb | what it means on Kafka |
+//! |---|---|
+//! | confirmed publish | delivery report with `acks=all`, `enable.idempotence=true` |
+//! | ack | offset stored once every lower offset of the partition is done; committed every `commit_interval`, on revoke and on close |
+//! | retry later | confirmed copy to `<topic>.<group>.retry` with `waybill-not-before`, then ack |
+//! | dead letter | confirmed copy to `<topic>.<group>.dlq` with the `waybill-dl-*` record, then ack |
+//! | per-key order | murmur2 key partitioning + per-key serial handling in the Processor |
+//!
+//! Retry and dead-letter topics are per consumer group (not `<topic>.retry`), so one group's
+//! retries never reach another group.
+
+mod admin;
+mod config;
+mod error_class;
+mod names;
+mod offsets;
+mod partitioner;
+mod publisher;
+mod settler;
+mod subscriber;
+mod transactional;
+mod wire;
+
+pub use admin::{
+    create_topic, delete_topics, durability_preflight, ensure_group_topics, topic_layout,
+    DurabilityReport, TopicLayout,
+};
+pub use config::{KafkaConfig, KafkaConfigBuilder};
+pub use names::GroupTopics;
+pub use partitioner::{java_partition, murmur2};
+pub use publisher::KafkaPublisher;
+pub use subscriber::{KafkaSubscriber, TrackingContext};
+pub use transactional::TransactionalPublisher;

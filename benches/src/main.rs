@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|outbox|outbox-backlog] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|outbox|outbox-backlog] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
@@ -9,12 +9,16 @@
 //! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the
 //!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker), and the outbox relay from
 //!   PostgreSQL to RabbitMQ against direct publishing.
+//! - `kafka`: confirmed publishing and consuming through waybill against raw rdkafka on the same
+//!   broker (`WAYBILL_KAFKA_BROKERS`, default the local one), and the outbox relay from
+//!   PostgreSQL to Kafka against direct publishing (at most 5,000 messages).
 //! - `outbox`: relay throughput from PostgreSQL and from SQLite to the in-memory publisher, and
 //!   the cost of `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default
 //!   local).
 //! - `outbox-backlog`: a backlog of 1,000,000 rows (or `--messages N`) drained by one relay:
 //!   throughput and the process's peak RSS.
 
+mod kafka_bench;
 mod outbox_backlog_bench;
 mod outbox_bench;
 mod processor_bench;
@@ -39,10 +43,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            "processor" | "rabbitmq" | "outbox" | "outbox-backlog" => suite = arg,
+            "processor" | "rabbitmq" | "kafka" | "outbox" | "outbox-backlog" => suite = arg,
             "-h" | "--help" => {
                 println!(
-                    "usage: waybill-bench [processor|rabbitmq|outbox|outbox-backlog] [--messages N]"
+                    "usage: waybill-bench [processor|rabbitmq|kafka|outbox|outbox-backlog] [--messages N]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -64,6 +68,11 @@ fn main() -> ExitCode {
         } else {
             1_000_000
         })),
+        "kafka" => {
+            let brokers = std::env::var("WAYBILL_KAFKA_BROKERS")
+                .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+            runtime.block_on(kafka_bench::run(&brokers, messages.min(5_000)))
+        }
         "rabbitmq" => {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());

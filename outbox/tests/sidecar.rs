@@ -1,4 +1,4 @@
-//! The `waybill-relay` process against real PostgreSQL and RabbitMQ: migrate, relay in key
+//! The `waybill-relay` process against real PostgreSQL, SQLite, RabbitMQ and Kafka: migrate, relay in key
 //! order, serve /metrics and /healthz, stop cleanly on SIGTERM.
 
 use std::io::{Read, Write};
@@ -226,4 +226,95 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         .execute(&admin)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_relays_to_kafka_in_key_order() {
+    use waybill_kafka::{create_topic, delete_topics, GroupTopics, KafkaConfig, KafkaSubscriber};
+    let brokers =
+        std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let config = KafkaConfig::builder(&brokers)
+        .session_timeout(Duration::from_secs(6))
+        .build()
+        .unwrap();
+    let topic = format!(
+        "wb-sidecar-{}",
+        &waybill_core::MessageId::new().to_string()[24..]
+    );
+    create_topic(&config, &topic, 4, 1)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("no Kafka-protocol broker at {brokers} ({e}): scripts/brokers start kafka")
+        });
+    let dir = std::env::temp_dir().join(format!("{topic}.db"));
+    let url = format!("sqlite://{}", dir.display());
+    let migrated = Command::new(RELAY)
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrated.success(), "waybill-relay migrate");
+    let pool = waybill_outbox::sqlite::connect(&url, 2).await.unwrap();
+    let messages: Vec<Message> = (0..200)
+        .map(|i| {
+            Message::new(i.to_string())
+                .with_key(format!("k{}", i % 10))
+                .with_header("seq", i.to_string())
+        })
+        .collect();
+    let mut tx = pool.begin().await.unwrap();
+    Outbox::new()
+        .enqueue_batch(&mut tx, &topic, &messages)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let mut child = Command::new(RELAY)
+        .args([
+            "run",
+            "--database-url",
+            &url,
+            "--broker-url",
+            &format!("kafka://{brokers}"),
+            "--listen",
+            "127.0.0.1:0",
+            "--poll-interval-ms",
+            "50",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut consumer = KafkaSubscriber::connect(config.clone(), &topic, "g")
+        .await
+        .unwrap();
+    let mut last_seq = std::collections::HashMap::new();
+    for _ in 0..200 {
+        let d = tokio::time::timeout(Duration::from_secs(60), consumer.receive())
+            .await
+            .expect("the sidecar publishes to Kafka")
+            .unwrap()
+            .unwrap();
+        let m = d.message().message().clone();
+        let seq: i64 = m.headers().get("seq").unwrap().parse().unwrap();
+        let previous = last_seq.insert(m.key().unwrap().to_owned(), seq);
+        assert!(
+            previous.is_none_or(|p| p < seq),
+            "key {:?} out of order",
+            m.key()
+        );
+        d.ack().await.unwrap();
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
+    consumer.close().await.unwrap();
+    let names = GroupTopics::new(&topic, "g").unwrap();
+    delete_topics(&config, &[&topic, &names.retry, &names.dead_letter])
+        .await
+        .unwrap();
+    pool.close().await;
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", dir.display()));
+    }
 }

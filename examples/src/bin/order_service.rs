@@ -10,7 +10,7 @@
 //! The embedded default is waybill's in-memory broker with injected faults (ambiguous
 //! confirms, duplicate deliveries, acks lost after the work) and a SQLite file in the temp
 //! directory: no server needed. `--broker rabbitmq` runs the same service on a RabbitMQ
-//! server.
+//! server, `--broker kafka` on a Kafka cluster.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,12 +35,15 @@ struct Options {
     /// Share of injected faults on the in-memory broker, in percent (0 to 50).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=50))]
     fault_percent: u64,
-    /// memory or rabbitmq.
+    /// memory, rabbitmq or kafka.
     #[arg(long, default_value = "memory")]
     broker: String,
     /// The RabbitMQ server for --broker rabbitmq.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     rabbitmq_url: String,
+    /// The Kafka cluster for --broker kafka.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_brokers: String,
     /// SQLite file of the service [default: a new file in the temp directory, removed after].
     #[arg(long)]
     database: Option<std::path::PathBuf>,
@@ -70,7 +73,8 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
     let broker = match o.broker.as_str() {
         "memory" => DemoBroker::memory(o.fault_percent),
         "rabbitmq" => DemoBroker::rabbit(&o.rabbitmq_url)?,
-        other => return Err(format!("unknown broker {other:?}: memory or rabbitmq").into()),
+        "kafka" => DemoBroker::kafka(&o.kafka_brokers).await?,
+        other => return Err(format!("unknown broker {other:?}: memory, rabbitmq or kafka").into()),
     };
     let pool = waybill_outbox::sqlite::connect(&format!("sqlite://{}", path.display()), 8).await?;
     let shop = Shop::create(pool.clone()).await?;

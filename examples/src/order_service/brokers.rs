@@ -9,6 +9,7 @@ use waybill_core::{
     AckFault, BoxError, DeliveryFault, MemoryBroker, Message, MessageId, PublishFault, Publisher,
     Subscriber,
 };
+use waybill_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitPublisher, RabbitSubscriber};
 
 use super::orders::TOPIC;
@@ -24,6 +25,13 @@ pub enum DemoBroker {
     Rabbit {
         /// Connection settings.
         config: RabbitConfig,
+        /// The run's topic.
+        topic: String,
+    },
+    /// A Kafka cluster; the demo creates its own topic (4 partitions) and deletes it at the end.
+    Kafka {
+        /// Connection settings.
+        config: KafkaConfig,
         /// The run's topic.
         topic: String,
     },
@@ -63,11 +71,25 @@ impl DemoBroker {
         })
     }
 
+    /// A Kafka cluster at `brokers` (`host:port[,host:port]`); creates the run's topic.
+    ///
+    /// # Errors
+    /// When the settings are invalid or the cluster refuses the topic.
+    pub async fn kafka(brokers: &str) -> Result<Self, BoxError> {
+        let suffix = MessageId::new().to_string();
+        let config = KafkaConfig::builder(brokers)
+            .session_timeout(Duration::from_secs(6))
+            .build()?;
+        let topic = format!("waybill-demo-{}", &suffix[24..]);
+        waybill_kafka::create_topic(&config, &topic, 4, 1).await?;
+        Ok(Self::Kafka { config, topic })
+    }
+
     /// The topic messages go to.
     pub fn topic(&self) -> &str {
         match self {
             Self::Memory(_) => TOPIC,
-            Self::Rabbit { topic, .. } => topic,
+            Self::Rabbit { topic, .. } | Self::Kafka { topic, .. } => topic,
         }
     }
 
@@ -76,6 +98,7 @@ impl DemoBroker {
         match self {
             Self::Memory(_) => format!("in-memory broker, {percent}% injected faults"),
             Self::Rabbit { config, .. } => format!("RabbitMQ at {}", config.display_url()),
+            Self::Kafka { config, .. } => format!("Kafka at {}", config.brokers()),
         }
     }
 
@@ -88,6 +111,9 @@ impl DemoBroker {
             Self::Memory(b) => Box::new(b.subscriber(TOPIC, GROUP)?),
             Self::Rabbit { config, topic } => {
                 Box::new(RabbitSubscriber::connect(config.clone(), topic, GROUP).await?)
+            }
+            Self::Kafka { config, topic } => {
+                Box::new(KafkaSubscriber::connect(config.clone(), topic, GROUP).await?)
             }
         })
     }
@@ -102,6 +128,7 @@ impl DemoBroker {
             Self::Rabbit { config, .. } => {
                 Arc::new(RabbitPublisher::connect(config.clone()).await?)
             }
+            Self::Kafka { config, .. } => Arc::new(KafkaPublisher::connect(config.clone()).await?),
         })
     }
 
@@ -110,7 +137,7 @@ impl DemoBroker {
     pub fn pending(&self) -> usize {
         match self {
             Self::Memory(b) => b.pending(TOPIC, GROUP),
-            Self::Rabbit { .. } => 0,
+            Self::Rabbit { .. } | Self::Kafka { .. } => 0,
         }
     }
 
@@ -137,6 +164,23 @@ impl DemoBroker {
                 }
                 reader.close().await?;
                 delete_group_topology(config, topic, GROUP, true).await?;
+                Ok(ids.len() as u64)
+            }
+            Self::Kafka { config, topic } => {
+                let mut reader =
+                    KafkaSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
+                let mut ids = HashSet::new();
+                // The reader joins its group first (a few seconds), then reads to the end.
+                let mut quiet = Duration::from_secs(15);
+                while let Ok(Ok(Some(d))) = tokio::time::timeout(quiet, reader.receive()).await {
+                    ids.insert(d.message().message().id());
+                    d.ack().await?;
+                    quiet = Duration::from_secs(2);
+                }
+                reader.close().await?;
+                let names = waybill_kafka::GroupTopics::new(topic, GROUP)?;
+                waybill_kafka::delete_topics(config, &[topic, &names.retry, &names.dead_letter])
+                    .await?;
                 Ok(ids.len() as u64)
             }
         }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod kafka;
 pub mod outbox_cases;
 pub mod outbox_db;
 pub mod postgres;

@@ -66,8 +66,19 @@ async fn publisher_for(url: &str) -> Result<Arc<dyn Publisher>, String> {
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(publisher))
         }
+        "kafka" => {
+            let brokers = url.trim_start_matches("kafka://").trim_end_matches('/');
+            let config = waybill_kafka::KafkaConfig::builder(brokers)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let publisher = waybill_kafka::KafkaPublisher::connect(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(publisher))
+        }
         other => Err(format!(
-            "unsupported broker URL scheme {other:?}: this build publishes to amqp:// and amqps://"
+            "unsupported broker URL scheme {other:?}: this build publishes to amqp://, amqps:// \
+             and kafka://"
         )),
     }
 }

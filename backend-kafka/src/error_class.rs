@@ -1,0 +1,88 @@
+//! Classifying rdkafka errors into waybill's outcomes.
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+use waybill_core::{BrokerError, FailureClass, PublishOutcome};
+
+/// The outcome of a publish that failed with `error`.
+///
+/// - *not sent*: the message never left this process (local queue full, producer closed
+///   before sending);
+/// - *permanent*: the broker or client will refuse it again (too large, unknown topic,
+///   not authorised, invalid record);
+/// - *ambiguous*: anything that may have reached the log (a delivery timeout, a fatal
+///   idempotence error, a purge of in-flight messages, unknown codes).
+pub(crate) fn publish_outcome(error: &KafkaError) -> PublishOutcome {
+    let Some(code) = error.rdkafka_error_code() else {
+        return match error {
+            KafkaError::Canceled => PublishOutcome::Ambiguous,
+            _ => PublishOutcome::NotSent,
+        };
+    };
+    match code {
+        Code::QueueFull | Code::PurgeQueue => PublishOutcome::NotSent,
+        Code::MessageSizeTooLarge
+        | Code::InvalidMessageSize
+        | Code::InvalidMessage
+        | Code::InvalidRecord
+        | Code::UnknownTopicOrPartition
+        | Code::UnknownTopic
+        | Code::UnknownPartition
+        | Code::TopicAuthorizationFailed
+        | Code::ClusterAuthorizationFailed
+        | Code::InvalidTopic
+        | Code::InvalidRequiredAcks
+        | Code::PolicyViolation => PublishOutcome::Permanent,
+        _ => PublishOutcome::Ambiguous,
+    }
+}
+
+/// A [`BrokerError`] for a consumer or admin operation.
+pub(crate) fn broker_error(operation: &'static str, error: &KafkaError) -> BrokerError {
+    let permanent = matches!(
+        error.rdkafka_error_code(),
+        Some(
+            Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::SaslAuthenticationFailed
+                | Code::Authentication
+                | Code::InvalidConfig
+                | Code::InvalidArgument
+                | Code::UnknownTopicOrPartition
+                | Code::UnknownTopic
+                | Code::Fatal
+        )
+    ) || matches!(
+        error,
+        KafkaError::ClientCreation(_) | KafkaError::ClientConfig(..)
+    );
+    let class = if permanent {
+        FailureClass::Permanent
+    } else {
+        FailureClass::Transient
+    };
+    BrokerError::new(class, operation, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_follow_what_may_have_reached_the_log() {
+        let p = |c| publish_outcome(&KafkaError::MessageProduction(c));
+        assert_eq!(p(Code::QueueFull), PublishOutcome::NotSent);
+        assert_eq!(p(Code::MessageSizeTooLarge), PublishOutcome::Permanent);
+        assert_eq!(p(Code::UnknownTopicOrPartition), PublishOutcome::Permanent);
+        assert_eq!(p(Code::MessageTimedOut), PublishOutcome::Ambiguous);
+        assert_eq!(p(Code::Fatal), PublishOutcome::Ambiguous);
+        assert_eq!(
+            broker_error(
+                "x",
+                &KafkaError::MessageConsumption(Code::BrokerTransportFailure)
+            )
+            .class(),
+            FailureClass::Transient
+        );
+    }
+}

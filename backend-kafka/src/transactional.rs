@@ -1,0 +1,154 @@
+//! Kafka transactions: several messages, and optionally the consumer offsets they were made
+//! from, committed atomically (consume-transform-produce).
+
+use std::time::Duration;
+
+use rdkafka::consumer::Consumer as _;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+use waybill_core::{BrokerError, FailureClass, Message, PublishError, Receipt};
+
+use crate::config::KafkaConfig;
+use crate::error_class::broker_error;
+use crate::publisher::KafkaPublisher;
+use crate::subscriber::KafkaSubscriber;
+
+/// A transactional producer (`transactional.id`): messages sent between
+/// [`TransactionalPublisher::begin`] and [`TransactionalPublisher::commit`] become visible to
+/// `read_committed` consumers (waybill's subscribers) all together or not at all; with
+/// [`TransactionalPublisher::send_offsets`] the consumed offsets commit in the same
+/// transaction.
+///
+/// This is an **addition to the idempotency store, not a replacement**: a transaction covers
+/// what happens inside Kafka, but a handler's effects in a database or another system are
+/// outside it, and a zombie producer fenced after its timeout may still have acted. Keep the
+/// store (or the transactional inbox) for effects outside Kafka.
+///
+/// Not every Kafka-protocol broker implements transactions; a broker that does not answers
+/// `begin`/`commit` with an error, which is returned as is.
+pub struct TransactionalPublisher {
+    inner: KafkaPublisher,
+    producer: FutureProducer,
+    timeout: Duration,
+}
+
+fn txn_error(operation: &'static str, e: &KafkaError) -> BrokerError {
+    let class = match e {
+        KafkaError::Transaction(t) if t.is_retriable() || t.txn_requires_abort() => {
+            FailureClass::Transient
+        }
+        KafkaError::Transaction(_) => FailureClass::Permanent,
+        _ => broker_error(operation, e).class(),
+    };
+    BrokerError::new(class, operation, e.to_string())
+}
+
+impl TransactionalPublisher {
+    /// Creates the producer with `transactional_id` (stable per producer instance: a restart
+    /// with the same id fences the old one) and initialises transactions.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the broker is unreachable or does not support transactions.
+    pub async fn connect(config: KafkaConfig, transactional_id: &str) -> Result<Self, BrokerError> {
+        let mut client = config.producer();
+        client.set("transactional.id", transactional_id);
+        let producer: FutureProducer = client.create().map_err(|e| broker_error("connect", &e))?;
+        let timeout = config.delivery_timeout;
+        let init = producer.clone();
+        tokio::task::spawn_blocking(move || init.init_transactions(timeout))
+            .await
+            .map_err(|e| BrokerError::transient("init transactions", e.to_string()))?
+            .map_err(|e| txn_error("init transactions", &e))?;
+        Ok(Self {
+            inner: KafkaPublisher::wrap(producer.clone(), config),
+            producer,
+            timeout,
+        })
+    }
+
+    /// Opens a transaction.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when one is already open or the producer was fenced.
+    pub fn begin(&self) -> Result<(), BrokerError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|e| txn_error("begin transaction", &e))
+    }
+
+    /// Sends `message` inside the open transaction. Its receipt says where it will be once
+    /// the transaction commits.
+    ///
+    /// # Errors
+    /// [`PublishError`] with the message handed back; then abort the transaction.
+    pub async fn send(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        waybill_core::Publisher::publish(&self.inner, topic, message).await
+    }
+
+    /// Adds the offsets `subscriber` consumed up to (`next offset to read` per partition) to
+    /// the open transaction: they commit with it, as the group's committed offsets.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the subscriber has no group metadata yet or the broker refuses.
+    pub async fn send_offsets(
+        &self,
+        subscriber: &KafkaSubscriber,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), BrokerError> {
+        let consumer = subscriber.consumer();
+        let metadata = consumer.group_metadata().ok_or_else(|| {
+            BrokerError::transient(
+                "send offsets",
+                "the subscriber has not joined its group yet",
+            )
+        })?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, next) in offsets {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(|e| broker_error("send offsets", &e))?;
+        }
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || {
+            producer.send_offsets_to_transaction(&tpl, &metadata, timeout)
+        })
+        .await
+        .map_err(|e| BrokerError::transient("send offsets", e.to_string()))?
+        .map_err(|e| txn_error("send offsets", &e))
+    }
+
+    /// Commits the open transaction: every message sent in it (and the offsets) at once.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: transient ones mean abort and try the whole transaction again.
+    pub async fn commit(&self) -> Result<(), BrokerError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
+            .await
+            .map_err(|e| BrokerError::transient("commit transaction", e.to_string()))?
+            .map_err(|e| txn_error("commit transaction", &e))
+    }
+
+    /// Aborts the open transaction: nothing sent in it becomes visible to `read_committed`
+    /// consumers.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the broker cannot be told.
+    pub async fn abort(&self) -> Result<(), BrokerError> {
+        let producer = self.producer.clone();
+        let timeout = self.timeout;
+        tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
+            .await
+            .map_err(|e| BrokerError::transient("abort transaction", e.to_string()))?
+            .map_err(|e| txn_error("abort transaction", &e))
+    }
+}
+
+impl std::fmt::Debug for TransactionalPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransactionalPublisher")
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,153 @@
+//! Finding the Kafka-protocol broker the tests use, and the conformance target over it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use waybill_core::testkit::conformance::{ConformanceTarget, Scale};
+use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
+use waybill_kafka::{create_topic, delete_topics, KafkaConfig, KafkaPublisher, KafkaSubscriber};
+
+/// Partitions of every test topic: more than one, so that consumers can share a group.
+pub const PARTITIONS: i32 = 4;
+
+/// The bootstrap servers: `WAYBILL_KAFKA_BROKERS`, or the local default.
+pub fn brokers() -> String {
+    std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+/// A config for tests: a short session timeout (the first group join otherwise waits long)
+/// and a short wait for topic metadata.
+pub fn config() -> KafkaConfig {
+    KafkaConfig::builder(brokers())
+        .session_timeout(Duration::from_secs(6))
+        .commit_interval(Duration::from_millis(200))
+        .property("topic.metadata.propagation.max.ms", "3000")
+        .build()
+        .expect("valid test config")
+}
+
+/// Fails the test with a clear message when no broker answers.
+pub async fn require_broker() {
+    if let Err(e) = KafkaPublisher::connect(config()).await {
+        panic!(
+            "No Kafka-protocol broker is reachable at {} ({e}). Start one with \
+             `scripts/brokers start kafka` or point WAYBILL_KAFKA_BROKERS at a running cluster.",
+            brokers()
+        );
+    }
+}
+
+/// A fresh topic name.
+pub fn topic(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &waybill_core::MessageId::new().to_string()[24..]
+    )
+}
+
+/// The conformance target; remembers the topics it created so `cleanup` can remove them.
+#[derive(Default)]
+pub struct KafkaTarget {
+    topics: Mutex<Vec<String>>,
+    publisher: tokio::sync::OnceCell<Arc<KafkaPublisher>>,
+}
+
+impl KafkaTarget {
+    /// Deletes the topics the run created (with their retry and dead-letter topics).
+    pub async fn cleanup(&self) {
+        let topics: Vec<_> = self.topics.lock().unwrap().drain(..).collect();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        if let Err(e) = delete_topics(&config(), &refs).await {
+            eprintln!("cleanup failed: {e}");
+        }
+    }
+}
+
+#[async_trait]
+impl ConformanceTarget for KafkaTarget {
+    fn name(&self) -> String {
+        format!("kafka protocol at {}", brokers())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
+
+    fn scale(&self) -> Scale {
+        Scale {
+            messages: 100,
+            publishers: 10,
+            subscribers: 4,
+            messages_per_publisher: 50,
+            topics: 4,
+            case_timeout: Duration::from_secs(120),
+            quiet_period: Duration::from_secs(2),
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+
+    async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
+        self.topics.lock().unwrap().push(topic.to_owned());
+        create_topic(&config(), topic, PARTITIONS, 1).await?;
+        Ok(())
+    }
+
+    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BoxError> {
+        let p = self
+            .publisher
+            .get_or_try_init(|| async { KafkaPublisher::connect(config()).await.map(Arc::new) })
+            .await?;
+        Ok(Arc::clone(p) as Arc<dyn Publisher>)
+    }
+
+    async fn subscriber(&self, topic: &str, group: &str) -> Result<Box<dyn Subscriber>, BoxError> {
+        {
+            let mut topics = self.topics.lock().unwrap();
+            topics.push(format!("{topic}.{group}.retry"));
+            topics.push(format!("{topic}.{group}.dlq"));
+        }
+        Ok(Box::new(
+            KafkaSubscriber::connect(config(), topic, group).await?,
+        ))
+    }
+
+    async fn dead_letter_subscriber(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Box<dyn Subscriber>, BoxError> {
+        Ok(Box::new(
+            KafkaSubscriber::dead_letters(config(), topic, group).await?,
+        ))
+    }
+}
+
+/// SIGKILLs the local broker and starts it again (`scripts/brokers kill kafka`, then `start`).
+/// Against a cluster of your own, set WAYBILL_KAFKA_KILL and WAYBILL_KAFKA_START to commands
+/// that do the same.
+pub async fn kill_and_restart() {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/brokers");
+    let kill =
+        std::env::var("WAYBILL_KAFKA_KILL").unwrap_or_else(|_| format!("{script} kill kafka"));
+    let start =
+        std::env::var("WAYBILL_KAFKA_START").unwrap_or_else(|_| format!("{script} start kafka"));
+    for command in [kill, start] {
+        let status = tokio::process::Command::new("bash")
+            .args(["-c", &command])
+            .status()
+            .await
+            .expect("run the broker script");
+        assert!(status.success(), "{command} failed");
+    }
+}
+
+/// Creates a fresh topic with [`PARTITIONS`] partitions and returns its name.
+pub async fn create_topic_for_test(prefix: &str) -> String {
+    require_broker().await;
+    let name = topic(prefix);
+    create_topic(&config(), &name, PARTITIONS, 1)
+        .await
+        .expect("create the test topic");
+    name
+}
