@@ -1,5 +1,6 @@
 //! Confirmed publishing: `acks=all`, the idempotent producer, pipelined batches.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use crate::wire::{record_headers, record_size};
 pub struct KafkaPublisher {
     producer: FutureProducer,
     config: KafkaConfig,
+    closed: AtomicBool,
 }
 
 impl KafkaPublisher {
@@ -52,12 +54,16 @@ impl KafkaPublisher {
                 format!("no Kafka broker answered at {}: {e}", config.brokers()),
             )
         })?;
-        Ok(Self { producer, config })
+        Ok(Self::wrap(producer, config))
     }
 
     /// Wraps an existing producer (the transactional one).
     pub(crate) fn wrap(producer: FutureProducer, config: KafkaConfig) -> Self {
-        Self { producer, config }
+        Self {
+            producer,
+            config,
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Hands `message` to librdkafka; the future resolves with its confirm.
@@ -66,6 +72,12 @@ impl KafkaPublisher {
         topic: &str,
         message: &Message,
     ) -> Result<DeliveryFuture, (PublishOutcome, String)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err((
+                PublishOutcome::NotSent,
+                "the publisher is closed".to_owned(),
+            ));
+        }
         if let Err(e) = check_topic(topic) {
             return Err((PublishOutcome::Permanent, e.to_string()));
         }
@@ -150,9 +162,10 @@ impl Publisher for KafkaPublisher {
         .await
     }
 
-    /// Waits until every message handed over was confirmed or failed (at most the delivery
-    /// timeout).
+    /// Refuses further publishes (as not sent), then waits until every message handed over
+    /// was confirmed or failed (at most the delivery timeout).
     async fn close(&self) -> Result<(), BrokerError> {
+        self.closed.store(true, Ordering::Release);
         let producer = self.producer.clone();
         let timeout = self.config.delivery_timeout;
         tokio::task::spawn_blocking(move || producer.flush(timeout))

@@ -11,7 +11,7 @@
 //!   PostgreSQL to RabbitMQ against direct publishing.
 //! - `kafka`: confirmed publishing and consuming through waybill against raw rdkafka on the same
 //!   broker (`WAYBILL_KAFKA_BROKERS`, default the local one), and the outbox relay from
-//!   PostgreSQL to Kafka against direct publishing (at most 5,000 messages).
+//!   PostgreSQL to Kafka against direct publishing (at most 20,000 messages).
 //! - `outbox`: relay throughput from PostgreSQL and from SQLite to the in-memory publisher, and
 //!   the cost of `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default
 //!   local).
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         "kafka" => {
             let brokers = std::env::var("WAYBILL_KAFKA_BROKERS")
                 .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-            runtime.block_on(kafka_bench::run(&brokers, messages.min(5_000)))
+            runtime.block_on(kafka_bench::run(&brokers, messages.min(20_000)))
         }
         "rabbitmq" => {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")

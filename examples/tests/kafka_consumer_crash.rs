@@ -4,7 +4,7 @@
 
 use std::process::Command;
 use waybill_core::{Message, Publisher};
-use waybill_kafka::{create_topic, delete_topics, GroupTopics, KafkaConfig, KafkaPublisher};
+use waybill_kafka::{create_topic, KafkaConfig, KafkaPublisher};
 
 const ORDERS: u64 = 300;
 
@@ -82,10 +82,6 @@ async fn a_consumer_killed_before_its_commit_is_redelivered_and_deduplicated() {
         figure(&out, "duplicates_skipped") >= 150,
         "the crashed consumer's uncommitted messages came again and were dropped: {out}"
     );
-    let names = GroupTopics::new(&topic, "billing").unwrap();
-    delete_topics(&config, &[&topic, &names.retry, &names.dead_letter])
-        .await
-        .unwrap();
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", database.display()));
     }

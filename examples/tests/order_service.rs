@@ -1,5 +1,5 @@
 //! The README's demo command balances: on the embedded default (SQLite and the in-memory
-//! broker with faults) and on a real RabbitMQ.
+//! broker with faults), on a real RabbitMQ and on a Kafka-protocol broker.
 
 use std::process::Command;
 
@@ -53,4 +53,20 @@ fn the_demo_balances_on_rabbitmq() {
     ]);
     assert!(ledger.contains("OK"), "{ledger}");
     assert_eq!(figure(&ledger, "left in the outbox"), 0);
+}
+
+#[test]
+fn the_demo_balances_on_kafka() {
+    let brokers =
+        std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let ledger = run(&[
+        "--orders",
+        "300",
+        "--broker",
+        "kafka",
+        "--kafka-brokers",
+        &brokers,
+    ]);
+    assert!(ledger.contains("OK"), "{ledger}");
+    assert_eq!(figure(&ledger, "dead-lettered (malformed)"), 3);
 }

@@ -230,7 +230,7 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_relays_to_kafka_in_key_order() {
-    use waybill_kafka::{create_topic, delete_topics, GroupTopics, KafkaConfig, KafkaSubscriber};
+    use waybill_kafka::{create_topic, KafkaConfig, KafkaSubscriber};
     let brokers =
         std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
     let config = KafkaConfig::builder(&brokers)
@@ -309,10 +309,6 @@ async fn the_sidecar_relays_to_kafka_in_key_order() {
         .status();
     assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
     consumer.close().await.unwrap();
-    let names = GroupTopics::new(&topic, "g").unwrap();
-    delete_topics(&config, &[&topic, &names.retry, &names.dead_letter])
-        .await
-        .unwrap();
     pool.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", dir.display()));

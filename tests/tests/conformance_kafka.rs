@@ -9,10 +9,9 @@ use waybill_core::testkit::conformance::run;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_passes_the_conformance_suite() {
     require_broker().await;
-    let target = KafkaTarget::default();
+    let target = KafkaTarget;
     let report = run(&target).await;
     println!("{report}");
-    target.cleanup().await;
     report.assert_passed();
     assert!(report.unsupported().is_empty(), "{report}");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use support::kafka::{config, create_topic_for_test, require_broker, topic};
 use waybill_core::{FailureClass, Message, PublishOutcome, Publisher};
-use waybill_kafka::{delete_topics, KafkaConfig, KafkaPublisher, KafkaSubscriber};
+use waybill_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
 #[tokio::test]
 async fn an_unknown_topic_is_a_permanent_error_and_the_message_comes_back() {
@@ -51,7 +51,6 @@ async fn an_oversized_message_is_refused_and_handed_back() {
         .await;
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(results[1].is_err());
-    delete_topics(&config(), &[&t]).await.unwrap();
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! The Kafka-protocol broker SIGKILLed twice and restarted in the middle of a publish-and-
-//! consume run of 5,000 messages. Every confirmed message must be handled, no effect may
+//! consume run of 10,000 messages. Every confirmed message must be handled, no effect may
 //! happen twice (idempotency store), and per-key order must hold (PerKey mode).
 //!
-//! 5,000 messages: the local broker (tansu on SQLite) commits each record on its own, so a
-//! larger run would take minutes without testing anything more.
+//! 10,000 messages: the local broker (tansu on SQLite) carries about 600 pipelined messages a
+//! second here, so the run takes about 20 s with both restarts.
 
 mod support;
 
@@ -16,9 +16,9 @@ use waybill_core::{
     handler_fn, InMemoryIdempotencyStore, IncomingMessage, Message, Ordering, Processor, Publisher,
     RetryPolicy,
 };
-use waybill_kafka::{delete_topics, GroupTopics, KafkaPublisher, KafkaSubscriber};
+use waybill_kafka::{KafkaPublisher, KafkaSubscriber};
 
-const MESSAGES: usize = 5_000;
+const MESSAGES: usize = 10_000;
 const KEYS: usize = 50;
 
 async fn publish_all(publisher: &KafkaPublisher, topic: &str, ledger: &Ledger, kill_at: &[usize]) {
@@ -126,10 +126,10 @@ async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
         report.unconfirmed_delivered
     );
     println!("processor: {totals:?}");
-    let names = GroupTopics::new(&topic, group).unwrap();
-    delete_topics(&config(), &[&topic, &names.retry, &names.dead_letter])
-        .await
-        .unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.delivered, MESSAGES);
+    assert!(
+        totals.receive_errors > 0,
+        "the consumer saw the broker go away: {totals:?}"
+    );
 }
