@@ -102,7 +102,7 @@ impl FilterFlags {
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayFlags {
-    /// amqp://... (RabbitMQ) or kafka://host:port[,host:port] (Kafka)
+    /// amqp://... (RabbitMQ), or kafka://host:port with more brokers after commas (Kafka)
     #[arg(long, global = true, env = "WAYBILL_BROKER_URL")]
     pub broker_url: Option<String>,
     /// Rows per batch [default: 500].
