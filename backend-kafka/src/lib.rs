@@ -44,5 +44,5 @@ pub use config::{KafkaConfig, KafkaConfigBuilder};
 pub use names::GroupTopics;
 pub use partitioner::{java_partition, murmur2};
 pub use publisher::KafkaPublisher;
-pub use subscriber::{KafkaSubscriber, TrackingContext};
+pub use subscriber::KafkaSubscriber;
 pub use transactional::TransactionalPublisher;

@@ -13,7 +13,7 @@ use waybill_core::{
 use crate::config::KafkaConfig;
 use crate::error_class::{broker_error, publish_outcome};
 use crate::names::check_topic;
-use crate::wire::{record_headers, record_size};
+use crate::wire::{identity_headers, record_headers, record_size};
 
 /// Publishes to Kafka and returns only once the leader confirmed the write to all in-sync
 /// replicas (`acks=all`), with the idempotent producer on: librdkafka's own retries never
@@ -81,7 +81,8 @@ impl KafkaPublisher {
         if let Err(e) = check_topic(topic) {
             return Err((PublishOutcome::Permanent, e.to_string()));
         }
-        let size = record_size(message);
+        let headers = identity_headers(message);
+        let size = record_size(message, &headers);
         if size > self.config.message_max_bytes {
             return Err((
                 PublishOutcome::Permanent,
@@ -94,7 +95,7 @@ impl KafkaPublisher {
         let payload: &[u8] = message.payload().as_ref();
         let mut record = FutureRecord::<str, [u8]>::to(topic)
             .payload(payload)
-            .headers(record_headers(message));
+            .headers(record_headers(&headers));
         if let Some(key) = message.key() {
             record = record.key(key);
         }

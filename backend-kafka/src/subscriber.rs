@@ -27,7 +27,7 @@ use crate::wire;
 
 /// Tracks partition assignments so that acknowledgements of a partition this consumer lost
 /// never store offsets for its new owner.
-pub struct TrackingContext {
+pub(crate) struct TrackingContext {
     offsets: Arc<Offsets>,
 }
 
@@ -203,6 +203,13 @@ impl KafkaSubscriber {
         Delivery::new(incoming, Box::new(settler))
     }
 
+    /// An abandoned delivery handed out again, marked as redelivered.
+    fn redelivery(&self, incoming: IncomingMessage, position: Position) -> Delivery {
+        let origin = incoming.origin().clone();
+        let again = IncomingMessage::new(incoming.into_message(), origin, true);
+        self.delivery(again, position)
+    }
+
     /// When a retried copy may be handled (`None`: now).
     fn due(incoming: &IncomingMessage) -> Option<Instant> {
         let text = incoming.message().headers().get(header_names::NOT_BEFORE)?;
@@ -220,12 +227,7 @@ impl Subscriber for KafkaSubscriber {
         }
         loop {
             if let Ok((incoming, position)) = self.redelivered.try_recv() {
-                let again = IncomingMessage::new(
-                    incoming.message().clone(),
-                    incoming.origin().clone(),
-                    true,
-                );
-                return Ok(Some(self.delivery(again, position)));
+                return Ok(Some(self.redelivery(incoming, position)));
             }
             let next_due = self.delayed.peek().map(|Reverse(d)| d.due);
             if next_due.is_some_and(|due| due <= Instant::now()) {
@@ -242,12 +244,7 @@ impl Subscriber for KafkaSubscriber {
             tokio::select! {
                 biased;
                 Some((incoming, position)) = self.redelivered.recv() => {
-                    let again = IncomingMessage::new(
-                        incoming.message().clone(),
-                        incoming.origin().clone(),
-                        true,
-                    );
-                    return Ok(Some(self.delivery(again, position)));
+                    return Ok(Some(self.redelivery(incoming, position)));
                 }
                 () = sleep => continue,
                 received = self.consumer.recv(), if !full => {

@@ -5,13 +5,18 @@ use rdkafka::message::{BorrowedMessage, Header, Headers as _, OwnedHeaders};
 use rdkafka::Message as _;
 use waybill_core::{header_names, Headers, Message, MessageId};
 
-/// The record headers for `message`: the user headers plus `waybill-id` and
+/// What goes into a record's headers: the user headers plus `waybill-id` and
 /// `waybill-created-at` (the key travels in Kafka's own key field).
-pub(crate) fn record_headers(message: &Message) -> OwnedHeaders {
+pub(crate) fn identity_headers(message: &Message) -> Headers {
     let mut wire = message.wire_headers();
     wire.remove(header_names::KEY);
-    let mut out = OwnedHeaders::new_with_capacity(wire.len());
-    for (name, value) in wire.iter() {
+    wire
+}
+
+/// `headers` as record headers.
+pub(crate) fn record_headers(headers: &Headers) -> OwnedHeaders {
+    let mut out = OwnedHeaders::new_with_capacity(headers.len());
+    for (name, value) in headers.iter() {
         out = out.insert(Header {
             key: name,
             value: Some(value.as_bytes()),
@@ -20,12 +25,11 @@ pub(crate) fn record_headers(message: &Message) -> OwnedHeaders {
     out
 }
 
-/// Bytes counted against the size limit: key, payload and headers.
-pub(crate) fn record_size(message: &Message) -> usize {
+/// Bytes counted against the size limit: key, payload and the record headers.
+pub(crate) fn record_size(message: &Message, headers: &Headers) -> usize {
     message.key().map_or(0, str::len)
         + message.payload().len()
-        + message
-            .wire_headers()
+        + headers
             .iter()
             .map(|(k, v)| k.len() + v.len())
             .sum::<usize>()
@@ -88,7 +92,7 @@ mod tests {
     #[test]
     fn record_headers_carry_the_identity_but_not_the_key() {
         let m = Message::new("x").with_key("k").with_header("a", "1");
-        let h = record_headers(&m);
+        let h = record_headers(&identity_headers(&m));
         let names: Vec<&str> = (0..h.count()).map(|i| h.get(i).key).collect();
         assert!(names.contains(&header_names::MESSAGE_ID));
         assert!(names.contains(&"a"));

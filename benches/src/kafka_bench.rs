@@ -256,22 +256,9 @@ pub async fn run(brokers: &str, n: usize) {
         processor / raw
     );
 
-    let db = crate::outbox_bench::BenchDb::create().await;
     let topic = fresh_topic(&config, "relay").await;
-    crate::outbox_bench::fill(&db, &topic, n).await;
     let publisher = KafkaPublisher::connect(config.clone())
         .await
         .expect("connect");
-    let relayed = rate(
-        n,
-        crate::outbox_bench::relay(&db, Arc::new(publisher), n).await,
-    );
-    let direct = rate(n, waybill_publish(&config, &topic, n, true).await);
-    db.drop_db().await;
-    println!(
-        "{:<52} {:>10.0} msgs/s  {:.2}x direct publish_batch ({direct:.0} msgs/s)",
-        "outbox relay PostgreSQL -> Kafka (per-key order)",
-        relayed,
-        relayed / direct
-    );
+    crate::outbox_bench::relay_against_direct("Kafka", &topic, n, Arc::new(publisher)).await;
 }

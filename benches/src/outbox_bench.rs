@@ -112,6 +112,32 @@ pub async fn relay(db: &BenchDb, publisher: Arc<dyn Publisher>, n: usize) -> Dur
     started.elapsed()
 }
 
+/// Relays `n` outbox rows from a fresh PostgreSQL database to `topic` through `publisher`,
+/// then publishes the same number of messages directly with `publish_batch` through it, and
+/// prints the two rates and their ratio under `broker`'s name.
+pub async fn relay_against_direct(
+    broker: &str,
+    topic: &str,
+    n: usize,
+    publisher: Arc<dyn Publisher>,
+) {
+    let db = BenchDb::create().await;
+    fill(&db, topic, n).await;
+    let relayed = n as f64 / relay(&db, Arc::clone(&publisher), n).await.as_secs_f64();
+    db.drop_db().await;
+    let started = Instant::now();
+    for result in publisher.publish_batch(topic, messages(n)).await {
+        result.expect("confirmed");
+    }
+    let direct = n as f64 / started.elapsed().as_secs_f64();
+    println!(
+        "{:<52} {:>10.0} msgs/s  {:.2}x direct publish_batch ({direct:.0} msgs/s)",
+        format!("outbox relay PostgreSQL -> {broker} (per-key order)"),
+        relayed,
+        relayed / direct
+    );
+}
+
 /// Business insert alone versus business insert plus enqueue, one row per transaction.
 pub async fn enqueue_overhead(db: &BenchDb, n: usize) -> (Duration, Duration) {
     sqlx::query("CREATE TABLE orders (id bigserial PRIMARY KEY, body text NOT NULL)")

@@ -198,25 +198,12 @@ pub async fn run(url: &str, n: usize) {
     );
 
     // The outbox relay from PostgreSQL to RabbitMQ against publishing the same rows directly.
-    let db = crate::outbox_bench::BenchDb::create().await;
     let topic = fresh_topic(&config, "relay").await;
-    crate::outbox_bench::fill(&db, &topic, n).await;
     let publisher = RabbitPublisher::connect(config.clone())
         .await
         .expect("connect");
-    let relayed = rate(
-        n,
-        crate::outbox_bench::relay(&db, Arc::new(publisher), n).await,
-    );
-    let direct = rate(n, waybill_publish(&config, &topic, n, true).await);
-    db.drop_db().await;
+    crate::outbox_bench::relay_against_direct("RabbitMQ", &topic, n, Arc::new(publisher)).await;
     let _ = delete_group_topology(&config, &topic, GROUP, true).await;
-    println!(
-        "{:<52} {:>10.0} msgs/s  {:.2}x direct publish_batch ({direct:.0} msgs/s)",
-        "outbox relay PostgreSQL -> RabbitMQ (per-key order)",
-        relayed,
-        relayed / direct
-    );
 
     let mut consume = Vec::new();
     for scenario in ["raw", "processor", "processor+store"] {

@@ -61,8 +61,49 @@ pub(crate) struct Failure<'a> {
     pub backoff: Duration,
 }
 
-/// How many shards a relay should hold when `live` relays (itself included) share `count`.
-pub(crate) fn fair_share(count: i64, live: i64) -> i64 {
-    let live = live.max(1);
-    (count + live - 1) / live
+/// What a lease round does after renewing a relay's own leases, to reach its fair share
+/// (`ceil(count / live relays)`, itself included).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LeasePlan {
+    /// Give these shards back (the highest ones); the rest stay.
+    GiveBack(Vec<i64>),
+    /// Take this many free or lapsed shards.
+    Take(i64),
+    /// Hold what it holds.
+    Keep,
+}
+
+impl LeasePlan {
+    /// The plan for a relay holding `owned` (sorted; trimmed to the fair share when it holds
+    /// too many) when `live` relays share `count` shards.
+    pub fn for_round(owned: &mut Vec<i64>, count: i64, live: i64) -> Self {
+        let live = live.max(1);
+        let fair = (count + live - 1) / live;
+        let held = i64::try_from(owned.len()).unwrap_or(i64::MAX);
+        if held > fair {
+            Self::GiveBack(owned.split_off(usize::try_from(fair).unwrap_or(0)))
+        } else if held < fair {
+            Self::Take(fair - held)
+        } else {
+            Self::Keep
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_move_towards_a_fair_share() {
+        let mut owned: Vec<i64> = (0..12).collect();
+        assert_eq!(
+            LeasePlan::for_round(&mut owned, 12, 3),
+            LeasePlan::GiveBack((4..12).collect())
+        );
+        assert_eq!(owned, vec![0, 1, 2, 3]);
+        assert_eq!(LeasePlan::for_round(&mut vec![], 16, 3), LeasePlan::Take(6));
+        assert_eq!(LeasePlan::for_round(&mut vec![1, 2], 4, 2), LeasePlan::Keep);
+        assert_eq!(LeasePlan::for_round(&mut vec![], 4, 0), LeasePlan::Take(4));
+    }
 }

@@ -31,6 +31,33 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// Receives and acks `n` deliveries, each within `wait`, checking that every key's `seq`
+/// header only grows.
+async fn receive_in_key_order(
+    consumer: &mut impl Subscriber,
+    n: usize,
+    wait: Duration,
+    what: &str,
+) {
+    let mut last_seq = std::collections::HashMap::new();
+    for _ in 0..n {
+        let d = tokio::time::timeout(wait, consumer.receive())
+            .await
+            .expect(what)
+            .unwrap()
+            .unwrap();
+        let m = d.message().message().clone();
+        let seq: i64 = m.headers().get("seq").unwrap().parse().unwrap();
+        let previous = last_seq.insert(m.key().unwrap().to_owned(), seq);
+        assert!(
+            previous.is_none_or(|p| p < seq),
+            "key {:?} out of order",
+            m.key()
+        );
+        d.ack().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() {
     let admin = PgPoolOptions::new()
@@ -112,23 +139,13 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         .spawn()
         .unwrap();
 
-    let mut last_seq = std::collections::HashMap::new();
-    for _ in 0..500 {
-        let d = tokio::time::timeout(Duration::from_secs(30), consumer.receive())
-            .await
-            .expect("the sidecar publishes")
-            .unwrap()
-            .unwrap();
-        let m = d.message().message().clone();
-        let seq: i64 = m.headers().get("seq").unwrap().parse().unwrap();
-        let previous = last_seq.insert(m.key().unwrap().to_owned(), seq);
-        assert!(
-            previous.is_none_or(|p| p < seq),
-            "key {:?} out of order",
-            m.key()
-        );
-        d.ack().await.unwrap();
-    }
+    receive_in_key_order(
+        &mut consumer,
+        500,
+        Duration::from_secs(30),
+        "the sidecar publishes",
+    )
+    .await;
 
     let mut metrics = String::new();
     for _ in 0..100 {
@@ -287,23 +304,13 @@ async fn the_sidecar_relays_to_kafka_in_key_order() {
     let mut consumer = KafkaSubscriber::connect(config.clone(), &topic, "g")
         .await
         .unwrap();
-    let mut last_seq = std::collections::HashMap::new();
-    for _ in 0..200 {
-        let d = tokio::time::timeout(Duration::from_secs(60), consumer.receive())
-            .await
-            .expect("the sidecar publishes to Kafka")
-            .unwrap()
-            .unwrap();
-        let m = d.message().message().clone();
-        let seq: i64 = m.headers().get("seq").unwrap().parse().unwrap();
-        let previous = last_seq.insert(m.key().unwrap().to_owned(), seq);
-        assert!(
-            previous.is_none_or(|p| p < seq),
-            "key {:?} out of order",
-            m.key()
-        );
-        d.ack().await.unwrap();
-    }
+    receive_in_key_order(
+        &mut consumer,
+        200,
+        Duration::from_secs(60),
+        "the sidecar publishes to Kafka",
+    )
+    .await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

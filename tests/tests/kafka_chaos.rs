@@ -10,12 +10,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::chaos::{ledger_processor, publish_until_confirmed, round_batch};
 use support::kafka::{config, create_topic_for_test, kill_and_restart};
 use waybill_core::testkit::Ledger;
-use waybill_core::{
-    handler_fn, InMemoryIdempotencyStore, IncomingMessage, Message, Ordering, Processor, Publisher,
-    RetryPolicy,
-};
+use waybill_core::Publisher;
 use waybill_kafka::{KafkaPublisher, KafkaSubscriber};
 
 const MESSAGES: usize = 10_000;
@@ -24,13 +22,6 @@ const KEYS: usize = 50;
 async fn publish_all(publisher: &KafkaPublisher, topic: &str, ledger: &Ledger, kill_at: &[usize]) {
     let mut kills = kill_at.iter().peekable();
     for round in 0..MESSAGES / KEYS {
-        let mut batch: Vec<Message> = (0..KEYS)
-            .map(|k| {
-                Message::new(format!("{round}"))
-                    .with_key(format!("key-{k}"))
-                    .with_header("seq", round.to_string())
-            })
-            .collect();
         if kills.next_if(|at| round * KEYS >= **at).is_some() {
             // The kill strikes while this batch is in flight.
             tokio::spawn(async {
@@ -39,30 +30,7 @@ async fn publish_all(publisher: &KafkaPublisher, topic: &str, ledger: &Ledger, k
                 kill_and_restart().await;
             });
         }
-        let started = Instant::now();
-        while !batch.is_empty() {
-            assert!(
-                started.elapsed() < Duration::from_secs(180),
-                "broker did not come back"
-            );
-            for m in &batch {
-                ledger.attempted(m.id());
-            }
-            let results = publisher.publish_batch(topic, batch).await;
-            batch = Vec::new();
-            for result in results {
-                match result {
-                    Ok(receipt) => ledger.confirmed(receipt.message_id),
-                    Err(e) => {
-                        assert!(e.is_retryable(), "unexpected permanent failure: {e}");
-                        batch.push(e.into_message());
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        publish_until_confirmed(publisher, topic, round_batch(round, KEYS), ledger).await;
     }
 }
 
@@ -75,30 +43,7 @@ async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
         .unwrap();
     let publisher = KafkaPublisher::connect(config()).await.unwrap();
     let ledger = Arc::new(Ledger::new());
-    let handler = {
-        let ledger = Arc::clone(&ledger);
-        handler_fn(move |m: IncomingMessage| {
-            let ledger = Arc::clone(&ledger);
-            async move {
-                let seq: u64 = m.message().headers().get("seq").unwrap().parse().unwrap();
-                ledger.effect(m.message().id(), Some((m.message().key().unwrap(), seq)));
-                Ok(())
-            }
-        })
-    };
-    let retry = RetryPolicy::builder()
-        .min_delay(Duration::from_millis(50))
-        .max_delay(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let running = Processor::builder(group)
-        .ordering(Ordering::PerKey)
-        .concurrency(32)
-        .retry(retry)
-        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
-        .build()
-        .unwrap()
-        .start(subscriber, handler);
+    let running = ledger_processor(group, subscriber, &ledger);
 
     let started = Instant::now();
     publish_all(

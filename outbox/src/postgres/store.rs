@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::error::{classify, OutboxError};
 use crate::row::OutboxRow;
-use crate::store::{fair_share, Failure, RelayStore};
+use crate::store::{Failure, LeasePlan, RelayStore};
 
 /// The channel the insert trigger notifies.
 const CHANNEL: &str = "waybill_outbox";
@@ -163,36 +163,37 @@ impl RelayStore for PgStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        let fair = fair_share(shard_count, live);
-        let held = i64::try_from(owned.len()).unwrap_or(i64::MAX);
-        if held > fair {
-            let extra = owned.split_off(usize::try_from(fair).unwrap_or(0));
-            sqlx::query(
-                "UPDATE waybill_shard_lease SET owner = '', expires_at = '-infinity' \
+        match LeasePlan::for_round(&mut owned, shard_count, live) {
+            LeasePlan::GiveBack(extra) => {
+                sqlx::query(
+                    "UPDATE waybill_shard_lease SET owner = '', expires_at = '-infinity' \
                  WHERE shard = ANY($1::int[]) AND owner = $2",
-            )
-            .bind(extra.iter().map(|s| *s as i32).collect::<Vec<i32>>())
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        } else if held < fair {
-            let taken: Vec<i64> = sqlx::query_scalar(
-                "UPDATE waybill_shard_lease \
+                )
+                .bind(extra.iter().map(|s| *s as i32).collect::<Vec<i32>>())
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            LeasePlan::Take(wanted) => {
+                let taken: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE waybill_shard_lease \
                  SET owner = $1, expires_at = now() + make_interval(secs => $2) \
                  WHERE shard IN ( \
                      SELECT shard FROM waybill_shard_lease WHERE expires_at <= now() \
                      ORDER BY shard LIMIT $3 FOR UPDATE SKIP LOCKED) \
                  RETURNING shard::bigint",
-            )
-            .bind(owner)
-            .bind(ttl)
-            .bind(fair - held)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            owned.extend(taken);
-            owned.sort_unstable();
+                )
+                .bind(owner)
+                .bind(ttl)
+                .bind(wanted)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+                owned.extend(taken);
+                owned.sort_unstable();
+            }
+            LeasePlan::Keep => {}
         }
         tx.commit().await.map_err(db)?;
         Ok(owned)

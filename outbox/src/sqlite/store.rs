@@ -7,7 +7,7 @@ use sqlx::SqlitePool;
 
 use crate::error::{classify, OutboxError};
 use crate::row::{now_ms, OutboxRow};
-use crate::store::{fair_share, Failure, RelayStore};
+use crate::store::{Failure, LeasePlan, RelayStore};
 
 /// Ready rows of the given shards (`?3`, a JSON array) in `seq` order. SQLite commits one
 /// writer at a time, so a committed row never has an older row still to come.
@@ -162,35 +162,36 @@ impl RelayStore for SqliteStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-        let fair = fair_share(shard_count, live);
-        let held = i64::try_from(owned.len()).unwrap_or(i64::MAX);
-        if held > fair {
-            let extra = owned.split_off(usize::try_from(fair).unwrap_or(0));
-            sqlx::query(
-                "UPDATE waybill_shard_lease SET owner = '', expires_at_ms = 0 \
+        match LeasePlan::for_round(&mut owned, shard_count, live) {
+            LeasePlan::GiveBack(extra) => {
+                sqlx::query(
+                    "UPDATE waybill_shard_lease SET owner = '', expires_at_ms = 0 \
                  WHERE shard IN (SELECT value FROM json_each(?1)) AND owner = ?2",
-            )
-            .bind(json_list(&extra))
-            .bind(owner)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        } else if held < fair {
-            let taken: Vec<i64> = sqlx::query_scalar(
-                "UPDATE waybill_shard_lease SET owner = ?1, expires_at_ms = ?2 \
+                )
+                .bind(json_list(&extra))
+                .bind(owner)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            LeasePlan::Take(wanted) => {
+                let taken: Vec<i64> = sqlx::query_scalar(
+                    "UPDATE waybill_shard_lease SET owner = ?1, expires_at_ms = ?2 \
                  WHERE shard IN (SELECT shard FROM waybill_shard_lease \
                                  WHERE expires_at_ms <= ?3 ORDER BY shard LIMIT ?4) \
                  RETURNING shard",
-            )
-            .bind(owner)
-            .bind(expires)
-            .bind(now)
-            .bind(fair - held)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            owned.extend(taken);
-            owned.sort_unstable();
+                )
+                .bind(owner)
+                .bind(expires)
+                .bind(now)
+                .bind(wanted)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+                owned.extend(taken);
+                owned.sort_unstable();
+            }
+            LeasePlan::Keep => {}
         }
         tx.commit().await.map_err(db)?;
         Ok(owned)

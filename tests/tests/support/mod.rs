@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod chaos;
 pub mod kafka;
 pub mod outbox_cases;
 pub mod outbox_db;
