@@ -237,11 +237,7 @@ impl KafkaConfigBuilder {
             ),
             (c.max_delayed == 0, "max_delayed", "must be at least 1"),
         ];
-        for (bad, field, why) in checks {
-            if bad {
-                return Err(ConfigError::new(field, why));
-            }
-        }
+        ConfigError::first_refused(checks)?;
         Ok(c)
     }
 }

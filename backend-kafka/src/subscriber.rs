@@ -1,28 +1,22 @@
 //! Consuming a topic in a consumer group, with the group's retry topic.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::{ClientContext, Message as _};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
-use tokio::time::Instant;
-use waybill_core::{
-    header_names, wire_time, BrokerError, Delivery, IncomingMessage, Origin, Subscriber,
-};
+use waybill_core::backend_kit::{IntakeTopics, RecordPosition};
+use waybill_core::{BrokerError, Delivery, Subscriber};
 
 use crate::admin::ensure_group_topics;
 use crate::config::KafkaConfig;
 use crate::error_class::broker_error;
 use crate::names::check_topic;
-use crate::offsets::{Offsets, Position};
+use crate::offsets::Offsets;
 use crate::publisher::KafkaPublisher;
-use crate::settler::{KafkaSettler, SettleLink};
+use crate::settler::{KafkaIntake, StoreOffsets};
 use crate::wire;
 
 /// Tracks partition assignments so that acknowledgements of a partition this consumer lost
@@ -41,7 +35,7 @@ impl ConsumerContext for TrackingContext {
                 tracing::debug!(error = %e, "nothing committed on revoke");
             }
             for p in partitions.elements() {
-                self.offsets.revoked(p.topic(), p.partition());
+                self.offsets.revoked(&(p.topic().to_owned(), p.partition()));
             }
         }
     }
@@ -49,34 +43,10 @@ impl ConsumerContext for TrackingContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
             for p in partitions.elements() {
-                self.offsets.assigned(p.topic(), p.partition());
+                self.offsets
+                    .assigned(&(p.topic().to_owned(), p.partition()));
             }
         }
-    }
-}
-
-/// A retried copy waiting for its not-before time.
-struct Delayed {
-    due: Instant,
-    seq: u64,
-    incoming: IncomingMessage,
-    position: Position,
-}
-
-impl PartialEq for Delayed {
-    fn eq(&self, other: &Self) -> bool {
-        (self.due, self.seq) == (other.due, other.seq)
-    }
-}
-impl Eq for Delayed {}
-impl PartialOrd for Delayed {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Delayed {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.due, self.seq).cmp(&(other.due, other.seq))
     }
 }
 
@@ -94,13 +64,7 @@ impl Ord for Delayed {
 /// - A delivery dropped unsettled is delivered again by this subscriber.
 pub struct KafkaSubscriber {
     consumer: Arc<StreamConsumer<TrackingContext>>,
-    link: Arc<SettleLink>,
-    group: Arc<str>,
-    retry_topic: Option<String>,
-    redelivered: UnboundedReceiver<(IncomingMessage, Position)>,
-    delayed: BinaryHeap<Reverse<Delayed>>,
-    delayed_seq: u64,
-    max_delayed: usize,
+    intake: KafkaIntake,
     closed: bool,
 }
 
@@ -169,26 +133,22 @@ impl KafkaSubscriber {
         consumer
             .subscribe(&names)
             .map_err(|e| broker_error("subscribe", &e))?;
-        let (redeliver, redelivered) = unbounded_channel();
         let consumer = Arc::new(consumer);
         let publisher = Arc::new(KafkaPublisher::connect(config.clone()).await?);
-        let link = Arc::new(SettleLink {
-            consumer: Arc::clone(&consumer),
+        let intake = KafkaIntake::new(
             offsets,
+            StoreOffsets(Arc::clone(&consumer)),
             publisher,
-            retry_topic: retry_topic.clone(),
-            dead_letter_topic,
-            redeliver,
-        });
+            IntakeTopics {
+                group: group.to_owned(),
+                retry_topic,
+                dead_letter_topic,
+                max_delayed: config.max_delayed,
+            },
+        );
         Ok(Self {
             consumer,
-            link,
-            group: Arc::from(group),
-            retry_topic,
-            redelivered,
-            delayed: BinaryHeap::new(),
-            delayed_seq: 0,
-            max_delayed: config.max_delayed,
+            intake,
             closed: false,
         })
     }
@@ -196,26 +156,6 @@ impl KafkaSubscriber {
     /// The underlying consumer (for the transactional producer's offsets).
     pub(crate) fn consumer(&self) -> &StreamConsumer<TrackingContext> {
         &self.consumer
-    }
-
-    fn delivery(&self, incoming: IncomingMessage, position: Position) -> Delivery {
-        let settler = KafkaSettler::new(Arc::clone(&self.link), incoming.clone(), position);
-        Delivery::new(incoming, Box::new(settler))
-    }
-
-    /// An abandoned delivery handed out again, marked as redelivered.
-    fn redelivery(&self, incoming: IncomingMessage, position: Position) -> Delivery {
-        let origin = incoming.origin().clone();
-        let again = IncomingMessage::new(incoming.into_message(), origin, true);
-        self.delivery(again, position)
-    }
-
-    /// When a retried copy may be handled (`None`: now).
-    fn due(incoming: &IncomingMessage) -> Option<Instant> {
-        let text = incoming.message().headers().get(header_names::NOT_BEFORE)?;
-        let at = wire_time::parse_millis(text)?;
-        let wait = at.duration_since(SystemTime::now()).ok()?;
-        Some(Instant::now() + wait)
     }
 }
 
@@ -226,58 +166,28 @@ impl Subscriber for KafkaSubscriber {
             return Ok(None);
         }
         loop {
-            if let Ok((incoming, position)) = self.redelivered.try_recv() {
-                return Ok(Some(self.redelivery(incoming, position)));
+            if let Some(delivery) = self.intake.ready() {
+                return Ok(Some(delivery));
             }
-            let next_due = self.delayed.peek().map(|Reverse(d)| d.due);
-            if next_due.is_some_and(|due| due <= Instant::now()) {
-                let Reverse(d) = self.delayed.pop().expect("peeked");
-                return Ok(Some(self.delivery(d.incoming, d.position)));
-            }
-            let full = self.delayed.len() >= self.max_delayed;
-            let sleep = async {
-                match next_due {
-                    Some(due) => tokio::time::sleep_until(due).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let full = self.intake.is_full();
             tokio::select! {
                 biased;
-                Some((incoming, position)) = self.redelivered.recv() => {
-                    return Ok(Some(self.redelivery(incoming, position)));
+                woken = self.intake.wait() => {
+                    if let Some(delivery) = woken {
+                        return Ok(Some(delivery));
+                    }
                 }
-                () = sleep => continue,
                 received = self.consumer.recv(), if !full => {
                     let record = received.map_err(|e| broker_error("receive", &e))?;
-                    let message = wire::message(&record);
-                    let topic: Arc<str> = Arc::from(record.topic());
-                    let position = self.link.offsets.received(
-                        record.topic(),
-                        record.partition(),
-                        record.offset(),
-                    );
-                    let from_retry = self.retry_topic.as_deref() == Some(record.topic());
-                    let origin = Origin {
-                        topic,
-                        group: Arc::clone(&self.group),
-                        partition: Some(record.partition()),
-                        offset: Some(record.offset()),
+                    let at = RecordPosition {
+                        queue: (record.topic().to_owned(), record.partition()),
+                        topic: record.topic(),
+                        queue_id: record.partition(),
+                        offset: record.offset(),
                     };
-                    drop(record);
-                    let incoming = IncomingMessage::new(message, origin, false);
-                    if from_retry {
-                        if let Some(due) = Self::due(&incoming) {
-                            self.delayed_seq += 1;
-                            self.delayed.push(Reverse(Delayed {
-                                due,
-                                seq: self.delayed_seq,
-                                incoming,
-                                position,
-                            }));
-                            continue;
-                        }
+                    if let Some(delivery) = self.intake.accept(at, wire::message(&record)) {
+                        return Ok(Some(delivery));
                     }
-                    return Ok(Some(self.delivery(incoming, position)));
                 }
             }
         }
@@ -290,7 +200,7 @@ impl Subscriber for KafkaSubscriber {
             return Ok(());
         }
         self.closed = true;
-        self.delayed.clear();
+        self.intake.clear();
         let consumer = Arc::clone(&self.consumer);
         tokio::task::spawn_blocking(move || {
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {

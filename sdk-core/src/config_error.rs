@@ -26,6 +26,19 @@ impl ConfigError {
     pub fn reason(&self) -> &str {
         &self.reason
     }
+
+    /// Runs a builder's table of `(refused, field, reason)` checks.
+    ///
+    /// # Errors
+    /// The first refused check, in table order.
+    pub fn first_refused(
+        checks: impl IntoIterator<Item = (bool, &'static str, &'static str)>,
+    ) -> Result<(), Self> {
+        match checks.into_iter().find(|(refused, _, _)| *refused) {
+            Some((_, field, reason)) => Err(Self::new(field, reason)),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Checks that a topic, queue or group name is usable: not empty, no whitespace or control
@@ -47,4 +60,21 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), ConfigError>
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_refused_check_is_reported() {
+        assert_eq!(ConfigError::first_refused([(false, "a", "fine")]), Ok(()));
+        let e = ConfigError::first_refused([
+            (false, "a", "fine"),
+            (true, "b", "too big"),
+            (true, "c", "too small"),
+        ])
+        .unwrap_err();
+        assert_eq!((e.field(), e.reason()), ("b", "too big"));
+    }
 }

@@ -40,6 +40,7 @@ mod settlement;
 mod subscriber;
 mod trace_context;
 
+pub mod backend_kit;
 pub mod header_names;
 pub mod wire_time;
 
