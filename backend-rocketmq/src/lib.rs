@@ -1,9 +1,64 @@
 //! # waybill-rocketmq
 //!
-//! The RocketMQ backend of waybill (`RocketPublisher`, `RocketSubscriber`) over
-//! `rocketmq-client-rust`: synchronous send where only `SEND_OK` counts, orderly send by key,
-//! manual-commit consumption, retry and dead-letter topics.
+//! The RocketMQ backend of waybill over `rocketmq-client-rust` 1.0.
 //!
-//! **Status: not implemented yet.** This crate holds no publisher or subscriber so far; nothing
-//! in it pretends to deliver messages. Until it lands, use `waybill_core::MemoryBroker` for
-//! tests and demos.
+//! - [`RocketPublisher`]: synchronous sends where only `SEND_OK` counts (other statuses are
+//!   *ambiguous* errors unless [`AcceptedStatuses`] says otherwise), keyed messages on the
+//!   queue of the Java client's `SelectMessageQueueByHash`, batches per queue, receipts with
+//!   message id, queue and queue offset, errors classified with the message handed back.
+//! - [`RocketSubscriber`]: a lite pull consumer with automatic commit off; the SDK commits a
+//!   queue's offset only up to the lowest offset still in flight, retries through a per-group
+//!   retry topic with a not-before header and dead-letters to a per-group topic carrying the
+//!   record headers.
+//! - [`RocketTransactionalProducer`]: half message, local transaction, commit or rollback, and
+//!   a check-back answered from the application's database ([`TransactionCheck`]): an
+//!   alternative to the outbox.
+//! - [`RocketAdmin`]: topics and consumer groups, created explicitly.
+//!
+//! | verb | what it means on RocketMQ |
+//! |---|---|
+//! | confirmed publish | synchronous send answered `SEND_OK` (internal client resends off) |
+//! | ack | offset committed once every lower offset of the queue is done; persisted to the broker every 5 s, on rebalance and on close |
+//! | retry later | confirmed copy to `<topic>_<group>_RETRY` with `waybill-not-before`, then ack |
+//! | dead letter | confirmed copy to `<topic>_<group>_DLQ` with the `waybill-dl-*` record, then ack |
+//! | per-key order | key → queue by Java `String.hashCode` + per-key serial handling in the Processor |
+//!
+//! ## Capabilities
+//!
+//! | capability | supported | how |
+//! |---|---|---|
+//! | delayed retry | yes | SDK retry topic; the subscriber holds copies until due |
+//! | dead letter | yes | SDK dead-letter topic with the record headers |
+//! | redelivery | yes | uncommitted offsets are read again by the group |
+//! | per-key order | yes | one queue per key, read in order |
+//! | independent groups | yes | clustering consumer groups |
+//! | competing consumers | yes | queues rebalanced across a group's members |
+//!
+//! RocketMQ's own `%RETRY%<group>` / `%DLQ%<group>` path is not used: the broker keeps the
+//! attempt count, the dead letter cannot carry the `waybill-dl-*` record, and an orderly push
+//! consumer on it retries forever. waybill's attempt cap (the Processor's retry policy)
+//! applies on RocketMQ as on every broker.
+
+#![recursion_limit = "256"]
+
+mod admin;
+mod config;
+mod error_class;
+mod names;
+mod publisher;
+mod queue_select;
+mod runtime;
+mod subscriber;
+mod transactional;
+mod wire;
+
+pub use admin::RocketAdmin;
+pub use config::{AcceptedStatuses, RocketConfig, RocketConfigBuilder, StartFrom};
+pub use names::{GroupTopics, InvalidName};
+pub use publisher::RocketPublisher;
+pub use queue_select::{java_string_hash, queue_for_key};
+pub use subscriber::RocketSubscriber;
+pub use transactional::{
+    RocketTransactionalProducer, TransactionCheck, TransactionOutcome, TransactionState,
+    TransactionalError,
+};

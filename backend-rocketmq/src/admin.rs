@@ -1,0 +1,216 @@
+//! Creating topics and consumer groups explicitly (the broker runs with topic auto-creation
+//! off, as production clusters should).
+
+use std::time::Duration;
+
+use cheetah_string::CheetahString;
+use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, RouteAdmin, TopicAdmin};
+use rocketmq_model::common::config::TopicConfig;
+use rocketmq_model::common::mix_all::MASTER_ID;
+use rocketmq_protocol::protocol::subscription::subscription_group_config::SubscriptionGroupConfig;
+use tokio::sync::Mutex;
+use waybill_core::BrokerError;
+
+use crate::config::RocketConfig;
+use crate::error_class::broker_error_at;
+use crate::names::{check_group, check_topic, GroupTopics};
+use crate::runtime::{client_runtime, Erased};
+
+/// Read and write permission of a topic.
+const PERM_READ_WRITE: u32 = 4 | 2;
+
+/// How long a new topic may take to appear in the name server's routes.
+const ROUTE_WAIT: Duration = Duration::from_secs(15);
+
+/// Administers topics and consumer groups on every master broker of the cluster.
+pub struct RocketAdmin {
+    admin: Erased<Mutex<DefaultMQAdminExt>>,
+    queues: u32,
+    name_server: String,
+}
+
+impl RocketAdmin {
+    /// Starts an admin client for the name servers in `config`.
+    ///
+    /// # Errors
+    /// [`BrokerError`] when the admin client cannot start.
+    pub async fn connect(config: &RocketConfig) -> Result<Self, BrokerError> {
+        crate::runtime::boxed(async move {
+            let mut admin =
+                DefaultMQAdminExt::with_timeout(client_runtime()?, Duration::from_secs(5));
+            admin.set_namesrv_addr(config.name_server.as_str());
+            admin
+                .start()
+                .await
+                .map_err(|e| broker_error_at("admin connect", &e, Some(&config.name_server)))?;
+            Ok(Self {
+                admin: Erased::new(Mutex::new(admin)),
+                queues: config.queues_per_topic,
+                name_server: config.name_server.clone(),
+            })
+        })
+        .await
+    }
+
+    /// Addresses of the master brokers.
+    async fn masters(&self) -> Result<Vec<CheetahString>, BrokerError> {
+        let admin = self.admin.get().lock().await;
+        let cluster = admin
+            .examine_broker_cluster_info()
+            .await
+            .map_err(|e| broker_error_at("cluster info", &e, Some(&self.name_server)))?;
+        let masters: Vec<CheetahString> = cluster
+            .broker_addr_table
+            .iter()
+            .flat_map(|table| table.values())
+            .filter_map(|b| b.broker_addrs().get(&MASTER_ID).cloned())
+            .collect();
+        if masters.is_empty() {
+            return Err(BrokerError::transient(
+                "cluster info",
+                "no master broker is registered with the name server",
+            ));
+        }
+        Ok(masters)
+    }
+
+    /// Creates `topic` with the configured number of queues on every master (or updates it),
+    /// then waits until the name server routes it.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent for an invalid name, transient when the cluster does not
+    /// answer or the route does not appear.
+    pub async fn create_topic(&self, topic: &str) -> Result<(), BrokerError> {
+        crate::runtime::boxed(
+            async move { self.create_topic_with_queues(topic, self.queues).await },
+        )
+        .await
+    }
+
+    /// As [`RocketAdmin::create_topic`], with `queues` queues.
+    ///
+    /// # Errors
+    /// As for [`RocketAdmin::create_topic`].
+    pub async fn create_topic_with_queues(
+        &self,
+        topic: &str,
+        queues: u32,
+    ) -> Result<(), BrokerError> {
+        crate::runtime::boxed(async move {
+            check_topic(topic).map_err(|e| BrokerError::permanent("create topic", e.to_string()))?;
+            for addr in self.masters().await? {
+                let config = TopicConfig::with_perm(topic, queues, queues, PERM_READ_WRITE);
+                self.admin
+                .get()
+                    .lock()
+                    .await
+                    .create_and_update_topic_config(addr, config)
+                    .await
+                    .map_err(|e| broker_error_at("create topic", &e, Some(&self.name_server)))?;
+            }
+            let deadline = tokio::time::Instant::now() + ROUTE_WAIT;
+            loop {
+                if self.topic_queues(topic).await? == Some(queues) {
+                    return Ok(());
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(BrokerError::transient(
+                        "create topic",
+                        format!("{topic} was created but the name server did not route it within {ROUTE_WAIT:?}"),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await
+    }
+
+    /// The number of writable queues of `topic`, or `None` when the name server has no route
+    /// for it.
+    ///
+    /// # Errors
+    /// [`BrokerError`] (transient) when the name server does not answer.
+    pub async fn topic_queues(&self, topic: &str) -> Result<Option<u32>, BrokerError> {
+        crate::runtime::boxed(async move {
+            let route = self
+                .admin
+                .get()
+                .lock()
+                .await
+                .examine_topic_route_info(topic.into())
+                .await;
+            match route {
+                Ok(Some(route)) if !route.queue_datas.is_empty() => Ok(Some(
+                    route.queue_datas.iter().map(|q| q.write_queue_nums()).sum(),
+                )),
+                Ok(_) => Ok(None),
+                Err(e) if crate::error_class::response_code(&e) == Some(17) => Ok(None),
+                Err(e) => Err(broker_error_at("topic route", &e, Some(&self.name_server))),
+            }
+        })
+        .await
+    }
+
+    /// Creates (or updates) consumer group `group` on every master, as a clustering group.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent for an invalid name, transient when the cluster does not
+    /// answer.
+    pub async fn create_group(&self, group: &str) -> Result<(), BrokerError> {
+        crate::runtime::boxed(async move {
+            check_group(group)
+                .map_err(|e| BrokerError::permanent("create group", e.to_string()))?;
+            for addr in self.masters().await? {
+                let mut config = SubscriptionGroupConfig::new(group.into());
+                config.set_consume_broadcast_enable(false);
+                self.admin
+                    .get()
+                    .lock()
+                    .await
+                    .create_and_update_subscription_group_config(addr, config)
+                    .await
+                    .map_err(|e| broker_error_at("create group", &e, Some(&self.name_server)))?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Prepares `group` to consume `topic`: the topic must exist; the group and its retry and
+    /// dead-letter topics (with the topic's queue count) are created when missing.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent when `topic` does not exist or a name is invalid.
+    pub async fn ensure_group_topics(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<GroupTopics, BrokerError> {
+        crate::runtime::boxed(async move {
+            let names = GroupTopics::new(topic, group)
+                .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
+            let Some(queues) = self.topic_queues(topic).await? else {
+                return Err(BrokerError::permanent(
+                    "subscribe",
+                    format!("topic {topic} does not exist (create it first; topics are not created on the fly)"),
+                ));
+            };
+            for derived in [&names.retry, &names.dead_letter] {
+                if self.topic_queues(derived).await?.is_none() {
+                    self.create_topic_with_queues(derived, queues).await?;
+                }
+            }
+            self.create_group(group).await?;
+            Ok(names)
+        })
+        .await
+    }
+
+    /// Stops the admin client.
+    pub async fn close(&self) {
+        crate::runtime::boxed(async move {
+            self.admin.get().lock().await.shutdown().await;
+        })
+        .await
+    }
+}

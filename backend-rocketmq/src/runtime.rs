@@ -1,0 +1,89 @@
+//! The process-wide client runtime every RocketMQ client of this crate runs on.
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+
+use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, TelemetryHandle};
+use rocketmq_runtime::RuntimeOwner;
+use waybill_core::BrokerError;
+
+static SHARED: OnceLock<Result<Arc<ClientRuntime>, String>> = OnceLock::new();
+
+/// The shared `ClientRuntime`, created on first use.
+///
+/// rocketmq-client-rust runs its background work (route updates, heartbeats, pulls,
+/// rebalancing, offset persistence, transaction check-backs) on a runtime it owns. One is
+/// created per process and lives until the process exits: dropping a Tokio runtime inside
+/// another one's context panics, and the clients of this crate may be dropped anywhere.
+pub(crate) fn client_runtime() -> Result<Arc<ClientRuntime>, BrokerError> {
+    SHARED
+        .get_or_init(|| {
+            let owner = RuntimeOwner::new().map_err(|e| format!("{e:?}"))?;
+            let runtime = ClientRuntime::try_new(
+                owner.root_context().component("waybill-rocketmq"),
+                ClientRuntimeConfig::default(),
+                TelemetryHandle::noop(),
+            )
+            .map_err(|e| format!("{e:?}"));
+            // The owner's Tokio runtime must outlive every client; it is kept for the
+            // process's lifetime on purpose.
+            std::mem::forget(owner);
+            runtime
+        })
+        .clone()
+        .map_err(|e| BrokerError::permanent("rocketmq runtime", e))
+}
+
+/// Boxes a future that holds rocketmq-client types.
+///
+/// Proving such a future `Send` takes more than the compiler's default recursion limit (the
+/// client's types nest deeply). This crate raises its limit and proves it once, here; callers
+/// see a boxed `dyn Future + Send` and never need to raise theirs.
+pub(crate) fn boxed<'a, T>(
+    future: impl Future<Output = T> + Send + 'a,
+) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+    Box::pin(future)
+}
+
+/// A rocketmq-client handle whose `Send`/`Sync` proof stays in this crate.
+///
+/// For the reason given on [`boxed`], a struct that held a client handle directly would make
+/// every future of the application that holds the struct across an `.await` hit the
+/// compiler's recursion limit. The handle is kept behind `dyn Any + Send + Sync` instead.
+pub(crate) struct Erased<T> {
+    inner: Arc<dyn Any + Send + Sync>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T: Any + Send + Sync> Erased<T> {
+    pub(crate) fn new(value: T) -> Self {
+        Self {
+            inner: Arc::new(value),
+            _type: PhantomData,
+        }
+    }
+
+    /// The handle.
+    pub(crate) fn get(&self) -> &T {
+        self.inner.downcast_ref().expect("an Erased<T> holds a T")
+    }
+
+    /// A shared owner of the handle.
+    pub(crate) fn shared(&self) -> Arc<T> {
+        Arc::clone(&self.inner)
+            .downcast()
+            .unwrap_or_else(|_| unreachable!("an Erased<T> holds a T"))
+    }
+}
+
+impl<T> Clone for Erased<T> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            _type: PhantomData,
+        }
+    }
+}
