@@ -7,32 +7,12 @@
 
 mod support;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use support::chaos::{ledger_processor, publish_until_confirmed, round_batch};
+use support::chaos::{run_through_broker_kills, CrashPlan};
 use support::kafka::{config, create_topic_for_test, kill_and_restart};
-use waybill_core::testkit::Ledger;
-use waybill_core::Publisher;
 use waybill_kafka::{KafkaPublisher, KafkaSubscriber};
 
 const MESSAGES: usize = 10_000;
 const KEYS: usize = 50;
-
-async fn publish_all(publisher: &KafkaPublisher, topic: &str, ledger: &Ledger, kill_at: &[usize]) {
-    let mut kills = kill_at.iter().peekable();
-    for round in 0..MESSAGES / KEYS {
-        if kills.next_if(|at| round * KEYS >= **at).is_some() {
-            // The kill strikes while this batch is in flight.
-            tokio::spawn(async {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                eprintln!("SIGKILL to the broker");
-                kill_and_restart().await;
-            });
-        }
-        publish_until_confirmed(publisher, topic, round_batch(round, KEYS), ledger).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
@@ -42,39 +22,26 @@ async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
         .await
         .unwrap();
     let publisher = KafkaPublisher::connect(config()).await.unwrap();
-    let ledger = Arc::new(Ledger::new());
-    let running = ledger_processor(group, subscriber, &ledger);
-
-    let started = Instant::now();
-    publish_all(
+    let plan = CrashPlan {
+        messages: MESSAGES,
+        keys: KEYS,
+        kill_at: &[MESSAGES / 3, MESSAGES * 2 / 3],
+    };
+    let run = run_through_broker_kills(
+        plan,
         &publisher,
+        subscriber,
         &topic,
-        &ledger,
-        &[MESSAGES / 3, MESSAGES * 2 / 3],
+        group,
+        kill_and_restart,
     )
     .await;
-
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !ledger.report().lost.is_empty() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let totals = running.shutdown().await.unwrap();
-    let _ = publisher.close().await;
-    let report = ledger.report();
-    println!(
-        "ledger after {:?}: delivered {}, lost {}, duplicated {}, order violations {}, unconfirmed but delivered {}",
-        started.elapsed(),
-        report.delivered,
-        report.lost.len(),
-        report.duplicated.len(),
-        report.order_violations.len(),
-        report.unconfirmed_delivered
-    );
-    println!("processor: {totals:?}");
-    assert!(report.is_clean(), "{report:?}");
-    assert_eq!(report.delivered, MESSAGES);
+    assert_eq!(run.kills, 2, "both broker restarts happened");
+    assert!(run.report.is_clean(), "{:?}", run.report);
+    assert_eq!(run.report.delivered, MESSAGES);
     assert!(
-        totals.receive_errors > 0,
-        "the consumer saw the broker go away: {totals:?}"
+        run.totals.receive_errors > 0,
+        "the consumer saw the broker go away: {:?}",
+        run.totals
     );
 }

@@ -1,14 +1,99 @@
 //! What the broker-crash tests share: publishing a batch until every message is confirmed,
-//! and a PerKey Processor that records each effect in a ledger.
+//! a PerKey Processor that records each effect in a ledger, and the whole run with broker
+//! kills in the middle.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use waybill_core::testkit::Ledger;
+use waybill_core::testkit::{Ledger, LedgerReport};
 use waybill_core::{
-    handler_fn, InMemoryIdempotencyStore, IncomingMessage, Message, Ordering, Processor, Publisher,
-    RetryPolicy, RunningProcessor, Subscriber,
+    handler_fn, CountersSnapshot, InMemoryIdempotencyStore, IncomingMessage, Message, Ordering,
+    Processor, Publisher, RetryPolicy, RunningProcessor, Subscriber,
 };
+
+/// A crash run's shape: `messages` over `keys` keys, published one round (a message per key)
+/// at a time; the broker is killed and restarted while the rounds at `kill_at` are in flight.
+pub struct CrashPlan<'a> {
+    /// Messages in all.
+    pub messages: usize,
+    /// Keys they are spread over.
+    pub keys: usize,
+    /// Message counts at which a kill strikes.
+    pub kill_at: &'a [usize],
+}
+
+/// What a crash run observed.
+pub struct CrashRun {
+    /// The ledger: lost, duplicated, out of order.
+    pub report: LedgerReport,
+    /// The Processor's counters.
+    pub totals: CountersSnapshot,
+    /// Broker kills (and restarts) that completed.
+    pub kills: usize,
+}
+
+/// Publishes the plan's messages to `topic` while a ledger Processor consumes them through
+/// `subscriber`, killing and restarting the broker with `kill_and_restart` as planned; waits
+/// (up to 300 s) until nothing confirmed is missing, then stops and prints the ledger.
+pub async fn run_through_broker_kills<K, F>(
+    plan: CrashPlan<'_>,
+    publisher: &dyn Publisher,
+    subscriber: impl Subscriber + 'static,
+    topic: &str,
+    group: &str,
+    kill_and_restart: K,
+) -> CrashRun
+where
+    K: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let ledger = Arc::new(Ledger::new());
+    let running = ledger_processor(group, subscriber, &ledger);
+    let kills = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut pending_kills = plan.kill_at.iter().peekable();
+    for round in 0..plan.messages / plan.keys {
+        if pending_kills
+            .next_if(|at| round * plan.keys >= **at)
+            .is_some()
+        {
+            // The kill strikes while this round is in flight.
+            let restart = kill_and_restart();
+            let kills = Arc::clone(&kills);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                eprintln!("SIGKILL to the broker");
+                restart.await;
+                kills.fetch_add(1, AtomicOrdering::SeqCst);
+            });
+        }
+        publish_until_confirmed(publisher, topic, round_batch(round, plan.keys), &ledger).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !ledger.report().lost.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let totals = running.shutdown().await.unwrap();
+    let _ = publisher.close().await;
+    let report = ledger.report();
+    println!(
+        "ledger after {:?}: delivered {}, lost {}, duplicated {}, order violations {}, unconfirmed but delivered {}",
+        started.elapsed(),
+        report.delivered,
+        report.lost.len(),
+        report.duplicated.len(),
+        report.order_violations.len(),
+        report.unconfirmed_delivered
+    );
+    println!("processor: {totals:?}");
+    CrashRun {
+        report,
+        totals,
+        kills: kills.load(AtomicOrdering::SeqCst),
+    }
+}
 
 /// Round `round` of a run over `keys` keys: one message per key, with a `seq` header.
 pub fn round_batch(round: usize, keys: usize) -> Vec<Message> {

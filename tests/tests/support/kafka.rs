@@ -40,10 +40,7 @@ pub async fn require_broker() {
 
 /// A fresh topic name.
 pub fn topic(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}",
-        &waybill_core::MessageId::new().to_string()[24..]
-    )
+    super::unique_topic(prefix)
 }
 
 /// The conformance target. Its topics are left behind: deleting topics on tansu 0.6 disturbs
@@ -62,16 +59,7 @@ impl ConformanceTarget for KafkaTarget {
     }
 
     fn scale(&self) -> Scale {
-        Scale {
-            messages: 100,
-            publishers: 10,
-            subscribers: 4,
-            messages_per_publisher: 50,
-            topics: 4,
-            case_timeout: Duration::from_secs(120),
-            quiet_period: Duration::from_secs(2),
-            retry_delay: Duration::from_millis(500),
-        }
+        super::log_broker_scale()
     }
 
     async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
@@ -104,19 +92,13 @@ impl ConformanceTarget for KafkaTarget {
 /// Against a cluster of your own, set WAYBILL_KAFKA_KILL and WAYBILL_KAFKA_START to commands
 /// that do the same.
 pub async fn kill_and_restart() {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/brokers");
-    let kill =
-        std::env::var("WAYBILL_KAFKA_KILL").unwrap_or_else(|_| format!("{script} kill kafka"));
-    let start =
-        std::env::var("WAYBILL_KAFKA_START").unwrap_or_else(|_| format!("{script} start kafka"));
-    for command in [kill, start] {
-        let status = tokio::process::Command::new("bash")
-            .args(["-c", &command])
-            .status()
-            .await
-            .expect("run the broker script");
-        assert!(status.success(), "{command} failed");
-    }
+    super::kill_and_restart_with(
+        "WAYBILL_KAFKA_KILL",
+        "kafka",
+        "WAYBILL_KAFKA_START",
+        "kafka",
+    )
+    .await;
 }
 
 /// Creates a fresh topic with [`PARTITIONS`] partitions and returns its name.

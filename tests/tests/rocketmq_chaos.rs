@@ -1,0 +1,39 @@
+//! The RocketMQ broker SIGKILLed twice and restarted (the name server stays up) in the middle
+//! of a publish-and-consume run of 10,000 messages. Every `SEND_OK` message must be handled,
+//! no effect may happen twice (idempotency store), and per-key order must hold (PerKey mode).
+
+mod support;
+
+use support::chaos::{run_through_broker_kills, CrashPlan};
+use support::rocketmq::{config, create_topic_for_test, kill_and_restart_broker};
+use waybill_rocketmq::{RocketPublisher, RocketSubscriber};
+
+const MESSAGES: usize = 10_000;
+const KEYS: usize = 50;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
+    let topic = create_topic_for_test("wb-chaos").await;
+    let group = "chaos";
+    let subscriber = RocketSubscriber::connect(config(), &topic, group)
+        .await
+        .unwrap();
+    let publisher = RocketPublisher::connect(config()).await.unwrap();
+    let plan = CrashPlan {
+        messages: MESSAGES,
+        keys: KEYS,
+        kill_at: &[MESSAGES / 3, MESSAGES * 2 / 3],
+    };
+    let run = run_through_broker_kills(
+        plan,
+        &publisher,
+        subscriber,
+        &topic,
+        group,
+        kill_and_restart_broker,
+    )
+    .await;
+    assert_eq!(run.kills, 2, "both broker restarts happened");
+    assert!(run.report.is_clean(), "{:?}", run.report);
+    assert_eq!(run.report.delivered, MESSAGES);
+}

@@ -1,0 +1,125 @@
+//! Finding the RocketMQ name server and broker the tests use, and the conformance target.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use waybill_core::testkit::conformance::{ConformanceTarget, Scale};
+use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
+use waybill_rocketmq::{RocketAdmin, RocketConfig, RocketPublisher, RocketSubscriber};
+
+/// Queues of every test topic: more than one, so that consumers can share a group.
+pub const QUEUES: u32 = 4;
+
+/// The name servers: `WAYBILL_ROCKETMQ_NAMESRV`, or the local default.
+pub fn name_server() -> String {
+    std::env::var("WAYBILL_ROCKETMQ_NAMESRV").unwrap_or_else(|_| "127.0.0.1:9876".to_owned())
+}
+
+/// A config for tests: short polls, test topics with [`QUEUES`] queues.
+pub fn config() -> RocketConfig {
+    RocketConfig::builder(name_server())
+        .queues_per_topic(QUEUES)
+        .poll_timeout(Duration::from_millis(200))
+        .build()
+        .expect("valid test config")
+}
+
+/// Fails the test with a clear message when no name server with a broker answers.
+pub async fn require_broker() -> RocketAdmin {
+    let how =
+        "Start them with `scripts/brokers start rocketmq` or point WAYBILL_ROCKETMQ_NAMESRV at \
+               a running cluster.";
+    let admin = match RocketAdmin::connect(&config()).await {
+        Ok(admin) => admin,
+        Err(e) => panic!("No RocketMQ name server at {} ({e}). {how}", name_server()),
+    };
+    if let Err(e) = admin.topic_queues("waybill_probe").await {
+        panic!(
+            "The RocketMQ name server at {} does not answer ({e}). {how}",
+            name_server()
+        );
+    }
+    if let Err(e) = admin.create_group("waybill_probe").await {
+        panic!(
+            "No RocketMQ broker is registered at {} ({e}). {how}",
+            name_server()
+        );
+    }
+    admin
+}
+
+/// A fresh topic name (RocketMQ names allow letters, digits, `_`, `-`, `%` and `|`).
+pub fn topic(prefix: &str) -> String {
+    super::unique_topic(prefix)
+}
+
+/// Creates a fresh topic with [`QUEUES`] queues and returns its name.
+pub async fn create_topic_for_test(prefix: &str) -> String {
+    let admin = require_broker().await;
+    let name = topic(prefix);
+    admin
+        .create_topic(&name)
+        .await
+        .expect("create the test topic");
+    admin.close().await;
+    name
+}
+
+/// SIGKILLs the local broker (not the name server) and starts it again. Against a cluster of
+/// your own, set WAYBILL_ROCKETMQ_KILL and WAYBILL_ROCKETMQ_START to commands that do the same.
+pub async fn kill_and_restart_broker() {
+    super::kill_and_restart_with(
+        "WAYBILL_ROCKETMQ_KILL",
+        "rocketmq-broker",
+        "WAYBILL_ROCKETMQ_START",
+        "rocketmq",
+    )
+    .await;
+}
+
+/// The conformance target.
+#[derive(Default)]
+pub struct RocketTarget;
+
+#[async_trait]
+impl ConformanceTarget for RocketTarget {
+    fn name(&self) -> String {
+        format!("rocketmq at {}", name_server())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::all()
+    }
+
+    fn scale(&self) -> Scale {
+        super::log_broker_scale()
+    }
+
+    async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
+        let admin = RocketAdmin::connect(&config()).await?;
+        let created = admin.create_topic(topic).await;
+        admin.close().await;
+        Ok(created?)
+    }
+
+    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BoxError> {
+        Ok(Arc::new(RocketPublisher::connect(config()).await?))
+    }
+
+    async fn subscriber(&self, topic: &str, group: &str) -> Result<Box<dyn Subscriber>, BoxError> {
+        Ok(Box::new(
+            RocketSubscriber::connect(config(), topic, group).await?,
+        ))
+    }
+
+    async fn dead_letter_subscriber(
+        &self,
+        topic: &str,
+        group: &str,
+    ) -> Result<Box<dyn Subscriber>, BoxError> {
+        Ok(Box::new(
+            RocketSubscriber::dead_letters(config(), topic, group).await?,
+        ))
+    }
+}
