@@ -70,3 +70,19 @@ fn the_demo_balances_on_kafka() {
     assert!(ledger.contains("OK"), "{ledger}");
     assert_eq!(figure(&ledger, "dead-lettered (malformed)"), 3);
 }
+
+#[test]
+fn the_demo_balances_on_rocketmq() {
+    let name_server =
+        std::env::var("WAYBILL_ROCKETMQ_NAMESRV").unwrap_or_else(|_| "127.0.0.1:9876".to_owned());
+    let ledger = run(&[
+        "--orders",
+        "300",
+        "--broker",
+        "rocketmq",
+        "--rocketmq-namesrv",
+        &name_server,
+    ]);
+    assert!(ledger.contains("OK"), "{ledger}");
+    assert_eq!(figure(&ledger, "dead-lettered (malformed)"), 3);
+}

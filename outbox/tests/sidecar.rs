@@ -245,24 +245,13 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sidecar_relays_to_kafka_in_key_order() {
-    use waybill_kafka::{create_topic, KafkaConfig, KafkaSubscriber};
-    let brokers =
-        std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
-    let config = KafkaConfig::builder(&brokers)
-        .session_timeout(Duration::from_secs(6))
-        .build()
-        .unwrap();
-    let topic = format!(
-        "wb-sidecar-{}",
-        &waybill_core::MessageId::new().to_string()[24..]
-    );
-    create_topic(&config, &topic, 4, 1)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("no Kafka-protocol broker at {brokers} ({e}): scripts/brokers start kafka")
-        });
+/// Enqueues 200 messages over 10 keys into a fresh SQLite outbox, runs the sidecar against
+/// `broker_url`, and checks that `consumer` receives them in key order; then SIGTERM.
+async fn relay_sqlite_outbox_in_key_order(
+    topic: &str,
+    broker_url: &str,
+    consumer: &mut impl Subscriber,
+) {
     let dir = std::env::temp_dir().join(format!("{topic}.db"));
     let url = format!("sqlite://{}", dir.display());
     let migrated = Command::new(RELAY)
@@ -280,7 +269,7 @@ async fn the_sidecar_relays_to_kafka_in_key_order() {
         .collect();
     let mut tx = pool.begin().await.unwrap();
     Outbox::new()
-        .enqueue_batch(&mut tx, &topic, &messages)
+        .enqueue_batch(&mut tx, topic, &messages)
         .await
         .unwrap();
     tx.commit().await.unwrap();
@@ -291,7 +280,7 @@ async fn the_sidecar_relays_to_kafka_in_key_order() {
             "--database-url",
             &url,
             "--broker-url",
-            &format!("kafka://{brokers}"),
+            broker_url,
             "--listen",
             "127.0.0.1:0",
             "--poll-interval-ms",
@@ -301,23 +290,73 @@ async fn the_sidecar_relays_to_kafka_in_key_order() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut consumer = KafkaSubscriber::connect(config.clone(), &topic, "g")
-        .await
-        .unwrap();
     receive_in_key_order(
-        &mut consumer,
+        consumer,
         200,
         Duration::from_secs(60),
-        "the sidecar publishes to Kafka",
+        "the sidecar publishes to the broker",
     )
     .await;
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     assert!(child.wait().unwrap().success(), "exit 0 after SIGTERM");
-    consumer.close().await.unwrap();
     pool.close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", dir.display()));
     }
+}
+
+fn fresh_topic() -> String {
+    format!(
+        "wb-sidecar-{}",
+        &waybill_core::MessageId::new().to_string()[24..]
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_relays_to_kafka_in_key_order() {
+    use waybill_kafka::{create_topic, KafkaConfig, KafkaSubscriber};
+    let brokers =
+        std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+    let config = KafkaConfig::builder(&brokers)
+        .session_timeout(Duration::from_secs(6))
+        .build()
+        .unwrap();
+    let topic = fresh_topic();
+    create_topic(&config, &topic, 4, 1)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("no Kafka-protocol broker at {brokers} ({e}): scripts/brokers start kafka")
+        });
+    let mut consumer = KafkaSubscriber::connect(config.clone(), &topic, "g")
+        .await
+        .unwrap();
+    relay_sqlite_outbox_in_key_order(&topic, &format!("kafka://{brokers}"), &mut consumer).await;
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_relays_to_rocketmq_in_key_order() {
+    use waybill_rocketmq::{RocketAdmin, RocketConfig, RocketSubscriber};
+    let name_server =
+        std::env::var("WAYBILL_ROCKETMQ_NAMESRV").unwrap_or_else(|_| "127.0.0.1:9876".to_owned());
+    let config = RocketConfig::builder(&name_server)
+        .queues_per_topic(4)
+        .build()
+        .unwrap();
+    let topic = fresh_topic();
+    let created = match RocketAdmin::connect(&config).await {
+        Ok(admin) => admin.create_topic(&topic).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = created {
+        panic!("no RocketMQ servers at {name_server} ({e}): scripts/brokers start rocketmq");
+    }
+    let mut consumer = RocketSubscriber::connect(config, &topic, "g")
+        .await
+        .unwrap();
+    relay_sqlite_outbox_in_key_order(&topic, &format!("rocketmq://{name_server}"), &mut consumer)
+        .await;
+    consumer.close().await.unwrap();
 }

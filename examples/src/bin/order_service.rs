@@ -10,7 +10,7 @@
 //! The embedded default is waybill's in-memory broker with injected faults (ambiguous
 //! confirms, duplicate deliveries, acks lost after the work) and a SQLite file in the temp
 //! directory: no server needed. `--broker rabbitmq` runs the same service on a RabbitMQ
-//! server, `--broker kafka` on a Kafka cluster.
+//! server, `--broker kafka` on a Kafka cluster, `--broker rocketmq` on a RocketMQ cluster.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,7 +35,7 @@ struct Options {
     /// Share of injected faults on the in-memory broker, in percent (0 to 50).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=50))]
     fault_percent: u64,
-    /// memory, rabbitmq or kafka.
+    /// memory, rabbitmq, kafka or rocketmq.
     #[arg(long, default_value = "memory")]
     broker: String,
     /// The RabbitMQ server for --broker rabbitmq.
@@ -44,6 +44,9 @@ struct Options {
     /// The Kafka cluster for --broker kafka.
     #[arg(long, default_value = "127.0.0.1:9092")]
     kafka_brokers: String,
+    /// The RocketMQ name servers for --broker rocketmq.
+    #[arg(long, default_value = "127.0.0.1:9876")]
+    rocketmq_namesrv: String,
     /// SQLite file of the service [default: a new file in the temp directory, removed after].
     #[arg(long)]
     database: Option<std::path::PathBuf>,
@@ -74,7 +77,12 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
         "memory" => DemoBroker::memory(o.fault_percent),
         "rabbitmq" => DemoBroker::rabbit(&o.rabbitmq_url)?,
         "kafka" => DemoBroker::kafka(&o.kafka_brokers).await?,
-        other => return Err(format!("unknown broker {other:?}: memory, rabbitmq or kafka").into()),
+        "rocketmq" => DemoBroker::rocketmq(&o.rocketmq_namesrv).await?,
+        other => {
+            return Err(
+                format!("unknown broker {other:?}: memory, rabbitmq, kafka or rocketmq").into(),
+            )
+        }
     };
     let pool = waybill_outbox::sqlite::connect(&format!("sqlite://{}", path.display()), 8).await?;
     let shop = Shop::create(pool.clone()).await?;
@@ -142,6 +150,12 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
     publisher.close().await?;
     let backlog = inspector.backlog().await?;
     ledger.outbox_left = (backlog.pending + backlog.dead) as u64;
+    ledger.last_publish_error = sqlx::query_scalar(
+        "SELECT last_error FROM waybill_outbox WHERE last_error IS NOT NULL \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&pool)
+    .await?;
     ledger.placed = shop.orders().await?;
     ledger.applied = books.orders().await?;
     ledger.applied_twice = books.applied_twice().await?;

@@ -11,6 +11,7 @@ use waybill_core::{
 };
 use waybill_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitPublisher, RabbitSubscriber};
+use waybill_rocketmq::{RocketAdmin, RocketConfig, RocketPublisher, RocketSubscriber};
 
 use super::orders::TOPIC;
 
@@ -32,6 +33,13 @@ pub enum DemoBroker {
     Kafka {
         /// Connection settings.
         config: KafkaConfig,
+        /// The run's topic.
+        topic: String,
+    },
+    /// A RocketMQ cluster; the demo creates its own topic (4 queues) and leaves it there.
+    Rocket {
+        /// Connection settings.
+        config: RocketConfig,
         /// The run's topic.
         topic: String,
     },
@@ -85,11 +93,30 @@ impl DemoBroker {
         Ok(Self::Kafka { config, topic })
     }
 
+    /// A RocketMQ cluster whose name servers are at `name_server`; creates the run's topic.
+    ///
+    /// # Errors
+    /// When the settings are invalid or the cluster refuses the topic.
+    pub async fn rocketmq(name_server: &str) -> Result<Self, BoxError> {
+        let suffix = MessageId::new().to_string();
+        let config = RocketConfig::builder(name_server)
+            .queues_per_topic(4)
+            .build()?;
+        let topic = format!("waybill-demo-{}", &suffix[24..]);
+        let admin = RocketAdmin::connect(&config).await?;
+        let created = admin.create_topic(&topic).await;
+        admin.close().await;
+        created?;
+        Ok(Self::Rocket { config, topic })
+    }
+
     /// The topic messages go to.
     pub fn topic(&self) -> &str {
         match self {
             Self::Memory(_) => TOPIC,
-            Self::Rabbit { topic, .. } | Self::Kafka { topic, .. } => topic,
+            Self::Rabbit { topic, .. } | Self::Kafka { topic, .. } | Self::Rocket { topic, .. } => {
+                topic
+            }
         }
     }
 
@@ -99,6 +126,7 @@ impl DemoBroker {
             Self::Memory(_) => format!("in-memory broker, {percent}% injected faults"),
             Self::Rabbit { config, .. } => format!("RabbitMQ at {}", config.display_url()),
             Self::Kafka { config, .. } => format!("Kafka at {}", config.brokers()),
+            Self::Rocket { config, .. } => format!("RocketMQ at {}", config.name_server()),
         }
     }
 
@@ -115,6 +143,9 @@ impl DemoBroker {
             Self::Kafka { config, topic } => {
                 Box::new(KafkaSubscriber::connect(config.clone(), topic, GROUP).await?)
             }
+            Self::Rocket { config, topic } => {
+                Box::new(RocketSubscriber::connect(config.clone(), topic, GROUP).await?)
+            }
         })
     }
 
@@ -129,6 +160,9 @@ impl DemoBroker {
                 Arc::new(RabbitPublisher::connect(config.clone()).await?)
             }
             Self::Kafka { config, .. } => Arc::new(KafkaPublisher::connect(config.clone()).await?),
+            Self::Rocket { config, .. } => {
+                Arc::new(RocketPublisher::connect(config.clone()).await?)
+            }
         })
     }
 
@@ -137,7 +171,7 @@ impl DemoBroker {
     pub fn pending(&self) -> usize {
         match self {
             Self::Memory(b) => b.pending(TOPIC, GROUP),
-            Self::Rabbit { .. } | Self::Kafka { .. } => 0,
+            Self::Rabbit { .. } | Self::Kafka { .. } | Self::Rocket { .. } => 0,
         }
     }
 
@@ -153,35 +187,39 @@ impl DemoBroker {
                 Ok(ids.len() as u64)
             }
             Self::Rabbit { config, topic } => {
-                let mut reader =
-                    RabbitSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
-                let mut ids = HashSet::new();
-                while let Ok(Ok(Some(d))) =
-                    tokio::time::timeout(Duration::from_secs(1), reader.receive()).await
-                {
-                    ids.insert(d.message().message().id());
-                    d.ack().await?;
-                }
-                reader.close().await?;
+                let reader = RabbitSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
+                let count = count_distinct(reader, Duration::from_secs(1)).await?;
                 delete_group_topology(config, topic, GROUP, true).await?;
-                Ok(ids.len() as u64)
+                Ok(count)
             }
             Self::Kafka { config, topic } => {
-                let mut reader =
-                    KafkaSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
-                let mut ids = HashSet::new();
+                let reader = KafkaSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
                 // The reader joins its group first (a few seconds), then reads to the end.
-                let mut quiet = Duration::from_secs(15);
-                while let Ok(Ok(Some(d))) = tokio::time::timeout(quiet, reader.receive()).await {
-                    ids.insert(d.message().message().id());
-                    d.ack().await?;
-                    quiet = Duration::from_secs(2);
-                }
-                reader.close().await?;
                 // The run's topics stay: deleting topics on tansu 0.6 disturbs the metadata
                 // live clients see. Remove them with the cluster's tools when done.
-                Ok(ids.len() as u64)
+                count_distinct(reader, Duration::from_secs(15)).await
+            }
+            Self::Rocket { config, topic } => {
+                let reader = RocketSubscriber::dead_letters(config.clone(), topic, GROUP).await?;
+                count_distinct(reader, Duration::from_secs(10)).await
             }
         }
     }
+}
+
+/// Reads `reader` until it is quiet (`first_wait` for the first message, 2 s after that),
+/// acknowledging everything, and returns how many distinct messages it saw.
+async fn count_distinct(
+    mut reader: impl Subscriber,
+    first_wait: Duration,
+) -> Result<u64, BoxError> {
+    let mut ids = HashSet::new();
+    let mut quiet = first_wait;
+    while let Ok(Ok(Some(d))) = tokio::time::timeout(quiet, reader.receive()).await {
+        ids.insert(d.message().message().id());
+        d.ack().await?;
+        quiet = Duration::from_secs(2).min(first_wait);
+    }
+    reader.close().await?;
+    Ok(ids.len() as u64)
 }

@@ -29,6 +29,9 @@ pub struct RunLedger {
     pub dead_lettered: u64,
     /// The consumer's counters.
     pub consumer: CountersSnapshot,
+    /// The newest publish error recorded on a row left in the outbox, shown when the ledger
+    /// does not balance.
+    pub last_publish_error: Option<String>,
 }
 
 impl RunLedger {
@@ -69,6 +72,9 @@ impl RunLedger {
             );
         } else {
             println!("  balance: MISMATCH");
+            if let Some(error) = &self.last_publish_error {
+                println!("  last publish error on a row left in the outbox: {error}");
+            }
         }
     }
 }

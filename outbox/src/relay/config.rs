@@ -154,11 +154,7 @@ impl RelayConfigBuilder {
             ),
             (c.name.trim().is_empty(), "name", "must not be empty"),
         ];
-        for (bad, field, why) in checks {
-            if bad {
-                return Err(ConfigError::new(field, why));
-            }
-        }
+        ConfigError::first_refused(checks)?;
         Ok(c)
     }
 }

@@ -76,9 +76,19 @@ async fn publisher_for(url: &str) -> Result<Arc<dyn Publisher>, String> {
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(publisher))
         }
+        "rocketmq" => {
+            let name_servers = url.trim_start_matches("rocketmq://").trim_end_matches('/');
+            let config = waybill_rocketmq::RocketConfig::builder(name_servers)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let publisher = waybill_rocketmq::RocketPublisher::connect(config)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Arc::new(publisher))
+        }
         other => Err(format!(
-            "unsupported broker URL scheme {other:?}: this build publishes to amqp://, amqps:// \
-             and kafka://"
+            "unsupported broker URL scheme {other:?}: this build publishes to amqp://, amqps://, \
+             kafka:// and rocketmq://"
         )),
     }
 }

@@ -102,7 +102,8 @@ impl FilterFlags {
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayFlags {
-    /// amqp://... (RabbitMQ), or kafka://host:port with more brokers after commas (Kafka)
+    /// amqp://... (RabbitMQ), kafka://host:port with more brokers after commas (Kafka), or
+    /// rocketmq://host:port with more name servers after semicolons (RocketMQ)
     #[arg(long, global = true, env = "WAYBILL_BROKER_URL")]
     pub broker_url: Option<String>,
     /// Rows per batch [default: 500].
