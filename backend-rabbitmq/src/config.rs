@@ -32,6 +32,7 @@ pub struct RabbitConfig {
     pub(crate) retry_tiers: Vec<Duration>,
     pub(crate) delivery_limit: Option<u32>,
     pub(crate) queue_arguments: Vec<(String, String)>,
+    pub(crate) stale_consumer_wait: Duration,
 }
 
 impl RabbitConfig {
@@ -53,6 +54,7 @@ impl RabbitConfig {
                     .collect(),
                 delivery_limit: None,
                 queue_arguments: Vec::new(),
+                stale_consumer_wait: Duration::from_secs(60),
             },
         }
     }
@@ -140,6 +142,20 @@ impl RabbitConfigBuilder {
     /// many deliveries (`x-delivery-limit`).
     pub fn delivery_limit(mut self, n: u32) -> Self {
         self.config.delivery_limit = Some(n);
+        self
+    }
+
+    /// How long a subscriber that lost its connection waits, before consuming again, for the
+    /// broker to drop its previous consumer (default 60 s, RabbitMQ's default heartbeat).
+    ///
+    /// Until the broker has dropped it, the previous consumer holds its unacknowledged
+    /// deliveries; consuming meanwhile would hand out later messages of the same keys first.
+    /// The wait ends as soon as the broker counts no more consumers on the queue than other
+    /// subscribers held before the loss: after a broker restart that takes a fraction of a
+    /// second, after a half-open connection up to the broker's heartbeat timeout. Zero consumes
+    /// at once, giving up per-key order across reconnections.
+    pub fn stale_consumer_wait(mut self, limit: Duration) -> Self {
+        self.config.stale_consumer_wait = limit;
         self
     }
 

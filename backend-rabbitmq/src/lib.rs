@@ -17,7 +17,9 @@
 //! Capabilities: every conformance capability holds. Retry delays are rounded up to the next
 //! configured tier (default tiers 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min). Per-key order holds
 //! for one subscriber per group (RabbitMQ delivers a queue in order to one consumer; competing
-//! consumers of one queue share keys).
+//! consumers of one queue share keys), also across a lost connection or a broker restart: a
+//! reconnecting subscriber waits until the broker has dropped its previous consumer and given
+//! back what that consumer held (see [`RabbitConfigBuilder::stale_consumer_wait`]).
 
 mod admin;
 mod closing;
@@ -25,6 +27,7 @@ mod config;
 mod confirm_channel;
 mod connect;
 mod error_class;
+mod handover;
 mod publisher;
 mod settler;
 mod subscriber;

@@ -18,6 +18,7 @@ use crate::config::RabbitConfig;
 use crate::confirm_channel::ConfirmChannel;
 use crate::connect::connect;
 use crate::error_class::{broker_error, describe};
+use crate::handover::{await_previous_consumer_gone, consumer_count};
 use crate::settler::{RabbitSettler, SettleLink};
 use crate::topology::{check_lengths, declare_dead_letter_queue, declare_group};
 use crate::topology_names::QueueNames;
@@ -35,6 +36,11 @@ use crate::wire;
 /// unsettled is nacked with requeue. After a lost connection or a broker-side cancel, `receive`
 /// returns one transient error and the next call reconnects and consumes again; deliveries of
 /// the old connection are redelivered by the broker.
+///
+/// Order across a lost connection: before consuming again, the subscriber waits (at most
+/// [`RabbitConfigBuilder::stale_consumer_wait`](crate::RabbitConfigBuilder::stale_consumer_wait))
+/// until the broker has dropped its previous consumer, so the deliveries that consumer held
+/// come back before any later message of their keys.
 pub struct RabbitSubscriber {
     config: RabbitConfig,
     names: Arc<QueueNames>,
@@ -43,6 +49,8 @@ pub struct RabbitSubscriber {
     queue: String,
     declare_all: bool,
     session: Option<Session>,
+    /// Consumers other than ours on the queue when the lost session began.
+    others_before_loss: Option<u32>,
     closed: bool,
 }
 
@@ -51,6 +59,8 @@ struct Session {
     consumer: Consumer,
     settle: Arc<SettleLink>,
     connection: Arc<Connection>,
+    /// Consumers other than ours on the queue when this session began consuming.
+    others: u32,
 }
 
 impl RabbitSubscriber {
@@ -110,12 +120,15 @@ impl RabbitSubscriber {
             queue,
             declare_all,
             session: None,
+            others_before_loss: None,
             closed: false,
         };
         subscriber.session = Some(subscriber.open().await?);
         Ok(subscriber)
     }
 
+    /// Connects, declares and consumes. After a lost session, first waits until the broker has
+    /// dropped that session's consumer (see [`crate::handover`]).
     async fn open(&self) -> Result<Session, BrokerError> {
         let connection = Arc::new(connect(&self.config, "waybill-subscriber").await?);
         let channel = connection
@@ -132,6 +145,19 @@ impl RabbitSubscriber {
             .basic_qos(self.config.prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| broker_error("subscribe", e))?;
+        let others = match self.others_before_loss {
+            Some(others) => {
+                await_previous_consumer_gone(
+                    &channel,
+                    &self.queue,
+                    others,
+                    self.config.stale_consumer_wait,
+                )
+                .await
+            }
+            None => consumer_count(&channel, &self.queue).await,
+        }
+        .map_err(|e| broker_error("subscribe", e))?;
         let consumer = channel
             .basic_consume(
                 self.queue.as_str().into(),
@@ -152,7 +178,15 @@ impl RabbitSubscriber {
             consumer,
             settle,
             connection,
+            others,
         })
+    }
+
+    /// Forgets a session that failed, remembering who else consumed when it began.
+    fn lose_session(&mut self) {
+        if let Some(lost) = self.session.take() {
+            self.others_before_loss = Some(lost.others);
+        }
     }
 }
 
@@ -180,14 +214,14 @@ impl Subscriber for RabbitSubscriber {
                 Ok(Some(Delivery::new(incoming, Box::new(settler))))
             }
             Some(Err(e)) => {
-                self.session = None;
+                self.lose_session();
                 warn!(error = %e, queue = %self.queue, "rabbitmq consumer failed; will reconnect");
                 // Whatever closed the consumer (connection loss, consumer timeout, a channel
                 // error), a new connection and consumer may work: never end the stream here.
                 Err(BrokerError::transient("receive", describe(&e)).with_source(e))
             }
             None => {
-                self.session = None;
+                self.lose_session();
                 warn!(queue = %self.queue, "rabbitmq consumer cancelled; will resubscribe");
                 Err(BrokerError::transient(
                     "receive",

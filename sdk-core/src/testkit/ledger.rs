@@ -36,6 +36,9 @@ pub struct LedgerReport {
     pub unconfirmed_delivered: usize,
     /// Keys whose effects did not follow their sequence numbers.
     pub order_violations: Vec<String>,
+    /// For the first few violating keys, the sequence numbers around the first inversion
+    /// (`key: … 22, 24, 23, 25 …`): which message came late, and after what.
+    pub inversion_samples: Vec<String>,
 }
 
 impl LedgerReport {
@@ -106,18 +109,46 @@ impl Ledger {
             }
         }
         for (key, seqs) in &state.order {
-            if seqs.windows(2).any(|w| w[0] >= w[1]) {
+            if let Some(at) = seqs.windows(2).position(|w| w[0] >= w[1]) {
                 report.order_violations.push(key.clone());
+                if report.inversion_samples.len() < INVERSION_SAMPLES {
+                    report
+                        .inversion_samples
+                        .push(inversion_sample(key, seqs, at));
+                }
             }
         }
         report.order_violations.sort();
+        report.inversion_samples.sort();
         report
     }
+}
+
+/// Violating keys described in a report, at most.
+const INVERSION_SAMPLES: usize = 5;
+
+/// `key: … a, b, c …` around the inversion between `seqs[at]` and `seqs[at + 1]`.
+fn inversion_sample(key: &str, seqs: &[u64], at: usize) -> String {
+    let from = at.saturating_sub(3);
+    let to = (at + 5).min(seqs.len());
+    let shown: Vec<String> = seqs[from..to].iter().map(u64::to_string).collect();
+    let before = if from > 0 { "… " } else { "" };
+    let after = if to < seqs.len() { " …" } else { "" };
+    format!("{key}: {before}{}{after}", shown.join(", "))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inversion_is_shown_with_its_neighbours() {
+        let seqs: Vec<u64> = (0..10).chain([4]).chain(10..20).collect();
+        assert_eq!(
+            inversion_sample("k", &seqs, 9),
+            "k: … 6, 7, 8, 9, 4, 10, 11, 12 …"
+        );
+    }
 
     #[test]
     fn classifies_every_kind() {
@@ -145,6 +176,7 @@ mod tests {
         assert_eq!(r.unexpected, vec![stranger]);
         assert_eq!(r.unconfirmed_delivered, 1);
         assert_eq!(r.order_violations, vec!["j".to_owned()]);
+        assert_eq!(r.inversion_samples, vec!["j: 2, 1".to_owned()]);
         assert!(!r.is_clean());
     }
 }
