@@ -13,12 +13,14 @@
 //! - [`OutboxInspector`]: backlog per topic, dead rows, replay and purge.
 //! - [`PgIdempotencyStore`] and [`SqliteIdempotencyStore`]: the SQL inbox implementing
 //!   [`waybill_core::IdempotencyStore`], with a transactional mode that writes the processed
-//!   marker in the handler's transaction.
+//!   marker in the handler's transaction, and [`InboxPurger`], which deletes expired rows in
+//!   the background (`purge_every`).
 //!
 //! The `waybill-relay` binary (features `sidecar` plus a broker) runs the relay as a sidecar
 //! and inspects the outbox from the command line.
 
 mod error;
+mod inbox_purger;
 mod inbox_retention;
 mod inspect;
 mod outbox;
@@ -29,6 +31,7 @@ pub mod sqlite;
 mod store;
 
 pub use error::OutboxError;
+pub use inbox_purger::InboxPurger;
 pub use inspect::{Backlog, DeadFilter, DeadRow, OutboxInspector, TopicBacklog};
 pub use outbox::{Outbox, OutboxTransaction, DEFAULT_MAX_MESSAGE_BYTES};
 pub use postgres::PgIdempotencyStore;

@@ -44,6 +44,11 @@ async fn the_inbox_follows_the_claim_protocol() {
 }
 
 #[tokio::test]
+async fn the_inbox_purger_deletes_expired_rows() {
+    cases::the_inbox_purger_deletes_expired_rows(Db::postgres().await).await;
+}
+
+#[tokio::test]
 async fn the_inbox_marker_commits_and_rolls_back_with_the_effect() {
     cases::the_marker_commits_and_rolls_back_with_the_effect(Db::postgres().await).await;
 }

@@ -90,6 +90,8 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
         pool.clone(),
         Duration::from_secs(7 * 24 * 3600),
     ));
+    // Markers older than their retention are deleted in the background while the service runs.
+    let _inbox_purger = inbox.purge_every(Duration::from_secs(3600));
     let books = Books::create(pool.clone(), Arc::clone(&inbox)).await?;
     let running = Processor::builder(GROUP)
         .ordering(Ordering::PerKey)

@@ -7,6 +7,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use waybill_core::{Claim, IdempotencyStore, MessageId, StoreError};
 
 use crate::error::{classify, OutboxError};
+use crate::inbox_purger::InboxPurger;
 use crate::row::now_ms;
 
 /// Records `?2` as done for group `?1` until `?3` (Unix ms).
@@ -77,6 +78,28 @@ impl SqliteIdempotencyStore {
             .await
             .map_err(|e| classify(e, None))?;
         Ok(done.rows_affected())
+    }
+
+    /// Starts purging expired rows now and then every `every` (at least 10 ms) in the
+    /// background, so the inbox does not grow without bound; keep the returned
+    /// [`InboxPurger`] for as long as it should run.
+    ///
+    /// ```no_run
+    /// # async fn run(store: waybill_outbox::SqliteIdempotencyStore) {
+    /// let purger = store.purge_every(std::time::Duration::from_secs(600));
+    /// // ... consume ...
+    /// purger.stop();
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn purge_every(&self, every: Duration) -> InboxPurger {
+        let store = self.clone();
+        crate::inbox_purger::spawn(every, move || {
+            let store = store.clone();
+            async move { store.purge_expired().await }
+        })
     }
 }
 

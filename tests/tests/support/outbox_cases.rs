@@ -472,6 +472,58 @@ pub async fn inbox_claim_protocol(db: Db) {
     db.drop_db().await;
 }
 
+/// The purger deletes markers past their retention and lapsed leases, in the background, and
+/// leaves live ones alone.
+pub async fn the_inbox_purger_deletes_expired_rows(db: Db) {
+    let retention = Duration::from_millis(300);
+    let (store, purger) = db.purged_inbox(retention, Duration::from_millis(50));
+    let expiring: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
+    for id in &expiring {
+        assert_eq!(
+            store.claim("g", *id, retention).await.unwrap(),
+            Claim::Acquired
+        );
+        store.complete("g", *id).await.unwrap();
+    }
+    let lapsing = MessageId::new();
+    assert_eq!(
+        store.claim("g", lapsing, retention).await.unwrap(),
+        Claim::Acquired
+    );
+    assert_eq!(db.inbox_rows().await, 6);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while db.inbox_rows().await > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} rows left, {} purged, {} failed purges",
+            db.inbox_rows().await,
+            purger.purged(),
+            purger.failures()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(purger.purged() >= 6, "{} purged", purger.purged());
+    assert_eq!(purger.failures(), 0);
+
+    // A live marker (written with a day's retention) stays through several purges.
+    let live = MessageId::new();
+    let keeping = db.inbox();
+    assert_eq!(
+        keeping.claim("g", live, retention).await.unwrap(),
+        Claim::Acquired
+    );
+    keeping.complete("g", live).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        store.claim("g", live, retention).await.unwrap(),
+        Claim::AlreadyDone
+    );
+    assert_eq!(db.inbox_rows().await, 1);
+    purger.stop();
+    db.drop_db().await;
+}
+
 /// The transactional mode: the marker commits and rolls back with the business change.
 pub async fn the_marker_commits_and_rolls_back_with_the_effect(db: Db) {
     let store = db.inbox();

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use waybill_core::{IdempotencyStore, Message, Publisher};
 use waybill_outbox::{
-    Outbox, OutboxInspector, PgIdempotencyStore, Relay, RelayConfig, SqliteIdempotencyStore,
+    InboxPurger, Outbox, OutboxInspector, PgIdempotencyStore, Relay, RelayConfig,
+    SqliteIdempotencyStore,
 };
 
 use super::postgres::TestDb;
@@ -155,6 +156,32 @@ impl Db {
             Self::Postgres(db) => Arc::new(PgIdempotencyStore::new(db.pool.clone(), DAY)),
             Self::Sqlite { pool, .. } => Arc::new(SqliteIdempotencyStore::new(pool.clone(), DAY)),
         }
+    }
+
+    /// An inbox of this database keeping markers for `retention`, and its purger running
+    /// every `every`.
+    pub fn purged_inbox(
+        &self,
+        retention: Duration,
+        every: Duration,
+    ) -> (Arc<dyn IdempotencyStore>, InboxPurger) {
+        match self {
+            Self::Postgres(db) => {
+                let store = PgIdempotencyStore::new(db.pool.clone(), retention);
+                let purger = store.purge_every(every);
+                (Arc::new(store), purger)
+            }
+            Self::Sqlite { pool, .. } => {
+                let store = SqliteIdempotencyStore::new(pool.clone(), retention);
+                let purger = store.purge_every(every);
+                (Arc::new(store), purger)
+            }
+        }
+    }
+
+    /// Rows in the inbox (leases and markers, expired or not).
+    pub async fn inbox_rows(&self) -> i64 {
+        self.count("SELECT count(*) FROM waybill_inbox").await
     }
 
     /// The business effect of handling `message` for `group`: a row in `applied` and the
