@@ -38,29 +38,29 @@ impl OffsetCommitter<MessageQueue> for CommitOffsets {
 /// Turns polled messages into deliveries settled with offsets committed in the client.
 type RocketIntake = LogIntake<MessageQueue, CommitOffsets>;
 
-/// Follows the queues a rebalance gives and takes, so that acknowledgements of a queue this
-/// consumer lost never commit offsets for its new owner.
+/// Follows the queues a rebalance gives and takes on one topic, so that acknowledgements of a
+/// queue this consumer lost never commit offsets for its new owner. One per subscribed topic;
+/// they share the offset tracker.
 struct QueueTracker {
     offsets: Arc<InFlightOffsets<MessageQueue>>,
-    held: Mutex<HashMap<String, HashSet<MessageQueue>>>,
+    held: Mutex<HashSet<MessageQueue>>,
 }
 
 impl MessageQueueListener for QueueTracker {
     fn message_queue_changed(
         &self,
-        topic: &str,
+        _topic: &str,
         _all: &HashSet<MessageQueue>,
         assigned: &HashSet<MessageQueue>,
     ) {
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        let before = held.entry(topic.to_owned()).or_default();
-        for lost in before.difference(assigned) {
+        for lost in held.difference(assigned) {
             self.offsets.revoked(lost);
         }
-        for gained in assigned.difference(before) {
+        for gained in assigned.difference(&held) {
             self.offsets.assigned(gained);
         }
-        *before = assigned.clone();
+        *held = assigned.clone();
     }
 }
 
@@ -166,13 +166,13 @@ impl RocketSubscriber {
             .build()
             .map_err(|e| broker_error("subscribe", &e))?;
         let offsets = Arc::new(InFlightOffsets::default());
-        let tracker = Arc::new(QueueTracker {
-            offsets: Arc::clone(&offsets),
-            held: Mutex::new(HashMap::new()),
-        });
         for topic in topics {
+            let tracker = QueueTracker {
+                offsets: Arc::clone(&offsets),
+                held: Mutex::new(HashSet::new()),
+            };
             consumer
-                .subscribe_with_listener(topic, "*", SharedTracker(Arc::clone(&tracker)))
+                .subscribe_with_listener(topic, "*", tracker)
                 .await
                 .map_err(|e| broker_error("subscribe", &e))?;
         }
@@ -233,20 +233,6 @@ async fn prepare_group(
     }
     admin.close().await;
     names
-}
-
-/// The listener registered per subscribed topic, sharing one tracker.
-struct SharedTracker(Arc<QueueTracker>);
-
-impl MessageQueueListener for SharedTracker {
-    fn message_queue_changed(
-        &self,
-        topic: &str,
-        all: &HashSet<MessageQueue>,
-        assigned: &HashSet<MessageQueue>,
-    ) {
-        self.0.message_queue_changed(topic, all, assigned);
-    }
 }
 
 fn millis(d: std::time::Duration) -> u64 {

@@ -32,6 +32,22 @@ pub struct CrashRun {
     pub totals: CountersSnapshot,
     /// Broker kills (and restarts) that completed.
     pub kills: usize,
+    /// Kills the plan asked for.
+    pub planned_kills: usize,
+    /// Messages the plan published.
+    pub messages: usize,
+}
+
+impl CrashRun {
+    /// Every planned kill happened, and every message was handled once, in key order.
+    pub fn assert_survived(&self) {
+        assert_eq!(
+            self.kills, self.planned_kills,
+            "every planned broker restart happened"
+        );
+        assert!(self.report.is_clean(), "{:?}", self.report);
+        assert_eq!(self.report.delivered, self.messages);
+    }
 }
 
 /// Publishes the plan's messages to `topic` while a ledger Processor consumes them through
@@ -92,6 +108,8 @@ where
         report,
         totals,
         kills: kills.load(AtomicOrdering::SeqCst),
+        planned_kills: plan.kill_at.len(),
+        messages: plan.messages,
     }
 }
 
