@@ -172,6 +172,7 @@ async fn waybill_consume(config: &KafkaConfig, topic: &str, n: usize) -> Duratio
         .await
         .expect("subscribe");
     let running = Processor::builder(GROUP)
+        .at_least_once_effects()
         .ordering(Ordering::PerKey)
         .concurrency(64)
         .build()

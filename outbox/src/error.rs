@@ -37,6 +37,15 @@ pub enum OutboxError {
         /// This relay's shard count.
         shard_count: i64,
     },
+    /// A transactional inbox marker was refused: the claim on the message lapsed and another
+    /// consumer took it over. The caller's transaction must not commit (on PostgreSQL it is
+    /// already aborted and a COMMIT rolls it back); the other holder applies the effect.
+    #[error("the claim on message {0} was taken over by another consumer: this transaction must roll back its effect")]
+    ClaimLost(MessageId),
+    /// A transactional inbox marker was asked for a message the runtime has not claimed (no
+    /// idempotency store on the Processor, or called outside the handler).
+    #[error("message {0} carries no claim: the transactional marker needs a message claimed by a Processor using this inbox")]
+    NotClaimed(MessageId),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

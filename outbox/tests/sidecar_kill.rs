@@ -70,11 +70,7 @@ async fn killed_again_and_again_loses_nothing(db: Db) {
         let db = Arc::clone(&db);
         handler_fn(move |m: IncomingMessage| {
             let db = Arc::clone(&db);
-            async move {
-                db.apply("billing", m.message(), true)
-                    .await
-                    .map_err(HandlerError::permanent)
-            }
+            async move { db.apply(&m, true).await.map_err(HandlerError::permanent) }
         })
     };
     let running = Processor::builder("billing")

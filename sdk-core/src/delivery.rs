@@ -49,6 +49,11 @@ impl Delivery {
         &self.incoming
     }
 
+    /// Records (or clears) the claim the runtime holds while the handler runs.
+    pub(crate) fn set_claim(&mut self, claim: Option<crate::idempotency::HeldClaim>) {
+        self.incoming.set_claim(claim);
+    }
+
     /// Acknowledges: the message is done and will not be delivered again.
     ///
     /// # Errors

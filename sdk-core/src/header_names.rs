@@ -44,3 +44,8 @@ pub const DL_ERROR_CLASS: &str = "waybill-dl-error-class";
 pub const DL_ERROR_MESSAGE: &str = "waybill-dl-error-message";
 /// Dead-letter record: id of the dead-lettered message.
 pub const DL_MESSAGE_ID: &str = "waybill-dl-message-id";
+
+/// Set by a dead-letter replay on the copy it sends back (Unix milliseconds): an idempotency
+/// store that has the message id marked as dead-lettered reopens it for this copy instead of
+/// skipping it.
+pub const REPLAYED_AT: &str = "waybill-replayed-at";

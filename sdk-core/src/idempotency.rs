@@ -1,18 +1,51 @@
 //! The processed-message store that makes a redelivered message have no second effect.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use uuid::Uuid;
 
 use crate::message_id::MessageId;
+
+/// The fencing token of one claim: a store hands a new one out with every
+/// [`Claim::Acquired`], and [`IdempotencyStore::complete`], [`IdempotencyStore::renew`] and
+/// [`IdempotencyStore::release`] (and the SQL stores' transactional markers) act only for the
+/// current holder's token. A holder whose lease lapsed and was taken over can therefore never
+/// record a second completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ClaimToken(Uuid);
+
+impl ClaimToken {
+    /// A new random token.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// A token read back from a store.
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    /// The token as a UUID (how SQL stores keep it).
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
 
 /// Result of [`IdempotencyStore::claim`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// This caller holds the message for `lease`: handle it, then `complete` or `release`.
-    Acquired,
+    /// This caller holds the message for the lease, proven by the token: handle it, then
+    /// `complete` or `release` with that token.
+    Acquired(ClaimToken),
     /// The message was handled to completion before: skip it and acknowledge.
     AlreadyDone,
+    /// The message was dead-lettered before: a further copy is skipped and acknowledged, unless
+    /// it is a replay (header [`crate::header_names::REPLAYED_AT`]), which
+    /// [`IdempotencyStore::reopen`]s it first.
+    DeadLettered,
     /// Another holder's lease is live: wait about this long and claim again.
     InFlight {
         /// Time left on the other holder's lease.
@@ -20,22 +53,90 @@ pub enum Claim {
     },
 }
 
-/// The store could not answer.
+/// How a claim ended, recorded by [`IdempotencyStore::complete`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Completion {
+    /// The handler succeeded: later copies answer [`Claim::AlreadyDone`].
+    Handled,
+    /// The message went to the dead letter: later copies answer [`Claim::DeadLettered`] until
+    /// a replay reopens it.
+    DeadLettered,
+}
+
+/// The claim the Processor holds on a message while its handler runs, readable from
+/// [`crate::IncomingMessage::claim`]: what a transactional marker (the SQL stores'
+/// `mark_done_in`) needs to write the processed marker for the current holder only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldClaim {
+    group: Arc<str>,
+    id: MessageId,
+    token: ClaimToken,
+}
+
+impl HeldClaim {
+    /// The claim `token` on `id` for `group`.
+    pub fn new(group: Arc<str>, id: MessageId, token: ClaimToken) -> Self {
+        Self { group, id, token }
+    }
+
+    /// The consumer group (the idempotency scope).
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The claimed message.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// The fencing token.
+    pub fn token(&self) -> ClaimToken {
+        self.token
+    }
+}
+
+/// What went wrong in a store operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The store could not answer (unreachable, timed out, failed): the operation may succeed
+    /// when tried again.
+    Unavailable,
+    /// The caller's token is not the current holder's: its lease lapsed and another consumer
+    /// claimed the message (or the entry is gone). Trying again cannot succeed.
+    NotHolder,
+}
+
+/// A store operation failed.
 #[derive(Debug, thiserror::Error)]
 #[error("idempotency store {operation} failed: {reason}")]
 pub struct StoreError {
     operation: &'static str,
+    kind: StoreErrorKind,
     reason: String,
     #[source]
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl StoreError {
-    /// `operation` (`claim`, `complete`, `release`) failed because of `reason`.
+    /// `operation` (`claim`, `renew`, `complete`, `release`, `reopen`) failed because the store
+    /// could not answer: `reason`.
     pub fn new(operation: &'static str, reason: impl Into<String>) -> Self {
         Self {
             operation,
+            kind: StoreErrorKind::Unavailable,
             reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// `operation` was refused because the caller no longer holds the claim.
+    pub fn not_holder(operation: &'static str) -> Self {
+        Self {
+            operation,
+            kind: StoreErrorKind::NotHolder,
+            reason: "the claim lapsed and is held by another consumer (or is gone): \
+                     this holder may not record an outcome"
+                .to_owned(),
             source: None,
         }
     }
@@ -53,13 +154,27 @@ impl StoreError {
     pub fn operation(&self) -> &'static str {
         self.operation
     }
+
+    /// What went wrong.
+    pub fn kind(&self) -> StoreErrorKind {
+        self.kind
+    }
+
+    /// Whether the caller lost its claim (see [`StoreErrorKind::NotHolder`]).
+    pub fn is_not_holder(&self) -> bool {
+        self.kind == StoreErrorKind::NotHolder
+    }
 }
 
 /// Records which messages a consumer group has handled, keyed by `(group, message id)`.
 ///
-/// Protocol: `claim` before handling; on success `complete`, on failure `release`. A holder that
-/// crashes loses its claim when the lease runs out, so another instance can take over. Entries
-/// for completed messages are kept for a retention period that must exceed the broker's
+/// Protocol: `claim` right before handling; while handling, `renew` the lease; on success
+/// `complete(Handled)`, after a confirmed dead letter `complete(DeadLettered)`, on a failure
+/// that will be retried `release`. Every call after `claim` carries the claim's
+/// [`ClaimToken`] and is refused ([`StoreErrorKind::NotHolder`]) when another consumer has
+/// taken the message over, so a holder that outlived its lease can never record a second
+/// effect. A holder that crashes loses its claim when the lease runs out. Entries for
+/// finished messages are kept for a retention period that must exceed the broker's
 /// redelivery horizon (how late a duplicate can still arrive).
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
@@ -70,15 +185,50 @@ pub trait IdempotencyStore: Send + Sync {
     async fn claim(&self, group: &str, id: MessageId, lease: Duration)
         -> Result<Claim, StoreError>;
 
-    /// Marks `id` as handled: later claims answer `AlreadyDone`.
+    /// Extends the claim `token` holds on `id` to `lease` from now.
     ///
     /// # Errors
-    /// [`StoreError`]; the message may then be handled again if delivered again.
-    async fn complete(&self, group: &str, id: MessageId) -> Result<(), StoreError>;
+    /// [`StoreErrorKind::NotHolder`] when the claim was taken over, finished or is gone;
+    /// [`StoreErrorKind::Unavailable`] when the store could not answer.
+    async fn renew(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        lease: Duration,
+    ) -> Result<(), StoreError>;
 
-    /// Gives up a claim without completing, so the next claim is `Acquired` at once.
+    /// Records how the claim `token` holds on `id` ended; later claims answer
+    /// [`Claim::AlreadyDone`] or [`Claim::DeadLettered`]. Recording again with the same token
+    /// succeeds (a transactional marker written by the handler may already be there).
+    ///
+    /// # Errors
+    /// [`StoreErrorKind::NotHolder`] when another consumer holds or finished the message;
+    /// [`StoreErrorKind::Unavailable`]: the message may then be handled again if delivered again.
+    async fn complete(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        completion: Completion,
+    ) -> Result<(), StoreError>;
+
+    /// Gives up the claim `token` holds without finishing, so the next claim is `Acquired` at
+    /// once. A token that no longer holds the claim changes nothing.
     ///
     /// # Errors
     /// [`StoreError`]; the claim then lapses when its lease runs out.
-    async fn release(&self, group: &str, id: MessageId) -> Result<(), StoreError>;
+    async fn release(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+    ) -> Result<(), StoreError>;
+
+    /// Forgets that `id` was dead-lettered, so a replayed copy can be claimed and handled;
+    /// returns whether there was such a mark. Completed and held entries are left alone.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not answer.
+    async fn reopen(&self, group: &str, id: MessageId) -> Result<bool, StoreError>;
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::header_names;
+use crate::idempotency::HeldClaim;
 use crate::message::Message;
 use crate::wire_time;
 
@@ -26,6 +27,7 @@ pub struct IncomingMessage {
     message: Message,
     origin: Origin,
     redelivered: bool,
+    claim: Option<HeldClaim>,
 }
 
 impl IncomingMessage {
@@ -36,6 +38,7 @@ impl IncomingMessage {
             message,
             origin,
             redelivered,
+            claim: None,
         }
     }
 
@@ -71,6 +74,33 @@ impl IncomingMessage {
             .headers()
             .get(header_names::FIRST_FAILURE_AT)
             .and_then(wire_time::parse_millis)
+    }
+
+    /// The idempotency claim the Processor holds on this message while its handler runs
+    /// (`None` without a store, or outside a handler). A transactional marker such as
+    /// `PgIdempotencyStore::mark_done_in` takes it, so that only the current holder can
+    /// commit the effect.
+    pub fn claim(&self) -> Option<&HeldClaim> {
+        self.claim.as_ref()
+    }
+
+    /// Whether this copy is a dead-letter replay (header `waybill-replayed-at`).
+    pub fn is_replay(&self) -> bool {
+        self.message
+            .headers()
+            .get(header_names::REPLAYED_AT)
+            .is_some()
+    }
+
+    /// The same message carrying `claim`: for consumer runtimes other than the Processor, and
+    /// tests, that claim messages themselves and hand them to a transactional marker.
+    pub fn with_claim(mut self, claim: HeldClaim) -> Self {
+        self.claim = Some(claim);
+        self
+    }
+
+    pub(crate) fn set_claim(&mut self, claim: Option<HeldClaim>) {
+        self.claim = claim;
     }
 
     /// Takes the message out.

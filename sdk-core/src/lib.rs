@@ -54,7 +54,9 @@ pub use dead_letter::{DeadLetterRecord, ErrorClass, RecordError, MAX_ERROR_MESSA
 pub use delivery::{Delivery, Settle};
 pub use handler::{handler_fn, BoxError, Handler, HandlerError, HandlerFn};
 pub use headers::Headers;
-pub use idempotency::{Claim, IdempotencyStore, StoreError};
+pub use idempotency::{
+    Claim, ClaimToken, Completion, HeldClaim, IdempotencyStore, StoreError, StoreErrorKind,
+};
 pub use incoming::{IncomingMessage, Origin};
 pub use memory_broker::{
     AckContext, AckFault, DeliveryContext, DeliveryFault, FaultInjector, MemoryBroker,

@@ -1,13 +1,15 @@
-//! An in-process idempotency store.
+//! An in-process idempotency store, bounded in memory.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
+use tracing::warn;
 
-use crate::idempotency::{Claim, IdempotencyStore, StoreError};
+use crate::idempotency::{Claim, ClaimToken, Completion, IdempotencyStore, StoreError};
 use crate::message_id::MessageId;
 
 /// An [`IdempotencyStore`] held in this process's memory.
@@ -15,45 +17,80 @@ use crate::message_id::MessageId;
 /// Good for tests, demos and single-process consumers whose duplicates come from the broker
 /// (redeliveries, ambiguous publishes). It forgets everything on restart and is not shared
 /// between processes: a multi-instance deployment needs the SQL store of `waybill-outbox`.
-/// Completed entries are forgotten after `retention`.
+///
+/// Memory is bounded twice:
+/// - finished entries (handled or dead-lettered) are forgotten after `retention`;
+/// - at most `capacity` finished entries are kept: past it, **the oldest finished entry is
+///   evicted first** (counted by [`evicted`](Self::evicted), with a warning), and a duplicate
+///   of an evicted message would be handled again. Size the capacity above the number of
+///   messages that can arrive within the broker's redelivery horizon.
+///
+/// Every operation does a bounded amount of work: expired entries are dropped from the front
+/// of insertion-ordered queues as operations pass, never by scanning the whole store.
+/// Claims carry fencing tokens like every store: a holder whose lease lapsed and was taken
+/// over cannot complete.
 #[derive(Debug)]
 pub struct InMemoryIdempotencyStore {
     retention: Duration,
+    capacity: usize,
+    evicted: AtomicU64,
     state: Mutex<StoreState>,
 }
 
+type EntryKey = (Arc<str>, MessageId);
+
 #[derive(Debug, Default)]
 struct StoreState {
-    groups: HashMap<String, HashMap<MessageId, Entry>>,
-    operations_since_purge: u64,
+    entries: HashMap<EntryKey, Entry>,
+    /// Finished entries in the order they finished (= expiry order: one retention for all).
+    finished: VecDeque<(EntryKey, Instant)>,
+    /// Leases in the order they were taken or renewed, with the expiry each one set.
+    leases: VecDeque<(EntryKey, Instant)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
-    Held { until: Instant },
-    Done { until: Instant },
+    Held {
+        until: Instant,
+        token: ClaimToken,
+    },
+    Finished {
+        until: Instant,
+        token: ClaimToken,
+        completion: Completion,
+    },
 }
 
-const PURGE_EVERY: u64 = 50_000;
+/// Expired entries dropped per operation at most (the rest go with later operations).
+const EXPIRE_PER_OPERATION: usize = 64;
 
 impl InMemoryIdempotencyStore {
-    /// A store that remembers completed messages for `retention`.
-    pub fn new(retention: Duration) -> Self {
+    /// A store that remembers finished messages for `retention`, at most `capacity` of them.
+    ///
+    /// # Panics
+    /// When `capacity` is zero.
+    pub fn new(retention: Duration, capacity: usize) -> Self {
+        assert!(
+            capacity > 0,
+            "an idempotency store needs room for one entry"
+        );
         Self {
             retention,
+            capacity,
+            evicted: AtomicU64::new(0),
             state: Mutex::new(StoreState::default()),
         }
     }
 
-    /// Drops expired leases and completed entries older than the retention.
+    /// Drops every expired lease and finished entry now.
     pub fn purge_expired(&self) {
         let mut state = self.lock();
-        purge(&mut state, Instant::now());
+        expire(&mut state, Instant::now(), usize::MAX);
     }
 
-    /// Number of entries (held and completed) currently remembered.
+    /// Number of entries (held and finished) currently remembered.
     pub fn len(&self) -> usize {
-        self.lock().groups.values().map(HashMap::len).sum()
+        self.lock().entries.len()
     }
 
     /// Whether nothing is remembered.
@@ -61,28 +98,68 @@ impl InMemoryIdempotencyStore {
         self.len() == 0
     }
 
+    /// Finished entries evicted before their retention because the store was full.
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, StoreState> {
-        // A panic while holding this lock cannot leave the map half-updated (single inserts
-        // and removes), so a poisoned lock is still consistent.
+        // Every update is a single insert or remove on each structure, and the queues are only
+        // hints checked against the map, so a poisoned lock is still consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, state: &mut StoreState, key: EntryKey, entry: Entry, until: Instant) {
+        state.entries.insert(key.clone(), entry);
+        state.finished.push_back((key, until));
+        while state.finished.len() > self.capacity {
+            let Some((old, old_until)) = state.finished.pop_front() else {
+                break;
+            };
+            if matches!(state.entries.get(&old), Some(Entry::Finished { until, .. }) if *until == old_until)
+            {
+                state.entries.remove(&old);
+                if self.evicted.fetch_add(1, Relaxed) == 0 {
+                    warn!(
+                        capacity = self.capacity,
+                        "in-memory idempotency store is full: evicting the oldest finished \
+                         entries before their retention; a late duplicate of one would be \
+                         handled again"
+                    );
+                }
+            }
+        }
     }
 }
 
 impl Default for InMemoryIdempotencyStore {
-    /// Seven days of retention.
+    /// One day of retention, at most 100,000 finished entries (a few tens of MB at most).
     fn default() -> Self {
-        Self::new(Duration::from_secs(7 * 24 * 3600))
+        Self::new(Duration::from_secs(24 * 3600), 100_000)
     }
 }
 
-fn purge(state: &mut StoreState, now: Instant) {
-    for entries in state.groups.values_mut() {
-        entries.retain(|_, e| match e {
-            Entry::Held { until } | Entry::Done { until } => *until > now,
-        });
+/// Drops up to `budget` expired entries from the front of each queue. A queue record whose
+/// entry changed since (renewed, finished, taken over) is just discarded.
+fn expire(state: &mut StoreState, now: Instant, budget: usize) {
+    for queue in [&mut state.finished, &mut state.leases] {
+        let mut done = 0;
+        while done < budget {
+            match queue.front() {
+                Some((_, until)) if *until <= now => {}
+                _ => break,
+            }
+            let (key, until) = queue.pop_front().expect("front checked");
+            let current = match state.entries.get(&key) {
+                Some(Entry::Held { until: u, .. }) | Some(Entry::Finished { until: u, .. }) => *u,
+                None => continue,
+            };
+            if current == until {
+                state.entries.remove(&key);
+            }
+            done += 1;
+        }
     }
-    state.groups.retain(|_, entries| !entries.is_empty());
-    state.operations_since_purge = 0;
 }
 
 #[async_trait]
@@ -95,46 +172,111 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     ) -> Result<Claim, StoreError> {
         let now = Instant::now();
         let mut state = self.lock();
-        state.operations_since_purge += 1;
-        if state.operations_since_purge >= PURGE_EVERY {
-            purge(&mut state, now);
-        }
-        if !state.groups.contains_key(group) {
-            state.groups.insert(group.to_owned(), HashMap::new());
-        }
-        let entries = state.groups.get_mut(group).expect("inserted above");
-        let claim = match entries.get(&id) {
-            Some(Entry::Done { until }) if *until > now => return Ok(Claim::AlreadyDone),
-            Some(Entry::Held { until }) if *until > now => {
+        expire(&mut state, now, EXPIRE_PER_OPERATION);
+        let key: EntryKey = (Arc::from(group), id);
+        match state.entries.get(&key) {
+            Some(Entry::Finished {
+                until, completion, ..
+            }) if *until > now => {
+                return Ok(match completion {
+                    Completion::Handled => Claim::AlreadyDone,
+                    Completion::DeadLettered => Claim::DeadLettered,
+                })
+            }
+            Some(Entry::Held { until, .. }) if *until > now => {
                 return Ok(Claim::InFlight {
                     lease_remaining: *until - now,
                 })
             }
-            _ => Claim::Acquired,
-        };
-        entries.insert(id, Entry::Held { until: now + lease });
-        Ok(claim)
+            _ => {}
+        }
+        let token = ClaimToken::new();
+        let until = now + lease;
+        state
+            .entries
+            .insert(key.clone(), Entry::Held { until, token });
+        state.leases.push_back((key, until));
+        Ok(Claim::Acquired(token))
     }
 
-    async fn complete(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
+    async fn renew(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let until = Instant::now() + lease;
+        let mut state = self.lock();
+        let key: EntryKey = (Arc::from(group), id);
+        match state.entries.get_mut(&key) {
+            Some(Entry::Held { until: u, token: t }) if *t == token => {
+                *u = until;
+                state.leases.push_back((key, until));
+                Ok(())
+            }
+            // Finished by this holder (e.g. its marker landed first): nothing left to renew.
+            Some(Entry::Finished { token: t, .. }) if *t == token => Ok(()),
+            _ => Err(StoreError::not_holder("renew")),
+        }
+    }
+
+    async fn complete(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        completion: Completion,
+    ) -> Result<(), StoreError> {
         let until = Instant::now() + self.retention;
         let mut state = self.lock();
-        if !state.groups.contains_key(group) {
-            state.groups.insert(group.to_owned(), HashMap::new());
+        let key: EntryKey = (Arc::from(group), id);
+        match state.entries.get(&key) {
+            Some(Entry::Held { token: t, .. }) | Some(Entry::Finished { token: t, .. })
+                if *t != token =>
+            {
+                return Err(StoreError::not_holder("complete"))
+            }
+            // Ours, or gone (lapsed and purged with nobody else claiming): record it.
+            _ => {}
         }
-        let entries = state.groups.get_mut(group).expect("inserted above");
-        entries.insert(id, Entry::Done { until });
+        let entry = Entry::Finished {
+            until,
+            token,
+            completion,
+        };
+        self.finish(&mut state, key, entry, until);
         Ok(())
     }
 
-    async fn release(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
+    async fn release(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+    ) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if let Some(entries) = state.groups.get_mut(group) {
-            if matches!(entries.get(&id), Some(Entry::Held { .. })) {
-                entries.remove(&id);
-            }
+        let key: EntryKey = (Arc::from(group), id);
+        if matches!(state.entries.get(&key), Some(Entry::Held { token: t, .. }) if *t == token) {
+            state.entries.remove(&key);
         }
         Ok(())
+    }
+
+    async fn reopen(&self, group: &str, id: MessageId) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let key: EntryKey = (Arc::from(group), id);
+        let dead = matches!(
+            state.entries.get(&key),
+            Some(Entry::Finished {
+                completion: Completion::DeadLettered,
+                ..
+            })
+        );
+        if dead {
+            state.entries.remove(&key);
+        }
+        Ok(dead)
     }
 }
 
@@ -142,36 +284,60 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
 mod tests {
     use super::*;
 
+    fn token(claim: Claim) -> ClaimToken {
+        match claim {
+            Claim::Acquired(token) => token,
+            other => panic!("expected Acquired, got {other:?}"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn claim_complete_release_and_lease_expiry() {
-        let store = InMemoryIdempotencyStore::new(Duration::from_secs(60));
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(60), 100);
         let id = MessageId::new();
         let lease = Duration::from_secs(5);
-        assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::Acquired);
+        let first = token(store.claim("g", id, lease).await.unwrap());
         assert!(matches!(
             store.claim("g", id, lease).await.unwrap(),
             Claim::InFlight { .. }
         ));
-        assert_eq!(
-            store.claim("other-group", id, lease).await.unwrap(),
-            Claim::Acquired,
-            "groups are independent"
-        );
-        store.release("g", id).await.unwrap();
-        assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::Acquired);
+        token(store.claim("other-group", id, lease).await.unwrap());
+        store.release("g", id, first).await.unwrap();
+        let second = token(store.claim("g", id, lease).await.unwrap());
 
         tokio::time::advance(Duration::from_secs(6)).await;
-        assert_eq!(
-            store.claim("g", id, lease).await.unwrap(),
-            Claim::Acquired,
-            "an expired lease is taken over"
+        let third = token(store.claim("g", id, lease).await.unwrap());
+        assert_ne!(
+            second, third,
+            "an expired lease is taken over with a new token"
         );
-        store.complete("g", id).await.unwrap();
+        let stale = store
+            .complete("g", id, second, Completion::Handled)
+            .await
+            .unwrap_err();
+        assert!(stale.is_not_holder(), "{stale}");
+        assert!(store.renew("g", id, second, lease).await.is_err());
+        store.release("g", id, second).await.unwrap();
+        assert!(
+            matches!(
+                store.claim("g", id, lease).await.unwrap(),
+                Claim::InFlight { .. }
+            ),
+            "a stale release leaves the holder's claim"
+        );
+        store
+            .complete("g", id, third, Completion::Handled)
+            .await
+            .unwrap();
+        store
+            .complete("g", id, third, Completion::Handled)
+            .await
+            .expect("completing twice with the holder's token is fine");
         assert_eq!(
             store.claim("g", id, lease).await.unwrap(),
             Claim::AlreadyDone
         );
-        store.release("g", id).await.unwrap();
+        store.release("g", id, third).await.unwrap();
         assert_eq!(
             store.claim("g", id, lease).await.unwrap(),
             Claim::AlreadyDone,
@@ -185,5 +351,88 @@ mod tests {
             0,
             "lapsed leases and old completions are purged"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn renewal_keeps_the_claim_past_its_first_lease() {
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(60), 100);
+        let id = MessageId::new();
+        let lease = Duration::from_secs(5);
+        let held = token(store.claim("g", id, lease).await.unwrap());
+        for _ in 0..4 {
+            tokio::time::advance(Duration::from_secs(3)).await;
+            store.renew("g", id, held, lease).await.unwrap();
+            assert!(matches!(
+                store.claim("g", id, lease).await.unwrap(),
+                Claim::InFlight { .. }
+            ));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dead_letters_stay_dead_until_reopened() {
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(60), 100);
+        let id = MessageId::new();
+        let lease = Duration::from_secs(5);
+        let held = token(store.claim("g", id, lease).await.unwrap());
+        assert!(!store.reopen("g", id).await.unwrap(), "nothing dead yet");
+        store
+            .complete("g", id, held, Completion::DeadLettered)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.claim("g", id, lease).await.unwrap(),
+            Claim::DeadLettered
+        );
+        assert!(store.reopen("g", id).await.unwrap());
+        token(store.claim("g", id, lease).await.unwrap());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn capacity_evicts_the_oldest_finished_entries_first() {
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(3600), 3);
+        let lease = Duration::from_secs(5);
+        let ids: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
+        for id in &ids {
+            let held = token(store.claim("g", *id, lease).await.unwrap());
+            store
+                .complete("g", *id, held, Completion::Handled)
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.len(), 3);
+        assert_eq!(store.evicted(), 2);
+        for id in &ids[2..] {
+            assert_eq!(
+                store.claim("g", *id, lease).await.unwrap(),
+                Claim::AlreadyDone
+            );
+        }
+        assert!(matches!(
+            store.claim("g", ids[0], lease).await.unwrap(),
+            Claim::Acquired(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_entries_go_without_an_explicit_purge() {
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(10), 1_000);
+        let lease = Duration::from_secs(1);
+        for _ in 0..50 {
+            let id = MessageId::new();
+            let held = token(store.claim("g", id, lease).await.unwrap());
+            store
+                .complete("g", id, held, Completion::Handled)
+                .await
+                .unwrap();
+        }
+        for _ in 0..50 {
+            // Abandoned leases (a crashed holder never completes).
+            token(store.claim("g", MessageId::new(), lease).await.unwrap());
+        }
+        assert_eq!(store.len(), 100);
+        tokio::time::advance(Duration::from_secs(11)).await;
+        token(store.claim("g", MessageId::new(), lease).await.unwrap());
+        assert_eq!(store.len(), 1, "expired entries dropped as operations pass");
     }
 }

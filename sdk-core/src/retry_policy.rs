@@ -53,10 +53,10 @@ pub enum RetryDecision {
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 5,
+            max_attempts: 12,
             in_process_attempts: None,
-            min_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(30),
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
             factor: 2.0,
             jitter: true,
             max_elapsed: None,
@@ -65,8 +65,14 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// A builder starting from the defaults: 5 attempts, all in process, 100 ms doubling to at
-    /// most 30 s, with jitter, no elapsed-time cap.
+    /// A builder starting from the defaults: 12 attempts, all in process, 200 ms doubling to
+    /// at most 10 s, with jitter (which only adds), no elapsed-time cap.
+    ///
+    /// The defaults ride out an ordinary infrastructure blip: the 11 waits between the 12
+    /// attempts add up to at least 62 s, so a handler whose database or downstream service is
+    /// away for 30 s (a PostgreSQL restart takes 3–8 s here) is retried until it is back
+    /// instead of dead-lettering good messages. Permanent failures
+    /// ([`crate::HandlerError::Permanent`]) skip the retries and go to the dead letter at once.
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder {
             policy: Self::default(),

@@ -184,3 +184,14 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     assert!(!err.is_transient());
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_slower_than_its_lease_has_one_effect() {
+    support::inbox_cases::a_handler_slower_than_its_lease_has_one_effect(Db::postgres().await)
+        .await;
+}
+
+#[tokio::test]
+async fn a_stale_holder_cannot_commit_its_marker() {
+    cases::a_stale_holder_cannot_commit_its_marker(Db::postgres().await).await;
+}

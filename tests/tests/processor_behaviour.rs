@@ -46,6 +46,20 @@ fn invalid_configuration_names_the_field() {
         field(Processor::builder("g").drain_timeout(Duration::ZERO)),
         "drain_timeout"
     );
+    let refused = Processor::builder("g").build().unwrap_err();
+    assert_eq!(
+        refused.field(),
+        "idempotency",
+        "no store and no explicit opt-out"
+    );
+    assert!(
+        refused.to_string().contains("at_least_once_effects"),
+        "{refused}"
+    );
+    assert!(Processor::builder("g")
+        .at_least_once_effects()
+        .build()
+        .is_ok());
     let broker = MemoryBroker::new();
     assert_eq!(broker.subscriber("", "g").err().unwrap().field(), "topic");
     assert_eq!(broker.subscriber("t", "").err().unwrap().field(), "group");
@@ -78,6 +92,7 @@ async fn a_panicking_handler_is_retried_and_the_runtime_survives() {
     publisher.publish("t", Message::new("boom")).await.unwrap();
     publisher.publish("t", Message::new("fine")).await.unwrap();
     let running = Processor::builder("g")
+        .at_least_once_effects()
         .retry(fast_policy(3))
         .build()
         .unwrap()
@@ -101,6 +116,7 @@ async fn a_panic_on_the_last_attempt_is_dead_lettered_as_panic() {
         .unwrap();
     let handler = handler_fn(|_m: IncomingMessage| async { panic!("always") });
     let running = Processor::builder("g")
+        .at_least_once_effects()
         .retry(fast_policy(2))
         .build()
         .unwrap()
@@ -134,6 +150,7 @@ async fn shutdown_drains_in_flight_work_and_stops_fetching() {
         Ok(())
     });
     let running = Processor::builder("g")
+        .at_least_once_effects()
         .concurrency(4)
         .max_buffered(4)
         .build()
@@ -190,6 +207,7 @@ async fn retry_after_is_honoured_and_attempts_travel_to_the_broker_retry() {
         .build()
         .unwrap();
     let running = Processor::builder("g")
+        .at_least_once_effects()
         .retry(policy)
         .build()
         .unwrap()
@@ -244,6 +262,7 @@ async fn a_failing_key_does_not_stall_other_keys() {
         .build()
         .unwrap();
     let running = Processor::builder("g")
+        .at_least_once_effects()
         .ordering(Ordering::PerKey)
         .concurrency(4)
         .retry(policy)
@@ -313,7 +332,11 @@ async fn a_failed_dead_letter_publish_leaves_the_message_unacked() {
         .faults()
         .fail_next_publishes(1, waybill_core::PublishFault::NotSent);
     let handler = handler_fn(|_m: IncomingMessage| async { Err(HandlerError::permanent("bad")) });
-    let running = Processor::builder("g").build().unwrap().start(sub, handler);
+    let running = Processor::builder("g")
+        .at_least_once_effects()
+        .build()
+        .unwrap()
+        .start(sub, handler);
     wait_for(|| running.counters().dead_lettered == 1).await;
     let totals = running.shutdown().await.unwrap();
     assert_eq!(totals.settle_errors, 1, "first dead-letter publish refused");
@@ -359,6 +382,7 @@ async fn shutdown_gives_back_a_retrying_key_with_everything_queued_behind_it() {
         })
     };
     let running = Processor::builder("g")
+        .at_least_once_effects()
         .ordering(Ordering::PerKey)
         .retry(fast_policy(10))
         .build()
@@ -382,4 +406,120 @@ async fn shutdown_gives_back_a_retrying_key_with_everything_queued_behind_it() {
         .unwrap()
         .unwrap();
     assert_eq!(d.message().message().id(), first_id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_dead_letter_publish_holds_its_key_until_the_message_is_back() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    for payload in ["poison", "second", "third"] {
+        publisher
+            .publish("t", Message::new(payload).with_key("k"))
+            .await
+            .unwrap();
+    }
+    broker
+        .faults()
+        .fail_next_publishes(1, waybill_core::PublishFault::NotSent);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |m: IncomingMessage| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
+                seen.lock().unwrap().push(payload.clone());
+                if payload == "poison" {
+                    return Err(HandlerError::permanent("bad"));
+                }
+                Ok(())
+            }
+        })
+    };
+    let running = Processor::builder("g")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .ordering(Ordering::PerKey)
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().handled == 2).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(
+        totals.settle_errors, 1,
+        "the first dead-letter publish was refused"
+    );
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["poison", "poison", "second", "third"],
+        "the key's later messages waited for the unsettled one to come back"
+    );
+    assert_eq!(broker.messages("t.dlq").len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_default_retry_policy_rides_out_a_thirty_second_outage() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    broker
+        .publisher()
+        .publish("t", Message::new("order"))
+        .await
+        .unwrap();
+    let outage_ends = tokio::time::Instant::now() + Duration::from_secs(30);
+    let handler = handler_fn(move |_m: IncomingMessage| async move {
+        if tokio::time::Instant::now() < outage_ends {
+            return Err(HandlerError::transient("database restarting"));
+        }
+        Ok(())
+    });
+    let running = Processor::builder("g")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    while running.counters().settled() == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(totals.dead_lettered, 0, "{totals:?}");
+    assert_eq!(totals.handled, 1);
+    assert!(totals.failed_attempts >= 5, "{totals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_of_a_dead_lettered_message_is_skipped_until_replayed() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    let poison = Message::new("poison");
+    publisher.publish("t", poison.clone()).await.unwrap();
+    let attempts = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let attempts = Arc::clone(&attempts);
+        handler_fn(move |_m: IncomingMessage| {
+            let attempts = Arc::clone(&attempts);
+            async move {
+                attempts.fetch_add(1, AtomicOrdering::SeqCst);
+                Err(HandlerError::permanent("bad"))
+            }
+        })
+    };
+    let running = Processor::builder("g")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().dead_lettered == 1).await;
+    // A duplicate copy (an ambiguous publish retried, a redelivery) is not handled again.
+    publisher.publish("t", poison.clone()).await.unwrap();
+    wait_for(|| running.counters().duplicates_skipped == 1).await;
+    assert_eq!(attempts.load(AtomicOrdering::SeqCst), 1);
+    // A replayed copy is handled again.
+    let replay = poison.with_header(header_names::REPLAYED_AT, "1");
+    publisher.publish("t", replay).await.unwrap();
+    wait_for(|| running.counters().dead_lettered == 2).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(attempts.load(AtomicOrdering::SeqCst), 2, "{totals:?}");
+    assert_eq!(broker.messages("t.dlq").len(), 2);
 }

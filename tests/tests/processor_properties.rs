@@ -1,8 +1,10 @@
 //! Property tests of the Processor over the in-memory broker: random handler failures and
 //! panics, injected duplicate deliveries and lost acks (a crash between the effect and the ack).
 //!
-//! Properties, for every generated run:
-//! - every message ends with exactly one effect, or is dead-lettered with a readable record;
+//! Duplicates and lost acks are injected for every kind of message (handled, retried,
+//! dead-lettered). Properties, for every generated run:
+//! - every message ends with exactly one effect, or is dead-lettered once with a readable
+//!   record, never both;
 //!   when no fault touches a message, which of the two happens matches the handler's script;
 //! - no effect ever happens twice;
 //! - in `PerKey` mode the effects of each key follow publish order;
@@ -78,6 +80,9 @@ struct World {
     effects: HashMap<MessageId, u32>,
     order: HashMap<u8, Vec<usize>>,
     acks_lost: HashMap<MessageId, bool>,
+    /// Messages whose dead-letter settlement lost its ack after the dead letter was published:
+    /// the settlement failed, so the message came back and was handled again (at-least-once).
+    dead_letter_acks_lost: std::collections::HashSet<MessageId>,
     violations: Vec<String>,
 }
 
@@ -113,15 +118,13 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
         let plans = Arc::new(plans);
         let world: Arc<Mutex<World>> = Arc::default();
 
-        // Duplicate only messages whose script succeeds: a redelivered copy of a dead-lettered
-        // message is handled again by design (so that replay works), which this property
-        // does not model.
+        // Duplicates for every kind of message: handled, retried, dead-lettered. A copy of a
+        // dead-lettered message is skipped (the store keeps it dead until a replay).
         {
             let (index, plans) = (Arc::clone(&index), Arc::clone(&plans));
             broker.faults().on_deliver(move |ctx| {
                 let i = *index.get(&ctx.message.id())?;
-                (plans[i].duplicate && !ctx.redelivered && succeeds(&plans[i], max_attempts))
-                    .then_some(DeliveryFault::Duplicate)
+                (plans[i].duplicate && !ctx.redelivered).then_some(DeliveryFault::Duplicate)
             });
         }
         {
@@ -135,20 +138,23 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
             broker.faults().on_ack(move |ctx| {
                 let id = ctx.message.id();
                 let i = *index.get(&id)?;
-                let mut w = world.lock().unwrap();
-                let has_effect = w.effects.contains_key(&id);
+                let has_effect = world.lock().unwrap().effects.contains_key(&id);
                 if !has_effect {
-                    drop(w);
                     let dead = broker2.messages(&dlq).iter().any(|m| m.id() == id);
                     if !dead {
                         world.lock().unwrap().violations.push(format!(
                             "message {i} acked before its effect or dead letter"
                         ));
+                        return None;
                     }
-                    return None;
                 }
+                // Lost acks (redeliveries) for handled and dead-lettered messages alike.
+                let mut w = world.lock().unwrap();
                 if plans[i].lose_first_ack && !w.acks_lost.contains_key(&id) {
                     w.acks_lost.insert(id, true);
+                    if !has_effect {
+                        w.dead_letter_acks_lost.insert(id);
+                    }
                     return Some(AckFault::Lost);
                 }
                 None
@@ -233,6 +239,22 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
             let effects = w.effects.get(&m.id()).copied().unwrap_or(0);
             let letters: Vec<_> = dead.iter().filter(|d| d.id() == m.id()).collect();
             prop_assert!(effects <= 1, "message {i} had {effects} effects");
+            if w.dead_letter_acks_lost.contains(&m.id()) {
+                // A failed dead-letter settlement is ambiguous (the copy may be out): the
+                // message is handled again, so a second dead letter, or an effect after the
+                // dead letter, may follow; never a second effect.
+                prop_assert!(letters.len() <= 2, "message {i}: {} dead letters", letters.len());
+            } else {
+                prop_assert!(
+                    letters.len() <= 1,
+                    "message {i} was dead-lettered {} times",
+                    letters.len()
+                );
+                prop_assert!(
+                    effects == 0 || letters.is_empty(),
+                    "message {i} had an effect and a dead letter"
+                );
+            }
             if effects == 0 {
                 prop_assert!(
                     !letters.is_empty(),

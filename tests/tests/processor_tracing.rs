@@ -42,7 +42,11 @@ async fn handler_events_carry_the_message_id_and_trace_id() {
         tracing::info!("inside the handler");
         Ok(())
     });
-    let running = Processor::builder("g").build().unwrap().start(sub, handler);
+    let running = Processor::builder("g")
+        .at_least_once_effects()
+        .build()
+        .unwrap()
+        .start(sub, handler);
     for _ in 0..200 {
         if running.counters().handled == 1 {
             break;

@@ -6,7 +6,6 @@ use sqlx::SqlitePool;
 use waybill_core::{handler_fn, Handler, HandlerError, IncomingMessage};
 use waybill_outbox::SqliteIdempotencyStore;
 
-use super::brokers::GROUP;
 use super::orders::amount;
 
 /// The billing books: one row per applied order. Nothing stops a second row for the same
@@ -53,7 +52,7 @@ impl Books {
                     .map_err(HandlerError::transient)?;
                 books
                     .inbox
-                    .mark_done_in(&mut tx, GROUP, m.message().id())
+                    .mark_done_in(&mut tx, &m)
                     .await
                     .map_err(HandlerError::transient)?;
                 tx.commit().await.map_err(HandlerError::transient)?;

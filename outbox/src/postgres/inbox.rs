@@ -4,24 +4,33 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{PgPool, Postgres, Row, Transaction};
-use waybill_core::{Claim, IdempotencyStore, MessageId, StoreError};
+use waybill_core::{
+    Claim, ClaimToken, Completion, IdempotencyStore, IncomingMessage, MessageId, StoreError,
+};
 
 use crate::error::{classify, OutboxError};
 use crate::inbox_purger::InboxPurger;
 
-/// Records `$2` as done for group `$1`, kept for `$3` seconds.
-const MARK_DONE: &str = "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at) \
-     VALUES ($1, $2, true, now() + make_interval(secs => $3)) \
-     ON CONFLICT (group_name, message_id) \
-     DO UPDATE SET done = true, expires_at = excluded.expires_at";
+/// Records the outcome (`$5`: dead-lettered) of the claim `$4` on `$2` for group `$1`, kept for
+/// `$3` seconds; returns a row only when `$4` is the current holder's token (or the lapsed
+/// entry is gone and nobody else claimed it).
+const FINISH: &str = "INSERT INTO waybill_inbox \
+       (group_name, message_id, done, dead, expires_at, token) \
+     VALUES ($1, $2, true, $5, now() + make_interval(secs => $3), $4) \
+     ON CONFLICT (group_name, message_id) DO UPDATE \
+       SET done = true, dead = excluded.dead, expires_at = excluded.expires_at \
+       WHERE waybill_inbox.token IS NOT DISTINCT FROM excluded.token \
+     RETURNING 1";
 
 /// An [`IdempotencyStore`] in the `waybill_inbox` table, shared by every consumer instance
 /// that uses the same database.
 ///
-/// Besides the claim protocol it offers a transactional mode: [`PgIdempotencyStore::mark_done_in`]
-/// writes the processed marker in the handler's own transaction, so the business effect and the
-/// marker commit or roll back together, and a redelivery after a crash at any point can never
-/// apply the effect twice.
+/// Every claim stores a new fencing token; renewing, completing and releasing act only for
+/// the current token, so a consumer whose lease lapsed while another took the message over
+/// can never record a second effect. Besides the claim protocol it offers a transactional
+/// mode: [`PgIdempotencyStore::mark_done_in`] writes the processed marker in the handler's own
+/// transaction, so the business effect and the marker commit or roll back together, and a
+/// redelivery after a crash at any point can never apply the effect twice.
 #[derive(Clone, Debug)]
 pub struct PgIdempotencyStore {
     pool: PgPool,
@@ -38,27 +47,59 @@ impl PgIdempotencyStore {
         Self { pool, retention }
     }
 
-    /// Writes the processed marker for `id` in `tx` (the handler's transaction).
+    /// Writes the processed marker for `message` in `tx` (the handler's transaction), for the
+    /// claim the Processor holds on it ([`IncomingMessage::claim`]).
     ///
     /// Call it from the handler before committing the business change; the runtime's own
-    /// `complete` afterwards is then a no-op.
+    /// completion afterwards then finds the marker in place.
+    ///
+    /// ```no_run
+    /// # use waybill_core::IncomingMessage;
+    /// # async fn handle(pool: sqlx::PgPool, store: waybill_outbox::PgIdempotencyStore, m: IncomingMessage)
+    /// #     -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let mut tx = pool.begin().await?;
+    /// sqlx::query("UPDATE accounts SET paid = true WHERE order_id = $1")
+    ///     .bind(m.message().key())
+    ///     .execute(&mut *tx)
+    ///     .await?;
+    /// store.mark_done_in(&mut tx, &m).await?; // refused if another consumer took the message over
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
-    /// A database error; the caller's transaction is then aborted and must roll back.
+    /// [`OutboxError::ClaimLost`] when the claim lapsed and another consumer took the message
+    /// over: the transaction is aborted (a COMMIT rolls it back), so the effect is not applied
+    /// twice. [`OutboxError::NotClaimed`] when the message carries no claim. Any other database
+    /// error; the transaction is then aborted too.
     pub async fn mark_done_in(
         &self,
         tx: &mut Transaction<'_, Postgres>,
-        group: &str,
-        id: MessageId,
+        message: &IncomingMessage,
     ) -> Result<(), OutboxError> {
-        sqlx::query(MARK_DONE)
-            .bind(group)
+        let id = message.message().id();
+        let claim = message.claim().ok_or(OutboxError::NotClaimed(id))?;
+        let recorded = sqlx::query(FINISH)
+            .bind(claim.group())
             .bind(id.as_uuid())
             .bind(self.retention.as_secs_f64())
-            .execute(&mut **tx)
+            .bind(claim.token().as_uuid())
+            .bind(false)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(|e| classify(e, None))?;
-        Ok(())
+        if recorded.is_some() {
+            return Ok(());
+        }
+        // Abort the transaction, so that even a COMMIT issued after this error rolls the
+        // effect back.
+        let _ = sqlx::query(
+            "DO $$ BEGIN RAISE EXCEPTION 'waybill: the inbox claim was taken over by another \
+             consumer; this transaction is rolled back'; END $$",
+        )
+        .execute(&mut **tx)
+        .await;
+        Err(OutboxError::ClaimLost(id))
     }
 
     /// Deletes lapsed leases and markers past their retention; returns how many.
@@ -109,26 +150,30 @@ impl IdempotencyStore for PgIdempotencyStore {
         id: MessageId,
         lease: Duration,
     ) -> Result<Claim, StoreError> {
-        // Take the row when it is new, or a lapsed lease, or a completion past its retention.
+        let token = ClaimToken::new();
+        // Take the row when it is new, or a lapsed lease, or an entry past its retention.
         let taken = sqlx::query(
-            "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at) \
-             VALUES ($1, $2, false, now() + make_interval(secs => $3)) \
+            "INSERT INTO waybill_inbox (group_name, message_id, done, dead, expires_at, token) \
+             VALUES ($1, $2, false, false, now() + make_interval(secs => $3), $4) \
              ON CONFLICT (group_name, message_id) DO UPDATE \
-               SET done = false, expires_at = excluded.expires_at \
+               SET done = false, dead = false, expires_at = excluded.expires_at, \
+                   token = excluded.token \
                WHERE waybill_inbox.expires_at < now() \
              RETURNING 1",
         )
         .bind(group)
         .bind(id.as_uuid())
         .bind(lease.as_secs_f64())
+        .bind(token.as_uuid())
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| store_error("claim", e))?;
         if taken.is_some() {
-            return Ok(Claim::Acquired);
+            return Ok(Claim::Acquired(token));
         }
         let row = sqlx::query(
-            "SELECT done, GREATEST(EXTRACT(EPOCH FROM expires_at - now()), 0)::float8 AS left_s \
+            "SELECT done, dead, \
+               GREATEST(EXTRACT(EPOCH FROM expires_at - now()), 0)::float8 AS left_s \
              FROM waybill_inbox WHERE group_name = $1 AND message_id = $2",
         )
         .bind(group)
@@ -141,6 +186,9 @@ impl IdempotencyStore for PgIdempotencyStore {
             None => Claim::InFlight {
                 lease_remaining: Duration::ZERO,
             },
+            Some(row) if row.get::<bool, _>("done") && row.get::<bool, _>("dead") => {
+                Claim::DeadLettered
+            }
             Some(row) if row.get::<bool, _>("done") => Claim::AlreadyDone,
             Some(row) => Claim::InFlight {
                 lease_remaining: Duration::from_secs_f64(row.get::<f64, _>("left_s")),
@@ -148,26 +196,84 @@ impl IdempotencyStore for PgIdempotencyStore {
         })
     }
 
-    async fn complete(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
-        sqlx::query(MARK_DONE)
-            .bind(group)
-            .bind(id.as_uuid())
-            .bind(self.retention.as_secs_f64())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| store_error("complete", e))?;
+    async fn renew(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        let renewed = sqlx::query(
+            // A finished entry of the same token (a transactional marker just committed)
+            // counts as renewed and keeps its retention.
+            "UPDATE waybill_inbox SET expires_at = CASE WHEN done THEN expires_at \
+               ELSE now() + make_interval(secs => $4) END \
+             WHERE group_name = $1 AND message_id = $2 AND token = $3",
+        )
+        .bind(group)
+        .bind(id.as_uuid())
+        .bind(token.as_uuid())
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("renew", e))?;
+        if renewed.rows_affected() == 0 {
+            return Err(StoreError::not_holder("renew"));
+        }
         Ok(())
     }
 
-    async fn release(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        completion: Completion,
+    ) -> Result<(), StoreError> {
+        let recorded = sqlx::query(FINISH)
+            .bind(group)
+            .bind(id.as_uuid())
+            .bind(self.retention.as_secs_f64())
+            .bind(token.as_uuid())
+            .bind(completion == Completion::DeadLettered)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error("complete", e))?;
+        match recorded {
+            Some(_) => Ok(()),
+            None => Err(StoreError::not_holder("complete")),
+        }
+    }
+
+    async fn release(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "DELETE FROM waybill_inbox WHERE group_name = $1 AND message_id = $2 AND NOT done",
+            "DELETE FROM waybill_inbox \
+             WHERE group_name = $1 AND message_id = $2 AND token = $3 AND NOT done",
+        )
+        .bind(group)
+        .bind(id.as_uuid())
+        .bind(token.as_uuid())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("release", e))?;
+        Ok(())
+    }
+
+    async fn reopen(&self, group: &str, id: MessageId) -> Result<bool, StoreError> {
+        let reopened = sqlx::query(
+            "DELETE FROM waybill_inbox \
+             WHERE group_name = $1 AND message_id = $2 AND done AND dead",
         )
         .bind(group)
         .bind(id.as_uuid())
         .execute(&self.pool)
         .await
-        .map_err(|e| store_error("release", e))?;
-        Ok(())
+        .map_err(|e| store_error("reopen", e))?;
+        Ok(reopened.rows_affected() > 0)
     }
 }

@@ -4,24 +4,32 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::{Sqlite, SqlitePool, Transaction};
-use waybill_core::{Claim, IdempotencyStore, MessageId, StoreError};
+use waybill_core::{
+    Claim, ClaimToken, Completion, IdempotencyStore, IncomingMessage, MessageId, StoreError,
+};
 
 use crate::error::{classify, OutboxError};
 use crate::inbox_purger::InboxPurger;
 use crate::row::now_ms;
 
-/// Records `?2` as done for group `?1` until `?3` (Unix ms).
-const MARK_DONE: &str = "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at_ms) \
-     VALUES (?1, ?2, 1, ?3) \
-     ON CONFLICT (group_name, message_id) \
-     DO UPDATE SET done = 1, expires_at_ms = excluded.expires_at_ms";
+/// Records the outcome (`?5`: dead-lettered) of the claim `?4` on `?2` for group `?1` until
+/// `?3` (Unix ms); returns a row only when `?4` is the current holder's token (or the lapsed
+/// entry is gone and nobody else claimed it).
+const FINISH: &str = "INSERT INTO waybill_inbox \
+       (group_name, message_id, done, dead, expires_at_ms, token) \
+     VALUES (?1, ?2, 1, ?5, ?3, ?4) \
+     ON CONFLICT (group_name, message_id) DO UPDATE \
+       SET done = 1, dead = excluded.dead, expires_at_ms = excluded.expires_at_ms \
+       WHERE waybill_inbox.token IS excluded.token \
+     RETURNING 1";
 
 /// An [`IdempotencyStore`] in the `waybill_inbox` table of a SQLite database, shared by every
 /// consumer that opens the same file.
 ///
-/// Like [`crate::PgIdempotencyStore`] it has a transactional mode:
-/// [`SqliteIdempotencyStore::mark_done_in`] writes the processed marker in the handler's own
-/// transaction, so the business effect and the marker commit or roll back together.
+/// Like [`crate::PgIdempotencyStore`] its claims carry fencing tokens, and it has a
+/// transactional mode: [`SqliteIdempotencyStore::mark_done_in`] writes the processed marker in
+/// the handler's own transaction, so the business effect and the marker commit or roll back
+/// together.
 #[derive(Clone, Debug)]
 pub struct SqliteIdempotencyStore {
     pool: SqlitePool,
@@ -47,24 +55,34 @@ impl SqliteIdempotencyStore {
         Self { pool, retention }
     }
 
-    /// Writes the processed marker for `id` in `tx` (the handler's transaction).
+    /// Writes the processed marker for `message` in `tx` (the handler's transaction), for the
+    /// claim the Processor holds on it ([`IncomingMessage::claim`]).
     ///
     /// # Errors
-    /// A database error; the caller should roll the transaction back.
+    /// [`OutboxError::ClaimLost`] when the claim lapsed and another consumer took the message
+    /// over, [`OutboxError::NotClaimed`] when the message carries no claim, or a database
+    /// error. The caller must then roll the transaction back (dropping it does, which `?`
+    /// gives): SQLite cannot abort a transaction on the caller's behalf.
     pub async fn mark_done_in(
         &self,
         tx: &mut Transaction<'_, Sqlite>,
-        group: &str,
-        id: MessageId,
+        message: &IncomingMessage,
     ) -> Result<(), OutboxError> {
-        sqlx::query(MARK_DONE)
-            .bind(group)
+        let id = message.message().id();
+        let claim = message.claim().ok_or(OutboxError::NotClaimed(id))?;
+        let recorded = sqlx::query(FINISH)
+            .bind(claim.group())
             .bind(id.as_uuid())
             .bind(now_ms().saturating_add(ms(self.retention)))
-            .execute(&mut **tx)
+            .bind(claim.token().as_uuid())
+            .bind(false)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(|e| classify(e, None))?;
-        Ok(())
+        match recorded {
+            Some(_) => Ok(()),
+            None => Err(OutboxError::ClaimLost(id)),
+        }
     }
 
     /// Deletes lapsed leases and markers past their retention; returns how many.
@@ -112,12 +130,15 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         lease: Duration,
     ) -> Result<Claim, StoreError> {
         let now = now_ms();
-        // Take the row when it is new, or a lapsed lease, or a completion past its retention.
+        let token = ClaimToken::new();
+        // Take the row when it is new, or a lapsed lease, or an entry past its retention.
         let taken = sqlx::query(
-            "INSERT INTO waybill_inbox (group_name, message_id, done, expires_at_ms) \
-             VALUES (?1, ?2, 0, ?3) \
+            "INSERT INTO waybill_inbox \
+               (group_name, message_id, done, dead, expires_at_ms, token) \
+             VALUES (?1, ?2, 0, 0, ?3, ?5) \
              ON CONFLICT (group_name, message_id) DO UPDATE \
-               SET done = 0, expires_at_ms = excluded.expires_at_ms \
+               SET done = 0, dead = 0, expires_at_ms = excluded.expires_at_ms, \
+                   token = excluded.token \
                WHERE waybill_inbox.expires_at_ms < ?4 \
              RETURNING 1",
         )
@@ -125,14 +146,16 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         .bind(id.as_uuid())
         .bind(now.saturating_add(ms(lease)))
         .bind(now)
+        .bind(token.as_uuid())
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| store_error("claim", e))?;
         if taken.is_some() {
-            return Ok(Claim::Acquired);
+            return Ok(Claim::Acquired(token));
         }
-        let row: Option<(bool, i64)> = sqlx::query_as(
-            "SELECT done, expires_at_ms FROM waybill_inbox WHERE group_name = ?1 AND message_id = ?2",
+        let row: Option<(bool, bool, i64)> = sqlx::query_as(
+            "SELECT done, dead, expires_at_ms FROM waybill_inbox \
+             WHERE group_name = ?1 AND message_id = ?2",
         )
         .bind(group)
         .bind(id.as_uuid())
@@ -143,8 +166,9 @@ impl IdempotencyStore for SqliteIdempotencyStore {
             None => Claim::InFlight {
                 lease_remaining: Duration::ZERO,
             },
-            Some((true, _)) => Claim::AlreadyDone,
-            Some((false, expires)) => Claim::InFlight {
+            Some((true, true, _)) => Claim::DeadLettered,
+            Some((true, false, _)) => Claim::AlreadyDone,
+            Some((false, _, expires)) => Claim::InFlight {
                 lease_remaining: Duration::from_millis(
                     u64::try_from(expires.saturating_sub(now_ms())).unwrap_or(0),
                 ),
@@ -152,26 +176,83 @@ impl IdempotencyStore for SqliteIdempotencyStore {
         })
     }
 
-    async fn complete(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
-        sqlx::query(MARK_DONE)
-            .bind(group)
-            .bind(id.as_uuid())
-            .bind(now_ms().saturating_add(ms(self.retention)))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| store_error("complete", e))?;
+    async fn renew(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        lease: Duration,
+    ) -> Result<(), StoreError> {
+        // A finished entry of the same token counts as renewed and keeps its retention.
+        let renewed = sqlx::query(
+            "UPDATE waybill_inbox \
+             SET expires_at_ms = CASE WHEN done = 1 THEN expires_at_ms ELSE ?4 END \
+             WHERE group_name = ?1 AND message_id = ?2 AND token = ?3",
+        )
+        .bind(group)
+        .bind(id.as_uuid())
+        .bind(token.as_uuid())
+        .bind(now_ms().saturating_add(ms(lease)))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("renew", e))?;
+        if renewed.rows_affected() == 0 {
+            return Err(StoreError::not_holder("renew"));
+        }
         Ok(())
     }
 
-    async fn release(&self, group: &str, id: MessageId) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+        completion: Completion,
+    ) -> Result<(), StoreError> {
+        let recorded = sqlx::query(FINISH)
+            .bind(group)
+            .bind(id.as_uuid())
+            .bind(now_ms().saturating_add(ms(self.retention)))
+            .bind(token.as_uuid())
+            .bind(completion == Completion::DeadLettered)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| store_error("complete", e))?;
+        match recorded {
+            Some(_) => Ok(()),
+            None => Err(StoreError::not_holder("complete")),
+        }
+    }
+
+    async fn release(
+        &self,
+        group: &str,
+        id: MessageId,
+        token: ClaimToken,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "DELETE FROM waybill_inbox WHERE group_name = ?1 AND message_id = ?2 AND done = 0",
+            "DELETE FROM waybill_inbox \
+             WHERE group_name = ?1 AND message_id = ?2 AND token = ?3 AND done = 0",
+        )
+        .bind(group)
+        .bind(id.as_uuid())
+        .bind(token.as_uuid())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("release", e))?;
+        Ok(())
+    }
+
+    async fn reopen(&self, group: &str, id: MessageId) -> Result<bool, StoreError> {
+        let reopened = sqlx::query(
+            "DELETE FROM waybill_inbox \
+             WHERE group_name = ?1 AND message_id = ?2 AND done = 1 AND dead = 1",
         )
         .bind(group)
         .bind(id.as_uuid())
         .execute(&self.pool)
         .await
-        .map_err(|e| store_error("release", e))?;
-        Ok(())
+        .map_err(|e| store_error("reopen", e))?;
+        Ok(reopened.rows_affected() > 0)
     }
 }

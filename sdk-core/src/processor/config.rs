@@ -28,8 +28,10 @@ pub struct ProcessorConfig {
     pub(crate) ordering: Ordering,
     pub(crate) retry: RetryPolicy,
     pub(crate) idempotency: Option<Arc<dyn IdempotencyStore>>,
+    pub(crate) at_least_once_effects: bool,
     pub(crate) claim_lease: Duration,
     pub(crate) drain_timeout: Duration,
+    pub(crate) redelivery_hold: Duration,
 }
 
 impl ProcessorConfig {
@@ -58,8 +60,10 @@ impl std::fmt::Debug for ProcessorConfig {
             .field("ordering", &self.ordering)
             .field("retry", &self.retry)
             .field("idempotency", &self.idempotency.is_some())
+            .field("at_least_once_effects", &self.at_least_once_effects)
             .field("claim_lease", &self.claim_lease)
             .field("drain_timeout", &self.drain_timeout)
+            .field("redelivery_hold", &self.redelivery_hold)
             .finish()
     }
 }
@@ -96,8 +100,10 @@ impl ProcessorBuilder {
                 ordering: Ordering::PerKey,
                 retry: RetryPolicy::default(),
                 idempotency: None,
+                at_least_once_effects: false,
                 claim_lease: Duration::from_secs(60),
                 drain_timeout: Duration::from_secs(30),
+                redelivery_hold: Duration::from_secs(30),
             },
             max_buffered: None,
         }
@@ -128,14 +134,28 @@ impl ProcessorBuilder {
         self
     }
 
-    /// The idempotency store that turns redeliveries into skipped duplicates.
+    /// The idempotency store that turns redeliveries into skipped duplicates. A processor
+    /// needs one, or an explicit [`at_least_once_effects`](Self::at_least_once_effects).
     pub fn idempotency(mut self, store: Arc<dyn IdempotencyStore>) -> Self {
         self.config.idempotency = Some(store);
         self
     }
 
-    /// How long a claim protects a message being handled (default 60 s). It must exceed the
-    /// longest handling time, or another instance may handle the message at the same time.
+    /// Runs without an idempotency store, accepting **at-least-once effects**: a message
+    /// delivered again (after a crash, a rebalance, a lost ack, an ambiguous publish) is
+    /// handled again, and around a rebalance two copies may be handled at once, out of key
+    /// order. Only for handlers that are idempotent by themselves. Without this call or a
+    /// store, [`build`](Self::build) refuses.
+    pub fn at_least_once_effects(mut self) -> Self {
+        self.config.at_least_once_effects = true;
+        self
+    }
+
+    /// How long a claim protects a message being handled without renewal (default 60 s).
+    /// While the handler runs the processor renews the claim every third of the lease, so a
+    /// slow handler keeps it; the lease is what a crashed consumer's claim lasts before
+    /// another instance takes the message over. The claim's fencing token stops a holder that
+    /// lost it (e.g. paused longer than the lease) from recording a second effect.
     pub fn claim_lease(mut self, lease: Duration) -> Self {
         self.config.claim_lease = lease;
         self
@@ -150,11 +170,22 @@ impl ProcessorBuilder {
         self
     }
 
+    /// How long a key waits, at most, for a message whose retry or dead-letter copy could not
+    /// be published to be delivered again, before the key's later messages go on (default
+    /// 30 s). The broker delivers such a message again (at once on the log brokers, after a
+    /// requeue or reconnect on RabbitMQ); until it does, its successors wait so they cannot
+    /// overtake it.
+    pub fn redelivery_hold(mut self, hold: Duration) -> Self {
+        self.config.redelivery_hold = hold;
+        self
+    }
+
     /// Validates and returns the processor.
     ///
     /// # Errors
-    /// [`ConfigError`] naming the field: `group` (empty or unusable), `concurrency` (zero),
-    /// `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero).
+    /// [`ConfigError`] naming the field: `group` (empty or unusable), `idempotency` (neither a
+    /// store nor [`at_least_once_effects`](Self::at_least_once_effects)), `concurrency`
+    /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero).
     pub fn build(self) -> Result<crate::Processor, ConfigError> {
         let mut config = self.config;
         validate_name("group", &config.group)?;
@@ -182,6 +213,13 @@ impl ProcessorBuilder {
             return Err(ConfigError::new(
                 "drain_timeout",
                 "must be greater than zero",
+            ));
+        }
+        if config.idempotency.is_none() && !config.at_least_once_effects {
+            return Err(ConfigError::new(
+                "idempotency",
+                "no idempotency store: give one with .idempotency(store), or call \
+                 .at_least_once_effects() to accept that a redelivered message is handled again",
             ));
         }
         Ok(crate::Processor::from_config(config))

@@ -14,6 +14,7 @@ pub(crate) struct Counters {
     pub abandoned: AtomicU64,
     pub settle_errors: AtomicU64,
     pub store_errors: AtomicU64,
+    pub leases_lost: AtomicU64,
     pub receive_errors: AtomicU64,
 }
 
@@ -34,6 +35,7 @@ impl Counters {
             abandoned: self.abandoned.load(Relaxed),
             settle_errors: self.settle_errors.load(Relaxed),
             store_errors: self.store_errors.load(Relaxed),
+            leases_lost: self.leases_lost.load(Relaxed),
             receive_errors: self.receive_errors.load(Relaxed),
         }
     }
@@ -53,7 +55,7 @@ pub struct CountersSnapshot {
     pub retried: u64,
     /// Messages published to the dead letter and acknowledged.
     pub dead_lettered: u64,
-    /// Deliveries skipped because the idempotency store had them as done.
+    /// Deliveries skipped because the idempotency store had them as done or dead-lettered.
     pub duplicates_skipped: u64,
     /// Handler panics caught (also counted in `failed_attempts`).
     pub panics: u64,
@@ -63,6 +65,9 @@ pub struct CountersSnapshot {
     pub settle_errors: u64,
     /// Idempotency store operations that failed.
     pub store_errors: u64,
+    /// Claims lost while handling: another consumer took the message over after this one's
+    /// lease lapsed (a renewal or the outcome was refused by the fencing token).
+    pub leases_lost: u64,
     /// Transient receive errors.
     pub receive_errors: u64,
 }

@@ -3,21 +3,35 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tracing::warn;
 
 use super::pipeline::{process, Outcome, Shared};
 use crate::delivery::Delivery;
+use crate::message_id::MessageId;
 
 type Queued = (Delivery, OwnedSemaphorePermit);
+
+/// A key with a message being handled (or awaited), and the messages waiting behind it.
+#[derive(Default)]
+struct KeyLine {
+    queue: VecDeque<Queued>,
+    /// A message of this key whose settlement failed: the broker delivers it again, and
+    /// nothing queued behind it runs until it is back (or the hold runs out).
+    awaiting: Option<MessageId>,
+    /// Wakes the key's task when the awaited message arrives.
+    arrived: Arc<Notify>,
+}
 
 /// Keys that have a message being handled, with the messages waiting behind it.
 #[derive(Default)]
 pub(crate) struct KeyScheduler {
-    waiting: Mutex<HashMap<String, VecDeque<Queued>>>,
+    lines: Mutex<HashMap<String, KeyLine>>,
 }
 
 impl KeyScheduler {
     /// Handles `delivery` after every earlier message of its key; unkeyed messages go at once.
+    /// A message the key awaits (see [`KeyLine::awaiting`]) goes to the front of its line.
     pub fn dispatch(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
@@ -29,13 +43,20 @@ impl KeyScheduler {
             return;
         };
         let key = {
-            let mut waiting = self.lock();
-            if let Some(queue) = waiting.get_mut(key) {
-                queue.push_back((delivery, permit));
+            let mut lines = self.lock();
+            if let Some(line) = lines.get_mut(key) {
+                let id = delivery.message().message().id();
+                if line.awaiting == Some(id) {
+                    line.awaiting = None;
+                    line.queue.push_front((delivery, permit));
+                    line.arrived.notify_one();
+                } else {
+                    line.queue.push_back((delivery, permit));
+                }
                 return;
             }
             let key = key.to_owned();
-            waiting.insert(key.clone(), VecDeque::new());
+            lines.insert(key.clone(), KeyLine::default());
             key
         };
         let scheduler = Arc::clone(self);
@@ -57,12 +78,17 @@ impl KeyScheduler {
                     // ones queued behind now would put them ahead of it.
                     return;
                 }
+                if let Outcome::Unsettled(id) = outcome {
+                    if !scheduler.await_redelivery(&shared, &key, id).await {
+                        return;
+                    }
+                }
                 let next = {
-                    let mut waiting = scheduler.lock();
-                    match waiting.get_mut(&key).and_then(VecDeque::pop_front) {
+                    let mut lines = scheduler.lock();
+                    match lines.get_mut(&key).and_then(|line| line.queue.pop_front()) {
                         Some(next) => next,
                         None => {
-                            waiting.remove(&key);
+                            lines.remove(&key);
                             guard.armed = false;
                             return;
                         }
@@ -73,9 +99,41 @@ impl KeyScheduler {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<Queued>>> {
+    /// Holds `key` until message `id` is delivered again (it then heads the line), the hold
+    /// runs out (the key goes on, with a warning) or shutdown begins (returns false).
+    async fn await_redelivery(&self, shared: &Shared, key: &str, id: MessageId) -> bool {
+        let arrived = {
+            let mut lines = self.lock();
+            let Some(line) = lines.get_mut(key) else {
+                return false;
+            };
+            line.awaiting = Some(id);
+            Arc::clone(&line.arrived)
+        };
+        let mut stopping = shared.stopping.clone();
+        tokio::select! {
+            () = arrived.notified() => true,
+            _ = stopping.wait_for(|s| *s) => false,
+            () = tokio::time::sleep(shared.config.redelivery_hold) => {
+                let mut lines = self.lock();
+                if let Some(line) = lines.get_mut(key) {
+                    if line.awaiting.take().is_some() {
+                        warn!(
+                            message_id = %id,
+                            hold = ?shared.config.redelivery_hold,
+                            "a message whose settlement failed was not delivered again in time; \
+                             later messages of its key go on and may overtake it"
+                        );
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyLine>> {
         // Only push/pop/insert/remove happen under the lock: a poisoned map is still consistent.
-        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+        self.lines.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

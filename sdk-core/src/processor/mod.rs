@@ -1,7 +1,9 @@
 //! The consumer runtime: receive → claim → handle → classify → ack | retry | dead-letter.
 
+mod claims;
 mod config;
 mod counters;
+mod handler_run;
 mod key_scheduler;
 mod pipeline;
 mod runtime;

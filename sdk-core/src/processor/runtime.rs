@@ -97,6 +97,7 @@ impl Processor {
         let running = (self.config.max_buffered > self.config.concurrency)
             .then(|| Arc::new(Semaphore::new(self.config.concurrency)));
         let shared = Arc::new(Shared {
+            group: Arc::from(self.config.group.as_str()),
             config: self.config,
             handler: Arc::new(handler),
             counters: Arc::clone(&counters),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod inbox_cases;
 pub mod kafka;
 pub mod outbox_cases;
 pub mod outbox_db;

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use waybill_core::{
-    handler_fn, BrokerError, Claim, HandlerError, IncomingMessage, MemoryBroker, Message,
-    MessageId, Ordering, Processor, PublishError, PublishFault, Publisher, Receipt, Subscriber,
+    handler_fn, BrokerError, Claim, ClaimToken, Completion, HandlerError, HeldClaim,
+    IncomingMessage, MemoryBroker, Message, MessageId, Ordering, Origin, Processor, PublishError,
+    PublishFault, Publisher, Receipt, Subscriber,
 };
 use waybill_outbox::{DeadFilter, Relay, RelayConfig};
 
@@ -247,11 +248,7 @@ pub async fn consume_exactly_once(
         let db = Arc::clone(db);
         handler_fn(move |m: IncomingMessage| {
             let db = Arc::clone(&db);
-            async move {
-                db.apply("billing", m.message(), true)
-                    .await
-                    .map_err(HandlerError::permanent)
-            }
+            async move { db.apply(&m, true).await.map_err(HandlerError::permanent) }
         })
     };
     let running = Processor::builder("billing")
@@ -435,41 +432,99 @@ async fn settled_leases(relays: &[Arc<Relay>]) -> Vec<usize> {
     owned
 }
 
-/// The claim protocol any SQL inbox must follow.
+/// The claim protocol any SQL inbox must follow, fencing tokens included.
 pub async fn inbox_claim_protocol(db: Db) {
     let store = db.inbox();
     let id = MessageId::new();
     let lease = Duration::from_millis(500);
-    assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::Acquired);
+    let first = acquired(store.claim("g", id, lease).await.unwrap());
     assert!(matches!(
         store.claim("g", id, lease).await.unwrap(),
         Claim::InFlight { lease_remaining } if lease_remaining <= lease
     ));
-    assert_eq!(
-        store.claim("other", id, lease).await.unwrap(),
-        Claim::Acquired,
-        "groups are independent"
-    );
-    store.release("g", id).await.unwrap();
-    assert_eq!(store.claim("g", id, lease).await.unwrap(), Claim::Acquired);
+    acquired(store.claim("other", id, lease).await.unwrap());
+    store.release("g", id, first).await.unwrap();
+    let second = acquired(store.claim("g", id, lease).await.unwrap());
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(
-        store.claim("g", id, lease).await.unwrap(),
-        Claim::Acquired,
-        "a crashed holder's lease lapses"
+    let third = acquired(store.claim("g", id, lease).await.unwrap());
+    assert_ne!(
+        second, third,
+        "a crashed holder's lease lapses and is taken over"
     );
-    store.complete("g", id).await.unwrap();
+    let stale = store
+        .complete("g", id, second, Completion::Handled)
+        .await
+        .unwrap_err();
+    assert!(stale.is_not_holder(), "{stale}");
+    assert!(store
+        .renew("g", id, second, lease)
+        .await
+        .unwrap_err()
+        .is_not_holder());
+    store.release("g", id, second).await.unwrap();
+    assert!(
+        matches!(
+            store.claim("g", id, lease).await.unwrap(),
+            Claim::InFlight { .. }
+        ),
+        "a stale release leaves the holder's claim alone"
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        store.renew("g", id, third, lease).await.unwrap();
+    }
+    assert!(
+        matches!(
+            store.claim("g", id, lease).await.unwrap(),
+            Claim::InFlight { .. }
+        ),
+        "renewals keep the claim past its first lease"
+    );
+    store
+        .complete("g", id, third, Completion::Handled)
+        .await
+        .unwrap();
+    store
+        .complete("g", id, third, Completion::Handled)
+        .await
+        .expect("the holder may record its outcome twice");
     assert_eq!(
         store.claim("g", id, lease).await.unwrap(),
         Claim::AlreadyDone
     );
-    store.release("g", id).await.unwrap();
+    store.release("g", id, third).await.unwrap();
     assert_eq!(
         store.claim("g", id, lease).await.unwrap(),
         Claim::AlreadyDone,
         "release keeps completions"
     );
+
+    let dead = MessageId::new();
+    let holder = acquired(store.claim("g", dead, lease).await.unwrap());
+    assert!(
+        !store.reopen("g", dead).await.unwrap(),
+        "nothing to reopen yet"
+    );
+    store
+        .complete("g", dead, holder, Completion::DeadLettered)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.claim("g", dead, lease).await.unwrap(),
+        Claim::DeadLettered,
+        "a dead-lettered message stays dead"
+    );
+    assert!(store.reopen("g", dead).await.unwrap());
+    acquired(store.claim("g", dead, lease).await.unwrap());
     db.drop_db().await;
+}
+
+/// The token of an `Acquired` claim.
+pub fn acquired(claim: Claim) -> ClaimToken {
+    match claim {
+        Claim::Acquired(token) => token,
+        other => panic!("expected the claim to be acquired, got {other:?}"),
+    }
 }
 
 /// The purger deletes markers past their retention and lapsed leases, in the background, and
@@ -479,17 +534,14 @@ pub async fn the_inbox_purger_deletes_expired_rows(db: Db) {
     let (store, purger) = db.purged_inbox(retention, Duration::from_millis(50));
     let expiring: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
     for id in &expiring {
-        assert_eq!(
-            store.claim("g", *id, retention).await.unwrap(),
-            Claim::Acquired
-        );
-        store.complete("g", *id).await.unwrap();
+        let token = acquired(store.claim("g", *id, retention).await.unwrap());
+        store
+            .complete("g", *id, token, Completion::Handled)
+            .await
+            .unwrap();
     }
     let lapsing = MessageId::new();
-    assert_eq!(
-        store.claim("g", lapsing, retention).await.unwrap(),
-        Claim::Acquired
-    );
+    acquired(store.claim("g", lapsing, retention).await.unwrap());
     assert_eq!(db.inbox_rows().await, 6);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -509,11 +561,11 @@ pub async fn the_inbox_purger_deletes_expired_rows(db: Db) {
     // A live marker (written with a day's retention) stays through several purges.
     let live = MessageId::new();
     let keeping = db.inbox();
-    assert_eq!(
-        keeping.claim("g", live, retention).await.unwrap(),
-        Claim::Acquired
-    );
-    keeping.complete("g", live).await.unwrap();
+    let token = acquired(keeping.claim("g", live, retention).await.unwrap());
+    keeping
+        .complete("g", live, token, Completion::Handled)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(
         store.claim("g", live, retention).await.unwrap(),
@@ -524,28 +576,76 @@ pub async fn the_inbox_purger_deletes_expired_rows(db: Db) {
     db.drop_db().await;
 }
 
-/// The transactional mode: the marker commits and rolls back with the business change.
+/// The transactional mode: the marker commits and rolls back with the business change, and
+/// only the current holder's marker is accepted.
 pub async fn the_marker_commits_and_rolls_back_with_the_effect(db: Db) {
     let store = db.inbox();
     let message = Message::new("x").with_header("seq", "1");
     let id = message.id();
-    assert_eq!(
-        store.claim("g", id, super::outbox_db::DAY).await.unwrap(),
-        Claim::Acquired
-    );
-    db.apply("g", &message, false).await.unwrap();
-    store.release("g", id).await.unwrap();
-    assert_eq!(
-        store.claim("g", id, super::outbox_db::DAY).await.unwrap(),
-        Claim::Acquired,
-        "rolled back: not done"
-    );
-    assert_eq!(db.applied().await.len(), 0);
-    db.apply("g", &message, true).await.unwrap();
+    let claimed = |token| {
+        IncomingMessage::new(message.clone(), test_origin(), false).with_claim(HeldClaim::new(
+            "g".into(),
+            id,
+            token,
+        ))
+    };
+    let first = acquired(store.claim("g", id, super::outbox_db::DAY).await.unwrap());
+    db.apply(&claimed(first), false).await.unwrap();
+    store.release("g", id, first).await.unwrap();
+    let second = acquired(store.claim("g", id, super::outbox_db::DAY).await.unwrap());
+    assert_eq!(db.applied().await.len(), 0, "rolled back: not done");
+    let unclaimed = IncomingMessage::new(message.clone(), test_origin(), false);
+    let refused = db.apply(&unclaimed, true).await.unwrap_err();
+    assert!(refused.contains("carries no claim"), "{refused}");
+    db.apply(&claimed(second), true).await.unwrap();
     assert_eq!(
         store.claim("g", id, super::outbox_db::DAY).await.unwrap(),
         Claim::AlreadyDone
     );
     assert_eq!(db.applied().await.len(), 1);
     db.drop_db().await;
+}
+
+/// A holder whose lease lapsed and was taken over cannot commit its marker: its transaction
+/// fails, and on PostgreSQL even a COMMIT after the refusal rolls the effect back.
+pub async fn a_stale_holder_cannot_commit_its_marker(db: Db) {
+    let store = db.inbox();
+    let message = Message::new("x").with_header("seq", "7");
+    let id = message.id();
+    let lease = Duration::from_millis(200);
+    let stale = acquired(store.claim("g", id, lease).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let holder = acquired(store.claim("g", id, lease).await.unwrap());
+    let incoming = IncomingMessage::new(message, test_origin(), false).with_claim(HeldClaim::new(
+        "g".into(),
+        id,
+        stale,
+    ));
+    let refused = db.commit_despite_a_refused_marker(&incoming).await;
+    assert!(refused.contains("taken over"), "{refused}");
+    if db.kind() == "postgres" {
+        assert_eq!(
+            db.applied().await.len(),
+            0,
+            "the aborted transaction committed nothing"
+        );
+    }
+    store
+        .complete("g", id, holder, Completion::Handled)
+        .await
+        .expect("the current holder completes");
+    assert_eq!(
+        store.claim("g", id, lease).await.unwrap(),
+        Claim::AlreadyDone
+    );
+    db.drop_db().await;
+}
+
+fn test_origin() -> Origin {
+    Origin {
+        topic: "t".into(),
+        group: "g".into(),
+        partition: None,
+        offset: None,
+    }
 }

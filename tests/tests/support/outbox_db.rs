@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use waybill_core::{IdempotencyStore, Message, Publisher};
+use waybill_core::{IdempotencyStore, IncomingMessage, Message, Publisher};
 use waybill_outbox::{
     InboxPurger, Outbox, OutboxInspector, PgIdempotencyStore, Relay, RelayConfig,
     SqliteIdempotencyStore,
@@ -184,10 +184,11 @@ impl Db {
         self.count("SELECT count(*) FROM waybill_inbox").await
     }
 
-    /// The business effect of handling `message` for `group`: a row in `applied` and the
-    /// inbox marker in one transaction, committed when `commit`. Fails when the effect was
-    /// already applied (the primary key refuses a second one).
-    pub async fn apply(&self, group: &str, message: &Message, commit: bool) -> Result<(), String> {
+    /// The business effect of handling `incoming`: a row in `applied` and the inbox marker of
+    /// its claim in one transaction, committed when `commit`. Fails when the effect was
+    /// already applied (the primary key refuses a second one) or the claim was taken over.
+    pub async fn apply(&self, incoming: &IncomingMessage, commit: bool) -> Result<(), String> {
+        let message = incoming.message();
         let seq: i64 = message
             .headers()
             .get("seq")
@@ -205,7 +206,7 @@ impl Db {
                     .await
                     .map_err(|e| format!("second effect attempted: {e}"))?;
                 store
-                    .mark_done_in(&mut tx, group, message.id())
+                    .mark_done_in(&mut tx, incoming)
                     .await
                     .map_err(|e| e.to_string())?;
                 if commit {
@@ -225,7 +226,7 @@ impl Db {
                     .await
                     .map_err(|e| format!("second effect attempted: {e}"))?;
                 store
-                    .mark_done_in(&mut tx, group, message.id())
+                    .mark_done_in(&mut tx, incoming)
                     .await
                     .map_err(|e| e.to_string())?;
                 if commit {
@@ -235,6 +236,109 @@ impl Db {
                 }
             }
         }
+    }
+
+    /// Applies `incoming`'s effect, asks for its marker and commits even when the marker is
+    /// refused (as a careless handler would); returns the marker's error.
+    pub async fn commit_despite_a_refused_marker(&self, incoming: &IncomingMessage) -> String {
+        let message = incoming.message();
+        let refused = match self {
+            Self::Postgres(db) => {
+                let store = PgIdempotencyStore::new(db.pool.clone(), DAY);
+                let mut tx = db.pool.begin().await.unwrap();
+                sqlx::query("INSERT INTO applied (message_id, key, seq) VALUES ($1, $2, 0)")
+                    .bind(message.id().as_uuid())
+                    .bind(message.key())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let refused = store.mark_done_in(&mut tx, incoming).await.unwrap_err();
+                let _ = tx.commit().await;
+                refused
+            }
+            Self::Sqlite { pool, .. } => {
+                let store = SqliteIdempotencyStore::new(pool.clone(), DAY);
+                let mut tx = pool.begin().await.unwrap();
+                let refused = store.mark_done_in(&mut tx, incoming).await.unwrap_err();
+                tx.rollback().await.unwrap();
+                refused
+            }
+        };
+        refused.to_string()
+    }
+
+    /// Creates `effects`: one row per application of a handler's effect, with no uniqueness,
+    /// so a second effect shows as a second row.
+    pub async fn create_effects(&self) {
+        self.execute(match self {
+            Self::Postgres(_) => "CREATE TABLE effects (message_id uuid NOT NULL)",
+            Self::Sqlite { .. } => "CREATE TABLE effects (message_id BLOB NOT NULL)",
+        })
+        .await;
+    }
+
+    /// A slow business effect: inserts into `effects`, waits `handling`, then writes the inbox
+    /// marker of `incoming`'s claim in the same transaction and commits.
+    pub async fn apply_slowly(
+        &self,
+        incoming: &IncomingMessage,
+        handling: Duration,
+    ) -> Result<(), String> {
+        let id = incoming.message().id();
+        match self {
+            Self::Postgres(db) => {
+                let store = PgIdempotencyStore::new(db.pool.clone(), DAY);
+                let mut tx = db.pool.begin().await.map_err(|e| e.to_string())?;
+                sqlx::query("INSERT INTO effects (message_id) VALUES ($1)")
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(handling).await;
+                store
+                    .mark_done_in(&mut tx, incoming)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())
+            }
+            Self::Sqlite { pool, .. } => {
+                let store = SqliteIdempotencyStore::new(pool.clone(), DAY);
+                // SQLite has one writer: take the write lock late so the other consumer's
+                // claim is not blocked by this transaction's sleep.
+                tokio::time::sleep(handling).await;
+                let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+                sqlx::query("INSERT INTO effects (message_id) VALUES (?1)")
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                store
+                    .mark_done_in(&mut tx, incoming)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// How many times the effect of `message` was applied.
+    pub async fn effects_of(&self, message: &Message) -> i64 {
+        let id = message.id();
+        match self {
+            Self::Postgres(db) => {
+                sqlx::query_scalar("SELECT count(*) FROM effects WHERE message_id = $1")
+                    .bind(id.as_uuid())
+                    .fetch_one(&db.pool)
+                    .await
+            }
+            Self::Sqlite { pool, .. } => {
+                sqlx::query_scalar("SELECT count(*) FROM effects WHERE message_id = ?1")
+                    .bind(id.as_uuid())
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+        .expect("count effects")
     }
 
     /// The applied effects in the order they committed: (key, seq).
