@@ -184,3 +184,8 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     assert!(!err.is_transient());
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
+    cases::an_undecodable_row_is_quarantined_and_the_rest_flow(Db::postgres().await).await;
+}

@@ -175,3 +175,8 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     empty.drop_db().await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
+    cases::an_undecodable_row_is_quarantined_and_the_rest_flow(Db::sqlite().await).await;
+}

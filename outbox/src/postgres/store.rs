@@ -9,7 +9,7 @@ use tokio::sync::Mutex;
 use tracing::warn;
 
 use crate::error::{classify, OutboxError};
-use crate::row::OutboxRow;
+use crate::ready::{decode_ready, ReadyRow};
 use crate::store::{Failure, LeasePlan, RelayStore};
 
 /// The channel the insert trigger notifies.
@@ -58,13 +58,17 @@ impl RelayStore for PgStore {
         shard_count: i64,
         shards: &[i64],
         limit: i64,
-    ) -> Result<Vec<OutboxRow>, OutboxError> {
-        sqlx::query_as(SELECT_READY)
+    ) -> Result<Vec<ReadyRow>, OutboxError> {
+        let rows = sqlx::query(SELECT_READY)
             .bind(limit)
             .bind(shard_count)
             .bind(shards)
             .fetch_all(&self.pool)
             .await
+            .map_err(db)?;
+        rows.iter()
+            .map(decode_ready)
+            .collect::<Result<_, _>>()
             .map_err(db)
     }
 

@@ -549,3 +549,59 @@ pub async fn the_marker_commits_and_rolls_back_with_the_effect(db: Db) {
     assert_eq!(db.applied().await.len(), 1);
     db.drop_db().await;
 }
+
+/// A row another tool wrote with headers that do not decode (`{"a": 1}`: not a string) is
+/// quarantined: marked dead with the decode error, while the rows around it, its own key's
+/// included, are published in key order.
+pub async fn an_undecodable_row_is_quarantined_and_the_rest_flow(db: Db) {
+    let broker = MemoryBroker::new();
+    let messages = numbered(30, 3);
+    db.enqueue("orders", &messages[..10], true).await;
+    let bad = db.insert_raw_row("orders", "k1", r#"{"a": 1}"#).await;
+    db.enqueue("orders", &messages[10..], true).await;
+
+    let relay = db.relay(Arc::new(broker.publisher()), config());
+    for _ in 0..800 {
+        match relay.relay_once().await {
+            Ok(_) if broker.messages("orders").len() >= 30 => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(e) => panic!("one undecodable row failed the whole batch: {e}"),
+        }
+    }
+    let published = broker.messages("orders");
+    let ids: Vec<MessageId> = published.iter().map(Message::id).collect();
+    let expected: Vec<MessageId> = messages.iter().map(Message::id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(sorted, expected_sorted, "every good row published once");
+    let applied: Vec<(Option<String>, i64)> = published
+        .iter()
+        .map(|m| {
+            (
+                m.key().map(str::to_owned),
+                m.headers().get("seq").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(out_of_order_keys(&applied), Vec::<String>::new());
+
+    let dead = db.inspector().dead(&DeadFilter::all(), 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message_id, bad);
+    assert_eq!(dead[0].key.as_deref(), Some("k1"));
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("headers") && error.contains("decode"),
+        "a readable decode error: {error:?}"
+    );
+    println!("{}: quarantined with {error:?}", db.kind());
+    assert_eq!(relay.stats().dead, 1);
+    assert_eq!(
+        db.outbox_rows().await,
+        1,
+        "only the quarantined row is left"
+    );
+    db.drop_db().await;
+}
