@@ -180,3 +180,8 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
     cases::an_undecodable_row_is_quarantined_and_the_rest_flow(Db::sqlite().await).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_relay_takes_over_lapsed_shards() {
+    cases::another_relay_takes_over_lapsed_shards(Db::sqlite().await).await;
+}
