@@ -194,3 +194,155 @@ async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
 async fn another_relay_takes_over_lapsed_shards() {
     cases::another_relay_takes_over_lapsed_shards(Db::postgres().await).await;
 }
+
+/// A broker that never confirms: every publish hangs (after saying it started).
+struct NeverConfirms(Arc<std::sync::atomic::AtomicBool>);
+
+#[async_trait::async_trait]
+impl waybill_core::Publisher for NeverConfirms {
+    async fn publish(
+        &self,
+        _topic: &str,
+        _message: Message,
+    ) -> Result<waybill_core::Receipt, waybill_core::PublishError> {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+    async fn publish_batch(
+        &self,
+        _topic: &str,
+        _messages: Vec<Message>,
+    ) -> Vec<Result<waybill_core::Receipt, waybill_core::PublishError>> {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+    async fn close(&self) -> Result<(), waybill_core::BrokerError> {
+        Ok(())
+    }
+}
+
+/// Pages (8 kB) of the server-wide notification queue in use: PostgreSQL 15 reports the
+/// fraction of its 8 GB maximum (1,048,575 pages).
+async fn notification_queue_pages(pool: &sqlx::PgPool) -> f64 {
+    let usage: f64 = sqlx::query_scalar("SELECT pg_notification_queue_usage()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    usage * 1_048_575.0
+}
+
+/// A relay stuck in a publish keeps its LISTEN session open. If nothing reads that session,
+/// the server cannot hand it the notifications of later commits: once the socket buffers
+/// between them are full (about 4 MB here: some 150,000 payload-less notifications), its
+/// backend stops advancing through the server-wide notification queue, which then grows with
+/// every commit anywhere on the server until NOTIFY, and so every enqueueing COMMIT, fails.
+///
+/// Reaching that point with one notification per commit takes minutes of writes, so the test
+/// first sends 400,000 distinct notifications on the relay's channel in one transaction (as
+/// that many commits would), then keeps enqueueing in committed transactions, and checks that
+/// the queue drains back to a few pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_relay_keeps_the_notification_queue_drained() {
+    const BURST: i64 = 400_000;
+    const COMMITS: usize = 4_000;
+    const WRITERS: usize = 8;
+    /// Head-to-tail distance allowed once drained: the server frees the queue's tail every
+    /// 4 pages.
+    const MAX_PAGES: f64 = 16.0;
+    let db = TestDb::migrated().await;
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay = Relay::postgres(
+        db.pool.clone(),
+        Arc::new(NeverConfirms(Arc::clone(&stalled))),
+        RelayConfig::builder()
+            .poll_interval(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    );
+    let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
+    let listening = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(listening)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let outbox = Outbox::new();
+    let mut tx = db.pool.begin().await.unwrap();
+    outbox
+        .enqueue(&mut tx, "orders", &Message::new("stuck"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for _ in 0..400 {
+        if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        stalled.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay is stuck"
+    );
+    let n: i64 = sqlx::query_scalar(listening)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the stuck relay still has its LISTEN session");
+    let before = notification_queue_pages(&db.pool).await;
+
+    let started = std::time::Instant::now();
+    sqlx::query("SELECT count(pg_notify('waybill_outbox', g::text)) FROM generate_series(1, $1) g")
+        .bind(BURST)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut peak = notification_queue_pages(&db.pool).await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (pool, outbox) = (db.pool.clone(), outbox.clone());
+            tokio::spawn(async move {
+                for i in 0..COMMITS / WRITERS {
+                    let mut tx = pool.begin().await.unwrap();
+                    let message = Message::new(format!("{w}-{i}")).with_key(format!("k{w}"));
+                    outbox.enqueue(&mut tx, "orders", &message).await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    while !writers.iter().all(|w| w.is_finished()) {
+        peak = peak.max(notification_queue_pages(&db.pool).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let written = started.elapsed();
+    let mut after = notification_queue_pages(&db.pool).await;
+    for _ in 0..100 {
+        if after <= MAX_PAGES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = notification_queue_pages(&db.pool).await;
+    }
+    println!(
+        "{BURST} notifications and {COMMITS} commits in {written:?} with the relay stuck: \
+         notification queue {before:.0} pages before, {peak:.0} at peak, {after:.0} after \
+         (bound {MAX_PAGES})"
+    );
+    assert!(
+        after <= MAX_PAGES,
+        "the notification queue still holds {after:.0} pages 10 s after the writes: the \
+         stuck relay's LISTEN session is not read"
+    );
+    task.abort();
+    let _ = task.await;
+    db.drop_db().await;
+}

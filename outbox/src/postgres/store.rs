@@ -3,17 +3,13 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::Mutex;
-use tracing::warn;
 
 use crate::error::{classify, OutboxError};
 use crate::ready::{decode_ready, ReadyRow};
 use crate::store::{Failure, LeasePlan, RelayStore};
 
-/// The channel the insert trigger notifies.
-const CHANNEL: &str = "waybill_outbox";
+use super::wakeups::Wakeups;
 
 /// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
 /// safe while a transaction older than its own may still commit (`txid` not below xmin).
@@ -35,14 +31,14 @@ LIMIT $1";
 /// The outbox tables of one PostgreSQL database.
 pub(crate) struct PgStore {
     pub(super) pool: PgPool,
-    listener: Mutex<Option<PgListener>>,
+    wakeups: Wakeups,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            listener: Mutex::new(None),
+            wakeups: Wakeups::default(),
         }
     }
 }
@@ -221,25 +217,6 @@ impl RelayStore for PgStore {
     }
 
     async fn wait_for_rows(&self, pause: Duration) {
-        let mut listener = self.listener.lock().await;
-        if listener.is_none() {
-            *listener = listen(&self.pool).await;
-        }
-        match listener.as_mut() {
-            Some(l) => match tokio::time::timeout(pause, l.recv()).await {
-                Ok(Ok(_)) | Err(_) => {}
-                Ok(Err(e)) => {
-                    warn!(error = %e, "outbox notifications lost; polling");
-                    *listener = None;
-                }
-            },
-            None => tokio::time::sleep(pause).await,
-        }
+        self.wakeups.wait(&self.pool, pause).await;
     }
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.ok()?;
-    listener.listen(CHANNEL).await.ok()?;
-    Some(listener)
 }
