@@ -56,7 +56,8 @@ pub struct DeadRow {
     pub key: Option<String>,
     /// Publish attempts made.
     pub attempts: i32,
-    /// The last publish error.
+    /// The last publish error, or, for a row quarantined because it does not decode into a
+    /// message, the decode error.
     pub last_error: Option<String>,
     /// How long ago it was marked dead, in seconds.
     pub dead_for_seconds: f64,

@@ -1,5 +1,7 @@
 //! The outbox, relay and SQL inbox against a real PostgreSQL server: transactions, commit
-//! order, per-key order over three relays, poison rows, aborted relays, bad input.
+//! order, per-key order over three relays, poison rows, rows that do not decode, aborted
+//! relays, shard takeover after a lapsed lease, bad input, and a stuck relay's LISTEN session
+//! under a flood of notifications.
 
 mod support;
 
@@ -233,7 +235,8 @@ async fn notification_queue_pages(pool: &sqlx::PgPool) -> f64 {
 
 /// A relay stuck in a publish keeps its LISTEN session open. If nothing reads that session,
 /// the server cannot hand it the notifications of later commits: once the socket buffers
-/// between them are full (about 4 MB here: some 150,000 payload-less notifications), its
+/// between them are full (the kernel lets the server's send buffer grow to 4 MB here, some
+/// 150,000 payload-less notifications; 20,000 commits did not fill it), its
 /// backend stops advancing through the server-wide notification queue, which then grows with
 /// every commit anywhere on the server until NOTIFY, and so every enqueueing COMMIT, fails.
 ///

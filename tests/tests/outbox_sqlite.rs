@@ -1,6 +1,6 @@
 //! The outbox, relay and SQL inbox on SQLite (embedded, a temporary file per test):
-//! transactions, commit order, per-key order over three relays, poison rows, aborted relays,
-//! bad input.
+//! transactions, commit order, per-key order over three relays, poison rows, rows that do not
+//! decode, aborted relays, shard takeover after a lapsed lease, bad input.
 
 mod support;
 
