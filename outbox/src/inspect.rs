@@ -48,7 +48,8 @@ impl Backlog {
 pub struct DeadRow {
     /// Position in the outbox (commit order).
     pub seq: i64,
-    /// The message id, as consumers see it.
+    /// The message id, as consumers see it (on SQLite, the nil id when another writer
+    /// stored something that is not a UUID).
     pub message_id: MessageId,
     /// Destination topic.
     pub topic: String,
