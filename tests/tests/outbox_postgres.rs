@@ -349,3 +349,39 @@ async fn a_stalled_relay_keeps_the_notification_queue_drained() {
     let _ = task.await;
     db.drop_db().await;
 }
+
+/// A creation time of `infinity` (valid for `timestamptz`, written by another tool) cannot be
+/// a message's creation time: that row is quarantined too, instead of failing the query.
+#[tokio::test]
+async fn a_row_created_at_infinity_is_quarantined() {
+    let db = Db::postgres().await;
+    let broker = MemoryBroker::new();
+    let messages = support::outbox_db::numbered(20, 2);
+    db.enqueue("orders", &messages[..10], true).await;
+    let id = db.insert_raw_row("orders", "k0", "{}").await;
+    db.execute(&format!(
+        "UPDATE waybill_outbox SET created_at = 'infinity' WHERE message_id = '{id}'"
+    ))
+    .await;
+    db.enqueue("orders", &messages[10..], true).await;
+
+    let relay = db.relay(Arc::new(broker.publisher()), cases::config());
+    for _ in 0..800 {
+        match relay.relay_once().await {
+            Ok(_) if broker.messages("orders").len() >= 20 => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(e) => panic!("one row failed the whole batch: {e}"),
+        }
+    }
+    assert_eq!(broker.messages("orders").len(), 20);
+    let dead = db
+        .inspector()
+        .dead(&waybill_outbox::DeadFilter::all(), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message_id, id);
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("created_at"), "{error:?}");
+    db.drop_db().await;
+}

@@ -13,9 +13,12 @@ use super::wakeups::Wakeups;
 
 /// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
 /// safe while a transaction older than its own may still commit (`txid` not below xmin).
+/// An infinite creation time reads as NULL, so that only its row fails to decode.
 const SELECT_READY: &str = "\
 SELECT seq, message_id, topic, key, payload, headers, \
-       (EXTRACT(EPOCH FROM created_at) * 1000)::bigint AS created_at_ms, attempts \
+       CASE WHEN isfinite(created_at) \
+            THEN (EXTRACT(EPOCH FROM created_at) * 1000)::bigint END AS created_at_ms, \
+       attempts \
 FROM waybill_outbox o \
 WHERE NOT o.dead \
   AND o.available_at <= now() \
