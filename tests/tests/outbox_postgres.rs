@@ -385,3 +385,63 @@ async fn a_row_created_at_infinity_is_quarantined() {
     assert!(error.contains("created_at"), "{error:?}");
     db.drop_db().await;
 }
+
+/// An idle relay wakes on the insert trigger's notification, long before its poll interval
+/// (60 s here). Later enqueues keep notifying, in case the first row was not yet safe to
+/// relay when the relay woke (another transaction on the server was older).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_wakes_an_idle_relay() {
+    let db = TestDb::migrated().await;
+    let broker = MemoryBroker::new();
+    let relay = Relay::postgres(
+        db.pool.clone(),
+        Arc::new(broker.publisher()),
+        RelayConfig::builder()
+            .poll_interval(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
+    let listening = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(listening)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Let it go idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outbox = Outbox::new();
+    let enqueue = |message: Message| {
+        let (pool, outbox) = (db.pool.clone(), outbox.clone());
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            outbox.enqueue(&mut tx, "orders", &message).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let first = Message::new("wake up");
+    let started = std::time::Instant::now();
+    enqueue(first.clone()).await;
+    while !broker
+        .messages("orders")
+        .iter()
+        .any(|m| m.id() == first.id())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the relay slept through its notifications"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        enqueue(Message::new("nudge")).await;
+    }
+    println!("published {:?} after the commit", started.elapsed());
+    task.abort();
+    let _ = task.await;
+    db.drop_db().await;
+}
