@@ -68,9 +68,13 @@ struct Counters {
 /// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. A row
 /// that does not decode into a message (headers that are not a JSON object of strings,
 /// written by another tool, say) is marked dead at once with the decode error, and the rest
-/// of the batch goes on. Dead
-/// rows are kept for `dead_retention`, listed, replayed and purged with
-/// [`crate::OutboxInspector`].
+/// of the batch goes on. Dead rows are kept for `dead_retention`, listed, replayed and purged
+/// with [`crate::OutboxInspector`].
+///
+/// **Wake-ups.** On PostgreSQL an idle relay wakes on the insert trigger's `NOTIFY` (polling
+/// every `poll_interval` stays as the fallback). Its `LISTEN` session is read by a task of its
+/// own at all times, also while the relay publishes or hangs on a broker, so the server's
+/// notification queue never waits for it; any number of notifications make one wake-up.
 ///
 /// PostgreSQL transaction ids are server-wide: a transaction left open anywhere on the server
 /// (any database) holds relaying back until it ends. Keep business transactions short and
