@@ -48,7 +48,8 @@ impl Backlog {
 pub struct DeadRow {
     /// Position in the outbox (commit order).
     pub seq: i64,
-    /// The message id, as consumers see it.
+    /// The message id, as consumers see it (on SQLite, the nil id when another writer
+    /// stored something that is not a UUID).
     pub message_id: MessageId,
     /// Destination topic.
     pub topic: String,
@@ -56,7 +57,8 @@ pub struct DeadRow {
     pub key: Option<String>,
     /// Publish attempts made.
     pub attempts: i32,
-    /// The last publish error.
+    /// The last publish error, or, for a row quarantined because it does not decode into a
+    /// message, the decode error.
     pub last_error: Option<String>,
     /// How long ago it was marked dead, in seconds.
     pub dead_for_seconds: f64,

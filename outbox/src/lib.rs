@@ -25,6 +25,7 @@ mod inbox_retention;
 mod inspect;
 mod outbox;
 pub mod postgres;
+mod ready;
 mod relay;
 mod row;
 pub mod sqlite;

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use crate::error::OutboxError;
 use crate::inspect::{DeadFilter, DeadRow, TopicBacklog};
-use crate::row::OutboxRow;
+use crate::ready::ReadyRow;
 
 /// Reading and changing outbox rows for inspection and retention.
 #[async_trait]
@@ -28,13 +28,14 @@ pub(crate) trait InspectStore: Send + Sync {
 pub(crate) trait RelayStore: InspectStore {
     /// Ready rows of the given shards in `seq` order: committed (and, on PostgreSQL, with no
     /// older transaction still open), not dead, not parked, and with no earlier row of their
-    /// key parked or not yet safe.
+    /// key parked or not yet safe. A row that does not decode comes back as an
+    /// [`Undecodable`](crate::ready::Undecodable) among the others.
     async fn ready(
         &self,
         shard_count: i64,
         shards: &[i64],
         limit: i64,
-    ) -> Result<Vec<OutboxRow>, OutboxError>;
+    ) -> Result<Vec<ReadyRow>, OutboxError>;
     /// Deletes confirmed rows.
     async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError>;
     /// Records a failed attempt: the row waits `backoff`, or is dead when `dead`.

@@ -1,5 +1,7 @@
 //! The outbox, relay and SQL inbox against a real PostgreSQL server: transactions, commit
-//! order, per-key order over three relays, poison rows, aborted relays, bad input.
+//! order, per-key order over three relays, poison rows, rows that do not decode, aborted
+//! relays, shard takeover after a lapsed lease, bad input, and a stuck relay's LISTEN session
+//! under a flood of notifications.
 
 mod support;
 
@@ -182,6 +184,265 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     let err = relay_missing.relay_once().await.unwrap_err();
     assert!(matches!(err, OutboxError::Refused(_)), "{err}");
     assert!(!err.is_transient());
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
+    cases::an_undecodable_row_is_quarantined_and_the_rest_flow(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_relay_takes_over_lapsed_shards() {
+    cases::another_relay_takes_over_lapsed_shards(Db::postgres().await).await;
+}
+
+/// A broker that never confirms: every publish hangs (after saying it started).
+struct NeverConfirms(Arc<std::sync::atomic::AtomicBool>);
+
+#[async_trait::async_trait]
+impl waybill_core::Publisher for NeverConfirms {
+    async fn publish(
+        &self,
+        _topic: &str,
+        _message: Message,
+    ) -> Result<waybill_core::Receipt, waybill_core::PublishError> {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+    async fn publish_batch(
+        &self,
+        _topic: &str,
+        _messages: Vec<Message>,
+    ) -> Vec<Result<waybill_core::Receipt, waybill_core::PublishError>> {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+    async fn close(&self) -> Result<(), waybill_core::BrokerError> {
+        Ok(())
+    }
+}
+
+/// Pages (8 kB) of the server-wide notification queue in use: PostgreSQL 15 reports the
+/// fraction of its 8 GB maximum (1,048,575 pages).
+async fn notification_queue_pages(pool: &sqlx::PgPool) -> f64 {
+    let usage: f64 = sqlx::query_scalar("SELECT pg_notification_queue_usage()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    usage * 1_048_575.0
+}
+
+/// A relay stuck in a publish keeps its LISTEN session open. If nothing reads that session,
+/// the server cannot hand it the notifications of later commits: once the socket buffers
+/// between them are full (the kernel lets the server's send buffer grow to 4 MB here, some
+/// 150,000 payload-less notifications; 20,000 commits did not fill it), its
+/// backend stops advancing through the server-wide notification queue, which then grows with
+/// every commit anywhere on the server until NOTIFY, and so every enqueueing COMMIT, fails.
+///
+/// Reaching that point with one notification per commit takes minutes of writes, so the test
+/// first sends 400,000 distinct notifications on the relay's channel in one transaction (as
+/// that many commits would), then keeps enqueueing in committed transactions, and checks that
+/// the queue drains back to a few pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_relay_keeps_the_notification_queue_drained() {
+    const BURST: i64 = 400_000;
+    const COMMITS: usize = 4_000;
+    const WRITERS: usize = 8;
+    /// Head-to-tail distance allowed once drained: the server frees the queue's tail every
+    /// 4 pages.
+    const MAX_PAGES: f64 = 16.0;
+    let db = TestDb::migrated().await;
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let relay = Relay::postgres(
+        db.pool.clone(),
+        Arc::new(NeverConfirms(Arc::clone(&stalled))),
+        RelayConfig::builder()
+            .poll_interval(Duration::from_millis(200))
+            .build()
+            .unwrap(),
+    );
+    let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
+    let listening = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(listening)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let outbox = Outbox::new();
+    let mut tx = db.pool.begin().await.unwrap();
+    outbox
+        .enqueue(&mut tx, "orders", &Message::new("stuck"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    for _ in 0..400 {
+        if stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        stalled.load(std::sync::atomic::Ordering::SeqCst),
+        "the relay is stuck"
+    );
+    let n: i64 = sqlx::query_scalar(listening)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the stuck relay still has its LISTEN session");
+    let before = notification_queue_pages(&db.pool).await;
+
+    let started = std::time::Instant::now();
+    sqlx::query("SELECT count(pg_notify('waybill_outbox', g::text)) FROM generate_series(1, $1) g")
+        .bind(BURST)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let mut peak = notification_queue_pages(&db.pool).await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (pool, outbox) = (db.pool.clone(), outbox.clone());
+            tokio::spawn(async move {
+                for i in 0..COMMITS / WRITERS {
+                    let mut tx = pool.begin().await.unwrap();
+                    let message = Message::new(format!("{w}-{i}")).with_key(format!("k{w}"));
+                    outbox.enqueue(&mut tx, "orders", &message).await.unwrap();
+                    tx.commit().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    while !writers.iter().all(|w| w.is_finished()) {
+        peak = peak.max(notification_queue_pages(&db.pool).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let written = started.elapsed();
+    let mut after = notification_queue_pages(&db.pool).await;
+    for _ in 0..100 {
+        if after <= MAX_PAGES {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = notification_queue_pages(&db.pool).await;
+    }
+    println!(
+        "{BURST} notifications and {COMMITS} commits in {written:?} with the relay stuck: \
+         notification queue {before:.0} pages before, {peak:.0} at peak, {after:.0} after \
+         (bound {MAX_PAGES})"
+    );
+    assert!(
+        after <= MAX_PAGES,
+        "the notification queue still holds {after:.0} pages 10 s after the writes: the \
+         stuck relay's LISTEN session is not read"
+    );
+    task.abort();
+    let _ = task.await;
+    db.drop_db().await;
+}
+
+/// A creation time of `infinity` (valid for `timestamptz`, written by another tool) cannot be
+/// a message's creation time: that row is quarantined too, instead of failing the query.
+#[tokio::test]
+async fn a_row_created_at_infinity_is_quarantined() {
+    let db = Db::postgres().await;
+    let broker = MemoryBroker::new();
+    let messages = support::outbox_db::numbered(20, 2);
+    db.enqueue("orders", &messages[..10], true).await;
+    let id = db.insert_raw_row("orders", "k0", "{}").await;
+    db.execute(&format!(
+        "UPDATE waybill_outbox SET created_at = 'infinity' WHERE message_id = '{id}'"
+    ))
+    .await;
+    db.enqueue("orders", &messages[10..], true).await;
+
+    let relay = db.relay(Arc::new(broker.publisher()), cases::config());
+    for _ in 0..800 {
+        match relay.relay_once().await {
+            Ok(_) if broker.messages("orders").len() >= 20 => break,
+            Ok(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            Err(e) => panic!("one row failed the whole batch: {e}"),
+        }
+    }
+    assert_eq!(broker.messages("orders").len(), 20);
+    let dead = db
+        .inspector()
+        .dead(&waybill_outbox::DeadFilter::all(), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message_id, id);
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("created_at"), "{error:?}");
+    db.drop_db().await;
+}
+
+/// An idle relay wakes on the insert trigger's notification, long before its poll interval
+/// (60 s here). Later enqueues keep notifying, in case the first row was not yet safe to
+/// relay when the relay woke (another transaction on the server was older).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_wakes_an_idle_relay() {
+    let db = TestDb::migrated().await;
+    let broker = MemoryBroker::new();
+    let relay = Relay::postgres(
+        db.pool.clone(),
+        Arc::new(broker.publisher()),
+        RelayConfig::builder()
+            .poll_interval(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
+    let listening = "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(listening)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Let it go idle.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let outbox = Outbox::new();
+    let enqueue = |message: Message| {
+        let (pool, outbox) = (db.pool.clone(), outbox.clone());
+        async move {
+            let mut tx = pool.begin().await.unwrap();
+            outbox.enqueue(&mut tx, "orders", &message).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    };
+    let first = Message::new("wake up");
+    let started = std::time::Instant::now();
+    enqueue(first.clone()).await;
+    while !broker
+        .messages("orders")
+        .iter()
+        .any(|m| m.id() == first.id())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the relay slept through its notifications"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        enqueue(Message::new("nudge")).await;
+    }
+    println!("published {:?} after the commit", started.elapsed());
+    task.abort();
+    let _ = task.await;
     db.drop_db().await;
 }
 

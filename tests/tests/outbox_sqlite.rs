@@ -1,6 +1,6 @@
 //! The outbox, relay and SQL inbox on SQLite (embedded, a temporary file per test):
-//! transactions, commit order, per-key order over three relays, poison rows, aborted relays,
-//! bad input.
+//! transactions, commit order, per-key order over three relays, poison rows, rows that do not
+//! decode, aborted relays, shard takeover after a lapsed lease, bad input.
 
 mod support;
 
@@ -173,6 +173,57 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
     let err = relay.relay_once().await.unwrap_err();
     assert!(matches!(err, OutboxError::NotMigrated(_)), "{err}");
     empty.drop_db().await;
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
+    cases::an_undecodable_row_is_quarantined_and_the_rest_flow(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_relay_takes_over_lapsed_shards() {
+    cases::another_relay_takes_over_lapsed_shards(Db::sqlite().await).await;
+}
+
+/// SQLite keeps whatever type a writer gives: another tool may store the message id as UUID
+/// text instead of 16 bytes. Such a row is quarantined like any undecodable row, and it can
+/// still be listed and purged by its id.
+#[tokio::test]
+async fn a_row_with_a_text_message_id_is_quarantined_listed_and_purged() {
+    let db = Db::sqlite().await;
+    let broker = MemoryBroker::new();
+    let messages = support::outbox_db::numbered(20, 2);
+    db.enqueue("orders", &messages[..10], true).await;
+    let id = waybill_core::MessageId::new();
+    db.execute(&format!(
+        "INSERT INTO waybill_outbox (message_id, topic, key, shard_hash, payload, headers, \
+           created_at_ms, enqueued_at_ms, available_at_ms) \
+         VALUES ('{id}', 'orders', 'k0', 0, X'00', '{{}}', 0, 0, 0)"
+    ))
+    .await;
+    db.enqueue("orders", &messages[10..], true).await;
+
+    let relay = db.relay(Arc::new(broker.publisher()), cases::config());
+    cases::drain_until(&relay, || broker.messages("orders").len() >= 20).await;
+    assert_eq!(broker.messages("orders").len(), 20);
+    let inspector = db.inspector();
+    let dead = inspector
+        .dead(&waybill_outbox::DeadFilter::all(), 10)
+        .await
+        .expect("the dead rows can be listed");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message_id, id);
+    let error = dead[0].last_error.as_deref().unwrap_or_default();
+    assert!(error.contains("message_id"), "{error:?}");
+    assert_eq!(
+        inspector
+            .purge(&waybill_outbox::DeadFilter::ids([id]))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(db.outbox_rows().await, 0);
     db.drop_db().await;
 }
 

@@ -243,7 +243,11 @@ fn run_case(plans: Vec<Plan>, ordering: Ordering, max_attempts: u32) -> Result<(
                 // A failed dead-letter settlement is ambiguous (the copy may be out): the
                 // message is handled again, so a second dead letter, or an effect after the
                 // dead letter, may follow; never a second effect.
-                prop_assert!(letters.len() <= 2, "message {i}: {} dead letters", letters.len());
+                prop_assert!(
+                    letters.len() <= 2,
+                    "message {i}: {} dead letters",
+                    letters.len()
+                );
             } else {
                 prop_assert!(
                     letters.len() <= 1,

@@ -4,6 +4,7 @@ mod inbox;
 mod inspect;
 mod outbox;
 mod store;
+mod wakeups;
 
 pub use inbox::PgIdempotencyStore;
 pub(crate) use store::PgStore;

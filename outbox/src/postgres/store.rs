@@ -3,23 +3,22 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::Mutex;
-use tracing::warn;
 
 use crate::error::{classify, OutboxError};
-use crate::row::OutboxRow;
+use crate::ready::{decode_ready, ReadyRow};
 use crate::store::{Failure, LeasePlan, RelayStore};
 
-/// The channel the insert trigger notifies.
-const CHANNEL: &str = "waybill_outbox";
+use super::wakeups::Wakeups;
 
 /// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
 /// safe while a transaction older than its own may still commit (`txid` not below xmin).
+/// An infinite creation time reads as NULL, so that only its row fails to decode.
 const SELECT_READY: &str = "\
 SELECT seq, message_id, topic, key, payload, headers, \
-       (EXTRACT(EPOCH FROM created_at) * 1000)::bigint AS created_at_ms, attempts \
+       CASE WHEN isfinite(created_at) \
+            THEN (EXTRACT(EPOCH FROM created_at) * 1000)::bigint END AS created_at_ms, \
+       attempts \
 FROM waybill_outbox o \
 WHERE NOT o.dead \
   AND o.available_at <= now() \
@@ -35,14 +34,14 @@ LIMIT $1";
 /// The outbox tables of one PostgreSQL database.
 pub(crate) struct PgStore {
     pub(super) pool: PgPool,
-    listener: Mutex<Option<PgListener>>,
+    wakeups: Wakeups,
 }
 
 impl PgStore {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            listener: Mutex::new(None),
+            wakeups: Wakeups::default(),
         }
     }
 }
@@ -58,13 +57,17 @@ impl RelayStore for PgStore {
         shard_count: i64,
         shards: &[i64],
         limit: i64,
-    ) -> Result<Vec<OutboxRow>, OutboxError> {
-        sqlx::query_as(SELECT_READY)
+    ) -> Result<Vec<ReadyRow>, OutboxError> {
+        let rows = sqlx::query(SELECT_READY)
             .bind(limit)
             .bind(shard_count)
             .bind(shards)
             .fetch_all(&self.pool)
             .await
+            .map_err(db)?;
+        rows.iter()
+            .map(decode_ready)
+            .collect::<Result<_, _>>()
             .map_err(db)
     }
 
@@ -217,25 +220,6 @@ impl RelayStore for PgStore {
     }
 
     async fn wait_for_rows(&self, pause: Duration) {
-        let mut listener = self.listener.lock().await;
-        if listener.is_none() {
-            *listener = listen(&self.pool).await;
-        }
-        match listener.as_mut() {
-            Some(l) => match tokio::time::timeout(pause, l.recv()).await {
-                Ok(Ok(_)) | Err(_) => {}
-                Ok(Err(e)) => {
-                    warn!(error = %e, "outbox notifications lost; polling");
-                    *listener = None;
-                }
-            },
-            None => tokio::time::sleep(pause).await,
-        }
+        self.wakeups.wait(&self.pool, pause).await;
     }
-}
-
-async fn listen(pool: &PgPool) -> Option<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.ok()?;
-    listener.listen(CHANNEL).await.ok()?;
-    Some(listener)
 }

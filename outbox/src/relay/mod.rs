@@ -18,6 +18,7 @@ use leases::Leases;
 
 use crate::error::OutboxError;
 use crate::inspect::{Backlog, DeadFilter};
+use crate::ready::{ReadyRow, Undecodable};
 use crate::row::OutboxRow;
 use crate::store::{Failure, RelayStore};
 
@@ -31,7 +32,8 @@ pub struct RelayStats {
     pub published: u64,
     /// Publish attempts that failed (the row stays, parked with backoff).
     pub failed: u64,
-    /// Rows marked dead (attempt cap reached, or a permanent failure).
+    /// Rows marked dead (attempt cap reached, a permanent failure, or a row that does not
+    /// decode into a message).
     pub dead: u64,
     /// Batches claimed.
     pub batches: u64,
@@ -63,9 +65,16 @@ struct Counters {
 /// inbox drops the copy), never out of order.
 ///
 /// **Failures.** A key whose row fails is parked with backoff while other keys flow; after
-/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. Dead
-/// rows are kept for `dead_retention`, listed, replayed and purged with
-/// [`crate::OutboxInspector`].
+/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. A row
+/// that does not decode into a message (headers that are not a JSON object of strings,
+/// written by another tool, say) is marked dead at once with the decode error, and the rest
+/// of the batch goes on. Dead rows are kept for `dead_retention`, listed, replayed and purged
+/// with [`crate::OutboxInspector`].
+///
+/// **Wake-ups.** On PostgreSQL an idle relay wakes on the insert trigger's `NOTIFY` (polling
+/// every `poll_interval` stays as the fallback). Its `LISTEN` session is read by a task of its
+/// own at all times, also while the relay publishes or hangs on a broker, so the server's
+/// notification queue never waits for it; any number of notifications make one wake-up.
 ///
 /// PostgreSQL transaction ids are server-wide: a transaction left open anywhere on the server
 /// (any database) holds relaying back until it ends. Keep business transactions short and
@@ -156,6 +165,7 @@ impl Relay {
         }
         self.counters.batches.fetch_add(1, Relaxed);
         let taken = rows.len();
+        let rows = self.quarantine(rows).await?;
         let mut queues = key_queues(rows);
         while !queues.is_empty() {
             let round: Vec<OutboxRow> = queues.iter_mut().filter_map(VecDeque::pop_front).collect();
@@ -222,6 +232,34 @@ impl Relay {
                 .fetch_add(confirmed.len() as u64, Relaxed);
         }
         Ok(failed)
+    }
+
+    /// Marks the rows that do not decode dead, with the decode error, before anything of the
+    /// batch is published; returns the others. Like any dead row, a quarantined one no longer
+    /// holds its key back, and it can be listed, replayed (once repaired) and purged.
+    async fn quarantine(&self, rows: Vec<ReadyRow>) -> Result<Vec<OutboxRow>, OutboxError> {
+        let mut decoded = Vec::with_capacity(rows.len());
+        for row in rows {
+            match row {
+                Ok(row) => decoded.push(row),
+                Err(Undecodable {
+                    seq,
+                    attempts,
+                    error,
+                }) => {
+                    warn!(seq, error = %error, "outbox row quarantined: marked dead");
+                    let failure = Failure {
+                        attempts,
+                        error: &error,
+                        dead: true,
+                        backoff: Duration::ZERO,
+                    };
+                    self.store.park(seq, &failure).await?;
+                    self.counters.dead.fetch_add(1, Relaxed);
+                }
+            }
+        }
+        Ok(decoded)
     }
 
     async fn park(&self, row: &OutboxRow, error: &PublishError) -> Result<(), OutboxError> {

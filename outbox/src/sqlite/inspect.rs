@@ -10,10 +10,13 @@ use crate::row::now_ms;
 use crate::store::InspectStore;
 
 /// Matches dead rows by `?1` topic (or any), `?2` ids as a JSON array of UUID strings (or
-/// any), `?3` the latest death time in Unix ms.
+/// any), `?3` the latest death time in Unix ms. An id is stored as 16 bytes, or as UUID text
+/// by another writer (such a row is quarantined: it is dead, and found here too).
 const DEAD_MATCH: &str = "dead = 1 AND (?1 IS NULL OR topic = ?1) \
      AND (json_array_length(?2) = 0 \
-          OR lower(hex(message_id)) IN (SELECT replace(value, '-', '') FROM json_each(?2))) \
+          OR (CASE WHEN typeof(message_id) = 'text' THEN lower(replace(message_id, '-', '')) \
+                   ELSE lower(hex(message_id)) END) \
+             IN (SELECT replace(value, '-', '') FROM json_each(?2))) \
      AND dead_at_ms <= ?3";
 
 fn db(e: sqlx::Error) -> OutboxError {
@@ -31,6 +34,19 @@ fn binds(filter: &DeadFilter) -> (Option<String>, String, i64) {
         serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()),
         now_ms().saturating_sub(older),
     )
+}
+
+/// The UUID of a stored message id: 16 bytes as waybill writes it, or the text form another
+/// writer may have used; the nil UUID when it is neither.
+fn stored_uuid(stored: &[u8]) -> uuid::Uuid {
+    uuid::Uuid::from_slice(stored)
+        .ok()
+        .or_else(|| {
+            std::str::from_utf8(stored)
+                .ok()
+                .and_then(|text| uuid::Uuid::parse_str(text.trim()).ok())
+        })
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -59,7 +75,7 @@ impl InspectStore for SqliteStore {
     async fn dead(&self, filter: &DeadFilter, limit: i64) -> Result<Vec<DeadRow>, OutboxError> {
         type Row = (
             i64,
-            uuid::Uuid,
+            Vec<u8>,
             String,
             Option<String>,
             i32,
@@ -84,7 +100,7 @@ impl InspectStore for SqliteStore {
             .map(
                 |(seq, id, topic, key, attempts, last_error, dead_at)| DeadRow {
                     seq,
-                    message_id: MessageId::from_uuid(id),
+                    message_id: MessageId::from_uuid(stored_uuid(&id)),
                     topic,
                     key,
                     attempts,

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 
 use crate::error::{classify, OutboxError};
-use crate::row::{now_ms, OutboxRow};
+use crate::ready::{decode_ready, ReadyRow};
+use crate::row::now_ms;
 use crate::store::{Failure, LeasePlan, RelayStore};
 
 /// Ready rows of the given shards (`?3`, a JSON array) in `seq` order. SQLite commits one
@@ -53,14 +54,18 @@ impl RelayStore for SqliteStore {
         shard_count: i64,
         shards: &[i64],
         limit: i64,
-    ) -> Result<Vec<OutboxRow>, OutboxError> {
-        sqlx::query_as(SELECT_READY)
+    ) -> Result<Vec<ReadyRow>, OutboxError> {
+        let rows = sqlx::query(SELECT_READY)
             .bind(now_ms())
             .bind(shard_count)
             .bind(json_list(shards))
             .bind(limit)
             .fetch_all(&self.pool)
             .await
+            .map_err(db)?;
+        rows.iter()
+            .map(decode_ready)
+            .collect::<Result<_, _>>()
             .map_err(db)
     }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use waybill_core::{IdempotencyStore, IncomingMessage, Message, Publisher};
+use waybill_core::{IdempotencyStore, IncomingMessage, Message, MessageId, Publisher};
 use waybill_outbox::{
     InboxPurger, Outbox, OutboxInspector, PgIdempotencyStore, Relay, RelayConfig,
     SqliteIdempotencyStore,
@@ -132,6 +132,26 @@ impl Db {
                 }
             }
         }
+    }
+
+    /// Inserts a row by raw SQL, as another tool might, with `headers` (JSON text) that need
+    /// not decode into waybill headers; returns its message id.
+    pub async fn insert_raw_row(&self, topic: &str, key: &str, headers: &str) -> MessageId {
+        let id = MessageId::new();
+        let hex = id.to_string().replace('-', "");
+        let sql = match self {
+            Self::Postgres(_) => format!(
+                "INSERT INTO waybill_outbox (message_id, topic, key, shard_hash, payload, headers, \
+                   created_at) VALUES ('{id}', '{topic}', '{key}', 0, '\\x00', '{headers}', now())"
+            ),
+            Self::Sqlite { .. } => format!(
+                "INSERT INTO waybill_outbox (message_id, topic, key, shard_hash, payload, headers, \
+                   created_at_ms, enqueued_at_ms, available_at_ms) \
+                 VALUES (X'{hex}', '{topic}', '{key}', 0, X'00', '{headers}', 0, 0, 0)"
+            ),
+        };
+        self.execute(&sql).await;
+        id
     }
 
     /// A relay over this database.
