@@ -51,6 +51,22 @@ fn start_relay(db: &Db) -> Child {
         .expect("start waybill-relay")
 }
 
+/// SIGKILLs the running relay and proves the kill took effect: the relay was still running
+/// (it had not died on its own), and SIGKILL is what ended it.
+fn sigkill(relay: &mut Child) {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(status) = relay.try_wait().unwrap() {
+        panic!("the relay died on its own before the kill: {status}");
+    }
+    relay.kill().expect("SIGKILL");
+    let status = relay.wait().unwrap();
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the relay ended with {status}, not by the SIGKILL"
+    );
+}
+
 async fn killed_again_and_again_loses_nothing(db: Db) {
     let db = Arc::new(db);
     let config = RabbitConfig::builder(amqp_url()).build().unwrap();
@@ -95,8 +111,7 @@ async fn killed_again_and_again_loses_nothing(db: Db) {
             );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        relay.kill().expect("SIGKILL");
-        relay.wait().unwrap();
+        sigkill(&mut relay);
         kills += 1;
     }
     let mut relay = start_relay(&db);

@@ -1,6 +1,8 @@
 //! The Kafka-protocol broker SIGKILLed twice and restarted in the middle of a publish-and-
 //! consume run of 10,000 messages. Every confirmed message must be handled, no effect may
 //! happen twice (idempotency store), and per-key order must hold (PerKey mode).
+//! Each kill must take effect: the broker's process is replaced, and the client sees the
+//! outage (a failed publish, receive or settlement) while it lasts.
 //!
 //! 10,000 messages: the local broker (tansu on SQLite) carries about 600 pipelined messages a
 //! second here, so the run takes about 20 s with both restarts.

@@ -12,7 +12,7 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use support::rabbitmq::{config, kill_and_restart, rabbitmqctl, require_broker};
+use support::rabbitmq::{config, kill, rabbitmqctl, require_broker, start_again};
 use waybill_core::{Message, MessageId, Publisher, Subscriber};
 use waybill_rabbitmq::{delete_group_topology, RabbitPublisher, RabbitSubscriber};
 
@@ -36,14 +36,16 @@ async fn publish_rounds(publisher: &RabbitPublisher, topic: &str) {
     }
 }
 
-/// Receives (and acks) until every message was seen once; returns each key's `seq` values in
-/// the order their first copies arrived.
+/// Receives (and acks) until `until` messages were seen once, recording each key's `seq`
+/// values in the order their first copies arrived; returns how many receive errors (lost
+/// connections) it went through.
 async fn receive_all(
     subscriber: &mut RabbitSubscriber,
     seen: &mut HashSet<MessageId>,
     order: &mut HashMap<String, Vec<u64>>,
     until: usize,
-) {
+) -> u64 {
+    let mut errors = 0;
     let deadline = Instant::now() + Duration::from_secs(180);
     while seen.len() < until {
         assert!(
@@ -56,6 +58,7 @@ async fn receive_all(
             Ok(None) => panic!("the subscriber ended"),
             Err(e) => {
                 assert!(e.is_transient(), "{e}");
+                errors += 1;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -70,6 +73,7 @@ async fn receive_all(
         }
         let _ = delivery.ack().await;
     }
+    errors
 }
 
 /// How the connection is lost.
@@ -83,7 +87,8 @@ enum Cut {
 
 /// Publishes, handles a few messages, loses the connection while the broker has pushed a full
 /// prefetch window, keeps receiving through the outage, and returns the keys whose first
-/// copies arrived out of publish order.
+/// copies arrived out of publish order. Fails unless the cut took effect: the subscriber saw
+/// the connection go, and a killed broker's node process was replaced.
 async fn first_arrivals_out_of_order(cut: Cut) -> Vec<String> {
     let topic = format!("wb-reorder-{}", &MessageId::new().to_string()[24..]);
     let group = "reorder";
@@ -98,21 +103,26 @@ async fn first_arrivals_out_of_order(cut: Cut) -> Vec<String> {
     let mut order = HashMap::new();
     receive_all(&mut subscriber, &mut seen, &mut order, 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let outage = tokio::spawn(async move {
-        match cut {
-            Cut::CloseConnections => {
-                tokio::task::spawn_blocking(|| {
-                    rabbitmqctl(&["close_all_connections", "test cut"]);
-                })
+    // The cut strikes while the subscriber holds its prefetch window unacknowledged: the
+    // connection is gone before receiving goes on.
+    let restart = match cut {
+        Cut::CloseConnections => {
+            tokio::task::spawn_blocking(|| rabbitmqctl(&["close_all_connections", "test cut"]))
                 .await
                 .unwrap();
-            }
-            Cut::KillBroker => kill_and_restart().await,
+            None
         }
-    });
+        Cut::KillBroker => Some(tokio::spawn(start_again(kill().await))),
+    };
     // Receiving goes on (and reconnects) while the broker is away, as a Processor's does.
-    receive_all(&mut subscriber, &mut seen, &mut order, KEYS * ROUNDS).await;
-    outage.await.unwrap();
+    let errors = receive_all(&mut subscriber, &mut seen, &mut order, KEYS * ROUNDS).await;
+    if let Some(restart) = restart {
+        restart.await.unwrap().assert_replaced_process();
+    }
+    assert!(
+        errors > 0,
+        "after {cut:?}, the subscriber never saw its connection go: the cut did nothing"
+    );
     let _ = subscriber.close().await;
     delete_group_topology(&config(), &topic, group, true)
         .await

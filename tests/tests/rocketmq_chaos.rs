@@ -1,6 +1,8 @@
 //! The RocketMQ broker SIGKILLed twice and restarted (the name server stays up) in the middle
 //! of a publish-and-consume run of 10,000 messages. Every `SEND_OK` message must be handled,
 //! no effect may happen twice (idempotency store), and per-key order must hold (PerKey mode).
+//! Each kill must take effect: the broker's process is replaced, and the client sees the
+//! outage (a failed publish, receive or settlement) while it lasts.
 
 mod support;
 

@@ -1,11 +1,12 @@
 //! What the broker-crash tests share: publishing a batch until every message is confirmed,
 //! a PerKey Processor that records each effect in a ledger, and the whole run with broker
-//! kills in the middle.
+//! faults in the middle, each proven to have taken effect.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use super::fault::{FaultProof, InFlightFault, Restart};
 
 use waybill_core::testkit::{Ledger, LedgerReport};
 use waybill_core::{
@@ -14,7 +15,8 @@ use waybill_core::{
 };
 
 /// A crash run's shape: `messages` over `keys` keys, published one round (a message per key)
-/// at a time; the broker is killed and restarted while the rounds at `kill_at` are in flight.
+/// at a time; a fault (a broker kill and restart) strikes while the rounds at `kill_at` are in
+/// flight.
 pub struct CrashPlan<'a> {
     /// Messages in all.
     pub messages: usize,
@@ -30,62 +32,80 @@ pub struct CrashRun {
     pub report: LedgerReport,
     /// The Processor's counters.
     pub totals: CountersSnapshot,
-    /// Broker kills (and restarts) that completed.
-    pub kills: usize,
-    /// Kills the plan asked for.
+    /// The faults that struck, each with its proof.
+    pub faults: Vec<FaultProof>,
+    /// Faults the plan asked for.
     pub planned_kills: usize,
     /// Messages the plan published.
     pub messages: usize,
 }
 
 impl CrashRun {
-    /// Every planned kill happened, and every message was handled once, in key order.
+    /// Every planned fault happened and took effect, and every message was handled once, in
+    /// key order.
     pub fn assert_survived(&self) {
         assert_eq!(
-            self.kills, self.planned_kills,
-            "every planned broker restart happened"
+            self.faults.len(),
+            self.planned_kills,
+            "every planned fault happened: {:?}",
+            self.faults
         );
+        for fault in &self.faults {
+            fault.assert_took_effect();
+        }
         assert!(self.report.is_clean(), "{:?}", self.report);
         assert_eq!(self.report.delivered, self.messages);
     }
 }
 
 /// Publishes the plan's messages to `topic` while a ledger Processor consumes them through
-/// `subscriber`, killing and restarting the broker with `kill_and_restart` as planned; waits
-/// (up to 300 s) until nothing confirmed is missing, then stops and prints the ledger.
+/// `subscriber`, running a `fault` (a broker kill and restart) as planned; waits (up to 300 s)
+/// until nothing confirmed is missing, then stops and prints the ledger.
+///
+/// Each fault is proven as soon as it finished (see [`InFlightFault::finish`]): the test fails
+/// at once when a fault failed or did nothing the client noticed.
 pub async fn run_through_broker_kills<K, F>(
     plan: CrashPlan<'_>,
     publisher: &dyn Publisher,
     subscriber: impl Subscriber + 'static,
     topic: &str,
     group: &str,
-    kill_and_restart: K,
+    fault: K,
 ) -> CrashRun
 where
     K: Fn() -> F,
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = Restart> + Send + 'static,
 {
     let ledger = Arc::new(Ledger::new());
     let running = ledger_processor(group, subscriber, &ledger);
-    let kills = Arc::new(AtomicUsize::new(0));
+    let mut publish_failures = 0;
+    let client_errors = |publish_failures: u64| {
+        let seen = running.counters();
+        publish_failures + seen.receive_errors + seen.settle_errors
+    };
+    let mut faults = Vec::new();
+    let mut in_flight: Option<InFlightFault> = None;
     let started = Instant::now();
-    let mut pending_kills = plan.kill_at.iter().peekable();
+    let mut pending_faults = plan.kill_at.iter().peekable();
     for round in 0..plan.messages / plan.keys {
-        if pending_kills
+        let due = pending_faults
             .next_if(|at| round * plan.keys >= **at)
-            .is_some()
-        {
-            // The kill strikes while this round is in flight.
-            let restart = kill_and_restart();
-            let kills = Arc::clone(&kills);
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                eprintln!("SIGKILL to the broker");
-                restart.await;
-                kills.fetch_add(1, AtomicOrdering::SeqCst);
-            });
+            .is_some();
+        if in_flight.as_ref().is_some_and(|f| due || f.is_finished()) {
+            let finished = in_flight.take().unwrap();
+            faults.push(finished.finish(|| client_errors(publish_failures)).await);
         }
-        publish_until_confirmed(publisher, topic, round_batch(round, plan.keys), &ledger).await;
+        if due {
+            in_flight = Some(InFlightFault::start(
+                fault(),
+                client_errors(publish_failures),
+            ));
+        }
+        publish_failures +=
+            publish_until_confirmed(publisher, topic, round_batch(round, plan.keys), &ledger).await;
+    }
+    if let Some(last) = in_flight.take() {
+        faults.push(last.finish(|| client_errors(publish_failures)).await);
     }
     let deadline = Instant::now() + Duration::from_secs(300);
     while !ledger.report().lost.is_empty() && Instant::now() < deadline {
@@ -104,10 +124,11 @@ where
         report.unconfirmed_delivered
     );
     println!("processor: {totals:?}");
+    println!("faults: {faults:?}");
     CrashRun {
         report,
         totals,
-        kills: kills.load(AtomicOrdering::SeqCst),
+        faults,
         planned_kills: plan.kill_at.len(),
         messages: plan.messages,
     }
@@ -125,15 +146,17 @@ pub fn round_batch(round: usize, keys: usize) -> Vec<Message> {
 }
 
 /// Publishes `batch`, republishing failed messages (same id) until every one is confirmed,
-/// as the outbox relay does: a key never has two messages in flight. Panics on a permanent
-/// failure or when the broker stays away for 180 s.
+/// as the outbox relay does: a key never has two messages in flight. Returns how many
+/// publishes failed on the way. Panics on a permanent failure or when the broker stays away
+/// for 180 s.
 pub async fn publish_until_confirmed(
     publisher: &dyn Publisher,
     topic: &str,
     mut batch: Vec<Message>,
     ledger: &Ledger,
-) {
+) -> u64 {
     let started = Instant::now();
+    let mut failures = 0;
     while !batch.is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(180),
@@ -149,6 +172,7 @@ pub async fn publish_until_confirmed(
                 Ok(receipt) => ledger.confirmed(receipt.message_id),
                 Err(e) => {
                     assert!(e.is_retryable(), "unexpected permanent failure: {e}");
+                    failures += 1;
                     batch.push(e.into_message());
                 }
             }
@@ -157,6 +181,7 @@ pub async fn publish_until_confirmed(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    failures
 }
 
 /// A PerKey Processor for `group` with the in-memory idempotency store, whose handler records

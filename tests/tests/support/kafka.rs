@@ -88,17 +88,12 @@ impl ConformanceTarget for KafkaTarget {
     }
 }
 
-/// SIGKILLs the local broker and starts it again (`scripts/brokers kill kafka`, then `start`).
-/// Against a cluster of your own, set WAYBILL_KAFKA_KILL and WAYBILL_KAFKA_START to commands
-/// that do the same.
-pub async fn kill_and_restart() {
-    super::kill_and_restart_with(
-        "WAYBILL_KAFKA_KILL",
-        "kafka",
-        "WAYBILL_KAFKA_START",
-        "kafka",
-    )
-    .await;
+/// SIGKILLs the local broker and starts it again (`scripts/brokers kill kafka`, then `start`);
+/// returns its process ids before and after. Against a cluster of your own, set
+/// WAYBILL_KAFKA_KILL and WAYBILL_KAFKA_START to commands that do the same (and
+/// WAYBILL_KAFKA_PID to one that prints the broker's process id).
+pub async fn kill_and_restart() -> super::fault::Restart {
+    super::kill_and_restart_with("WAYBILL_KAFKA", "kafka", "kafka").await
 }
 
 /// Creates a fresh topic with [`PARTITIONS`] partitions and returns its name.

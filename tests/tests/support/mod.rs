@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod fault;
 pub mod inbox_cases;
 pub mod kafka;
 pub mod outbox_cases;
@@ -39,18 +40,35 @@ pub fn unique_topic(prefix: &str) -> String {
     )
 }
 
-/// Runs the command in `kill_var` (default: `scripts/brokers kill <kill>`), then the one in
-/// `start_var` (default: `scripts/brokers start <start>`); fails the test if either fails.
-pub async fn kill_and_restart_with(kill_var: &str, kill: &str, start_var: &str, start: &str) {
+/// Kills a local server with SIGKILL and starts it again, and returns the proof: runs the
+/// command in `{env}_KILL` (default `scripts/brokers kill <kill>`, which fails when there is
+/// nothing to kill), then the one in `{env}_START` (default `scripts/brokers start <start>`);
+/// fails the test if either fails. The server's process id before and after comes from the
+/// command in `{env}_PID` (default `scripts/brokers pid <kill>`); it is not known when
+/// `{env}_KILL` is set and `{env}_PID` is not.
+pub async fn kill_and_restart_with(env: &str, kill: &str, start: &str) -> fault::Restart {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/brokers");
-    let kill = std::env::var(kill_var).unwrap_or_else(|_| format!("{script} kill {kill}"));
-    let start = std::env::var(start_var).unwrap_or_else(|_| format!("{script} start {start}"));
-    for command in [kill, start] {
-        let status = tokio::process::Command::new("bash")
-            .args(["-c", &command])
-            .status()
-            .await
-            .expect("run the broker script");
-        assert!(status.success(), "{command} failed");
+    let var = |suffix: &str| std::env::var(format!("{env}_{suffix}")).ok();
+    let pid_command = match (var("PID"), var("KILL")) {
+        (Some(command), _) => Some(command),
+        (None, Some(_)) => None,
+        (None, None) => Some(format!("{script} pid {kill}")),
+    };
+    let before = match &pid_command {
+        Some(command) => Some(fault::pid_from(command).await),
+        None => None,
+    };
+    let kill_command = var("KILL").unwrap_or_else(|| format!("{script} kill {kill}"));
+    let start_command = var("START").unwrap_or_else(|| format!("{script} start {start}"));
+    eprintln!("SIGKILL to {kill}: {kill_command}");
+    fault::run_checked(&kill_command).await;
+    fault::run_checked(&start_command).await;
+    let pids = match (&pid_command, before) {
+        (Some(command), Some(before)) => Some((before, fault::pid_from(command).await)),
+        _ => None,
+    };
+    fault::Restart {
+        fault: format!("SIGKILL and start of {kill}"),
+        pids,
     }
 }

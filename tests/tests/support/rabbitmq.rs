@@ -10,6 +10,8 @@ use waybill_rabbitmq::{
     delete_group_topology, delete_topic, RabbitConfig, RabbitPublisher, RabbitSubscriber,
 };
 
+use super::fault::{pid_from, run_checked, Restart};
+
 /// The broker URL: `WAYBILL_RABBITMQ_URL`, or the local default.
 pub fn url() -> String {
     std::env::var("WAYBILL_RABBITMQ_URL")
@@ -118,44 +120,106 @@ pub fn rabbitmqctl(args: &[&str]) {
     );
 }
 
-/// Stops and starts the RabbitMQ application inside the running node.
-pub async fn restart_app() {
-    tokio::task::spawn_blocking(|| {
-        rabbitmqctl(&["stop_app"]);
-        std::thread::sleep(Duration::from_secs(1));
-        rabbitmqctl(&["start_app"]);
-        rabbitmqctl(&["await_startup"]);
-    })
-    .await
-    .unwrap();
+/// The command printing the RabbitMQ node's process id: WAYBILL_RABBITMQ_PID, or (unless
+/// WAYBILL_RABBITMQ_KILL names a kill of your own) the oldest local `beam.smp` running rabbit.
+fn pid_command() -> Option<String> {
+    match (
+        std::env::var("WAYBILL_RABBITMQ_PID"),
+        std::env::var("WAYBILL_RABBITMQ_KILL"),
+    ) {
+        (Ok(command), _) => Some(command),
+        (Err(_), Ok(_)) => None,
+        (Err(_), Err(_)) => Some("pgrep -o -f '[b]eam.smp.*rabbit'".to_owned()),
+    }
 }
 
-/// Kills the broker's Erlang VM with SIGKILL and starts the server again.
-pub async fn kill_and_restart() {
-    tokio::task::spawn_blocking(|| {
-        let status = std::process::Command::new("pkill")
-            .args(["-9", "-f", "beam.smp.*rabbit"])
+/// Stops and starts the RabbitMQ application inside the running node, or runs the command in
+/// WAYBILL_RABBITMQ_RESTART_APP instead. The node's process stays, so the proof holds no
+/// process ids: the client seeing the outage is the proof.
+pub async fn restart_app() -> Restart {
+    if let Ok(command) = std::env::var("WAYBILL_RABBITMQ_RESTART_APP") {
+        run_checked(&command).await;
+    } else {
+        tokio::task::spawn_blocking(|| {
+            rabbitmqctl(&["stop_app"]);
+            std::thread::sleep(Duration::from_secs(1));
+            rabbitmqctl(&["start_app"]);
+            rabbitmqctl(&["await_startup"]);
+        })
+        .await
+        .unwrap();
+    }
+    Restart {
+        fault: "stop_app and start_app of RabbitMQ".to_owned(),
+        pids: None,
+    }
+}
+
+/// Kills the broker's Erlang VM with SIGKILL and starts the server again; returns the node's
+/// process ids before and after. WAYBILL_RABBITMQ_KILL and WAYBILL_RABBITMQ_START replace the
+/// kill and the start with commands of your own (WAYBILL_RABBITMQ_PID prints the process id).
+pub async fn kill_and_restart() -> Restart {
+    start_again(kill().await).await
+}
+
+/// The first half of [`kill_and_restart`]: SIGKILLs the node and returns its process id
+/// before the kill (when known), for [`start_again`].
+pub async fn kill() -> Option<u32> {
+    let before = match pid_command() {
+        Some(command) => Some(pid_from(&command).await),
+        None => None,
+    };
+    eprintln!("SIGKILL to the RabbitMQ node");
+    match std::env::var("WAYBILL_RABBITMQ_KILL") {
+        Ok(command) => drop(run_checked(&command).await),
+        Err(_) => tokio::task::spawn_blocking(kill_node).await.unwrap(),
+    }
+    before
+}
+
+/// The second half of [`kill_and_restart`]: starts the node killed by [`kill`], whose process
+/// id was `before`.
+pub async fn start_again(before: Option<u32>) -> Restart {
+    match std::env::var("WAYBILL_RABBITMQ_START") {
+        Ok(command) => drop(run_checked(&command).await),
+        Err(_) => tokio::task::spawn_blocking(start_node).await.unwrap(),
+    }
+    let pids = match (pid_command(), before) {
+        (Some(command), Some(before)) => Some((before, pid_from(&command).await)),
+        _ => None,
+    };
+    Restart {
+        fault: "SIGKILL and start of the RabbitMQ node".to_owned(),
+        pids,
+    }
+}
+
+/// SIGKILLs the local node's Erlang VM and waits until it is gone.
+fn kill_node() {
+    let status = std::process::Command::new("pkill")
+        .args(["-9", "-f", "beam.smp.*rabbit"])
+        .status()
+        .expect("pkill");
+    assert!(status.success(), "no RabbitMQ node to kill");
+    for _ in 0..100 {
+        let alive = std::process::Command::new("pgrep")
+            .args(["-f", "beam.smp.*rabbit"])
             .status()
-            .expect("pkill");
-        assert!(status.success(), "no RabbitMQ node to kill");
-        for _ in 0..100 {
-            let alive = std::process::Command::new("pgrep")
-                .args(["-f", "beam.smp.*rabbit"])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !alive {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
+            .is_ok_and(|s| s.success());
+        if !alive {
+            break;
         }
-        let status = std::process::Command::new("rabbitmq-server")
-            .arg("-detached")
-            .status()
-            .expect("rabbitmq-server");
-        assert!(status.success(), "rabbitmq-server -detached failed");
-        std::thread::sleep(Duration::from_secs(2));
-        rabbitmqctl(&["await_startup", "--timeout", "120"]);
-    })
-    .await
-    .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Starts the local node and waits until it runs.
+fn start_node() {
+    let status = std::process::Command::new("rabbitmq-server")
+        .arg("-detached")
+        .status()
+        .expect("rabbitmq-server");
+    assert!(status.success(), "rabbitmq-server -detached failed");
+    std::thread::sleep(Duration::from_secs(2));
+    rabbitmqctl(&["await_startup", "--timeout", "120"]);
 }

@@ -66,16 +66,12 @@ pub async fn create_topic_for_test(prefix: &str) -> String {
     name
 }
 
-/// SIGKILLs the local broker (not the name server) and starts it again. Against a cluster of
-/// your own, set WAYBILL_ROCKETMQ_KILL and WAYBILL_ROCKETMQ_START to commands that do the same.
-pub async fn kill_and_restart_broker() {
-    super::kill_and_restart_with(
-        "WAYBILL_ROCKETMQ_KILL",
-        "rocketmq-broker",
-        "WAYBILL_ROCKETMQ_START",
-        "rocketmq",
-    )
-    .await;
+/// SIGKILLs the local broker (not the name server) and starts it again; returns its process
+/// ids before and after. Against a cluster of your own, set WAYBILL_ROCKETMQ_KILL and
+/// WAYBILL_ROCKETMQ_START to commands that do the same (and WAYBILL_ROCKETMQ_PID to one that
+/// prints the broker's process id).
+pub async fn kill_and_restart_broker() -> super::fault::Restart {
+    super::kill_and_restart_with("WAYBILL_ROCKETMQ", "rocketmq-broker", "rocketmq").await
 }
 
 /// The conformance target.

@@ -1,11 +1,11 @@
 //! Cases about consumers: competing subscribers, groups, close and reopen.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
+use super::group_drain::drain_together;
 use super::support::{
     expect_quiet, fail, next, numbered, publish_all, receive_acked, same_ids, setup, topic, unique,
 };
@@ -22,54 +22,6 @@ pub(super) fn cases() -> Vec<Case> {
         case!(close_and_reopen_midstream_loses_nothing),
         case!(closed_subscriber_ends_its_stream),
     ]
-}
-
-/// Consumes with every subscriber at once until `expected` distinct ids were seen.
-async fn drain_together(
-    subscribers: Vec<Box<dyn Subscriber>>,
-    expected: usize,
-    within: std::time::Duration,
-) -> Result<HashMap<MessageId, usize>, String> {
-    let seen: Arc<Mutex<HashMap<MessageId, usize>>> = Arc::default();
-    let deadline = Instant::now() + within;
-    let workers = subscribers.into_iter().map(|mut sub| {
-        let seen = Arc::clone(&seen);
-        async move {
-            loop {
-                if seen.lock().unwrap().len() >= expected {
-                    return Ok(());
-                }
-                let wait = (Instant::now() + std::time::Duration::from_millis(200)).min(deadline);
-                match tokio::time::timeout_at(wait, sub.receive()).await {
-                    Err(_) if Instant::now() >= deadline => return Err("timed out".to_owned()),
-                    Err(_) => continue,
-                    Ok(Err(e)) => return Err(format!("receive failed: {e}")),
-                    Ok(Ok(None)) => return Err("subscription ended".to_owned()),
-                    Ok(Ok(Some(d))) => {
-                        *seen
-                            .lock()
-                            .unwrap()
-                            .entry(d.message().message().id())
-                            .or_default() += 1;
-                        d.ack().await.map_err(fail("ack"))?;
-                    }
-                }
-            }
-        }
-    });
-    let results: Vec<Result<(), String>> = join_all(workers).await;
-    let seen = seen.lock().unwrap().clone();
-    if seen.len() < expected {
-        let why = results
-            .into_iter()
-            .find_map(Result::err)
-            .unwrap_or_default();
-        return Err(format!(
-            "{} of {expected} messages arrived: {why}",
-            seen.len()
-        ));
-    }
-    Ok(seen)
 }
 
 async fn competing_consumers_lose_nothing(t: &dyn ConformanceTarget) -> Result<(), String> {
@@ -93,10 +45,10 @@ async fn competing_consumers_lose_nothing(t: &dyn ConformanceTarget) -> Result<(
         return Err(format!("publish failed: {e}"));
     }
     let seen = drain_together(subs, n, scale.case_timeout).await?;
-    if let Some(unknown) = seen.keys().find(|id| !ids.contains(id)) {
+    if let Some(unknown) = seen.ids().find(|id| !ids.contains(id)) {
         return Err(format!("unexpected message {unknown}"));
     }
-    Ok(())
+    seen.check_shared()
 }
 
 async fn many_publishers_and_subscribers_lose_nothing(
@@ -133,14 +85,14 @@ async fn many_publishers_and_subscribers_lose_nothing(
         ids.extend(p?);
     }
     let seen = seen?;
-    let lost = ids.iter().filter(|id| !seen.contains_key(id)).count();
-    if lost > 0 || seen.len() != total {
+    let lost = ids.iter().filter(|id| !seen.contains(id)).count();
+    if lost > 0 || seen.distinct() != total {
         return Err(format!(
             "{lost} of {total} lost, {} distinct seen",
-            seen.len()
+            seen.distinct()
         ));
     }
-    Ok(())
+    seen.check_shared()
 }
 
 async fn independent_groups_each_get_everything(t: &dyn ConformanceTarget) -> Result<(), String> {

@@ -20,6 +20,7 @@ mod cases_consumers;
 mod cases_processor;
 mod cases_publish;
 mod cases_settle;
+mod group_drain;
 mod memory_target;
 mod report;
 mod support;
