@@ -33,6 +33,7 @@
 //! | per-key order | yes | one queue per key, read in order |
 //! | independent groups | yes | clustering consumer groups |
 //! | competing consumers | yes | queues rebalanced across a group's members |
+//! | prompt rebalance | with an Apache broker | the broker tells the members when one joins; the Rust broker 1.0 does not, so the members re-split only at the client's periodic rebalance (every 20 s, `rocketmq.client.rebalance.waitInterval`), and until then a member that joined reads queues another member reads too: duplicates the idempotency store absorbs, and per-key order across members is not held |
 //!
 //! RocketMQ's own `%RETRY%<group>` / `%DLQ%<group>` path is not used: the broker keeps the
 //! attempt count, the dead letter cannot carry the `waybill-dl-*` record, and an orderly push

@@ -18,6 +18,12 @@ pub struct Capabilities {
     pub independent_groups: bool,
     /// Several subscribers of one group share the messages without losing any.
     pub competing_consumers: bool,
+    /// When a subscriber joins a group, the members re-split the work at once (the broker
+    /// tells them), so each message goes to one member. Without it the members still lose
+    /// nothing, but until the next periodic rebalance several of them may read the same
+    /// messages (duplicates the idempotency store absorbs) and per-key order across members
+    /// is not held; the conformance suite then checks no loss only.
+    pub prompt_rebalance: bool,
 }
 
 impl Capabilities {
@@ -30,6 +36,7 @@ impl Capabilities {
             per_key_order: true,
             independent_groups: true,
             competing_consumers: true,
+            prompt_rebalance: true,
         }
     }
 }
