@@ -41,7 +41,7 @@ pub use admin::{
     DurabilityReport, TopicLayout,
 };
 pub use config::{KafkaConfig, KafkaConfigBuilder};
-pub use names::GroupTopics;
+pub use names::{validate_topic, GroupTopics};
 pub use partitioner::{java_partition, murmur2};
 pub use publisher::KafkaPublisher;
 pub use subscriber::KafkaSubscriber;

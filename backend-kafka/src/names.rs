@@ -34,9 +34,26 @@ impl GroupTopics {
     }
 }
 
+/// Checks a topic name as Kafka does: 1 to 249 characters of ASCII letters, digits, `.`, `_`
+/// and `-`, and neither `.` nor `..`.
+///
+/// ```
+/// use waybill_kafka::validate_topic;
+///
+/// assert!(validate_topic("orders.v1").is_ok());
+/// assert!(validate_topic("..").is_err());
+/// assert!(validate_topic("orders v1").is_err());
+/// ```
+///
+/// # Errors
+/// A [`ConfigError`] for the field `topic`, saying which rule the name breaks.
+pub fn validate_topic(name: &str) -> Result<(), ConfigError> {
+    check("topic", name)
+}
+
 /// Checks a topic name as Kafka does.
 pub(crate) fn check_topic(name: &str) -> Result<(), ConfigError> {
-    check("topic", name)
+    validate_topic(name)
 }
 
 fn check(field: &'static str, name: &str) -> Result<(), ConfigError> {
@@ -44,6 +61,12 @@ fn check(field: &'static str, name: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             field,
             format!("{name:?} must have 1 to 249 characters (with the retry suffix)"),
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(ConfigError::new(
+            field,
+            format!("{name:?} is not a valid Kafka name"),
         ));
     }
     if !name
@@ -73,5 +96,24 @@ mod tests {
         );
         assert_eq!(GroupTopics::new("t", "").unwrap_err().field(), "group");
         assert!(GroupTopics::new(&"t".repeat(249), "g").is_err());
+    }
+
+    #[test]
+    fn kafka_rules_are_applied_not_the_core_ones() {
+        assert!(
+            check_topic("orders.v1_x-y").is_ok(),
+            "dots are fine in Kafka"
+        );
+        assert!(check_topic(&"t".repeat(249)).is_ok());
+        for bad in [".", "..", "", "orders/v1", "orders%v1", "zamówienia"] {
+            assert_eq!(
+                check_topic(bad).unwrap_err().field(),
+                "topic",
+                "{bad:?} is refused"
+            );
+        }
+        assert!(check_topic(&"t".repeat(250)).is_err());
+        assert_eq!(GroupTopics::new("t", "..").unwrap_err().field(), "group");
+        assert_eq!(GroupTopics::new("t", "g|h").unwrap_err().field(), "group");
     }
 }

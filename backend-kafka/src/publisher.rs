@@ -1,5 +1,6 @@
 //! Confirmed publishing: `acks=all`, the idempotent producer, pipelined batches.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -143,15 +144,32 @@ impl Publisher for KafkaPublisher {
 
     /// Hands every message to librdkafka first, then waits for all confirms: one round trip
     /// per producer batch instead of one per message. Results are in input order.
+    ///
+    /// Per-key order: once librdkafka refuses a keyed message (its local queue is full, the
+    /// message is too large, ...), the key's later messages in the batch are not handed over
+    /// either and fail as *not sent*; otherwise a later message could be written before the
+    /// one the caller will retry.
     async fn publish_batch(
         &self,
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
+        let mut refused_keys = HashSet::new();
         let pending: Vec<_> = messages
             .into_iter()
             .map(|m| {
-                let p = self.enqueue(topic, &m);
+                let p = match m.key() {
+                    Some(key) if refused_keys.contains(key) => Err((
+                        PublishOutcome::NotSent,
+                        "not handed over: an earlier message of its key in this batch was \
+                         refused, and this one must not overtake it"
+                            .to_owned(),
+                    )),
+                    _ => self.enqueue(topic, &m),
+                };
+                if let (Err(_), Some(key)) = (&p, m.key()) {
+                    refused_keys.insert(key.to_owned());
+                }
                 (m, p)
             })
             .collect();

@@ -4,6 +4,14 @@ use std::time::Duration;
 
 use waybill_core::ConfigError;
 
+/// The default broker-side delivery limit of a group's work queue.
+///
+/// Deliveries counted by the broker include give-backs (a delivery dropped unsettled, e.g. at
+/// shutdown) and those a lost connection returns, not the SDK's retries (each retry is a new
+/// copy): so the limit is a backstop for messages that crash or stall their consumer, set well
+/// above what restarts and reconnections add up to.
+pub const DEFAULT_DELIVERY_LIMIT: u32 = 100;
+
 /// Settings shared by [`crate::RabbitPublisher`] and [`crate::RabbitSubscriber`].
 ///
 /// ```
@@ -30,7 +38,7 @@ pub struct RabbitConfig {
     pub(crate) reconnect_min: Duration,
     pub(crate) reconnect_max: Duration,
     pub(crate) retry_tiers: Vec<Duration>,
-    pub(crate) delivery_limit: Option<u32>,
+    pub(crate) delivery_limit: u32,
     pub(crate) queue_arguments: Vec<(String, String)>,
     pub(crate) stale_consumer_wait: Duration,
 }
@@ -52,7 +60,7 @@ impl RabbitConfig {
                     .into_iter()
                     .map(Duration::from_millis)
                     .collect(),
-                delivery_limit: None,
+                delivery_limit: DEFAULT_DELIVERY_LIMIT,
                 queue_arguments: Vec::new(),
                 stale_consumer_wait: Duration::from_secs(60),
             },
@@ -67,6 +75,12 @@ impl RabbitConfig {
     /// Unacknowledged deliveries a subscriber holds at most.
     pub fn prefetch(&self) -> u16 {
         self.prefetch
+    }
+
+    /// The broker-side delivery limit of the work queue (see
+    /// [`RabbitConfigBuilder::delivery_limit`]).
+    pub fn delivery_limit(&self) -> u32 {
+        self.delivery_limit
     }
 
     /// The retry delay tiers, ascending.
@@ -138,10 +152,16 @@ impl RabbitConfigBuilder {
         self
     }
 
-    /// Broker-side poison cap: the quorum work queue drops (dead-letters) a message after this
-    /// many deliveries (`x-delivery-limit`).
+    /// Broker-side poison cap (default [`DEFAULT_DELIVERY_LIMIT`]): past this many deliveries
+    /// of one copy, the quorum work queue moves the message into the group's dead-letter queue
+    /// (`x-delivery-limit` with the dead-letter queue as its dead-letter route, at-least-once).
+    ///
+    /// The limit and the route are always declared, so RabbitMQ 3.x (no limit unless one is
+    /// declared) and 4.x (a default limit of 20, past which a queue without a dead-letter route
+    /// *drops* the message) behave alike. The broker writes no waybill record on such a dead
+    /// letter: the broker, not the SDK, gave up on it.
     pub fn delivery_limit(mut self, n: u32) -> Self {
-        self.config.delivery_limit = Some(n);
+        self.config.delivery_limit = n;
         self
     }
 
@@ -218,11 +238,8 @@ impl RabbitConfigBuilder {
                 "needs at least one tier, none of them zero",
             ));
         }
-        if c.delivery_limit == Some(0) {
-            return Err(ConfigError::new(
-                "delivery_limit",
-                "must be at least 1 when set",
-            ));
+        if c.delivery_limit == 0 {
+            return Err(ConfigError::new("delivery_limit", "must be at least 1"));
         }
         c.retry_tiers.sort();
         c.retry_tiers.dedup();

@@ -14,11 +14,30 @@
 //! quorum queues `T.G.retry.<ms>ms` (message TTL, at-least-once dead-letter to `T.G`); queue
 //! `T.G.dlq` (quorum).
 //!
+//! Supported brokers: RabbitMQ 3.10 and later 3.x, and 4.x (quorum queues, at-least-once
+//! dead-lettering). Every work queue is declared with an explicit delivery limit
+//! ([`RabbitConfigBuilder::delivery_limit`], default [`DEFAULT_DELIVERY_LIMIT`]) and a
+//! dead-letter route to its dead-letter queue, so both series behave alike: RabbitMQ 4.x's own
+//! default limit of 20 would otherwise drop a message given back 20 times. A queue declared
+//! by an earlier waybill version lacks these arguments, and RabbitMQ refuses to redeclare it
+//! differently (`406 PRECONDITION_FAILED - inequivalent arg`, a permanent error naming the
+//! argument): drain it and delete it (or move its messages with a shovel) before the upgrade;
+//! see the README's broker notes.
+//!
+//! Messages from other producers: a delivery without a `waybill-id` header gets a stable id,
+//! the same on every redelivery — its AMQP `message-id` (as it is when a UUID, else a UUID v5
+//! of it), or a UUID v5 of its body, properties and producer headers. Two identical messages
+//! without `message-id` therefore count as one: such producers should set `message-id`.
+//!
+//! Names: topics and groups follow RabbitMQ's rules, not the strictest broker's (see
+//! [`validate_name`]): up to 255 bytes of UTF-8, dots allowed, no `amq.` prefix.
+//!
 //! Capabilities: every conformance capability holds. Retry delays are rounded up to the next
 //! configured tier (default tiers 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min). Per-key order holds
 //! for one subscriber per group (RabbitMQ delivers a queue in order to one consumer; competing
-//! consumers of one queue share keys), also across a lost connection or a broker restart: a
-//! reconnecting subscriber waits until the broker has dropped its previous consumer and given
+//! consumers of one queue share keys: a subscriber that finds others on its queue logs a
+//! warning, and [`RabbitSubscriber::competing_consumers`] says how many it saw), also across a
+//! lost connection or a broker restart: a reconnecting subscriber waits until the broker has dropped its previous consumer and given
 //! back what that consumer held (see [`RabbitConfigBuilder::stale_consumer_wait`]).
 
 mod admin;
@@ -27,7 +46,9 @@ mod config;
 mod confirm_channel;
 mod connect;
 mod error_class;
+mod foreign_id;
 mod handover;
+mod name_rules;
 mod publisher;
 mod settler;
 mod subscriber;
@@ -36,7 +57,8 @@ mod topology_names;
 mod wire;
 
 pub use admin::{delete_group_topology, delete_topic};
-pub use config::{RabbitConfig, RabbitConfigBuilder};
+pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
+pub use name_rules::{validate_name, MAX_NAME_BYTES};
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
 pub use topology_names::QueueNames;

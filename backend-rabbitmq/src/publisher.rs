@@ -10,8 +10,8 @@ use lapin::Connection;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
 use waybill_core::{
-    validate_name, BrokerError, BrokerPosition, FailureClass, Message, PublishError,
-    PublishOutcome, Publisher, Receipt,
+    BrokerError, BrokerPosition, FailureClass, Message, PublishError, PublishOutcome, Publisher,
+    Receipt,
 };
 
 use crate::closing::bounded_close;
@@ -19,6 +19,7 @@ use crate::config::RabbitConfig;
 use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
 use crate::connect::connect;
 use crate::error_class::{broker_error, reply_code};
+use crate::name_rules::{validate_name, validate_target};
 use crate::topology::declare_exchange;
 
 /// A [`Publisher`] to RabbitMQ: persistent messages, publisher confirms, `mandatory` routing.
@@ -124,7 +125,7 @@ impl RabbitPublisher {
                 "publisher is closed",
             ));
         }
-        if let Err(e) = validate_name("topic", topic) {
+        if let Err(e) = validate_target("topic", topic) {
             return Err(PublishError::permanent(topic, message, e.to_string()));
         }
         Ok(message)

@@ -9,9 +9,7 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Mutex;
 use tracing::warn;
-use waybill_core::{
-    validate_name, BrokerError, ConfigError, Delivery, IncomingMessage, Origin, Subscriber,
-};
+use waybill_core::{BrokerError, ConfigError, Delivery, IncomingMessage, Origin, Subscriber};
 
 use crate::closing::bounded_close;
 use crate::config::RabbitConfig;
@@ -19,6 +17,7 @@ use crate::confirm_channel::ConfirmChannel;
 use crate::connect::connect;
 use crate::error_class::{broker_error, describe};
 use crate::handover::{await_previous_consumer_gone, consumer_count};
+use crate::name_rules::validate_name;
 use crate::settler::{RabbitSettler, SettleLink};
 use crate::topology::{check_lengths, declare_dead_letter_queue, declare_group};
 use crate::topology_names::QueueNames;
@@ -158,6 +157,15 @@ impl RabbitSubscriber {
             None => consumer_count(&channel, &self.queue).await,
         }
         .map_err(|e| broker_error("subscribe", e))?;
+        if others > 0 {
+            warn!(
+                queue = %self.queue,
+                competing_consumers = others,
+                "another consumer already consumes this group's queue: RabbitMQ shares the \
+                 queue's messages between them, so per-key order no longer holds (run one \
+                 subscriber per group for per-key order)"
+            );
+        }
         let consumer = channel
             .basic_consume(
                 self.queue.as_str().into(),
@@ -180,6 +188,21 @@ impl RabbitSubscriber {
             connection,
             others,
         })
+    }
+
+    /// Other consumers the broker counted on this subscriber's queue when it last began
+    /// consuming (at [`RabbitSubscriber::connect`] and after each reconnection).
+    ///
+    /// Zero is what per-key order needs: RabbitMQ hands a queue's messages to its consumers in
+    /// turn, so with competing consumers on one group two messages of a key can be handled at
+    /// once, and after a lost connection or a broker restart in either order. A subscriber
+    /// that finds others logs a warning. Consumers that join later are not seen here.
+    pub fn competing_consumers(&self) -> u32 {
+        self.session
+            .as_ref()
+            .map(|s| s.others)
+            .or(self.others_before_loss)
+            .unwrap_or_default()
     }
 
     /// Forgets a session that failed, remembering who else consumed when it began.

@@ -8,8 +8,10 @@ use waybill_core::ConfigError;
 use crate::config::RabbitConfig;
 use crate::topology_names::QueueNames;
 
-/// AMQP limits names to 255 bytes.
-const MAX_NAME: usize = 255;
+use crate::name_rules::MAX_NAME_BYTES as MAX_NAME;
+
+/// The dead-letter queue's delivery limit: never reached in practice.
+const DEAD_LETTER_DELIVERY_LIMIT: i64 = i32::MAX as i64;
 
 /// Checks that every name the topology derives fits AMQP's limit.
 pub(crate) fn check_lengths(names: &QueueNames, config: &RabbitConfig) -> Result<(), ConfigError> {
@@ -63,19 +65,19 @@ pub(crate) async fn declare_group(
 
     let mut work = FieldTable::default();
     work.insert("x-queue-type".into(), text("quorum"));
-    if let Some(limit) = config.delivery_limit {
-        work.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongLongInt(i64::from(limit)),
-        );
-        // Past the limit the broker dead-letters into the group's dead-letter queue (without
-        // the waybill record headers: the broker, not the SDK, gave up on the message), with
-        // at-least-once dead-lettering so the move itself cannot lose it.
-        work.insert("x-dead-letter-exchange".into(), text(""));
-        work.insert("x-dead-letter-routing-key".into(), text(&names.dead_letter));
-        work.insert("x-dead-letter-strategy".into(), text("at-least-once"));
-        work.insert("x-overflow".into(), text("reject-publish"));
-    }
+    // Always an explicit limit and a dead-letter route: RabbitMQ 4.x gives quorum queues a
+    // default limit of 20 and drops a message past it when no route is set, 3.x has no limit.
+    // Past the limit the broker dead-letters into the group's dead-letter queue (without the
+    // waybill record headers: the broker, not the SDK, gave up on the message), with
+    // at-least-once dead-lettering so the move itself cannot lose it.
+    work.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(i64::from(config.delivery_limit)),
+    );
+    work.insert("x-dead-letter-exchange".into(), text(""));
+    work.insert("x-dead-letter-routing-key".into(), text(&names.dead_letter));
+    work.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+    work.insert("x-overflow".into(), text("reject-publish"));
     for (name, value) in &config.queue_arguments {
         work.insert(name.as_str().into(), text(value));
     }
@@ -126,6 +128,13 @@ pub(crate) async fn declare_dead_letter_queue(
 ) -> Result<(), lapin::Error> {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), text("quorum"));
+    // A dead letter given back by its reader must never be dropped: RabbitMQ 4.x would drop it
+    // after 20 deliveries (its default limit, no dead-letter route here), so the limit is
+    // declared, out of reach.
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DEAD_LETTER_DELIVERY_LIMIT),
+    );
     channel
         .queue_declare(
             names.dead_letter.as_str().into(),

@@ -3,7 +3,9 @@
 use bytes::Bytes;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::BasicProperties;
-use waybill_core::{header_names, Headers, Message, MessageId};
+use waybill_core::{header_names, Headers, Message};
+
+use crate::foreign_id::foreign_id;
 
 /// AMQP persistent delivery mode.
 const PERSISTENT: u8 = 2;
@@ -66,32 +68,25 @@ pub(crate) fn headers(properties: &BasicProperties) -> Headers {
 
 /// Rebuilds the waybill message of a delivery.
 ///
-/// A message from another producer has no `waybill-id`: its AMQP `message-id` is used when it
-/// is a UUID; otherwise it gets a fresh id (and duplicates of it cannot be recognised).
+/// A message from another producer has no `waybill-id`, and one may carry an unreadable one:
+/// it gets a stable id derived from what it carries (see [`crate::foreign_id`]), the same on
+/// every redelivery, so the idempotency store recognises it when it comes back.
 pub(crate) fn message(properties: &BasicProperties, payload: Vec<u8>) -> Message {
     let mut headers = headers(properties);
     if !headers.contains(header_names::MESSAGE_ID) {
-        let id = properties
-            .message_id()
-            .as_ref()
-            .and_then(|id| id.as_str().parse::<MessageId>().ok())
-            .unwrap_or_default();
-        tracing::debug!(%id, "delivery without a waybill id");
+        let id = foreign_id(properties, &headers, &payload);
+        tracing::debug!(%id, "delivery without a waybill id; derived a stable one");
         headers.insert(header_names::MESSAGE_ID, id.to_string());
     }
     let payload = Bytes::from(payload);
     match Message::from_wire(None, payload.clone(), headers.clone()) {
         Ok(message) => message,
         Err(e) => {
-            tracing::warn!(error = %e, "unreadable waybill identity headers; assigning a new id");
-            headers.remove(header_names::MESSAGE_ID);
+            tracing::warn!(error = %e, "unreadable waybill identity headers; deriving a stable id");
+            let id = foreign_id(properties, &headers, &payload);
             headers.remove(header_names::CREATED_AT);
-            let key = headers.remove(header_names::KEY);
-            let message = Message::new(payload).with_headers(headers);
-            match key {
-                Some(k) => message.with_key(k),
-                None => message,
-            }
+            headers.insert(header_names::MESSAGE_ID, id.to_string());
+            Message::from_wire(None, payload, headers).expect("a valid id header was just written")
         }
     }
 }
@@ -112,11 +107,35 @@ mod tests {
     }
 
     #[test]
-    fn foreign_messages_use_a_uuid_message_id_or_get_a_new_one() {
-        let id = MessageId::new();
+    fn foreign_messages_use_a_uuid_message_id_or_a_stable_derived_one() {
+        let id = waybill_core::MessageId::new();
         let props = BasicProperties::default().with_message_id(id.to_string().as_str().into());
         assert_eq!(message(&props, vec![]).id(), id);
         let props = BasicProperties::default().with_message_id("order-7".into());
-        assert_ne!(message(&props, vec![]).id(), id);
+        let derived = message(&props, vec![]).id();
+        assert_ne!(derived, id);
+        assert_eq!(message(&props, vec![]).id(), derived, "the same every time");
+        let bare = BasicProperties::default();
+        assert_eq!(
+            message(&bare, b"x".to_vec()).id(),
+            message(&bare, b"x".to_vec()).id()
+        );
+    }
+
+    #[test]
+    fn an_unreadable_waybill_id_is_replaced_by_a_stable_one() {
+        let mut table = FieldTable::default();
+        table.insert(
+            header_names::MESSAGE_ID.into(),
+            AMQPValue::LongString(LongString::from("not-a-uuid")),
+        );
+        table.insert(
+            header_names::KEY.into(),
+            AMQPValue::LongString(LongString::from("k")),
+        );
+        let props = BasicProperties::default().with_headers(table);
+        let first = message(&props, b"x".to_vec());
+        assert_eq!(first.id(), message(&props, b"x".to_vec()).id());
+        assert_eq!(first.key(), Some("k"), "the key survives");
     }
 }

@@ -14,6 +14,7 @@ use waybill_core::BrokerError;
 use crate::config::RocketConfig;
 use crate::error_class::broker_error_at;
 use crate::names::{check_group, check_topic, GroupTopics};
+use crate::route_state::{await_route, RouteState};
 use crate::runtime::{client_runtime, Erased};
 
 /// Read and write permission of a topic.
@@ -27,6 +28,7 @@ pub struct RocketAdmin {
     admin: Erased<Mutex<DefaultMQAdminExt>>,
     queues: u32,
     name_server: String,
+    route_wait: Duration,
 }
 
 impl RocketAdmin {
@@ -47,6 +49,7 @@ impl RocketAdmin {
                 admin: Erased::new(Mutex::new(admin)),
                 queues: config.queues_per_topic,
                 name_server: config.name_server.clone(),
+                route_wait: config.route_wait,
             })
         })
         .await
@@ -176,11 +179,35 @@ impl RocketAdmin {
         .await
     }
 
+    /// What the name server knows of `topic`'s route, asked again for up to `wait` while the
+    /// topic has no writable queue.
+    ///
+    /// # Errors
+    /// [`BrokerError`] (transient) when the name server does not answer.
+    pub(crate) async fn route_state(
+        &self,
+        topic: &str,
+        wait: Duration,
+    ) -> Result<RouteState, BrokerError> {
+        crate::runtime::boxed(async move {
+            let admin = self.admin.get().lock().await;
+            await_route(&admin, topic, &self.name_server, wait).await
+        })
+        .await
+    }
+
     /// Prepares `group` to consume `topic`: the topic must exist; the group and its retry and
     /// dead-letter topics (with the topic's queue count) are created when missing.
     ///
+    /// While the topic has no route (its broker restarting, or cut off from the name server),
+    /// the name server is asked again for up to the configured
+    /// [`route_wait`](crate::RocketConfigBuilder::route_wait).
+    ///
     /// # Errors
-    /// [`BrokerError`]: permanent when `topic` does not exist or a name is invalid.
+    /// [`BrokerError`]: permanent when a name is invalid or, after the wait, the name server
+    /// still says that `topic` does not exist while it knows brokers (the reason then says
+    /// "does not exist"); transient when no broker serves the topic's route after the wait or
+    /// the cluster does not answer.
     pub async fn ensure_group_topics(
         &self,
         topic: &str,
@@ -189,11 +216,14 @@ impl RocketAdmin {
         crate::runtime::boxed(async move {
             let names = GroupTopics::new(topic, group)
                 .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
-            let Some(queues) = self.topic_queues(topic).await? else {
-                return Err(BrokerError::permanent(
-                    "subscribe",
-                    format!("topic {topic} does not exist (create it first; topics are not created on the fly)"),
-                ));
+            let queues = match self.route_state(topic, self.route_wait).await? {
+                RouteState::Writable(queues) => queues,
+                absent if absent.is_authoritative_absence() => {
+                    return Err(BrokerError::permanent("subscribe", absent.explain(topic)));
+                }
+                unserved => {
+                    return Err(BrokerError::transient("subscribe", unserved.explain(topic)))
+                }
             };
             for derived in [&names.retry, &names.dead_letter] {
                 if self.topic_queues(derived).await?.is_none() {

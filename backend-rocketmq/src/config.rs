@@ -58,6 +58,7 @@ pub struct RocketConfig {
     pub(crate) pull_batch_size: i32,
     pub(crate) poll_timeout: Duration,
     pub(crate) max_delayed: usize,
+    pub(crate) route_wait: Duration,
 }
 
 impl RocketConfig {
@@ -75,6 +76,7 @@ impl RocketConfig {
             pull_batch_size: 32,
             poll_timeout: Duration::from_millis(500),
             max_delayed: 10_000,
+            route_wait: Duration::from_secs(15),
         })
     }
 
@@ -153,6 +155,17 @@ impl RocketConfigBuilder {
         self
     }
 
+    /// How long [`crate::RocketSubscriber::connect`] keeps asking the name server for a
+    /// topic's route before it gives up (default 15 s).
+    ///
+    /// While a broker restarts, or after its connection to the name server was cut, the name
+    /// server has no route for the topics of that broker and may call them nonexistent; a
+    /// subscriber started in that window waits for the route instead of failing.
+    pub fn route_wait(mut self, wait: Duration) -> Self {
+        self.0.route_wait = wait;
+        self
+    }
+
     /// Checks the settings.
     ///
     /// # Errors
@@ -194,6 +207,11 @@ impl RocketConfigBuilder {
                 "must be at least 10 ms",
             ),
             (c.max_delayed == 0, "max_delayed", "must be at least 1"),
+            (
+                c.route_wait > Duration::from_secs(600),
+                "route_wait",
+                "must be at most 10 minutes",
+            ),
         ];
         ConfigError::first_refused(checks)?;
         Ok(c)

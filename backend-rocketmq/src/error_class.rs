@@ -103,16 +103,28 @@ fn is_permanent_code(code: i32) -> bool {
             | code::TOPIC_NOT_EXIST
             | code::SUBSCRIPTION_GROUP_NOT_EXIST
             | code::NO_NAME_SERVER
-            | code::NOT_FOUND_TOPIC
     )
+}
+
+/// Whether `error` says the client knows no usable route for the topic: "select message queue
+/// return null", "Can not find Message Queue for this topic", "No route info of this topic".
+///
+/// The client reports these as a generic argument error (`CORE_ARGUMENT_INVALID`), also while
+/// a broker restarts or is cut off from the name server, for a topic that exists. Nothing was
+/// sent; whether the topic exists only the name server can say (see [`crate::route_state`]).
+pub(crate) fn is_no_route(error: &ClientError) -> bool {
+    error.is(&rocketmq_error::CORE_ARGUMENT_INVALID)
+        || error.is(&rocketmq_error::ROUTE_TOPIC_NOT_FOUND)
+        || response_code(error) == Some(code::NOT_FOUND_TOPIC)
 }
 
 /// The outcome of a send that failed with `error`.
 ///
-/// - *permanent*: the broker or the client will refuse it again (unknown topic, illegal or
-///   oversized message, no permission, invalid argument);
+/// - *permanent*: the broker will refuse it again (the broker says the topic does not exist,
+///   illegal or oversized message, no permission, no name server configured);
 /// - *not sent*: refused before anything was stored (no connection could be made, the broker
-///   is busy or flow-controlled, no broker serves the route, the local queue is full);
+///   is busy or flow-controlled, no route is known for the topic right now — the publisher
+///   asks the name server whether the topic exists at all —, the local queue is full);
 /// - *ambiguous*: anything that may have been stored (timeouts after the request was
 ///   written, system errors, unknown failures).
 pub(crate) fn publish_outcome(error: &ClientError) -> PublishOutcome {
@@ -134,13 +146,11 @@ pub(crate) fn publish_outcome(error: &ClientError) -> PublishOutcome {
             return PublishOutcome::Ambiguous;
         }
     }
-    if error.is(&d::CORE_ARGUMENT_INVALID)
-        || error.is(&d::PROTOCOL_MESSAGE_PROPERTY_INVALID)
-        || error.is(&d::ROUTE_TOPIC_NOT_FOUND)
-    {
+    if error.is(&d::PROTOCOL_MESSAGE_PROPERTY_INVALID) {
         return PublishOutcome::Permanent;
     }
-    if is_unreachable(error)
+    if is_no_route(error)
+        || is_unreachable(error)
         || error.is(&d::TRANSPORT_ADMISSION_QUEUE_SATURATED)
         || error.is(&d::TRANSPORT_REMOTE_RATE_LIMITED)
         || error.is(&d::BROKER_LOOKUP_NOT_FOUND)
@@ -162,9 +172,9 @@ pub(crate) fn broker_error_at(
     error: &ClientError,
     name_server: Option<&str>,
 ) -> BrokerError {
-    let permanent = response_code(error).is_some_and(is_permanent_code)
-        || error.is(&rocketmq_error::CORE_ARGUMENT_INVALID)
-        || error.is(&rocketmq_error::ROUTE_TOPIC_NOT_FOUND);
+    // A missing route is "not there right now" (a broker restarting, cut off from the name
+    // server): callers that can tell a topic that does not exist ask the name server.
+    let permanent = response_code(error).is_some_and(is_permanent_code) && !is_no_route(error);
     let class = if permanent {
         FailureClass::Permanent
     } else {
@@ -191,6 +201,25 @@ mod tests {
         assert_eq!(publish_outcome(&e), PublishOutcome::Ambiguous);
         let e = ClientError::timeout("send", 3000);
         assert_eq!(publish_outcome(&e), PublishOutcome::Ambiguous);
+        let e: ClientError = MQClientException::new_with_code(
+            code::NOT_FOUND_TOPIC,
+            "No route info of this topic: t",
+        )
+        .into();
+        assert_eq!(publish_outcome(&e), PublishOutcome::NotSent);
+        assert_eq!(
+            broker_error("subscribe", &e).class(),
+            FailureClass::Transient
+        );
+        let e: ClientError =
+            MQClientException::new("Unknow why, Can not find Message Queue for this topic, t")
+                .into();
+        assert!(is_no_route(&e), "{e:?}");
+        assert_eq!(publish_outcome(&e), PublishOutcome::NotSent);
+        assert_eq!(
+            broker_error("subscribe", &e).class(),
+            FailureClass::Transient
+        );
         let e: ClientError =
             MQClientException::new_with_code(code::MESSAGE_ILLEGAL, "too big").into();
         assert_eq!(publish_outcome(&e), PublishOutcome::Permanent);

@@ -35,6 +35,16 @@
 //! | competing consumers | yes | queues rebalanced across a group's members |
 //! | prompt rebalance | with an Apache broker | the broker tells the members when one joins; the Rust broker 1.0 does not, so the members re-split only at the client's periodic rebalance (every 20 s, `rocketmq.client.rebalance.waitInterval`), and until then a member that joined reads queues another member reads too: duplicates the idempotency store absorbs, and per-key order across members is not held |
 //!
+//! Names follow RocketMQ's rules (see [`validate_topic`], [`validate_group`]): ASCII letters,
+//! digits, `%`, `|`, `_` and `-` (no dots), topics up to 127 bytes, groups up to 120.
+//!
+//! A topic without a route is not a missing topic: while a broker restarts or is cut off from
+//! the name server, the name server drops its routes and the client reports "Can not find
+//! Message Queue for this topic". Publishes then fail as *not sent*, and
+//! [`RocketSubscriber::connect`] waits for the route
+//! ([`RocketConfigBuilder::route_wait`]); only a name server that knows brokers and has no
+//! route for a topic the publisher never saw routed makes it *permanent* ("does not exist").
+//!
 //! RocketMQ's own `%RETRY%<group>` / `%DLQ%<group>` path is not used: the broker keeps the
 //! attempt count, the dead letter cannot carry the `waybill-dl-*` record, and an orderly push
 //! consumer on it retries forever. waybill's attempt cap (the Processor's retry policy)
@@ -48,6 +58,7 @@ mod error_class;
 mod names;
 mod publisher;
 mod queue_select;
+mod route_state;
 mod runtime;
 mod subscriber;
 mod transactional;
@@ -55,7 +66,7 @@ mod wire;
 
 pub use admin::RocketAdmin;
 pub use config::{AcceptedStatuses, RocketConfig, RocketConfigBuilder, StartFrom};
-pub use names::{GroupTopics, InvalidName};
+pub use names::{validate_group, validate_topic, GroupTopics, InvalidName};
 pub use publisher::RocketPublisher;
 pub use queue_select::{java_string_hash, queue_for_key};
 pub use subscriber::RocketSubscriber;

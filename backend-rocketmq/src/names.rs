@@ -39,14 +39,39 @@ fn check(kind: &'static str, name: &str, max: usize) -> Result<(), InvalidName> 
 const MAX_TOPIC: usize = 127;
 const MAX_GROUP: usize = 120;
 
-/// Checks a topic name against RocketMQ's rules (`[%|a-zA-Z0-9_-]`, at most 127 bytes).
-pub(crate) fn check_topic(name: &str) -> Result<(), InvalidName> {
+/// Checks a topic name against RocketMQ's rules: `[%|a-zA-Z0-9_-]`, 1 to 127 bytes (no dots,
+/// unlike Kafka and RabbitMQ).
+///
+/// ```
+/// use waybill_rocketmq::validate_topic;
+///
+/// assert!(validate_topic("orders_v1").is_ok());
+/// assert!(validate_topic("orders.v1").is_err());
+/// ```
+///
+/// # Errors
+/// [`InvalidName`] saying which rule the name breaks.
+pub fn validate_topic(name: &str) -> Result<(), InvalidName> {
     check("topic", name, MAX_TOPIC)
 }
 
-/// Checks a group name against RocketMQ's rules (`[%|a-zA-Z0-9_-]`, at most 120 bytes).
-pub(crate) fn check_group(name: &str) -> Result<(), InvalidName> {
+/// Checks a consumer or producer group name against RocketMQ's rules: `[%|a-zA-Z0-9_-]`,
+/// 1 to 120 bytes.
+///
+/// # Errors
+/// [`InvalidName`] saying which rule the name breaks.
+pub fn validate_group(name: &str) -> Result<(), InvalidName> {
     check("group", name, MAX_GROUP)
+}
+
+/// Checks a topic name against RocketMQ's rules.
+pub(crate) fn check_topic(name: &str) -> Result<(), InvalidName> {
+    validate_topic(name)
+}
+
+/// Checks a group name against RocketMQ's rules.
+pub(crate) fn check_group(name: &str) -> Result<(), InvalidName> {
+    validate_group(name)
 }
 
 /// The topics one consumer group uses for a topic: `<topic>_<group>_RETRY` and
@@ -91,6 +116,24 @@ mod tests {
         assert!(check_topic("orders.v1").is_err(), "dots are not allowed");
         assert!(check_topic(&"t".repeat(128)).is_err());
         assert!(check_group(&"g".repeat(121)).is_err());
+        assert!(check_topic(&"t".repeat(127)).is_ok());
+        for bad in ["orders v1", "orders/v1", "zamówienia", "a.b"] {
+            assert!(validate_topic(bad).is_err(), "{bad:?} is refused");
+            assert!(validate_group(bad).is_err(), "{bad:?} is refused");
+        }
+    }
+
+    #[test]
+    fn names_core_accepts_are_refused_when_rocketmq_objects_are_built() {
+        // Core's broker-neutral check accepts a dotted name; RocketMQ refuses it wherever a
+        // publisher, subscriber or config meets it.
+        assert!(waybill_core::validate_name("topic", "orders.v1").is_ok());
+        assert!(GroupTopics::new("orders.v1", "g").is_err());
+        assert!(GroupTopics::new("orders", "billing.v2").is_err());
+        let config = crate::RocketConfig::builder("127.0.0.1:9876")
+            .producer_group("producers.v1")
+            .build();
+        assert_eq!(config.unwrap_err().field(), "producer_group");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Confirmed publishing: synchronous sends where only `SEND_OK` counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -12,10 +14,14 @@ use waybill_core::{
     BrokerError, BrokerPosition, Message, PublishError, PublishOutcome, Publisher, Receipt,
 };
 
+use tokio::sync::OnceCell;
+
+use crate::admin::RocketAdmin;
 use crate::config::RocketConfig;
-use crate::error_class::{describe_at, publish_outcome};
+use crate::error_class::{describe_at, is_no_route, publish_outcome};
 use crate::names::check_topic;
 use crate::queue_select::queue_for_key;
+use crate::route_state::RouteState;
 use crate::runtime::{client_runtime, Erased};
 use crate::wire;
 
@@ -30,10 +36,15 @@ const MAX_BATCH_MESSAGES: usize = 256;
 ///   client's `SelectMessageQueueByHash`), so one key's messages share a queue, in publish
 ///   order. Unkeyed messages go round-robin.
 /// - **No hidden resends**: the client's internal send retries are off, so an error is
-///   reported as it happened: *not sent* (nothing reached a broker, or the broker refused
-///   it as busy), *ambiguous* (it may be stored: a timeout after the write, a non-OK status)
-///   or *permanent* (unknown topic, oversized, illegal header, invalid name). The message is
-///   always handed back.
+///   reported as it happened: *not sent* (nothing reached a broker, the broker refused it as
+///   busy, or no route is known right now), *ambiguous* (it may be stored: a timeout after the
+///   write, a non-OK status) or *permanent* (oversized, illegal header, invalid name, or a
+///   topic that does not exist). The message is always handed back.
+/// - **A missing route is not a missing topic**: while a broker restarts or is cut off from
+///   the name server, its topics have no route. The error is *not sent* when this publisher
+///   has seen the topic routed before, or when the name server knows no broker; it is
+///   *permanent*, with a reason saying the topic "does not exist", only when the name server,
+///   knowing brokers, has no route for a topic this publisher never saw routed.
 /// - `publish_batch` groups messages by queue and sends each group as one batch request,
 ///   the groups in parallel.
 pub struct RocketPublisher {
@@ -41,6 +52,10 @@ pub struct RocketPublisher {
     config: RocketConfig,
     round_robin: AtomicUsize,
     closed: AtomicBool,
+    /// Topics this publisher has found routed: a later missing route is an outage.
+    routed: Mutex<HashSet<String>>,
+    /// Asks the name server why a topic has no route; started on first need.
+    route_admin: OnceCell<RocketAdmin>,
 }
 
 impl RocketPublisher {
@@ -71,6 +86,8 @@ impl RocketPublisher {
                 config,
                 round_robin: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
+                routed: Mutex::new(HashSet::new()),
+                route_admin: OnceCell::new(),
             })
         })
         .await
@@ -96,7 +113,64 @@ impl RocketPublisher {
     /// The queues `topic` can be written to.
     async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>, ClientError> {
         let mut producer = self.producer.get().clone();
-        producer.fetch_publish_message_queues(topic).await
+        let queues = producer.fetch_publish_message_queues(topic).await?;
+        if !queues.is_empty() {
+            self.remember_routed(topic);
+        }
+        Ok(queues)
+    }
+
+    fn remember_routed(&self, topic: &str) {
+        let mut routed = self.routed.lock().expect("routed topics lock");
+        if !routed.contains(topic) {
+            routed.insert(topic.to_owned());
+        }
+    }
+
+    fn was_routed(&self, topic: &str) -> bool {
+        self.routed
+            .lock()
+            .expect("routed topics lock")
+            .contains(topic)
+    }
+
+    /// The outcome and reason of a send that found no route for `topic` (see the type docs).
+    async fn no_route(&self, topic: &str, error: &ClientError) -> (PublishOutcome, String) {
+        let client = describe_at(error, &self.config.name_server);
+        if self.was_routed(topic) {
+            return (
+                PublishOutcome::NotSent,
+                format!(
+                    "no route for topic {topic} right now, though it was routed before (its \
+                     broker is restarting or cut off from the name server): {client}"
+                ),
+            );
+        }
+        let admin = self
+            .route_admin
+            .get_or_try_init(|| RocketAdmin::connect(&self.config))
+            .await;
+        let state = match admin {
+            Ok(admin) => admin.route_state(topic, Duration::ZERO).await,
+            Err(e) => Err(e),
+        };
+        match state {
+            Ok(RouteState::Writable(_)) => {
+                self.remember_routed(topic);
+                (
+                    PublishOutcome::NotSent,
+                    format!("topic {topic} was not routed yet, and now is: {client}"),
+                )
+            }
+            Ok(state) if state.is_authoritative_absence() => {
+                (PublishOutcome::Permanent, state.explain(topic))
+            }
+            Ok(state) => (PublishOutcome::NotSent, state.explain(topic)),
+            Err(e) => (
+                PublishOutcome::NotSent,
+                format!("{client}; asking the name server why failed: {e}"),
+            ),
+        }
     }
 
     /// Turns a send's answer into a receipt for the message at `index` of the request.
@@ -199,8 +273,14 @@ impl RocketPublisher {
         let queues = match self.queues(topic).await {
             Ok(queues) => queues,
             Err(e) => {
-                let outcome = publish_outcome(&e);
-                let reason = describe_at(&e, &self.config.name_server);
+                let (outcome, reason) = if is_no_route(&e) {
+                    self.no_route(topic, &e).await
+                } else {
+                    (
+                        publish_outcome(&e),
+                        describe_at(&e, &self.config.name_server),
+                    )
+                };
                 return prepared
                     .into_iter()
                     .map(|(slot, message, _)| {
@@ -357,15 +437,16 @@ impl Publisher for RocketPublisher {
             )
             .await
             .and_then(|r| r.ok_or_else(|| ClientError::illegal_argument("no send result")));
-        if sent
-            .as_ref()
-            .is_err_and(|e| e.is(&rocketmq_error::CORE_ARGUMENT_INVALID))
-        {
+        if sent.as_ref().is_err_and(is_no_route) {
             // The message passed this crate's checks, so the client refused it for want of a
             // route (it then says only "select message queue return null"): ask the name
-            // server, whose answer says why (an unknown topic, or no name server reachable).
+            // server, whose answer says why (no route right now, an unknown topic, or no name
+            // server reachable).
             let mut results = self.publish_batch(topic, vec![message]).await;
             return results.pop().expect("one result per message");
+        }
+        if sent.is_ok() {
+            self.remember_routed(topic);
         }
         self.outcome(topic, message, &sent, 0)
     }
@@ -409,6 +490,9 @@ impl Publisher for RocketPublisher {
         }
         let mut producer = self.producer.get().clone();
         producer.shutdown().await;
+        if let Some(admin) = self.route_admin.get() {
+            admin.close().await;
+        }
         Ok(())
     }
 }

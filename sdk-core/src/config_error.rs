@@ -41,8 +41,14 @@ impl ConfigError {
     }
 }
 
-/// Checks that a topic, queue or group name is usable: not empty, no whitespace or control
-/// characters, at most 249 bytes (Kafka's limit, the strictest of the three brokers).
+/// Checks that a topic, queue or group name is usable anywhere: not empty, no whitespace or
+/// control characters, at most 249 bytes.
+///
+/// This is the broker-neutral minimum, not any broker's rules: a name it accepts may still be
+/// refused by a backend, which checks its own broker's rules when its config, publisher or
+/// subscriber is built (RocketMQ, for one, refuses dots and names over 127 bytes). Use the
+/// backend's check (`waybill_kafka::validate_topic`, `waybill_rabbitmq::validate_name`,
+/// `waybill_rocketmq::validate_topic`) to know whether a broker takes a name.
 ///
 /// # Errors
 /// A [`ConfigError`] naming `field`.

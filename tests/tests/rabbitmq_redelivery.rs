@@ -1,0 +1,194 @@
+//! Redelivery on a real RabbitMQ: what survives a message coming back.
+//!
+//! - a message from a foreign producer (no waybill headers) keeps one id across redeliveries,
+//!   so the idempotency store can recognise the second delivery;
+//! - with the broker-side delivery limit of RabbitMQ 4.x quorum queues in force (emulated on
+//!   3.x by a `delivery-limit` policy, which is what the 4.x default amounts to), a message
+//!   given back past the limit is dead-lettered into the group's dead-letter queue, not dropped;
+//! - a second subscriber of one group sees the first (per-key order needs one per group).
+
+mod support;
+
+use std::time::Duration;
+
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use support::rabbitmq::{config, rabbitmqctl, require_broker, url};
+use waybill_core::{Message, MessageId, Publisher, Subscriber};
+use waybill_rabbitmq::{delete_group_topology, RabbitPublisher, RabbitSubscriber};
+
+fn unique(prefix: &str) -> String {
+    let id = MessageId::new().to_string().replace('-', "");
+    format!("wb-{prefix}-{}", &id[22..])
+}
+
+/// Publishes `body` with `properties` to exchange `topic` with a plain lapin channel, the way
+/// a producer that knows nothing of waybill does.
+async fn publish_raw(topic: &str, body: &[u8], properties: BasicProperties) {
+    let connection = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+        .basic_publish(
+            topic.into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+}
+
+async fn next(subscriber: &mut RabbitSubscriber) -> waybill_core::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), subscriber.receive())
+        .await
+        .expect("a delivery arrives")
+        .unwrap()
+        .expect("the stream is open")
+}
+
+#[tokio::test]
+async fn a_foreign_message_keeps_its_id_across_redeliveries() {
+    require_broker().await;
+    let topic = unique("foreign");
+    let mut subscriber = RabbitSubscriber::connect(config(), &topic, "g")
+        .await
+        .unwrap();
+    // No id at all; a message-id that is not a UUID; and a different body, no id.
+    publish_raw(&topic, b"plain", BasicProperties::default()).await;
+    publish_raw(
+        &topic,
+        b"named",
+        BasicProperties::default().with_message_id("order-7".into()),
+    )
+    .await;
+    publish_raw(&topic, b"plain too", BasicProperties::default()).await;
+
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        let delivery = next(&mut subscriber).await;
+        first.push(delivery.message().message().id());
+        // Given back unsettled: the broker delivers it again.
+        drop(delivery);
+    }
+    let mut second = Vec::new();
+    for _ in 0..3 {
+        let delivery = next(&mut subscriber).await;
+        assert!(delivery.message().is_redelivered(), "a redelivery");
+        second.push(delivery.message().message().id());
+        delivery.ack().await.unwrap();
+    }
+    subscriber.close().await.unwrap();
+    delete_group_topology(&config(), &topic, "g", true)
+        .await
+        .unwrap();
+
+    first.sort();
+    second.sort();
+    assert_eq!(first, second, "every message keeps its id when redelivered");
+    first.dedup();
+    assert_eq!(first.len(), 3, "different messages have different ids");
+}
+
+#[tokio::test]
+async fn a_message_past_the_brokers_delivery_limit_is_dead_lettered_not_dropped() {
+    require_broker().await;
+    let topic = unique("limit");
+    let policy = format!("{topic}-limit");
+    // RabbitMQ 4.x gives every quorum queue a delivery limit of 20 and drops a message past it
+    // unless the queue dead-letters; a policy gives a 3.x queue the same (smaller) limit.
+    let mut subscriber = RabbitSubscriber::connect(config(), &topic, "g")
+        .await
+        .unwrap();
+    let pattern = format!("^{topic}\\.g$");
+    rabbitmqctl(&[
+        "set_policy",
+        "--apply-to",
+        "queues",
+        &policy,
+        &pattern,
+        r#"{"delivery-limit":2}"#,
+    ]);
+    let publisher = RabbitPublisher::connect(config()).await.unwrap();
+    let message = Message::new("given back again and again").with_key("k");
+    let id = message.id();
+    publisher.publish(&topic, message).await.unwrap();
+
+    // Give it back until the broker stops delivering it.
+    let mut deliveries = 0;
+    while let Ok(received) =
+        tokio::time::timeout(Duration::from_secs(3), subscriber.receive()).await
+    {
+        let delivery = received.unwrap().expect("the stream is open");
+        assert_eq!(delivery.message().message().id(), id);
+        deliveries += 1;
+        drop(delivery);
+        assert!(deliveries < 50, "the delivery limit is not in force");
+    }
+    subscriber.close().await.unwrap();
+
+    let mut dead = RabbitSubscriber::dead_letters(config(), &topic, "g")
+        .await
+        .unwrap();
+    let letter = tokio::time::timeout(Duration::from_secs(5), dead.receive()).await;
+    let letter_id = match letter {
+        Ok(Ok(Some(letter))) => {
+            let id = letter.message().message().id();
+            letter.ack().await.unwrap();
+            Some(id)
+        }
+        _ => None,
+    };
+    dead.close().await.unwrap();
+    rabbitmqctl(&["clear_policy", &policy]);
+    publisher.close().await.unwrap();
+    delete_group_topology(&config(), &topic, "g", true)
+        .await
+        .unwrap();
+
+    assert!(deliveries >= 2, "delivered {deliveries} times");
+    assert_eq!(
+        letter_id,
+        Some(id),
+        "after {deliveries} deliveries the message must be in the dead-letter queue, not dropped"
+    );
+}
+#[tokio::test]
+async fn a_second_subscriber_of_a_group_sees_the_first() {
+    require_broker().await;
+    let topic = unique("competing");
+    let mut first = RabbitSubscriber::connect(config(), &topic, "g")
+        .await
+        .unwrap();
+    assert_eq!(first.competing_consumers(), 0, "alone on its queue");
+    let mut second = RabbitSubscriber::connect(config(), &topic, "g")
+        .await
+        .unwrap();
+    assert_eq!(second.competing_consumers(), 1, "sees the first subscriber");
+    let mut other_group = RabbitSubscriber::connect(config(), &topic, "h")
+        .await
+        .unwrap();
+    assert_eq!(
+        other_group.competing_consumers(),
+        0,
+        "another group has its own queue"
+    );
+    for s in [&mut first, &mut second, &mut other_group] {
+        s.close().await.unwrap();
+    }
+    delete_group_topology(&config(), &topic, "g", true)
+        .await
+        .unwrap();
+    delete_group_topology(&config(), &topic, "h", true)
+        .await
+        .unwrap();
+}
