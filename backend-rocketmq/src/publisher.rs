@@ -55,7 +55,10 @@ pub struct RocketPublisher {
     /// Topics this publisher has found routed: a later missing route is an outage.
     routed: Mutex<HashSet<String>>,
     /// Asks the name server why a topic has no route; started on first need.
-    route_admin: OnceCell<RocketAdmin>,
+    /// (Erased like the client handles: a plain field would make proving `Send` for an
+    /// application future that holds the publisher walk the client's types past the
+    /// compiler's default recursion limit.)
+    route_admin: Erased<OnceCell<RocketAdmin>>,
 }
 
 impl RocketPublisher {
@@ -87,7 +90,7 @@ impl RocketPublisher {
                 round_robin: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
                 routed: Mutex::new(HashSet::new()),
-                route_admin: OnceCell::new(),
+                route_admin: Erased::new(OnceCell::new()),
             })
         })
         .await
@@ -148,6 +151,7 @@ impl RocketPublisher {
         }
         let admin = self
             .route_admin
+            .get()
             .get_or_try_init(|| RocketAdmin::connect(&self.config))
             .await;
         let state = match admin {
@@ -490,7 +494,7 @@ impl Publisher for RocketPublisher {
         }
         let mut producer = self.producer.get().clone();
         producer.shutdown().await;
-        if let Some(admin) = self.route_admin.get() {
+        if let Some(admin) = self.route_admin.get().get() {
             admin.close().await;
         }
         Ok(())

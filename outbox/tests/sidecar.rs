@@ -1,6 +1,12 @@
 //! The `waybill-relay` process against real PostgreSQL, SQLite, RabbitMQ and Kafka: migrate, relay in key
 //! order, serve /metrics and /healthz, stop cleanly on SIGTERM.
 
+// rocketmq-client's types nest past the compiler's default recursion limit when this
+// program's futures are proven `Send` (since the RocketMQ publisher asks the name server why a
+// route is missing); the backend erases its client handles and boxes its futures, and the
+// remaining cause is not found yet.
+#![recursion_limit = "256"]
+
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
