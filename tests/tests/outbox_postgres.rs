@@ -263,18 +263,7 @@ async fn a_stalled_relay_keeps_the_notification_queue_drained() {
             .unwrap(),
     );
     let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
-    let listening = "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
-    for _ in 0..200 {
-        let n: i64 = sqlx::query_scalar(listening)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        if n > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_listener(&db).await;
     let outbox = Outbox::new();
     let mut tx = db.pool.begin().await.unwrap();
     outbox
@@ -292,7 +281,7 @@ async fn a_stalled_relay_keeps_the_notification_queue_drained() {
         stalled.load(std::sync::atomic::Ordering::SeqCst),
         "the relay is stuck"
     );
-    let n: i64 = sqlx::query_scalar(listening)
+    let n: i64 = sqlx::query_scalar(LISTENING)
         .fetch_one(&db.pool)
         .await
         .unwrap();
@@ -402,18 +391,7 @@ async fn a_notification_wakes_an_idle_relay() {
             .unwrap(),
     );
     let task = tokio::spawn(async move { relay.run(std::future::pending()).await });
-    let listening = "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
-    for _ in 0..200 {
-        let n: i64 = sqlx::query_scalar(listening)
-            .fetch_one(&db.pool)
-            .await
-            .unwrap();
-        if n > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_for_listener(&db).await;
     // Let it go idle.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let outbox = Outbox::new();
@@ -456,3 +434,22 @@ async fn a_handler_slower_than_its_lease_has_one_effect() {
 async fn a_stale_holder_cannot_commit_its_marker() {
     cases::a_stale_holder_cannot_commit_its_marker(Db::postgres().await).await;
 }
+
+/// Waits (up to 5 s) until a session of the test database has issued LISTEN: the relay's
+/// listener is connected.
+async fn wait_for_listener(db: &TestDb) {
+    for _ in 0..200 {
+        let n: i64 = sqlx::query_scalar(LISTENING)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        if n > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Sessions of the test database that issued LISTEN.
+const LISTENING: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
