@@ -15,7 +15,7 @@ use crate::config::RocketConfig;
 use crate::error_class::broker_error_at;
 use crate::names::{check_group, check_topic, GroupTopics};
 use crate::route_state::{await_route, RouteState};
-use crate::runtime::{client_runtime, Erased};
+use crate::runtime::{client_runtime, Erased, RocketFuture};
 
 /// Read and write permission of a topic.
 const PERM_READ_WRITE: u32 = 4 | 2;
@@ -36,7 +36,7 @@ impl RocketAdmin {
     ///
     /// # Errors
     /// [`BrokerError`] when the admin client cannot start.
-    pub async fn connect(config: &RocketConfig) -> Result<Self, BrokerError> {
+    pub fn connect(config: &RocketConfig) -> RocketFuture<'_, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
             let mut admin =
                 DefaultMQAdminExt::with_timeout(client_runtime()?, Duration::from_secs(5));
@@ -52,7 +52,6 @@ impl RocketAdmin {
                 route_wait: config.route_wait,
             })
         })
-        .await
     }
 
     /// Addresses of the master brokers.
@@ -83,28 +82,28 @@ impl RocketAdmin {
     /// # Errors
     /// [`BrokerError`]: permanent for an invalid name, transient when the cluster does not
     /// answer or the route does not appear.
-    pub async fn create_topic(&self, topic: &str) -> Result<(), BrokerError> {
+    pub fn create_topic<'a>(&'a self, topic: &'a str) -> RocketFuture<'a, Result<(), BrokerError>> {
         crate::runtime::boxed(
             async move { self.create_topic_with_queues(topic, self.queues).await },
         )
-        .await
     }
 
     /// As [`RocketAdmin::create_topic`], with `queues` queues.
     ///
     /// # Errors
     /// As for [`RocketAdmin::create_topic`].
-    pub async fn create_topic_with_queues(
-        &self,
-        topic: &str,
+    pub fn create_topic_with_queues<'a>(
+        &'a self,
+        topic: &'a str,
         queues: u32,
-    ) -> Result<(), BrokerError> {
+    ) -> RocketFuture<'a, Result<(), BrokerError>> {
         crate::runtime::boxed(async move {
-            check_topic(topic).map_err(|e| BrokerError::permanent("create topic", e.to_string()))?;
+            check_topic(topic)
+                .map_err(|e| BrokerError::permanent("create topic", e.to_string()))?;
             for addr in self.masters().await? {
                 let config = TopicConfig::with_perm(topic, queues, queues, PERM_READ_WRITE);
                 self.admin
-                .get()
+                    .get()
                     .lock()
                     .await
                     .create_and_update_topic_config(addr, config)
@@ -125,7 +124,6 @@ impl RocketAdmin {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         })
-        .await
     }
 
     /// The number of writable queues of `topic`, or `None` when the name server has no route
@@ -133,7 +131,10 @@ impl RocketAdmin {
     ///
     /// # Errors
     /// [`BrokerError`] (transient) when the name server does not answer.
-    pub async fn topic_queues(&self, topic: &str) -> Result<Option<u32>, BrokerError> {
+    pub fn topic_queues<'a>(
+        &'a self,
+        topic: &'a str,
+    ) -> RocketFuture<'a, Result<Option<u32>, BrokerError>> {
         crate::runtime::boxed(async move {
             let route = self
                 .admin
@@ -151,7 +152,6 @@ impl RocketAdmin {
                 Err(e) => Err(broker_error_at("topic route", &e, Some(&self.name_server))),
             }
         })
-        .await
     }
 
     /// Creates (or updates) consumer group `group` on every master, as a clustering group.
@@ -159,7 +159,7 @@ impl RocketAdmin {
     /// # Errors
     /// [`BrokerError`]: permanent for an invalid name, transient when the cluster does not
     /// answer.
-    pub async fn create_group(&self, group: &str) -> Result<(), BrokerError> {
+    pub fn create_group<'a>(&'a self, group: &'a str) -> RocketFuture<'a, Result<(), BrokerError>> {
         crate::runtime::boxed(async move {
             check_group(group)
                 .map_err(|e| BrokerError::permanent("create group", e.to_string()))?;
@@ -176,7 +176,6 @@ impl RocketAdmin {
             }
             Ok(())
         })
-        .await
     }
 
     /// What the name server knows of `topic`'s route, asked again for up to `wait` while the
@@ -208,11 +207,11 @@ impl RocketAdmin {
     /// still says that `topic` does not exist while it knows brokers (the reason then says
     /// "does not exist"); transient when no broker serves the topic's route after the wait or
     /// the cluster does not answer.
-    pub async fn ensure_group_topics(
-        &self,
-        topic: &str,
-        group: &str,
-    ) -> Result<GroupTopics, BrokerError> {
+    pub fn ensure_group_topics<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+    ) -> RocketFuture<'a, Result<GroupTopics, BrokerError>> {
         crate::runtime::boxed(async move {
             let names = GroupTopics::new(topic, group)
                 .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
@@ -233,14 +232,12 @@ impl RocketAdmin {
             self.create_group(group).await?;
             Ok(names)
         })
-        .await
     }
 
     /// Stops the admin client.
-    pub async fn close(&self) {
+    pub fn close(&self) -> RocketFuture<'_, ()> {
         crate::runtime::boxed(async move {
             self.admin.get().lock().await.shutdown().await;
         })
-        .await
     }
 }

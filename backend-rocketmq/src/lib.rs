@@ -69,6 +69,7 @@ pub use config::{AcceptedStatuses, RocketConfig, RocketConfigBuilder, StartFrom}
 pub use names::{validate_group, validate_topic, GroupTopics, InvalidName};
 pub use publisher::RocketPublisher;
 pub use queue_select::{java_string_hash, queue_for_key};
+pub use runtime::RocketFuture;
 pub use subscriber::RocketSubscriber;
 pub use transactional::{
     RocketTransactionalProducer, TransactionCheck, TransactionOutcome, TransactionState,

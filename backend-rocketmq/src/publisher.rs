@@ -22,7 +22,7 @@ use crate::error_class::{describe_at, is_no_route, publish_outcome};
 use crate::names::check_topic;
 use crate::queue_select::queue_for_key;
 use crate::route_state::RouteState;
-use crate::runtime::{client_runtime, Erased};
+use crate::runtime::{client_runtime, Erased, RocketFuture};
 use crate::wire;
 
 /// Most messages in one batch request (the broker takes at most `maxMessageSize` bytes per
@@ -69,7 +69,7 @@ impl RocketPublisher {
     ///
     /// # Errors
     /// [`BrokerError`] when the producer cannot start (e.g. an invalid producer group).
-    pub async fn connect(config: RocketConfig) -> Result<Self, BrokerError> {
+    pub fn connect(config: RocketConfig) -> RocketFuture<'static, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
             let mut producer = DefaultMQProducer::builder(client_runtime()?)
                 .producer_group(config.producer_group.as_str())
@@ -93,7 +93,6 @@ impl RocketPublisher {
                 route_admin: Erased::new(OnceCell::new()),
             })
         })
-        .await
     }
 
     /// Checks `message` and turns it into a RocketMQ message for `topic`.

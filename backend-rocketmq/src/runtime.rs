@@ -37,14 +37,19 @@ pub(crate) fn client_runtime() -> Result<Arc<ClientRuntime>, BrokerError> {
         .map_err(|e| BrokerError::permanent("rocketmq runtime", e))
 }
 
-/// Boxes a future that holds rocketmq-client types.
+/// The future returned by this crate's async operations: boxed, `Send`, and opaque to the
+/// compiler's auto-trait inference.
 ///
-/// Proving such a future `Send` takes more than the compiler's default recursion limit (the
-/// client's types nest deeply). This crate raises its limit and proves it once, here; callers
-/// see a boxed `dyn Future + Send` and never need to raise theirs.
-pub(crate) fn boxed<'a, T>(
-    future: impl Future<Output = T> + Send + 'a,
-) -> Pin<Box<dyn Future<Output = T> + Send + 'a>> {
+/// Proving a future that holds rocketmq-client types `Send` takes more than the compiler's
+/// default recursion limit (the client's types nest deeply). An `async fn` would hand its
+/// caller an opaque future whose `Send` proof the caller's crate redoes, walking those types
+/// again; a `dyn Future + Send` carries the proof with it, so applications never need to
+/// raise their recursion limit.
+pub type RocketFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Boxes a future that holds rocketmq-client types; this crate raises its recursion limit
+/// and proves it `Send` once, here (see [`RocketFuture`]).
+pub(crate) fn boxed<'a, T>(future: impl Future<Output = T> + Send + 'a) -> RocketFuture<'a, T> {
     Box::pin(future)
 }
 

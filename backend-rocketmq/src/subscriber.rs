@@ -18,7 +18,7 @@ use crate::config::{RocketConfig, StartFrom};
 use crate::error_class::broker_error;
 use crate::names::GroupTopics;
 use crate::publisher::RocketPublisher;
-use crate::runtime::{client_runtime, Erased};
+use crate::runtime::{client_runtime, Erased, RocketFuture};
 use crate::wire;
 
 /// Commits "next offset to read" of a queue in the consumer's offset store; the client
@@ -97,11 +97,11 @@ impl RocketSubscriber {
     /// # Errors
     /// [`BrokerError`]: permanent when `topic` does not exist or a name is invalid, transient
     /// when the cluster does not answer.
-    pub async fn connect(
+    pub fn connect<'a>(
         config: RocketConfig,
-        topic: &str,
-        group: &str,
-    ) -> Result<Self, BrokerError> {
+        topic: &'a str,
+        group: &'a str,
+    ) -> RocketFuture<'a, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
             let names = prepare_group(&config, topic, group, None).await?;
             Self::open(
@@ -113,7 +113,6 @@ impl RocketSubscriber {
             )
             .await
         })
-        .await
     }
 
     /// Reads the dead letters that `group` produced for `topic` (as consumer group
@@ -121,11 +120,11 @@ impl RocketSubscriber {
     ///
     /// # Errors
     /// As for [`RocketSubscriber::connect`].
-    pub async fn dead_letters(
+    pub fn dead_letters<'a>(
         config: RocketConfig,
-        topic: &str,
-        group: &str,
-    ) -> Result<Self, BrokerError> {
+        topic: &'a str,
+        group: &'a str,
+    ) -> RocketFuture<'a, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
             let reader = format!("{group}_dlq_reader");
             let names = prepare_group(&config, topic, group, Some(&reader)).await?;
@@ -138,7 +137,6 @@ impl RocketSubscriber {
             )
             .await
         })
-        .await
     }
 
     async fn open(

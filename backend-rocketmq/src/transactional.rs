@@ -23,7 +23,7 @@ use waybill_core::{BrokerError, BrokerPosition, Message, PublishError, PublishOu
 use crate::config::RocketConfig;
 use crate::error_class::{broker_error, describe, publish_outcome};
 use crate::names::check_topic;
-use crate::runtime::{client_runtime, Erased};
+use crate::runtime::{client_runtime, Erased, RocketFuture};
 use crate::wire;
 
 /// The state of a local transaction, as the broker needs it.
@@ -142,10 +142,10 @@ impl RocketTransactionalProducer {
     ///
     /// # Errors
     /// [`BrokerError`] when the producer cannot start.
-    pub async fn connect(
+    pub fn connect(
         config: RocketConfig,
         check: impl TransactionCheck,
-    ) -> Result<Self, BrokerError> {
+    ) -> RocketFuture<'static, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
             let listener = Listener {
                 check: Arc::new(check),
@@ -169,7 +169,6 @@ impl RocketTransactionalProducer {
                 wait: config.send_timeout.max(Duration::from_secs(30)),
             })
         })
-        .await
     }
 
     /// Sends `message` to `topic` as a half message; once it is stored, runs `local` (the
@@ -266,11 +265,10 @@ impl RocketTransactionalProducer {
 
     /// Stops the producer (half messages still open are resolved by check-backs to another
     /// producer of the group).
-    pub async fn close(&self) {
+    pub fn close(&self) -> RocketFuture<'_, ()> {
         crate::runtime::boxed(async move {
             self.producer.get().write().await.shutdown().await;
         })
-        .await
     }
 }
 

@@ -12,12 +12,6 @@
 //! directory: no server needed. `--broker rabbitmq` runs the same service on a RabbitMQ
 //! server, `--broker kafka` on a Kafka cluster, `--broker rocketmq` on a RocketMQ cluster.
 
-// rocketmq-client's types nest past the compiler's default recursion limit when this
-// program's futures are proven `Send` (since the RocketMQ publisher asks the name server why a
-// route is missing); the backend erases its client handles and boxes its futures, and the
-// remaining cause is not found yet.
-#![recursion_limit = "256"]
-
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
