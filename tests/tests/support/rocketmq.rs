@@ -126,3 +126,12 @@ impl ConformanceTarget for RocketTarget {
         ))
     }
 }
+
+/// SIGKILLs the local name server (not the broker) and starts it again; returns its process
+/// ids before and after. The new name server knows no broker and no route until the broker
+/// registers again (every 30 s), so every client asking it for a route in that window gets
+/// none. Against a cluster of your own, set WAYBILL_ROCKETMQ_NAMESRV_KILL,
+/// WAYBILL_ROCKETMQ_NAMESRV_START (and WAYBILL_ROCKETMQ_NAMESRV_PID).
+pub async fn kill_and_restart_name_server() -> super::fault::Restart {
+    super::kill_and_restart_with("WAYBILL_ROCKETMQ_NAMESRV", "rocketmq-namesrv", "rocketmq").await
+}
