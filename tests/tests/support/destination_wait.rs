@@ -129,16 +129,18 @@ pub async fn finish(db: &Db, running: Running) {
     running.stop().await;
 }
 
-/// A destination that never appears: with `destination_wait` 2 s, the rows of a key wait (not
+/// A destination that never appears: with `destination_wait` 3 s, the rows of a key wait (not
 /// dead, the key held, other keys flowing, more failures than `max_attempts`), the wait
 /// survives a relay restart (it counts from the first failure, stored with the row), and then
 /// each row goes dead in turn with an error saying for how long its destination was missing.
+/// An oversized message, truly permanent, is still dead at its first attempt.
 pub async fn a_destination_that_never_appears_goes_dead_after_the_wait(db: Db) {
     use waybill_core::{MemoryBroker, Message};
     use waybill_outbox::DeadFilter;
 
     let broker = MemoryBroker::builder()
         .auto_create_topics(false)
+        .max_message_bytes(1000)
         .build()
         .unwrap();
     broker.create_topic("orders").unwrap();
@@ -155,7 +157,7 @@ pub async fn a_destination_that_never_appears_goes_dead_after_the_wait(db: Db) {
             .max_attempts(3)
             .backoff(Duration::from_millis(50), Duration::from_millis(200))
             .lease_ttl(Duration::from_millis(900))
-            .destination_wait(Duration::from_secs(2))
+            .destination_wait(Duration::from_secs(3))
             .build()
             .unwrap()
     };
@@ -168,7 +170,8 @@ pub async fn a_destination_that_never_appears_goes_dead_after_the_wait(db: Db) {
         "{:?}",
         first.stats()
     );
-    while failed_at.elapsed() < Duration::from_millis(1200) {
+    // More failures than max_attempts (3), well within the wait.
+    while first.stats().destination_missing <= 3 && failed_at.elapsed() < Duration::from_secs(2) {
         super::outbox_cases::drain(&first).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -186,8 +189,8 @@ pub async fn a_destination_that_never_appears_goes_dead_after_the_wait(db: Db) {
     super::outbox_cases::drain_until(&second, || second.stats().dead == 1).await;
     let dead_after = failed_at.elapsed();
     assert!(
-        dead_after >= Duration::from_secs(2) && dead_after < Duration::from_millis(3200),
-        "dead 2 s after the first failure, restart or not: {dead_after:?}"
+        dead_after >= Duration::from_secs(3) && dead_after < Duration::from_millis(4500),
+        "dead 3 s after the first failure, restart or not: {dead_after:?}"
     );
     let dead = db.inspector().dead(&DeadFilter::all(), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
@@ -199,7 +202,7 @@ pub async fn a_destination_that_never_appears_goes_dead_after_the_wait(db: Db) {
     assert_eq!(dead[0].attempts, 0, "waiting used up no attempts");
     let error = dead[0].last_error.clone().unwrap_or_default();
     assert!(
-        error.contains("\"nowhere\" was missing for 2 s"),
+        error.contains("\"nowhere\" was missing for 3 s"),
         "says what was missing and for how long: {error}"
     );
     // Its key moved on: the row behind it now waits in turn, and goes dead too.
@@ -207,5 +210,28 @@ pub async fn a_destination_that_never_appears_goes_dead_after_the_wait(db: Db) {
     let backlog = db.inspector().backlog().await.unwrap();
     assert_eq!((backlog.pending, backlog.dead), (0, 2));
     assert!(broker.messages("nowhere").is_empty());
+
+    // A truly permanent failure does not wait: an oversized message is dead on its first try.
+    let big = Message::new(vec![7u8; 2000]).with_key("big");
+    db.enqueue("orders", std::slice::from_ref(&big), true).await;
+    let failed_before = second.stats().failed;
+    super::outbox_cases::drain_until(&second, || second.stats().dead == 3).await;
+    assert_eq!(second.stats().failed, failed_before + 1, "one try, no wait");
+    let dead = db
+        .inspector()
+        .dead(&DeadFilter::ids([big.id()]), 10)
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].attempts, 1, "dead at the first attempt");
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("exceeds the limit"),
+        "{:?}",
+        dead[0].last_error
+    );
     db.drop_db().await;
 }
