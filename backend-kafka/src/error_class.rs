@@ -7,8 +7,10 @@ use waybill_core::{BrokerError, FailureClass, PublishOutcome};
 ///
 /// - *not sent*: the message never left this process (local queue full, producer closed
 ///   before sending);
-/// - *permanent*: the broker or client will refuse it again (too large, unknown topic,
-///   not authorised, invalid record);
+/// - *no destination*: the topic (or partition) does not exist yet; nothing was written, and
+///   the same publish succeeds once the topic is created;
+/// - *permanent*: the broker or client will refuse it again (too large, not authorised,
+///   invalid topic name or record, refused by policy);
 /// - *ambiguous*: anything that may have reached the log (a delivery timeout, a fatal
 ///   idempotence error, a purge of in-flight messages, unknown codes).
 pub(crate) fn publish_outcome(error: &KafkaError) -> PublishOutcome {
@@ -20,13 +22,13 @@ pub(crate) fn publish_outcome(error: &KafkaError) -> PublishOutcome {
     };
     match code {
         Code::QueueFull | Code::PurgeQueue => PublishOutcome::NotSent,
+        Code::UnknownTopicOrPartition | Code::UnknownTopic | Code::UnknownPartition => {
+            PublishOutcome::NoDestination
+        }
         Code::MessageSizeTooLarge
         | Code::InvalidMessageSize
         | Code::InvalidMessage
         | Code::InvalidRecord
-        | Code::UnknownTopicOrPartition
-        | Code::UnknownTopic
-        | Code::UnknownPartition
         | Code::TopicAuthorizationFailed
         | Code::ClusterAuthorizationFailed
         | Code::InvalidTopic
@@ -73,7 +75,12 @@ mod tests {
         let p = |c| publish_outcome(&KafkaError::MessageProduction(c));
         assert_eq!(p(Code::QueueFull), PublishOutcome::NotSent);
         assert_eq!(p(Code::MessageSizeTooLarge), PublishOutcome::Permanent);
-        assert_eq!(p(Code::UnknownTopicOrPartition), PublishOutcome::Permanent);
+        assert_eq!(
+            p(Code::UnknownTopicOrPartition),
+            PublishOutcome::NoDestination
+        );
+        assert_eq!(p(Code::UnknownTopic), PublishOutcome::NoDestination);
+        assert_eq!(p(Code::TopicAuthorizationFailed), PublishOutcome::Permanent);
         assert_eq!(p(Code::MessageTimedOut), PublishOutcome::Ambiguous);
         assert_eq!(p(Code::Fatal), PublishOutcome::Ambiguous);
         assert_eq!(

@@ -22,7 +22,8 @@ use crate::wire::{identity_headers, record_headers, record_size};
 ///
 /// Keys are partitioned like the Java client's default partitioner (murmur2), so messages of
 /// one key keep their order in one partition. A failed publish hands the message back as
-/// *not sent*, *ambiguous* or *permanent* (see [`PublishOutcome`]).
+/// *not sent*, *ambiguous*, *no destination* (the topic does not exist yet) or *permanent*
+/// (see [`PublishOutcome`]).
 pub struct KafkaPublisher {
     producer: FutureProducer,
     config: KafkaConfig,

@@ -142,7 +142,8 @@ pub(crate) async fn confirmed(
     }
 }
 
-/// The refusal for a message the broker returned as unroutable.
+/// The refusal for a message the broker returned as unroutable: no queue is bound yet, so
+/// nothing was stored, and the publish succeeds once a consumer group declares its queue.
 pub(crate) fn unroutable(exchange: &str, routing_key: &str) -> Refusal {
     let target = if exchange.is_empty() {
         format!("queue {routing_key:?}")
@@ -150,7 +151,7 @@ pub(crate) fn unroutable(exchange: &str, routing_key: &str) -> Refusal {
         format!("exchange {exchange:?}")
     };
     Refusal::new(
-        PublishOutcome::Permanent,
+        PublishOutcome::NoDestination,
         format!("unroutable: no queue is bound to {target} (basic.return NO_ROUTE)"),
     )
 }

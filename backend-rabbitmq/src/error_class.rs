@@ -62,8 +62,13 @@ pub(crate) fn failure_class(error: &lapin::Error) -> FailureClass {
     }
 }
 
-/// The outcome of a publish whose confirm failed with `error` after the frames were sent.
+/// The outcome of a publish whose confirm failed with `error` after the frames were sent. A
+/// channel closed with 404 NOT_FOUND means the exchange does not exist (yet): nothing was
+/// routed, and the publish succeeds once a consumer or the publisher declares it.
 pub(crate) fn confirm_outcome(error: &lapin::Error) -> PublishOutcome {
+    if reply_code(error) == Some(404) {
+        return PublishOutcome::NoDestination;
+    }
     match failure_class(error) {
         FailureClass::Permanent => PublishOutcome::Permanent,
         // The frames left; whether the broker stored the message is unknown.

@@ -18,7 +18,7 @@ use crate::closing::bounded_close;
 use crate::config::RabbitConfig;
 use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
 use crate::connect::connect;
-use crate::error_class::{broker_error, reply_code};
+use crate::error_class::broker_error;
 use crate::name_rules::{validate_name, validate_target};
 use crate::topology::declare_exchange;
 
@@ -26,8 +26,10 @@ use crate::topology::declare_exchange;
 ///
 /// A topic is a durable fanout exchange; every consumer group's queue bound to it receives the
 /// message. `publish` resolves on the broker's confirm: `basic.ack` is success, `basic.nack`
-/// is `NotSent`, a `basic.return` (no queue bound) is a `Permanent` "unroutable" error, a missing
-/// exchange is `Permanent`, and a connection lost with the confirm outstanding is `Ambiguous`.
+/// is `Ambiguous`, a `basic.return` (no queue bound yet) is a `NoDestination` "unroutable"
+/// error, a missing exchange (404) is `NoDestination` too (nothing was stored; the publish
+/// succeeds once a consumer group declared its queue), and a connection lost with the confirm
+/// outstanding is `Ambiguous`.
 ///
 /// Concurrent `publish` calls spread over a pool of confirm channels, one message in flight
 /// per channel, so that a returned message is attributed exactly. `publish_batch` pipelines a
@@ -72,7 +74,7 @@ impl RabbitPublisher {
     }
 
     /// Declares `topic` (a durable fanout exchange). Consumers declare it too; publishing to a
-    /// topic nobody declared fails as `Permanent`.
+    /// topic nobody declared, or one no queue is bound to yet, fails as `NoDestination`.
     ///
     /// # Errors
     /// [`BrokerError`] when the name is unusable or the broker refuses.
@@ -321,15 +323,15 @@ impl RabbitPublisher {
         for (i, m, tag, confirmation) in confirmations {
             let outcome = match confirmation {
                 // A channel error fails every confirm pending on the channel, whichever message
-                // caused it: only a missing exchange (404) concerns them all alike.
+                // caused it: only a missing exchange (404, `NoDestination`) concerns them all
+                // alike; a permanent refusal of one message leaves the others' fate unknown.
                 Err(mut refusal) if shared_failure => {
-                    let missing_exchange = refusal
-                        .source
-                        .as_ref()
-                        .is_some_and(|e| reply_code(e) == Some(404));
-                    if refusal.outcome == PublishOutcome::Permanent && !missing_exchange {
-                        refusal.outcome = PublishOutcome::Ambiguous;
-                    }
+                    refusal.outcome = match refusal.outcome {
+                        PublishOutcome::Permanent => PublishOutcome::Ambiguous,
+                        kept @ (PublishOutcome::NotSent
+                        | PublishOutcome::Ambiguous
+                        | PublishOutcome::NoDestination) => kept,
+                    };
                     Err(Self::fail(topic, m, refusal))
                 }
                 Err(refusal) => Err(Self::fail(topic, m, refusal)),

@@ -7,9 +7,7 @@ use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::Acker;
 use lapin::Connection;
 use tokio::sync::Mutex;
-use waybill_core::{
-    BrokerError, FailureClass, IncomingMessage, Message, PublishOutcome, Settle, Settlement,
-};
+use waybill_core::{BrokerError, IncomingMessage, Message, Settle, Settlement};
 
 use crate::config::RabbitConfig;
 use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
@@ -37,13 +35,7 @@ impl SettleLink {
             .open(&self.connection)
             .await
             .map_err(|e| broker_error(operation, e))?;
-        let refusal = |r: Refusal| {
-            let class = match r.outcome {
-                PublishOutcome::Permanent => FailureClass::Permanent,
-                PublishOutcome::NotSent | PublishOutcome::Ambiguous => FailureClass::Transient,
-            };
-            BrokerError::new(class, operation, r.reason)
-        };
+        let refusal = |r: Refusal| BrokerError::from_publish(operation, r.outcome, r.reason);
         let confirm = send(channel, "", queue, message, None)
             .await
             .map_err(refusal)?;

@@ -120,8 +120,9 @@ pub(crate) fn is_no_route(error: &ClientError) -> bool {
 
 /// The outcome of a send that failed with `error`.
 ///
-/// - *permanent*: the broker will refuse it again (the broker says the topic does not exist,
-///   illegal or oversized message, no permission, no name server configured);
+/// - *no destination*: the broker says the topic does not exist (yet); nothing was stored;
+/// - *permanent*: the broker will refuse it again (illegal or oversized message, no
+///   permission, no name server configured);
 /// - *not sent*: refused before anything was stored (no connection could be made, the broker
 ///   is busy or flow-controlled, no route is known for the topic right now — the publisher
 ///   asks the name server whether the topic exists at all —, the local queue is full);
@@ -130,6 +131,9 @@ pub(crate) fn is_no_route(error: &ClientError) -> bool {
 pub(crate) fn publish_outcome(error: &ClientError) -> PublishOutcome {
     use rocketmq_error as d;
     if let Some(code) = response_code(error) {
+        if code == code::TOPIC_NOT_EXIST {
+            return PublishOutcome::NoDestination;
+        }
         if is_permanent_code(code) {
             return PublishOutcome::Permanent;
         }
@@ -194,6 +198,8 @@ mod tests {
     #[test]
     fn classifies_by_response_code() {
         let e = ClientError::broker_operation_failed("SEND", code::TOPIC_NOT_EXIST, "no topic");
+        assert_eq!(publish_outcome(&e), PublishOutcome::NoDestination);
+        let e = ClientError::broker_operation_failed("SEND", code::NO_PERMISSION, "refused");
         assert_eq!(publish_outcome(&e), PublishOutcome::Permanent);
         let e = ClientError::broker_operation_failed("SEND", code::SYSTEM_BUSY, "busy");
         assert_eq!(publish_outcome(&e), PublishOutcome::NotSent);

@@ -38,13 +38,15 @@ const MAX_BATCH_MESSAGES: usize = 256;
 /// - **No hidden resends**: the client's internal send retries are off, so an error is
 ///   reported as it happened: *not sent* (nothing reached a broker, the broker refused it as
 ///   busy, or no route is known right now), *ambiguous* (it may be stored: a timeout after the
-///   write, a non-OK status) or *permanent* (oversized, illegal header, invalid name, or a
-///   topic that does not exist). The message is always handed back.
+///   write, a non-OK status), *no destination* (a topic that does not exist yet) or
+///   *permanent* (oversized, illegal header, invalid name). The message is always handed back.
 /// - **A missing route is not a missing topic**: while a broker restarts or is cut off from
 ///   the name server, its topics have no route. The error is *not sent* when this publisher
 ///   has seen the topic routed before, or when the name server knows no broker; it is
-///   *permanent*, with a reason saying the topic "does not exist", only when the name server,
-///   knowing brokers, has no route for a topic this publisher never saw routed.
+///   *no destination*, with a reason saying the topic "does not exist", only when the name
+///   server, knowing brokers, has no route for a topic this publisher never saw routed (or the
+///   broker answers that the topic does not exist). Either way retrying is safe: nothing was
+///   stored.
 /// - `publish_batch` groups messages by queue and sends each group as one batch request,
 ///   the groups in parallel.
 pub struct RocketPublisher {
@@ -166,7 +168,7 @@ impl RocketPublisher {
                 )
             }
             Ok(state) if state.is_authoritative_absence() => {
-                (PublishOutcome::Permanent, state.explain(topic))
+                (PublishOutcome::NoDestination, state.explain(topic))
             }
             Ok(state) => (PublishOutcome::NotSent, state.explain(topic)),
             Err(e) => (
@@ -327,10 +329,10 @@ impl RocketPublisher {
         for chunk in chunks {
             if let Some((outcome, reason)) = &failed {
                 let reason = format!("not sent after an earlier failure on its queue: {reason}");
-                let outcome = if *outcome == PublishOutcome::Permanent {
-                    PublishOutcome::Permanent
-                } else {
-                    PublishOutcome::NotSent
+                let outcome = match outcome {
+                    PublishOutcome::Permanent => PublishOutcome::Permanent,
+                    PublishOutcome::NoDestination => PublishOutcome::NoDestination,
+                    PublishOutcome::NotSent | PublishOutcome::Ambiguous => PublishOutcome::NotSent,
                 };
                 out.extend(chunk.into_iter().map(|(slot, m, _)| {
                     (

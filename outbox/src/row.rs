@@ -19,6 +19,9 @@ pub(crate) struct OutboxRow {
     pub headers: Json<Headers>,
     pub created_at_ms: i64,
     pub attempts: i32,
+    /// How long the row has waited for its destination to exist (since a publish first found
+    /// it missing), by the database's clock; `None` when it is not waiting for one.
+    pub waited_ms: Option<i64>,
 }
 
 impl OutboxRow {

@@ -38,7 +38,9 @@ pub(crate) trait RelayStore: InspectStore {
     ) -> Result<Vec<ReadyRow>, OutboxError>;
     /// Deletes confirmed rows.
     async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError>;
-    /// Records a failed attempt: the row waits `backoff`, or is dead when `dead`.
+    /// Records a failed attempt: the row waits `backoff`, or is dead when `dead`; starts (or
+    /// keeps) its destination waiting time when the destination was missing, clears it
+    /// otherwise.
     async fn park(&self, seq: i64, failure: &Failure<'_>) -> Result<(), OutboxError>;
     /// One lease round for `owner`: renew its leases, then give back or take shards towards a
     /// fair share among the live relays. Returns the shards it holds afterwards.
@@ -60,6 +62,9 @@ pub(crate) struct Failure<'a> {
     pub error: &'a str,
     pub dead: bool,
     pub backoff: Duration,
+    /// The destination was missing: the row's waiting time starts now unless it already
+    /// runs; any other failure ends it.
+    pub destination_missing: bool,
 }
 
 /// What a lease round does after renewing a relay's own leases, to reach its fair share

@@ -108,7 +108,8 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         .enqueue_batch(&mut tx, &topic, &messages)
         .await
         .unwrap();
-    // A message for a topic that does not exist on the broker: a permanent failure, dead at once.
+    // A message for a topic that does not exist on the broker: no destination, and with
+    // `--destination-wait-secs 0` dead at once.
     let missing = format!("{topic}-missing");
     let poison = Message::new("nowhere to go");
     Outbox::new()
@@ -133,6 +134,8 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
             &listen,
             "--batch-size",
             "100",
+            "--destination-wait-secs",
+            "0",
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -158,6 +161,10 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
     assert!(metrics.contains("waybill_outbox_dead_rows 1"), "{metrics}");
     assert!(
         metrics.contains("waybill_relay_shards_owned 16"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("waybill_relay_destination_missing_total 1"),
         "{metrics}"
     );
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");

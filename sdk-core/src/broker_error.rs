@@ -3,6 +3,8 @@
 use std::error::Error as StdError;
 use std::fmt;
 
+use crate::publish_error::PublishOutcome;
+
 /// Whether an operation may succeed when tried again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailureClass {
@@ -28,6 +30,7 @@ pub struct BrokerError {
     class: FailureClass,
     operation: &'static str,
     reason: String,
+    destination_missing: bool,
     #[source]
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
@@ -49,7 +52,36 @@ impl BrokerError {
             class,
             operation,
             reason: reason.into(),
+            destination_missing: false,
             source: None,
+        }
+    }
+
+    /// A transient failure of `operation` because the destination of a copy (a retry or
+    /// dead-letter topic or queue) does not exist yet: see
+    /// [`PublishOutcome::NoDestination`]. The processor gives the message back and tries the
+    /// same settlement again with backoff, raising an alert, until the destination appears.
+    pub fn destination_missing(operation: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            destination_missing: true,
+            ..Self::transient(operation, reason)
+        }
+    }
+
+    /// The failure of `operation` that published a copy and got `outcome`: `Permanent` stays
+    /// permanent, `NoDestination` is [`BrokerError::destination_missing`], `NotSent` and
+    /// `Ambiguous` are transient.
+    pub fn from_publish(
+        operation: &'static str,
+        outcome: PublishOutcome,
+        reason: impl Into<String>,
+    ) -> Self {
+        match outcome {
+            PublishOutcome::Permanent => Self::permanent(operation, reason),
+            PublishOutcome::NoDestination => Self::destination_missing(operation, reason),
+            PublishOutcome::NotSent | PublishOutcome::Ambiguous => {
+                Self::transient(operation, reason)
+            }
         }
     }
 
@@ -67,6 +99,12 @@ impl BrokerError {
     /// Whether a retry may help (`class() == Transient`).
     pub fn is_transient(&self) -> bool {
         self.class == FailureClass::Transient
+    }
+
+    /// Whether the operation failed because its destination does not exist yet (a retry or
+    /// dead-letter copy found no topic or queue); such a failure is transient.
+    pub fn is_destination_missing(&self) -> bool {
+        self.destination_missing
     }
 
     /// The operation that failed (`receive`, `ack`, `retry`, `dead-letter`, `close`, ...).

@@ -13,7 +13,16 @@ pub enum PublishOutcome {
     /// The broker may or may not have stored it (confirm lost, connection cut with the message
     /// outstanding): a retry is safe only because consumers deduplicate on the message id.
     Ambiguous,
-    /// Retrying cannot help: too large, unroutable, unknown topic, not authorized.
+    /// The broker certainly did not store the message because its destination does not exist
+    /// yet: an unknown topic, a RabbitMQ exchange nobody declared or one with no queue bound
+    /// (`basic.return`). Retrying cannot duplicate it and succeeds once the destination is
+    /// created (a consumer declared its queue, an operator created the topic), which is why this
+    /// is not [`PublishOutcome::Permanent`]: deploying a producer before its consumers must not
+    /// lose messages. Callers retry with backoff for a bounded time and raise an alert meanwhile
+    /// (the outbox relay parks the row, the processor gives the delivery back).
+    NoDestination,
+    /// Retrying cannot help: too large, invalid name or headers, refused by policy or
+    /// permissions.
     Permanent,
 }
 
@@ -22,6 +31,7 @@ impl fmt::Display for PublishOutcome {
         f.write_str(match self {
             Self::NotSent => "not sent",
             Self::Ambiguous => "ambiguous",
+            Self::NoDestination => "no destination yet",
             Self::Permanent => "permanent",
         })
     }
@@ -70,6 +80,15 @@ impl PublishError {
         Self::new(PublishOutcome::Ambiguous, topic, message, reason)
     }
 
+    /// Shorthand for [`PublishOutcome::NoDestination`].
+    pub fn no_destination(
+        topic: impl Into<String>,
+        message: Message,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::new(PublishOutcome::NoDestination, topic, message, reason)
+    }
+
     /// Shorthand for [`PublishOutcome::Permanent`].
     pub fn permanent(
         topic: impl Into<String>,
@@ -90,9 +109,20 @@ impl PublishError {
         self.outcome
     }
 
-    /// Whether publishing the same message again is reasonable (`NotSent` or `Ambiguous`).
+    /// Whether publishing the same message again is reasonable (`NotSent`, `Ambiguous` or
+    /// `NoDestination`; only `Permanent` is not).
     pub fn is_retryable(&self) -> bool {
-        !matches!(self.outcome, PublishOutcome::Permanent)
+        match self.outcome {
+            PublishOutcome::NotSent | PublishOutcome::Ambiguous | PublishOutcome::NoDestination => {
+                true
+            }
+            PublishOutcome::Permanent => false,
+        }
+    }
+
+    /// Whether the destination did not exist (yet): [`PublishOutcome::NoDestination`].
+    pub fn is_destination_missing(&self) -> bool {
+        self.outcome == PublishOutcome::NoDestination
     }
 
     /// The destination that was attempted.

@@ -17,7 +17,8 @@ use crate::receipt::Receipt;
 /// Guarantees: `Ok(receipt)` means the broker acknowledged durability under its strongest
 /// setting (Kafka `acks=all` + idempotence, RabbitMQ publisher confirm of a persistent message,
 /// RocketMQ `SEND_OK`). `Err` always hands the message back and says whether it is certainly not
-/// stored, maybe stored, or never storable ([`crate::PublishOutcome`]).
+/// stored, maybe stored, not storable until its destination exists, or never storable
+/// ([`crate::PublishOutcome`]).
 #[async_trait]
 pub trait Publisher: Send + Sync {
     /// Publishes one message to `topic` and waits for the broker's confirm.

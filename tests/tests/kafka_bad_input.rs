@@ -10,7 +10,7 @@ use waybill_core::{FailureClass, Message, PublishOutcome, Publisher};
 use waybill_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
 #[tokio::test]
-async fn an_unknown_topic_is_a_permanent_error_and_the_message_comes_back() {
+async fn an_unknown_topic_is_no_destination_yet_and_the_message_comes_back() {
     require_broker().await;
     let publisher = KafkaPublisher::connect(config()).await.unwrap();
     let missing = topic("wb-missing");
@@ -19,7 +19,8 @@ async fn an_unknown_topic_is_a_permanent_error_and_the_message_comes_back() {
         .publish(&missing, message.clone())
         .await
         .expect_err("auto-create is off: the topic must not appear");
-    assert_eq!(err.outcome(), PublishOutcome::Permanent, "{err}");
+    assert_eq!(err.outcome(), PublishOutcome::NoDestination, "{err}");
+    assert!(err.is_retryable(), "the topic may be created later: {err}");
     assert!(err.to_string().to_lowercase().contains("unknown"), "{err}");
     assert_eq!(err.message().id(), message.id());
     assert_eq!(err.message().payload(), message.payload());

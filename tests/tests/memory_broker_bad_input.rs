@@ -3,7 +3,7 @@
 use waybill_core::{MemoryBroker, Message, PublishFault, PublishOutcome, Publisher, Subscriber};
 
 #[tokio::test]
-async fn oversized_unknown_and_empty_topics_are_permanent_errors_with_the_message_back() {
+async fn oversized_unknown_and_empty_topics_are_clear_errors_with_the_message_back() {
     let broker = MemoryBroker::builder()
         .auto_create_topics(false)
         .max_message_bytes(1024)
@@ -23,7 +23,12 @@ async fn oversized_unknown_and_empty_topics_are_permanent_errors_with_the_messag
         .publish("nowhere", Message::new("x"))
         .await
         .unwrap_err();
-    assert_eq!(err.outcome(), PublishOutcome::Permanent);
+    assert_eq!(
+        err.outcome(),
+        PublishOutcome::NoDestination,
+        "not there yet"
+    );
+    assert!(err.is_retryable());
     assert!(err.reason().contains("unknown topic"), "{err}");
 
     let err = publisher.publish("", Message::new("x")).await.unwrap_err();
@@ -84,6 +89,16 @@ async fn injected_publish_faults_classify_and_store_as_a_broker_would() {
         .fail_next_publishes(1, PublishFault::Permanent);
     let err = publisher.publish("t", Message::new("d")).await.unwrap_err();
     assert!(!err.is_retryable());
+    broker
+        .faults()
+        .fail_next_publishes(1, PublishFault::NoDestination);
+    let err = publisher
+        .publish("t", Message::new("d2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.outcome(), PublishOutcome::NoDestination);
+    assert!(err.is_retryable() && err.is_destination_missing());
+    assert_eq!(broker.messages("t").len(), 2, "not stored");
     broker.faults().clear();
     publisher.publish("t", Message::new("e")).await.unwrap();
 }

@@ -435,6 +435,73 @@ async fn a_stale_holder_cannot_commit_its_marker() {
     cases::a_stale_holder_cannot_commit_its_marker(Db::postgres().await).await;
 }
 
+#[tokio::test]
+async fn a_destination_that_never_appears_goes_dead_after_the_wait() {
+    support::destination_wait::a_destination_that_never_appears_goes_dead_after_the_wait(
+        Db::postgres().await,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_for_a_kafka_topic_not_created_yet_wait_for_it_in_key_order() {
+    use support::destination_wait as wait;
+    use waybill_kafka::{create_topic, KafkaPublisher, KafkaSubscriber};
+
+    support::kafka::require_broker().await;
+    let db = Db::postgres().await;
+    let topic = support::kafka::topic("wb-later");
+    let publisher = KafkaPublisher::connect(support::kafka::config())
+        .await
+        .unwrap();
+    let running = wait::relay_while_missing(&db, &topic, Arc::new(publisher)).await;
+    create_topic(
+        &support::kafka::config(),
+        &topic,
+        support::kafka::PARTITIONS,
+        1,
+    )
+    .await
+    .unwrap();
+    let mut subscriber = KafkaSubscriber::connect(support::kafka::config(), &topic, "wb-later")
+        .await
+        .unwrap();
+    wait::receive_all_in_order(&mut subscriber).await;
+    wait::finish(&db, running).await;
+    waybill_core::Subscriber::close(&mut subscriber)
+        .await
+        .unwrap();
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_for_a_rabbitmq_topic_without_a_queue_yet_wait_for_it_in_key_order() {
+    use support::destination_wait as wait;
+    use waybill_rabbitmq::{delete_group_topology, RabbitPublisher, RabbitSubscriber};
+
+    support::rabbitmq::require_broker().await;
+    let db = Db::postgres().await;
+    let topic = support::unique_topic("wb-later");
+    let publisher = RabbitPublisher::connect(support::rabbitmq::config())
+        .await
+        .unwrap();
+    // The exchange exists, no consumer group has bound its queue yet: unroutable.
+    publisher.declare_topic(&topic).await.unwrap();
+    let running = wait::relay_while_missing(&db, &topic, Arc::new(publisher)).await;
+    let mut subscriber = RabbitSubscriber::connect(support::rabbitmq::config(), &topic, "g")
+        .await
+        .unwrap();
+    wait::receive_all_in_order(&mut subscriber).await;
+    wait::finish(&db, running).await;
+    waybill_core::Subscriber::close(&mut subscriber)
+        .await
+        .unwrap();
+    delete_group_topology(&support::rabbitmq::config(), &topic, "g", true)
+        .await
+        .unwrap();
+    db.drop_db().await;
+}
+
 /// Waits (up to 5 s) until a session of the test database has issued LISTEN: the relay's
 /// listener is connected.
 async fn wait_for_listener(db: &TestDb) {

@@ -18,6 +18,14 @@ async fn a_rolled_back_enqueue_publishes_nothing_and_a_committed_one_publishes_o
 }
 
 #[tokio::test]
+async fn a_destination_that_never_appears_goes_dead_after_the_wait() {
+    support::destination_wait::a_destination_that_never_appears_goes_dead_after_the_wait(
+        Db::sqlite().await,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn per_key_order_holds_across_batches() {
     cases::per_key_order_holds_across_batches(Db::sqlite().await).await;
 }

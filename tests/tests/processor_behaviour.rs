@@ -457,6 +457,88 @@ async fn a_failed_dead_letter_publish_holds_its_key_until_the_message_is_back() 
     assert_eq!(broker.messages("t.dlq").len(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_destination_not_there_yet_parks_the_message_and_holds_its_key() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    let poison = Message::new("poison").with_key("k");
+    let poison_id = poison.id();
+    publisher.publish("t", poison).await.unwrap();
+    for payload in ["second", "third"] {
+        publisher
+            .publish("t", Message::new(payload).with_key("k"))
+            .await
+            .unwrap();
+    }
+    // The dead-letter topic is not there until `missing` is cleared.
+    let missing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    {
+        let missing = Arc::clone(&missing);
+        broker.faults().on_publish(move |ctx| {
+            (ctx.topic == "t.dlq" && missing.load(AtomicOrdering::SeqCst))
+                .then_some(waybill_core::PublishFault::NoDestination)
+        });
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |m: IncomingMessage| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
+                seen.lock().unwrap().push(payload.clone());
+                if payload == "poison" {
+                    return Err(HandlerError::permanent("bad"));
+                }
+                Ok(())
+            }
+        })
+    };
+    let running = Processor::builder("g")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .ordering(Ordering::PerKey)
+        .retry(
+            RetryPolicy::builder()
+                .min_delay(Duration::from_millis(50))
+                .max_delay(Duration::from_millis(400))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let meanwhile = running.counters();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["poison"],
+        "handled once, and its key held: the dead letter waits, the handler does not run again"
+    );
+    assert_eq!(meanwhile.dead_lettered, 0, "not counted as dead-lettered");
+    assert_eq!(meanwhile.handled, 0);
+    assert!(
+        (2..=12).contains(&meanwhile.destination_waits),
+        "tried again with backoff: {meanwhile:?}"
+    );
+    assert_eq!(broker.pending("t", "g"), 3, "nothing settled, nothing lost");
+    assert!(broker.messages("t.dlq").is_empty());
+
+    missing.store(false, AtomicOrdering::SeqCst);
+    wait_for(|| running.counters().handled == 2).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(totals.dead_lettered, 1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        ["poison", "second", "third"],
+        "the key went on only after its dead letter went through"
+    );
+    let dead = broker.messages("t.dlq");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].id(), poison_id);
+    assert_eq!(broker.pending("t", "g"), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_default_retry_policy_rides_out_a_thirty_second_outage() {
     let broker = MemoryBroker::new();

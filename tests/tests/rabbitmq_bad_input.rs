@@ -22,7 +22,7 @@ fn unique(prefix: &str) -> String {
 }
 
 #[tokio::test]
-async fn publishing_to_a_missing_exchange_is_permanent_and_hands_the_message_back() {
+async fn publishing_to_a_missing_exchange_is_no_destination_yet_and_hands_the_message_back() {
     require_broker().await;
     let publisher = RabbitPublisher::connect(config()).await.unwrap();
     let message = Message::new("lost?").with_key("k");
@@ -31,7 +31,7 @@ async fn publishing_to_a_missing_exchange_is_permanent_and_hands_the_message_bac
         .publish(&unique("nowhere"), message)
         .await
         .unwrap_err();
-    assert_eq!(err.outcome(), PublishOutcome::Permanent, "{err}");
+    assert_eq!(err.outcome(), PublishOutcome::NoDestination, "{err}");
     assert!(
         err.to_string().contains("404"),
         "names the reply code: {err}"
@@ -61,7 +61,7 @@ async fn publishing_to_an_exchange_without_queues_is_unroutable() {
     let message = Message::new("nobody listens");
     let id = message.id();
     let err = publisher.publish(&topic, message).await.unwrap_err();
-    assert_eq!(err.outcome(), PublishOutcome::Permanent);
+    assert_eq!(err.outcome(), PublishOutcome::NoDestination);
     assert!(err.reason().contains("unroutable"), "{err}");
     assert_eq!(err.message().id(), id);
 
@@ -72,7 +72,7 @@ async fn publishing_to_an_exchange_without_queues_is_unroutable() {
         let err = result
             .as_ref()
             .expect_err("every message of the batch is unroutable");
-        assert_eq!(err.outcome(), PublishOutcome::Permanent);
+        assert_eq!(err.outcome(), PublishOutcome::NoDestination);
         assert_eq!(
             err.message().id(),
             *id,

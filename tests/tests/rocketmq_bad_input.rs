@@ -10,7 +10,7 @@ use waybill_core::{FailureClass, Message, PublishOutcome, Publisher};
 use waybill_rocketmq::{RocketConfig, RocketPublisher, RocketSubscriber};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_topic_is_permanent_and_hands_the_message_back() {
+async fn unknown_topic_is_no_destination_yet_and_hands_the_message_back() {
     require_broker().await.close().await;
     let publisher = RocketPublisher::connect(config()).await.unwrap();
     let missing = topic("wb-missing");
@@ -18,7 +18,8 @@ async fn unknown_topic_is_permanent_and_hands_the_message_back() {
     let id = message.id();
     let err = publisher.publish(&missing, message).await.unwrap_err();
     println!("publish to an unknown topic: {err}");
-    assert_eq!(err.outcome(), PublishOutcome::Permanent, "{err}");
+    assert_eq!(err.outcome(), PublishOutcome::NoDestination, "{err}");
+    assert!(err.to_string().contains("does not exist"), "{err}");
     assert_eq!(err.message().id(), id);
     assert_eq!(err.message().payload().as_ref(), b"lost?");
 

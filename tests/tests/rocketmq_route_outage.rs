@@ -71,7 +71,10 @@ async fn publish_until_stopped(
                     {
                         let mut seen = seen.lock().unwrap();
                         match e.outcome() {
-                            PublishOutcome::Permanent => seen.permanent.push(e.to_string()),
+                            // The topic exists: saying it does not is as wrong as permanent.
+                            PublishOutcome::Permanent | PublishOutcome::NoDestination => {
+                                seen.permanent.push(e.to_string())
+                            }
                             PublishOutcome::NotSent | PublishOutcome::Ambiguous => {
                                 seen.retryable.push(e.to_string())
                             }

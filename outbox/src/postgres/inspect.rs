@@ -81,7 +81,7 @@ impl InspectStore for PgStore {
     async fn replay(&self, filter: &DeadFilter) -> Result<u64, OutboxError> {
         let done = sqlx::query(&format!(
             "UPDATE waybill_outbox SET dead = false, dead_at = NULL, attempts = 0, \
-               available_at = now() WHERE {DEAD_MATCH}"
+               waiting_since = NULL, available_at = now() WHERE {DEAD_MATCH}"
         ))
         .bind(filter.topic.as_deref())
         .bind(filter.uuids())

@@ -18,7 +18,7 @@ const SELECT_READY: &str = "\
 SELECT seq, message_id, topic, key, payload, headers, \
        CASE WHEN isfinite(created_at) \
             THEN (EXTRACT(EPOCH FROM created_at) * 1000)::bigint END AS created_at_ms, \
-       attempts \
+       attempts, (EXTRACT(EPOCH FROM (now() - waiting_since)) * 1000)::bigint AS waited_ms \
 FROM waybill_outbox o \
 WHERE NOT o.dead \
   AND o.available_at <= now() \
@@ -84,7 +84,8 @@ impl RelayStore for PgStore {
         sqlx::query(
             "UPDATE waybill_outbox SET attempts = $2, last_error = $3, dead = $4, \
                dead_at = CASE WHEN $4 THEN now() END, \
-               available_at = now() + make_interval(secs => $5) \
+               available_at = now() + make_interval(secs => $5), \
+               waiting_since = CASE WHEN $6 THEN COALESCE(waiting_since, now()) END \
              WHERE seq = $1",
         )
         .bind(seq)
@@ -92,6 +93,7 @@ impl RelayStore for PgStore {
         .bind(failure.error)
         .bind(failure.dead)
         .bind(failure.backoff.as_secs_f64())
+        .bind(failure.destination_missing)
         .execute(&self.pool)
         .await
         .map_err(db)?;

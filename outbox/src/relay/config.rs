@@ -16,6 +16,7 @@ pub struct RelayConfig {
     pub(crate) lease_ttl: Duration,
     pub(crate) name: String,
     pub(crate) dead_retention: Option<Duration>,
+    pub(crate) destination_wait: Duration,
 }
 
 impl Default for RelayConfig {
@@ -34,6 +35,7 @@ impl Default for RelayConfig {
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             ),
             dead_retention: Some(Duration::from_secs(7 * 24 * 3600)),
+            destination_wait: Duration::from_secs(3600),
         }
     }
 }
@@ -41,7 +43,8 @@ impl Default for RelayConfig {
 impl RelayConfig {
     /// A builder from the defaults: batches of 500, poll every second (PostgreSQL's
     /// LISTEN/NOTIFY wakes it sooner), 10 attempts per row, backoff 500 ms doubling to 60 s,
-    /// 16 shards with 30 s leases, a unique name, dead rows kept 7 days.
+    /// 16 shards with 30 s leases, a unique name, dead rows kept 7 days, rows wait up to an
+    /// hour for a destination that does not exist yet.
     pub fn builder() -> RelayConfigBuilder {
         RelayConfigBuilder(Self::default())
     }
@@ -59,6 +62,11 @@ impl RelayConfig {
     /// Shards the keys hash into.
     pub fn shard_count(&self) -> u32 {
         u32::try_from(self.shard_count).unwrap_or(u32::MAX)
+    }
+
+    /// How long a row may wait for a destination that does not exist yet.
+    pub fn destination_wait(&self) -> Duration {
+        self.destination_wait
     }
 }
 
@@ -119,6 +127,22 @@ impl RelayConfigBuilder {
         self
     }
 
+    /// How long a row may wait for its destination to exist (default 1 hour): a publish that
+    /// fails as [`waybill_core::PublishOutcome::NoDestination`] (an unknown topic, a RabbitMQ
+    /// exchange nobody declared or one with no queue bound yet) parks the row, and so its key,
+    /// with the usual backoff (`backoff`'s min doubling up to its max) and a `warn` log naming
+    /// the topic and the time waited, instead of marking it dead: deploying a producer before
+    /// its consumers loses nothing and keeps each key's order. Such failures do not use up
+    /// `max_attempts`. The time counts from the first such failure, stored with the row, so it
+    /// survives relay restarts; any other outcome ends the wait. A row still without a
+    /// destination after this long is marked dead with an error saying for how long its
+    /// destination was missing. Zero marks such rows dead at once (the behaviour for truly
+    /// permanent failures: oversized, invalid, refused by policy).
+    pub fn destination_wait(mut self, wait: Duration) -> Self {
+        self.0.destination_wait = wait;
+        self
+    }
+
     /// Validates.
     ///
     /// # Errors
@@ -174,6 +198,10 @@ mod tests {
         );
         assert!(field(RelayConfig::builder().name(" ")).contains("name"));
         assert!(RelayConfig::builder().build().is_ok());
+        assert_eq!(
+            RelayConfig::default().destination_wait(),
+            Duration::from_secs(3600)
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod config;
 mod leases;
+mod waiting;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -10,11 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use waybill_core::{Message, PublishError, PublishOutcome, Publisher};
 
 pub use config::{RelayConfig, RelayConfigBuilder};
 use leases::Leases;
+use waiting::{verdict, Verdict, WaitAlerts};
 
 use crate::error::OutboxError;
 use crate::inspect::{Backlog, DeadFilter};
@@ -32,8 +34,11 @@ pub struct RelayStats {
     pub published: u64,
     /// Publish attempts that failed (the row stays, parked with backoff).
     pub failed: u64,
-    /// Rows marked dead (attempt cap reached, a permanent failure, or a row that does not
-    /// decode into a message).
+    /// Of the failed attempts, those that found no destination (topic, exchange or queue not
+    /// there yet): the row waits for it, up to `destination_wait`. Alert when it grows.
+    pub destination_missing: u64,
+    /// Rows marked dead (attempt cap reached, a permanent failure, a destination still
+    /// missing after `destination_wait`, or a row that does not decode into a message).
     pub dead: u64,
     /// Batches claimed.
     pub batches: u64,
@@ -43,6 +48,7 @@ pub struct RelayStats {
 struct Counters {
     published: AtomicU64,
     failed: AtomicU64,
+    destination_missing: AtomicU64,
     dead: AtomicU64,
     batches: AtomicU64,
 }
@@ -65,7 +71,12 @@ struct Counters {
 /// inbox drops the copy), never out of order.
 ///
 /// **Failures.** A key whose row fails is parked with backoff while other keys flow; after
-/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. A row
+/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. A
+/// destination that does not exist yet ([`PublishOutcome::NoDestination`]: a topic not
+/// created, a queue not bound yet) is not permanent: the row and its key wait for it with
+/// backoff and a `warn` log (at most one per topic every 30 s) for up to `destination_wait`
+/// (see [`RelayConfigBuilder::destination_wait`]), without using up attempts, and are marked
+/// dead only when it is still missing then. A row
 /// that does not decode into a message (headers that are not a JSON object of strings,
 /// written by another tool, say) is marked dead at once with the decode error, and the rest
 /// of the batch goes on. Dead rows are kept for `dead_retention`, listed, replayed and purged
@@ -85,6 +96,7 @@ pub struct Relay {
     config: RelayConfig,
     counters: Counters,
     leases: Leases,
+    wait_alerts: WaitAlerts,
 }
 
 impl Relay {
@@ -95,6 +107,7 @@ impl Relay {
             config,
             counters: Counters::default(),
             leases: Leases::default(),
+            wait_alerts: WaitAlerts::default(),
         }
     }
 
@@ -134,6 +147,7 @@ impl Relay {
         RelayStats {
             published: self.counters.published.load(Relaxed),
             failed: self.counters.failed.load(Relaxed),
+            destination_missing: self.counters.destination_missing.load(Relaxed),
             dead: self.counters.dead.load(Relaxed),
             batches: self.counters.batches.load(Relaxed),
         }
@@ -253,6 +267,7 @@ impl Relay {
                         error: &error,
                         dead: true,
                         backoff: Duration::ZERO,
+                        destination_missing: false,
                     };
                     self.store.park(seq, &failure).await?;
                     self.counters.dead.fetch_add(1, Relaxed);
@@ -264,9 +279,15 @@ impl Relay {
 
     async fn park(&self, row: &OutboxRow, error: &PublishError) -> Result<(), OutboxError> {
         self.counters.failed.fetch_add(1, Relaxed);
-        let attempts = row.attempts.saturating_add(1);
-        let dead =
-            attempts >= self.config.max_attempts || error.outcome() == PublishOutcome::Permanent;
+        let failure = match error.outcome() {
+            PublishOutcome::NoDestination => return self.park_for_destination(row, error).await,
+            PublishOutcome::Permanent => (row.attempts.saturating_add(1), true),
+            PublishOutcome::NotSent | PublishOutcome::Ambiguous => {
+                let attempts = row.attempts.saturating_add(1);
+                (attempts, attempts >= self.config.max_attempts)
+            }
+        };
+        let (attempts, dead) = failure;
         let backoff = backoff(
             u32::try_from(attempts).unwrap_or(0),
             self.config.backoff_min,
@@ -287,6 +308,78 @@ impl Relay {
                     error: &text,
                     dead,
                     backoff,
+                    destination_missing: false,
+                },
+            )
+            .await
+    }
+
+    /// Parks a row whose destination does not exist yet, for up to `destination_wait` counted
+    /// from its first such failure (stored with the row); marks it dead after that.
+    async fn park_for_destination(
+        &self,
+        row: &OutboxRow,
+        error: &PublishError,
+    ) -> Result<(), OutboxError> {
+        self.counters.destination_missing.fetch_add(1, Relaxed);
+        let waited = Duration::from_millis(row.waited_ms.map_or(0, |ms| ms.max(0) as u64));
+        let limit = self.config.destination_wait;
+        let topic = &row.topic;
+        let (text, dead, backoff) = match verdict(
+            waited,
+            limit,
+            self.config.backoff_min,
+            self.config.backoff_max,
+        ) {
+            Verdict::GiveUp => {
+                self.counters.dead.fetch_add(1, Relaxed);
+                error!(
+                    seq = row.seq,
+                    topic = %topic,
+                    waited_secs = waited.as_secs(),
+                    error = %error,
+                    "outbox row marked dead: its destination is still missing after the \
+                     destination wait"
+                );
+                let text = format!(
+                    "destination {topic:?} was missing for {} s (destination_wait {} s): {error}",
+                    waited.as_secs(),
+                    limit.as_secs()
+                );
+                (text, true, Duration::ZERO)
+            }
+            Verdict::Wait(backoff) => {
+                if self.wait_alerts.due(topic) {
+                    warn!(
+                        alert = true,
+                        topic = %topic,
+                        seq = row.seq,
+                        waited_secs = waited.as_secs(),
+                        destination_wait_secs = limit.as_secs(),
+                        error = %error,
+                        "outbox rows wait for their destination, which does not exist (yet): \
+                         create the topic or start its consumers; their keys are held until \
+                         then, and rows still waiting after the destination wait go dead"
+                    );
+                } else {
+                    debug!(seq = row.seq, topic = %topic, ?waited, ?backoff, "outbox row waits for its destination");
+                }
+                let text = format!(
+                    "waiting for destination {topic:?} for {} s: {error}",
+                    waited.as_secs()
+                );
+                (text, false, backoff)
+            }
+        };
+        self.store
+            .park(
+                row.seq,
+                &Failure {
+                    attempts: row.attempts,
+                    error: &text,
+                    dead,
+                    backoff,
+                    destination_missing: true,
                 },
             )
             .await

@@ -115,7 +115,7 @@ impl InspectStore for SqliteStore {
         let (topic, ids, before) = binds(filter);
         let done = sqlx::query(&format!(
             "UPDATE waybill_outbox SET dead = 0, dead_at_ms = NULL, attempts = 0, \
-               available_at_ms = ?4 WHERE {DEAD_MATCH}"
+               waiting_since_ms = NULL, available_at_ms = ?4 WHERE {DEAD_MATCH}"
         ))
         .bind(topic)
         .bind(ids)

@@ -13,7 +13,8 @@ use crate::store::{Failure, LeasePlan, RelayStore};
 /// Ready rows of the given shards (`?3`, a JSON array) in `seq` order. SQLite commits one
 /// writer at a time, so a committed row never has an older row still to come.
 const SELECT_READY: &str = "\
-SELECT seq, message_id, topic, key, payload, headers, created_at_ms, attempts \
+SELECT seq, message_id, topic, key, payload, headers, created_at_ms, attempts, \
+       ?1 - waiting_since_ms AS waited_ms \
 FROM waybill_outbox o \
 WHERE o.dead = 0 \
   AND o.available_at_ms <= ?1 \
@@ -82,7 +83,8 @@ impl RelayStore for SqliteStore {
         let now = now_ms();
         sqlx::query(
             "UPDATE waybill_outbox SET attempts = ?2, last_error = ?3, dead = ?4, \
-               dead_at_ms = CASE WHEN ?4 THEN ?5 END, available_at_ms = ?5 + ?6 \
+               dead_at_ms = CASE WHEN ?4 THEN ?5 END, available_at_ms = ?5 + ?6, \
+               waiting_since_ms = CASE WHEN ?7 THEN COALESCE(waiting_since_ms, ?5) END \
              WHERE seq = ?1",
         )
         .bind(seq)
@@ -91,6 +93,7 @@ impl RelayStore for SqliteStore {
         .bind(failure.dead)
         .bind(now)
         .bind(ms(failure.backoff))
+        .bind(failure.destination_missing)
         .execute(&self.pool)
         .await
         .map_err(db)?;

@@ -8,11 +8,10 @@ use async_trait::async_trait;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::offsets::{InFlightOffsets, TrackedOffset};
-use crate::broker_error::{BrokerError, FailureClass};
+use crate::broker_error::BrokerError;
 use crate::delivery::Settle;
 use crate::incoming::IncomingMessage;
 use crate::message::Message;
-use crate::publish_error::PublishOutcome;
 use crate::publisher::Publisher;
 use crate::settlement::Settlement;
 
@@ -64,13 +63,7 @@ impl<Q: Hash + Eq + Clone + Send + Sync, C: OffsetCommitter<Q>> SettleLink<Q, C>
             .publish(topic, copy)
             .await
             .map(|_| ())
-            .map_err(|e| {
-                let class = match e.outcome() {
-                    PublishOutcome::Permanent => FailureClass::Permanent,
-                    PublishOutcome::NotSent | PublishOutcome::Ambiguous => FailureClass::Transient,
-                };
-                BrokerError::new(class, operation, e.to_string())
-            })
+            .map_err(|e| BrokerError::from_publish(operation, e.outcome(), e.to_string()))
     }
 }
 
@@ -82,7 +75,9 @@ impl<Q: Hash + Eq + Clone + Send + Sync, C: OffsetCommitter<Q>> SettleLink<Q, C>
 /// - dead letter: a confirmed copy with the `waybill-dl-*` record goes to the dead-letter
 ///   topic, then the position completes.
 ///
-/// If the copy cannot be published, the settlement fails and the position stays in flight.
+/// If the copy cannot be published, the settlement fails and the position stays in flight;
+/// a copy whose topic does not exist yet fails with
+/// [`BrokerError::is_destination_missing`] set, and the processor tries again with backoff.
 pub struct LogSettler<Q, C> {
     link: Arc<SettleLink<Q, C>>,
     pending: Option<Abandoned<Q>>,

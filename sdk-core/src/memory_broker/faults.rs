@@ -16,6 +16,8 @@ pub enum PublishFault {
         /// Whether the broker nevertheless stored the message.
         stored: bool,
     },
+    /// The topic does not exist (yet): not stored, `NoDestination`.
+    NoDestination,
     /// The broker rejects the message for good: not stored, `Permanent`.
     Permanent,
     /// The confirm arrives after this delay (the publish then succeeds).

@@ -87,6 +87,13 @@ impl MemoryPublisher {
                     "injected fault: refused",
                 ))
             }
+            Some(PublishFault::NoDestination) => {
+                return Err(PublishError::no_destination(
+                    topic,
+                    message,
+                    format!("injected fault: topic {topic:?} does not exist (yet)"),
+                ))
+            }
             Some(PublishFault::Permanent) => {
                 return Err(PublishError::permanent(
                     topic,
@@ -120,10 +127,10 @@ impl MemoryPublisher {
                 message,
                 "injected fault: confirm lost after store",
             )),
-            Err(AppendError::UnknownTopic) => Err(PublishError::permanent(
+            Err(AppendError::UnknownTopic) => Err(PublishError::no_destination(
                 topic,
                 message,
-                format!("unknown topic {topic:?} (topic auto-creation is off)"),
+                format!("unknown topic {topic:?} (topic auto-creation is off; not there yet)"),
             )),
         }
     }

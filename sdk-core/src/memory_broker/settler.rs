@@ -12,6 +12,7 @@ use super::publisher::MemoryPublisher;
 use crate::broker_error::BrokerError;
 use crate::delivery::Settle;
 use crate::incoming::IncomingMessage;
+use crate::publish_error::PublishOutcome;
 use crate::settlement::Settlement;
 
 /// Settles one in-memory delivery; dropping it unsettled puts the message back.
@@ -95,10 +96,20 @@ impl Settle for MemorySettler {
                 record.write_to(message.headers_mut());
                 let topic = MemoryBroker::dead_letter_topic(&self.queue.topic);
                 // Confirmed dead-letter publish first; on failure the delivery is dropped
-                // unsettled and the message is delivered again.
+                // unsettled and the message is delivered again. A refused copy is retried
+                // (transient), one whose topic is missing says so.
                 MemoryPublisher::store(&self.broker, &topic, message)
                     .await
-                    .map_err(|e| BrokerError::transient("dead-letter", e.reason().to_owned()))?;
+                    .map_err(|e| match e.outcome() {
+                        PublishOutcome::NoDestination => {
+                            BrokerError::destination_missing("dead-letter", e.to_string())
+                        }
+                        PublishOutcome::NotSent
+                        | PublishOutcome::Ambiguous
+                        | PublishOutcome::Permanent => {
+                            BrokerError::transient("dead-letter", e.reason().to_owned())
+                        }
+                    })?;
                 self.ack(incoming)
             }
         }

@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub panics: AtomicU64,
     pub abandoned: AtomicU64,
     pub settle_errors: AtomicU64,
+    pub destination_waits: AtomicU64,
     pub store_errors: AtomicU64,
     pub leases_lost: AtomicU64,
     pub receive_errors: AtomicU64,
@@ -34,6 +35,7 @@ impl Counters {
             panics: self.panics.load(Relaxed),
             abandoned: self.abandoned.load(Relaxed),
             settle_errors: self.settle_errors.load(Relaxed),
+            destination_waits: self.destination_waits.load(Relaxed),
             store_errors: self.store_errors.load(Relaxed),
             leases_lost: self.leases_lost.load(Relaxed),
             receive_errors: self.receive_errors.load(Relaxed),
@@ -63,6 +65,10 @@ pub struct CountersSnapshot {
     pub abandoned: u64,
     /// Acks, retries or dead letters the broker refused.
     pub settle_errors: u64,
+    /// Retry or dead-letter copies that found no destination (a topic or queue not created
+    /// yet; also counted in `settle_errors`): the message was given back and the same
+    /// settlement is tried again with backoff. Alert when it grows.
+    pub destination_waits: u64,
     /// Idempotency store operations that failed.
     pub store_errors: u64,
     /// Claims lost while handling: another consumer took the message over after this one's

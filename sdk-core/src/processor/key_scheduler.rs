@@ -107,6 +107,17 @@ impl KeyScheduler {
             let Some(line) = lines.get_mut(key) else {
                 return false;
             };
+            // The broker may have delivered it again already (behind later messages of the
+            // key, as it was not awaited yet): it heads the line now.
+            let back = line
+                .queue
+                .iter()
+                .position(|(d, _)| d.message().message().id() == id);
+            if let Some(at) = back {
+                let again = line.queue.remove(at).expect("found above");
+                line.queue.push_front(again);
+                return true;
+            }
             line.awaiting = Some(id);
             Arc::clone(&line.arrived)
         };

@@ -5,6 +5,7 @@ mod config;
 mod counters;
 mod handler_run;
 mod key_scheduler;
+mod parked;
 mod pipeline;
 mod runtime;
 

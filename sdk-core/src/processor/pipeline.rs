@@ -10,10 +10,11 @@ use super::claims::{self, Acquisition};
 use super::config::ProcessorConfig;
 use super::counters::{bump, Counters};
 use super::handler_run::run_handler;
+use super::parked::ParkedSettlements;
 use crate::dead_letter::{DeadLetterRecord, ErrorClass};
 use crate::delivery::Delivery;
 use crate::handler::Handler;
-use crate::idempotency::Completion;
+use crate::idempotency::{Completion, HeldClaim};
 use crate::message_id::MessageId;
 use crate::retry_policy::RetryDecision;
 use crate::settlement::{RetryRequest, Settlement};
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub stopping: watch::Receiver<bool>,
     /// Limits running handlers when messages are buffered behind their keys.
     pub running: Option<Arc<Semaphore>>,
+    /// Retry and dead-letter settlements whose copy found no destination yet.
+    pub parked: ParkedSettlements,
 }
 
 /// How a delivery left the pipeline.
@@ -41,7 +44,9 @@ pub(crate) enum Outcome {
     /// key queued behind it must not be handled before it.
     GivenBack,
     /// Its retry or dead-letter copy could not be published, so the broker delivers this
-    /// message again: its key must wait for that copy before its successors go on.
+    /// message again: its key must wait for that copy before its successors go on. (A copy
+    /// that found no destination is parked: the redelivered message waits out a backoff, then
+    /// the same settlement is tried again without running the handler.)
     Unsettled(MessageId),
 }
 
@@ -70,6 +75,16 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
     let mut attempt = delivery.message().attempt();
     let mut copy_failures = 0u32;
     let mut first_failure_at = delivery.message().first_failure_at();
+    let mut parked = shared.parked.get(id);
+    if let Some(parked) = &parked {
+        let wait = parked
+            .not_before
+            .saturating_duration_since(tokio::time::Instant::now());
+        if !sleep_unless_stopping(shared, wait).await {
+            bump(&shared.counters.abandoned);
+            return Outcome::GivenBack;
+        }
+    }
     loop {
         let (slot, claim) = match claims::acquire(shared, delivery.message()).await {
             Acquisition::Run { slot, claim } => (slot, claim),
@@ -84,6 +99,11 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
                 return Outcome::GivenBack;
             }
         };
+        if let Some(parked) = parked.take() {
+            // Its settlement was decided before and only waited for its destination.
+            drop(slot);
+            return settle_copy(shared, delivery, claim, parked.settlement).await;
+        }
         delivery.set_claim(claim.clone());
         let result = claims::with_renewal(
             shared,
@@ -131,16 +151,12 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
             }
             RetryDecision::Broker(delay) => {
                 bump(&shared.counters.retried);
-                claims::release(shared, claim.as_ref()).await;
                 let request = RetryRequest {
                     delay,
                     next_attempt: attempt.saturating_add(1),
                     first_failure_at: first,
                 };
-                if settle(shared, delivery, Settlement::Retry(request)).await {
-                    return Outcome::Settled;
-                }
-                return Outcome::Unsettled(id);
+                return settle_copy(shared, delivery, claim, Settlement::Retry(request)).await;
             }
             RetryDecision::GiveUp => {
                 let record = DeadLetterRecord::for_delivery(
@@ -152,14 +168,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
                     failure.text,
                 );
                 warn!(attempts = attempt, class = %record.error_class, error = %record.error_message, "dead-lettering");
-                if settle(shared, delivery, Settlement::DeadLetter(record)).await {
-                    bump(&shared.counters.dead_lettered);
-                    // Later copies of a dead-lettered message are skipped until it is replayed.
-                    claims::finish(shared, claim.as_ref(), Completion::DeadLettered).await;
-                    return Outcome::Settled;
-                }
-                claims::release(shared, claim.as_ref()).await;
-                return Outcome::Unsettled(id);
+                return settle_copy(shared, delivery, claim, Settlement::DeadLetter(record)).await;
             }
         }
     }
@@ -174,6 +183,72 @@ async fn settle(shared: &Shared, delivery: Delivery, settlement: Settlement) -> 
             bump(&shared.counters.settle_errors);
             warn!(error = %e, "settlement failed; the message will be delivered again");
             false
+        }
+    }
+}
+
+/// Settles with a retry or dead-letter copy. The claim is given up before a retry (a copy
+/// arriving meanwhile may be handled by whoever claims it) and recorded as dead-lettered after
+/// a dead letter went through (later copies are skipped until a replay). A copy that found no
+/// destination parks the settlement: the broker delivers the message again, it waits out the
+/// retry policy's backoff and the same settlement is tried again, with a warning each time,
+/// for as long as the destination is missing. The message is never counted as settled or
+/// dead-lettered meanwhile.
+async fn settle_copy(
+    shared: &Shared,
+    delivery: Delivery,
+    claim: Option<HeldClaim>,
+    settlement: Settlement,
+) -> Outcome {
+    let id = delivery.message().message().id();
+    let topic = delivery.message().origin().topic.clone();
+    let dead_letter = match &settlement {
+        Settlement::DeadLetter(_) => true,
+        Settlement::Retry(_) | Settlement::Ack => false,
+    };
+    if !dead_letter {
+        claims::release(shared, claim.as_ref()).await;
+    }
+    let kept = settlement.clone();
+    match delivery.settle(settlement).await {
+        Ok(()) => {
+            shared.parked.forget(id);
+            if dead_letter {
+                bump(&shared.counters.dead_lettered);
+                claims::finish(shared, claim.as_ref(), Completion::DeadLettered).await;
+            }
+            Outcome::Settled
+        }
+        Err(e) => {
+            bump(&shared.counters.settle_errors);
+            // Parked before anything else is awaited: the broker may deliver it again at once.
+            let parked = e
+                .is_destination_missing()
+                .then(|| shared.parked.park(id, kept, &shared.config.retry));
+            if dead_letter {
+                claims::release(shared, claim.as_ref()).await;
+            }
+            if let Some(parked) = parked {
+                bump(&shared.counters.destination_waits);
+                let retry_in = parked
+                    .not_before
+                    .saturating_duration_since(tokio::time::Instant::now());
+                warn!(
+                    alert = true,
+                    topic = %topic,
+                    operation = e.operation(),
+                    failures = parked.failures,
+                    waited_secs = parked.since.elapsed().as_secs(),
+                    ?retry_in,
+                    error = %e,
+                    "the retry or dead-letter destination does not exist (yet): the message is \
+                     given back, its key waits, and the copy is tried again; create the \
+                     destination (start the consumer group, create the topic or queue)"
+                );
+            } else {
+                warn!(error = %e, "settlement failed; the message will be delivered again");
+            }
+            Outcome::Unsettled(id)
         }
     }
 }

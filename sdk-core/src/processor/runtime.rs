@@ -9,6 +9,7 @@ use tracing::{info, warn};
 use super::config::{Ordering, ProcessorBuilder, ProcessorConfig};
 use super::counters::{bump, Counters, CountersSnapshot};
 use super::key_scheduler::{spawn_single, KeyScheduler};
+use super::parked::ParkedSettlements;
 use super::pipeline::Shared;
 use crate::broker_error::BrokerError;
 use crate::handler::Handler;
@@ -103,6 +104,7 @@ impl Processor {
             counters: Arc::clone(&counters),
             stopping,
             running,
+            parked: ParkedSettlements::default(),
         });
         let task = tokio::spawn(fetch_loop(subscriber, shared));
         RunningProcessor {

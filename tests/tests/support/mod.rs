@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod destination_wait;
 pub mod fault;
 pub mod inbox_cases;
 pub mod kafka;

@@ -100,6 +100,12 @@ async fn metrics(relay: &Relay) -> Result<String, waybill_outbox::OutboxError> {
         stats.failed as f64,
     );
     metric(
+        "waybill_relay_destination_missing_total",
+        "counter",
+        "Publish attempts that found no destination (topic or queue not created yet); the rows wait for it up to the destination wait. Alert when it grows.",
+        stats.destination_missing as f64,
+    );
+    metric(
         "waybill_relay_dead_total",
         "counter",
         "Rows this relay marked dead.",

@@ -127,6 +127,11 @@ pub struct RelayFlags {
     /// Hours dead rows are kept; 0 keeps them until purged [default: 168].
     #[arg(long, global = true, env = "WAYBILL_DEAD_RETENTION_HOURS")]
     pub dead_retention_hours: Option<u64>,
+    /// Seconds a row may wait for a destination (topic, exchange, queue) that does not exist
+    /// yet before it is dead; its key waits meanwhile; 0 makes such rows dead at once
+    /// [default: 3600].
+    #[arg(long, global = true, env = "WAYBILL_DESTINATION_WAIT_SECS")]
+    pub destination_wait_secs: Option<u64>,
     /// Address for /metrics and /healthz [default: 127.0.0.1:9464].
     #[arg(long, global = true, env = "WAYBILL_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -152,6 +157,7 @@ impl RelayFlags {
             lease_ttl_ms: self.lease_ttl_ms.or(file.lease_ttl_ms),
             relay_name: self.relay_name.or(file.relay_name),
             dead_retention_hours: self.dead_retention_hours.or(file.dead_retention_hours),
+            destination_wait_secs: self.destination_wait_secs.or(file.destination_wait_secs),
             listen: self.listen.or(file.listen),
             migrate: self.migrate || file.migrate,
             database_url: self.database_url.or(file.database_url),
@@ -207,6 +213,9 @@ impl Cli {
         if let Some(hours) = flags.dead_retention_hours {
             relay = relay.dead_retention((hours > 0).then(|| Duration::from_secs(hours * 3600)));
         }
+        if let Some(secs) = flags.destination_wait_secs {
+            relay = relay.destination_wait(Duration::from_secs(secs));
+        }
         Ok(Settings {
             database_url,
             broker_url: flags.broker_url,
@@ -230,7 +239,8 @@ mod tests {
         let file = dir.join("relay.toml");
         std::fs::write(
             &file,
-            "database_url = \"sqlite://x.db\"\nbatch_size = 7\nshard_count = 4\n",
+            "database_url = \"sqlite://x.db\"\nbatch_size = 7\nshard_count = 4\n\
+             destination_wait_secs = 90\n",
         )
         .unwrap();
         let mut cli = Cli::parse_from([
@@ -245,6 +255,7 @@ mod tests {
         assert!(!s.relay.name().is_empty());
         assert_eq!(s.relay.shard_count(), 8, "the flag wins over the file");
         assert_eq!(s.relay.batch_size(), 7, "the file fills in");
+        assert_eq!(s.relay.destination_wait(), Duration::from_secs(90));
         assert_eq!(s.listen.port(), 9464);
     }
 
