@@ -56,6 +56,8 @@ pub async fn run(run: KillRun) {
     )
     .await;
     victim.sigkill().await;
+    // A COMMIT the process sent just before the kill still completes on the server.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let applied_by_victim = db.count_by("a").await;
     let replacement = ConsumerProcess::spawn(run.test, "a2", &spec);
     let restarted = wait_for(
