@@ -7,6 +7,10 @@
 //! 10,000 messages: the local broker (tansu on SQLite) carries about 600 pipelined messages a
 //! second here, so the run takes about 20 s with both restarts.
 
+#[path = "kafka_chaos/failing_handlers.rs"]
+mod failing_handlers;
+#[path = "kafka_chaos/rebalance_order.rs"]
+mod rebalance_order;
 mod support;
 
 use support::chaos::{run_through_broker_kills, CrashPlan};
@@ -18,6 +22,7 @@ const KEYS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
+    let _exclusive = support::fault::exclusive().await;
     let topic = create_topic_for_test("wb-chaos").await;
     let group = "chaos";
     let subscriber = KafkaSubscriber::connect(config(), &topic, group)

@@ -7,6 +7,12 @@
 //! failed messages (same id) before moving on, as the outbox relay does: a key never has two
 //! messages in flight.
 
+#[path = "rabbitmq_chaos/consumer_kills.rs"]
+mod consumer_kills;
+#[path = "rabbitmq_chaos/failing_handlers.rs"]
+mod failing_handlers;
+#[path = "rabbitmq_chaos/rebalance_order.rs"]
+mod rebalance_order;
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +26,7 @@ const KEYS: usize = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restarts_lose_nothing_duplicate_nothing_and_keep_key_order() {
+    let _exclusive = support::fault::exclusive().await;
     require_broker().await;
     let topic = support::unique_topic("wb-chaos");
     let group = "chaos";

@@ -4,6 +4,12 @@
 //! Each kill must take effect: the broker's process is replaced, and the client sees the
 //! outage (a failed publish, receive or settlement) while it lasts.
 
+#[path = "rocketmq_chaos/consumer_kills.rs"]
+mod consumer_kills;
+#[path = "rocketmq_chaos/failing_handlers.rs"]
+mod failing_handlers;
+#[path = "rocketmq_chaos/rebalance_order.rs"]
+mod rebalance_order;
 mod support;
 
 use support::chaos::{run_through_broker_kills, CrashPlan};
@@ -15,6 +21,7 @@ const KEYS: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_kills_lose_nothing_duplicate_nothing_and_keep_key_order() {
+    let _exclusive = support::fault::exclusive().await;
     let topic = create_topic_for_test("wb-chaos").await;
     let group = "chaos";
     let subscriber = RocketSubscriber::connect(config(), &topic, group)

@@ -127,3 +127,12 @@ pub async fn pid_from(command: &str) -> u32 {
         .parse()
         .unwrap_or_else(|_| panic!("`{command}` printed {out:?}, not a process id"))
 }
+
+/// Held by each fault test of a test binary for its whole run: the tests of one binary run
+/// in parallel threads, and one test's broker restart would strike the others' runs.
+static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits until no other fault test of this binary runs; the guard lets the next one start.
+pub async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    EXCLUSIVE.lock().await
+}

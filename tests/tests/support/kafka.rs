@@ -96,6 +96,11 @@ pub async fn kill_and_restart() -> super::fault::Restart {
     super::kill_and_restart_with("WAYBILL_KAFKA", "kafka", "kafka").await
 }
 
+/// As [`kill_and_restart`], with the broker left down for `down` before the start.
+pub async fn kill_and_restart_after(down: Duration) -> super::fault::Restart {
+    super::kill_and_restart_after("WAYBILL_KAFKA", "kafka", "kafka", down).await
+}
+
 /// Creates a fresh topic with [`PARTITIONS`] partitions and returns its name.
 pub async fn create_topic_for_test(prefix: &str) -> String {
     require_broker().await;

@@ -3,7 +3,11 @@
 #![allow(dead_code)]
 
 pub mod chaos;
+pub mod consumer_kills;
+pub mod consumer_process;
 pub mod destination_wait;
+pub mod effects;
+pub mod failing_handlers;
 pub mod fault;
 pub mod inbox_cases;
 pub mod kafka;
@@ -11,7 +15,9 @@ pub mod outbox_cases;
 pub mod outbox_db;
 pub mod postgres;
 pub mod rabbitmq;
+pub mod rebalance;
 pub mod rocketmq;
+pub mod workload;
 
 use std::time::Duration;
 
@@ -48,6 +54,18 @@ pub fn unique_topic(prefix: &str) -> String {
 /// command in `{env}_PID` (default `scripts/brokers pid <kill>`); it is not known when
 /// `{env}_KILL` is set and `{env}_PID` is not.
 pub async fn kill_and_restart_with(env: &str, kill: &str, start: &str) -> fault::Restart {
+    kill_and_restart_after(env, kill, start, Duration::ZERO).await
+}
+
+/// As [`kill_and_restart_with`], with the server left down for `down` between the kill and
+/// the start: an outage long enough for the clients to notice (a Kafka client rides out a
+/// restart of a few hundred milliseconds without an error).
+pub async fn kill_and_restart_after(
+    env: &str,
+    kill: &str,
+    start: &str,
+    down: Duration,
+) -> fault::Restart {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/brokers");
     let var = |suffix: &str| std::env::var(format!("{env}_{suffix}")).ok();
     let pid_command = match (var("PID"), var("KILL")) {
@@ -63,6 +81,7 @@ pub async fn kill_and_restart_with(env: &str, kill: &str, start: &str) -> fault:
     let start_command = var("START").unwrap_or_else(|| format!("{script} start {start}"));
     eprintln!("SIGKILL to {kill}: {kill_command}");
     fault::run_checked(&kill_command).await;
+    tokio::time::sleep(down).await;
     fault::run_checked(&start_command).await;
     let pids = match (&pid_command, before) {
         (Some(command), Some(before)) => Some((before, fault::pid_from(command).await)),
