@@ -9,7 +9,9 @@
 //! - [`KafkaSubscriber`]: a consumer group member that stores an offset only up to the lowest
 //!   contiguous completed offset per partition (automatic offset storing off), commits
 //!   periodically, on revoke and on close, retries through a per-group retry topic with a
-//!   not-before header and dead-letters to a per-group topic with the record headers.
+//!   not-before header and dead-letters to a per-group topic with the record headers. It is
+//!   polled all the time (pausing its partitions while its reader is behind), so a slow
+//!   handler never gets it evicted from its group.
 //! - [`TransactionalPublisher`]: Kafka transactions (begin, send, offsets, commit, abort) for
 //!   consume-transform-produce, in addition to (never instead of) the idempotency store;
 //!   never recreated once fenced.
@@ -32,6 +34,7 @@ mod error_class;
 mod names;
 mod offsets;
 mod partitioner;
+mod poller;
 mod producer_slot;
 mod publisher;
 mod settler;
