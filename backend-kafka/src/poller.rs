@@ -9,7 +9,7 @@
 //! a Processor whose buffer is full of messages waiting behind a slow handler, or an intake
 //! holding as many retried copies as it may.
 //!
-//! So a task of its own polls the consumer all the time and hands the records over a small
+//! So a thread of its own polls the consumer all the time and hands the records over a small
 //! channel. When the channel is full it **pauses** every assigned partition (no more records
 //! are fetched, but polls go on: heartbeats, rebalances and the poll interval stay served) and
 //! keeps what it had already read; once the reader caught up (half the channel free) it
@@ -27,7 +27,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, StreamCons
 use rdkafka::error::KafkaError;
 use rdkafka::{Message as _, TopicPartitionList};
 use tokio::sync::mpsc::{self, error::TrySendError};
-use tokio::task::JoinHandle;
+use tokio::sync::oneshot;
 use waybill_core::Message;
 
 use crate::offsets::PartitionKey;
@@ -104,31 +104,71 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The poll task of one subscriber; stops when dropped or when the reader is gone.
+/// The poll loop of one subscriber, on a thread of its own; stops when told, when dropped, or
+/// when the reader is gone.
+///
+/// A thread rather than a task of the caller's runtime: the rebalance callbacks run inside
+/// the poll and commit synchronously on revoke, which may wait for the group coordinator.
+/// On a runtime task that would block a worker thread; with a few subscribers on a small
+/// runtime, every worker, so the other members could not poll, rejoin, or be read.
 pub(crate) struct Poller {
-    task: JoinHandle<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Poller {
     /// Starts polling `consumer`; records arrive on the returned receiver.
+    ///
+    /// # Errors
+    /// The operating system refused a thread.
     pub(crate) fn spawn<C: ConsumerContext + 'static>(
         consumer: Arc<StreamConsumer<C>>,
         flow: Arc<Flow>,
-    ) -> (Self, mpsc::Receiver<PollResult>) {
+    ) -> std::io::Result<(Self, mpsc::Receiver<PollResult>)> {
         let (tx, rx) = mpsc::channel(CHANNEL);
-        let task = tokio::spawn(run(consumer, flow, tx));
-        (Self { task }, rx)
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("waybill-kafka-poll".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Kafka poll thread has no runtime; not polling");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = run(consumer, flow, tx) => {}
+                    }
+                });
+            })?;
+        Ok((
+            Self {
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            rx,
+        ))
     }
 
-    /// Stops polling.
-    pub(crate) fn stop(&self) {
-        self.task.abort();
+    /// Stops polling; returns the thread to join (it ends at its next wake-up).
+    pub(crate) fn stop(&mut self) -> Option<std::thread::JoinHandle<()>> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.thread.take()
     }
 }
 
 impl Drop for Poller {
     fn drop(&mut self) {
-        self.task.abort();
+        // Not joined: the thread ends by itself once told (or once the reader is gone).
+        drop(self.stop());
     }
 }
 

@@ -69,7 +69,7 @@ impl ConsumerContext for TrackingContext {
 ///   (confirmed), then the original is acknowledged.
 /// - A delivery dropped unsettled is delivered again by this subscriber.
 /// - **Backpressure keeps the membership.** The consumer is polled all the time by a task of
-///   its own, also while nobody asks for the next delivery (a Processor whose buffer is full
+///   its own (a thread), also while nobody asks for the next delivery (a Processor whose buffer is full
 ///   behind a slow handler, or an intake holding `max_delayed` retried copies). While the
 ///   reader is behind, the assigned partitions are *paused* (nothing more is fetched) and
 ///   resumed once it caught up, so a handler slower than `max.poll.interval.ms` never gets the
@@ -163,7 +163,8 @@ impl KafkaSubscriber {
                 max_delayed: config.max_delayed,
             },
         );
-        let (poller, polled) = Poller::spawn(Arc::clone(&consumer), Arc::clone(&flow));
+        let (poller, polled) = Poller::spawn(Arc::clone(&consumer), Arc::clone(&flow))
+            .map_err(|e| BrokerError::transient("subscribe", format!("no poll thread: {e}")))?;
         Ok(Self {
             consumer,
             flow,
@@ -228,10 +229,13 @@ impl Subscriber for KafkaSubscriber {
             return Ok(());
         }
         self.closed = true;
-        self.poller.stop();
+        let poll_thread = self.poller.stop();
         self.intake.clear();
         let consumer = Arc::clone(&self.consumer);
         tokio::task::spawn_blocking(move || {
+            if let Some(thread) = poll_thread {
+                let _ = thread.join();
+            }
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "nothing committed on close");
             }

@@ -67,10 +67,11 @@ async fn a_handler_blocking_past_the_poll_interval_does_not_get_the_consumer_evi
             }
         })
     };
-    let subscriber = KafkaSubscriber::connect(consumer_config, &topic, "slow-handlers")
+    let group = format!("{topic}-handlers");
+    let subscriber = KafkaSubscriber::connect(consumer_config, &topic, &group)
         .await
         .unwrap();
-    let running = Processor::builder("slow-handlers")
+    let running = Processor::builder(group)
         .at_least_once_effects()
         .concurrency(1)
         .max_buffered(4)
