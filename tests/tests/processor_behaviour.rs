@@ -29,6 +29,25 @@ async fn wait_for(mut done: impl FnMut() -> bool) {
     panic!("condition not reached within 10 s");
 }
 
+/// A handler that records each payload it runs on in `seen` and fails the payload "poison"
+/// permanently.
+fn record_payloads_and_refuse_poison(
+    seen: &Arc<std::sync::Mutex<Vec<String>>>,
+) -> impl waybill_core::Handler {
+    let seen = Arc::clone(seen);
+    handler_fn(move |m: IncomingMessage| {
+        let seen = Arc::clone(&seen);
+        async move {
+            let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
+            seen.lock().unwrap().push(payload.clone());
+            if payload == "poison" {
+                return Err(HandlerError::permanent("bad"));
+            }
+            Ok(())
+        }
+    })
+}
+
 #[test]
 fn invalid_configuration_names_the_field() {
     let field = |b: waybill_core::ProcessorBuilder| b.build().unwrap_err().field();
@@ -486,20 +505,7 @@ async fn a_failed_dead_letter_publish_holds_its_key_until_the_message_is_back() 
         .faults()
         .fail_next_publishes(1, waybill_core::PublishFault::NotSent);
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let handler = {
-        let seen = Arc::clone(&seen);
-        handler_fn(move |m: IncomingMessage| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
-                seen.lock().unwrap().push(payload.clone());
-                if payload == "poison" {
-                    return Err(HandlerError::permanent("bad"));
-                }
-                Ok(())
-            }
-        })
-    };
+    let handler = record_payloads_and_refuse_poison(&seen);
     let running = Processor::builder("g")
         .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
         .ordering(Ordering::PerKey)
@@ -544,20 +550,7 @@ async fn a_dead_letter_destination_not_there_yet_parks_the_message_and_holds_its
         });
     }
     let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let handler = {
-        let seen = Arc::clone(&seen);
-        handler_fn(move |m: IncomingMessage| {
-            let seen = Arc::clone(&seen);
-            async move {
-                let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
-                seen.lock().unwrap().push(payload.clone());
-                if payload == "poison" {
-                    return Err(HandlerError::permanent("bad"));
-                }
-                Ok(())
-            }
-        })
-    };
+    let handler = record_payloads_and_refuse_poison(&seen);
     let running = Processor::builder("g")
         .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
         .ordering(Ordering::PerKey)
