@@ -181,8 +181,7 @@ impl KafkaConfigBuilder {
     }
 
     /// Retried copies a subscriber holds while waiting for their not-before time
-    /// (default 10,000); beyond it, it pauses its partitions until the earliest is due
-    /// (polling goes on, so the member stays in its group).
+    /// (default 10,000); beyond it, it stops reading until the earliest is due.
     pub fn max_delayed(mut self, n: usize) -> Self {
         self.0.max_delayed = n;
         self

@@ -4,17 +4,13 @@
 //!
 //! - [`KafkaPublisher`]: `acks=all` with the idempotent producer, Java-compatible key
 //!   partitioning (murmur2), pipelined `publish_batch`, receipts with partition and offset,
-//!   errors classified as not sent / ambiguous / permanent with the message handed back; a new
-//!   producer replaces one that hit a fatal error, once the failed one drained.
+//!   errors classified as not sent / ambiguous / permanent with the message handed back.
 //! - [`KafkaSubscriber`]: a consumer group member that stores an offset only up to the lowest
 //!   contiguous completed offset per partition (automatic offset storing off), commits
 //!   periodically, on revoke and on close, retries through a per-group retry topic with a
-//!   not-before header and dead-letters to a per-group topic with the record headers. It is
-//!   polled all the time (pausing its partitions while its reader is behind), so a slow
-//!   handler never gets it evicted from its group.
+//!   not-before header and dead-letters to a per-group topic with the record headers.
 //! - [`TransactionalPublisher`]: Kafka transactions (begin, send, offsets, commit, abort) for
-//!   consume-transform-produce, in addition to (never instead of) the idempotency store;
-//!   never recreated once fenced.
+//!   consume-transform-produce, in addition to (never instead of) the idempotency store.
 //! - [`create_topic`], [`ensure_group_topics`], [`delete_topics`], [`durability_preflight`].
 //!
 //! | verb | what it means on Kafka |
@@ -34,8 +30,6 @@ mod error_class;
 mod names;
 mod offsets;
 mod partitioner;
-mod poller;
-mod producer_slot;
 mod publisher;
 mod settler;
 mod subscriber;

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +14,6 @@ use waybill_core::{
 use crate::config::KafkaConfig;
 use crate::error_class::{broker_error, publish_outcome};
 use crate::names::check_topic;
-use crate::producer_slot::ProducerSlot;
 use crate::wire::{identity_headers, record_headers, record_size};
 
 /// Publishes to Kafka and returns only once the leader confirmed the write to all in-sync
@@ -26,20 +24,8 @@ use crate::wire::{identity_headers, record_headers, record_size};
 /// one key keep their order in one partition. A failed publish hands the message back as
 /// *not sent*, *ambiguous*, *no destination* (the topic does not exist yet) or *permanent*
 /// (see [`PublishOutcome`]).
-///
-/// **Fatal errors.** When librdkafka raises a fatal error (the idempotent producer lost its
-/// sequence with the broker: `OutOfOrderSequenceNumber`, `UnknownProducerId`, ...), the
-/// producer instance refuses everything from then on. The publisher notices (on the refusal,
-/// on a failed delivery report, or before handing a message over), lets the failed instance
-/// drain (every message handed to it gets its final report), then creates a new producer;
-/// publishing works again without a restart. Meanwhile publishes fail as *not sent*. Messages
-/// of the failed instance are classified as librdkafka documents: purged from its queue or
-/// refused after the error: *not sent*; sent but failed: *ambiguous*. Because nothing is
-/// handed to the new producer before the old one drained, a caller that publishes a key's
-/// next message only after the previous confirm (the outbox relay) never lets a later message
-/// of a key overtake the one it retries.
 pub struct KafkaPublisher {
-    slot: Arc<ProducerSlot>,
+    producer: FutureProducer,
     config: KafkaConfig,
     closed: AtomicBool,
 }
@@ -70,29 +56,24 @@ impl KafkaPublisher {
                 format!("no Kafka broker answered at {}: {e}", config.brokers()),
             )
         })?;
-        Ok(Self::wrap(producer, config, true))
+        Ok(Self::wrap(producer, config))
     }
 
-    /// Wraps an existing producer; `recreate`: whether a fatal error replaces it (false for
-    /// the transactional producer, whose fencing must stop it).
-    pub(crate) fn wrap(producer: FutureProducer, config: KafkaConfig, recreate: bool) -> Self {
+    /// Wraps an existing producer (the transactional one).
+    pub(crate) fn wrap(producer: FutureProducer, config: KafkaConfig) -> Self {
         Self {
-            slot: ProducerSlot::new(producer, config.clone(), recreate),
+            producer,
             config,
             closed: AtomicBool::new(false),
         }
     }
 
-    /// The producer currently in use. Test support only: lets a test drive the real client
-    /// into states it cannot reach through the broker (a fatal error).
-    #[cfg(feature = "testkit")]
-    #[doc(hidden)]
-    pub fn producer_for_tests(&self) -> FutureProducer {
-        self.slot.current()
-    }
-
     /// Hands `message` to librdkafka; the future resolves with its confirm.
-    fn enqueue(&self, topic: &str, message: &Message) -> Result<Pending, (PublishOutcome, String)> {
+    fn enqueue(
+        &self,
+        topic: &str,
+        message: &Message,
+    ) -> Result<DeliveryFuture, (PublishOutcome, String)> {
         if self.closed.load(Ordering::Acquire) {
             return Err((
                 PublishOutcome::NotSent,
@@ -120,37 +101,21 @@ impl KafkaPublisher {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        let producer = self
-            .slot
-            .producer()
-            .map_err(|reason| (PublishOutcome::NotSent, reason))?;
-        match producer.send_result(record) {
-            Ok(future) => Ok(Pending { future, producer }),
-            // A refusal after a fatal error: the message was never queued.
-            Err((e, _)) => Err(match self.slot.check(&producer) {
-                Some(fatal) => (PublishOutcome::NotSent, format!("not handed over: {fatal}")),
-                None => (publish_outcome(&e), e.to_string()),
-            }),
-        }
+        self.producer
+            .send_result(record)
+            .map_err(|(e, _)| (publish_outcome(&e), e.to_string()))
     }
 
     async fn confirmed(
-        &self,
         topic: &str,
         message: Message,
-        pending: Result<Pending, (PublishOutcome, String)>,
+        pending: Result<DeliveryFuture, (PublishOutcome, String)>,
     ) -> Result<Receipt, PublishError> {
         let outcome = match pending {
             Err((outcome, reason)) => Err((outcome, reason)),
-            Ok(Pending { future, producer }) => match future.await {
+            Ok(future) => match future.await {
                 Ok(Ok(delivery)) => Ok(delivery),
-                // A sent message that failed may be in the log (ambiguous), one purged from
-                // the queue was never sent (not sent): `publish_outcome` tells them apart, also
-                // after a fatal error, whose replacement starts here if nothing noticed it yet.
-                Ok(Err((e, _))) => Err(match self.slot.check(&producer) {
-                    Some(fatal) => (publish_outcome(&e), format!("{e}; {fatal}")),
-                    None => (publish_outcome(&e), e.to_string()),
-                }),
+                Ok(Err((e, _))) => Err((publish_outcome(&e), e.to_string())),
                 Err(_) => Err((
                     PublishOutcome::Ambiguous,
                     "the producer dropped the delivery report".to_owned(),
@@ -171,17 +136,11 @@ impl KafkaPublisher {
     }
 }
 
-/// A message handed to librdkafka: its confirm, and the producer instance that holds it.
-struct Pending {
-    future: DeliveryFuture,
-    producer: FutureProducer,
-}
-
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
         let pending = self.enqueue(topic, &message);
-        self.confirmed(topic, message, pending).await
+        Self::confirmed(topic, message, pending).await
     }
 
     /// Hands every message to librdkafka first, then waits for all confirms: one round trip
@@ -218,7 +177,7 @@ impl Publisher for KafkaPublisher {
         join_all(
             pending
                 .into_iter()
-                .map(|(m, p)| self.confirmed(topic, m, p)),
+                .map(|(m, p)| Self::confirmed(topic, m, p)),
         )
         .await
     }
@@ -227,7 +186,7 @@ impl Publisher for KafkaPublisher {
     /// was confirmed or failed (at most the delivery timeout).
     async fn close(&self) -> Result<(), BrokerError> {
         self.closed.store(true, Ordering::Release);
-        let producer = self.slot.current();
+        let producer = self.producer.clone();
         let timeout = self.config.delivery_timeout;
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
