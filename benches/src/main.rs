@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
@@ -18,6 +18,9 @@
 //! - `outbox`: relay throughput from PostgreSQL and from SQLite to the in-memory publisher, and
 //!   the cost of `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default
 //!   local).
+//! - `stores`: claim + complete and duplicate claims per second on the in-memory store, the
+//!   PostgreSQL inbox, Redis and Redis layered over PostgreSQL, with ratios to PostgreSQL
+//!   (`WAYBILL_REDIS_URL`, default local; at most 50,000 messages).
 //! - `outbox-backlog`: a backlog of 1,000,000 rows (or `--messages N`) drained by one relay:
 //!   throughput and the process's peak RSS.
 
@@ -30,6 +33,7 @@ mod outbox_bench;
 mod processor_bench;
 mod rabbitmq_bench;
 mod rocketmq_bench;
+mod store_bench;
 
 use std::process::ExitCode;
 
@@ -50,12 +54,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            "processor" | "rabbitmq" | "kafka" | "rocketmq" | "outbox" | "outbox-backlog" => {
-                suite = arg
-            }
+            "processor" | "rabbitmq" | "kafka" | "rocketmq" | "outbox" | "outbox-backlog"
+            | "stores" => suite = arg,
             "-h" | "--help" => {
                 println!(
-                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog] [--messages N]"
+                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores] [--messages N]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     match suite.as_str() {
         "processor" => runtime.block_on(processor_bench::run(messages)),
         "outbox" => runtime.block_on(outbox_bench::run(messages.min(200_000))),
+        "stores" => runtime.block_on(store_bench::run(messages.min(50_000))),
         "outbox-backlog" => runtime.block_on(outbox_backlog_bench::run(if explicit_messages {
             messages
         } else {

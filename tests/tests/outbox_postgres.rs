@@ -41,11 +41,6 @@ async fn three_relays_share_the_keys_and_keep_their_order() {
 }
 
 #[tokio::test]
-async fn the_inbox_follows_the_claim_protocol() {
-    cases::inbox_claim_protocol(Db::postgres().await).await;
-}
-
-#[tokio::test]
 async fn the_inbox_purger_deletes_expired_rows() {
     cases::the_inbox_purger_deletes_expired_rows(Db::postgres().await).await;
 }

@@ -16,6 +16,7 @@ pub mod outbox_db;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod rebalance;
+pub mod redis;
 pub mod rocketmq;
 pub mod workload;
 
