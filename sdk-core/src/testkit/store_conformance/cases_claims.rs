@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 
-use super::{acquired, case, ensure, fresh_group, long_lived, step, Case, StoreTarget};
+use super::{acquired, case, ensure, finished, fresh_group, long_lived, step, Case, StoreTarget};
 use crate::idempotency::{Claim, Completion};
 use crate::message_id::MessageId;
 
@@ -52,14 +52,7 @@ async fn groups_do_not_see_each_others_claims(target: &dyn StoreTarget) -> Resul
     let (first, second) = (fresh_group("group-a"), fresh_group("group-b"));
     let lease = target.lease();
     let id = MessageId::new();
-    let token = acquired(
-        step(store.claim(&first, id, lease).await, "claim")?,
-        "group a",
-    )?;
-    step(
-        store.complete(&first, id, token, Completion::Handled).await,
-        "complete in group a",
-    )?;
+    finished(&*store, &first, id, lease, Completion::Handled).await?;
     acquired(
         step(store.claim(&second, id, lease).await, "claim in group b")?,
         "group b claims a message group a finished",

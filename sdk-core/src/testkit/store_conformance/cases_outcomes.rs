@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{acquired, case, ensure, fresh_group, long_lived, step, Case, StoreTarget};
+use super::{acquired, case, ensure, finished, fresh_group, long_lived, step, Case, StoreTarget};
 use crate::idempotency::{Claim, Completion};
 use crate::message_id::MessageId;
 
@@ -20,14 +20,7 @@ async fn a_completion_is_kept_over_a_late_release(target: &dyn StoreTarget) -> R
     let group = fresh_group("late-release");
     let lease = target.lease();
     let id = MessageId::new();
-    let token = acquired(
-        step(store.claim(&group, id, lease).await, "claim")?,
-        "first",
-    )?;
-    step(
-        store.complete(&group, id, token, Completion::Handled).await,
-        "complete",
-    )?;
+    let token = finished(&*store, &group, id, lease, Completion::Handled).await?;
     step(store.release(&group, id, token).await, "late release")?;
     let after = step(store.claim(&group, id, lease).await, "claim")?;
     ensure(after == Claim::AlreadyDone, || {
@@ -88,16 +81,7 @@ async fn a_dead_letter_stays_dead_until_reopened(target: &dyn StoreTarget) -> Re
         "a reopened message",
     )?;
 
-    let done = acquired(
-        step(store.claim(&group, handled, lease).await, "claim")?,
-        "handled",
-    )?;
-    step(
-        store
-            .complete(&group, handled, done, Completion::Handled)
-            .await,
-        "complete",
-    )?;
+    finished(&*store, &group, handled, lease, Completion::Handled).await?;
     acquired(
         step(store.claim(&group, held, lease).await, "claim")?,
         "held",
@@ -128,14 +112,7 @@ async fn finished_entries_expire_after_the_retention(
     let group = fresh_group("ttl");
     let lease = target.lease();
     let id = MessageId::new();
-    let token = acquired(
-        step(store.claim(&group, id, lease).await, "claim")?,
-        "first",
-    )?;
-    step(
-        store.complete(&group, id, token, Completion::Handled).await,
-        "complete",
-    )?;
+    finished(&*store, &group, id, lease, Completion::Handled).await?;
     let kept = step(
         store.claim(&group, id, lease).await,
         "claim within the retention",

@@ -52,7 +52,7 @@ use futures_util::future::BoxFuture;
 
 use super::conformance::{CaseOutcome, CaseResult, ConformanceReport};
 use crate::handler::BoxError;
-use crate::idempotency::{Claim, ClaimToken, IdempotencyStore};
+use crate::idempotency::{Claim, ClaimToken, Completion, IdempotencyStore};
 use crate::message_id::MessageId;
 
 /// What a store provides to be checked.
@@ -151,6 +151,25 @@ fn acquired(claim: Claim, what: &str) -> Result<ClaimToken, String> {
         Claim::Acquired(token) => Ok(token),
         other => Err(format!("{what}: expected Acquired, got {other:?}")),
     }
+}
+
+/// Claims the new message `id` and records `completion` for it; returns the claim's token.
+async fn finished(
+    store: &dyn IdempotencyStore,
+    group: &str,
+    id: MessageId,
+    lease: Duration,
+    completion: Completion,
+) -> Result<ClaimToken, String> {
+    let token = acquired(
+        step(store.claim(group, id, lease).await, "claim")?,
+        "a new message",
+    )?;
+    step(
+        store.complete(group, id, token, completion).await,
+        &format!("complete({completion:?})"),
+    )?;
+    Ok(token)
 }
 
 /// Fails with `why` unless `cond` holds.
