@@ -1,6 +1,6 @@
 //! The outbox, relay and SQL inbox against a real MySQL/MariaDB server (a database per test):
-//! transactions, commit order under a slow transaction and under concurrent writers that
-//! commit out of `seq` order, per-key order over three relays, poison rows, rows that do not
+//! transactions, commit order under a slow transaction, under a stale `innodb_trx` list and
+//! under concurrent writers that commit out of `seq` order, per-key order over three relays, poison rows, rows that do not
 //! decode, aborted relays, shard takeover after a lapsed lease, the inbox's fencing, and bad
 //! input (tables missing, a relay without the PROCESS privilege, unreachable servers).
 //!
@@ -137,6 +137,77 @@ async fn a_slow_transaction_holds_back_later_rows_of_its_key() {
     cases::drain_until(&relay, || broker.messages("orders").len() == 2).await;
     let order: Vec<_> = broker.messages("orders").iter().map(|m| m.id()).collect();
     assert_eq!(order, vec![first.id(), second.id()]);
+    db.drop_db().await;
+}
+
+/// MariaDB serves `innodb_trx` from a cache it does not refresh while reads come less than
+/// 100 ms apart. A session polling it every 30 ms freezes the cache from before the slow
+/// transaction began, so the list the relay reads does not show it: the relay must notice
+/// that its scan is stale (its own statement is not in it) and hold K#2 back all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_transaction_list_never_lets_a_row_out_early() {
+    let db = MySqlTestDb::migrated().await;
+    let broker = MemoryBroker::new();
+    let outbox = Outbox::new();
+    let first = Message::new("K#1").with_key("K");
+    let second = Message::new("K#2").with_key("K");
+    let relay = Relay::mysql(
+        db.pool.clone(),
+        Arc::new(broker.publisher()),
+        cases::config(),
+    );
+    // Leases and the server checks first.
+    assert_eq!(relay.relay_once().await.unwrap(), 0);
+
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let poller = {
+        let pool = db.pool.clone();
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while stopped.try_recv().is_err() {
+                sqlx::query("SELECT COUNT(*) FROM information_schema.innodb_trx")
+                    .execute(&pool)
+                    .await
+                    .unwrap();
+                reads += 1;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            reads
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut slow = db.pool.begin().await.unwrap();
+    outbox.enqueue(&mut slow, "orders", &first).await.unwrap();
+    let mut fast = db.pool.begin().await.unwrap();
+    outbox.enqueue(&mut fast, "orders", &second).await.unwrap();
+    fast.commit().await.unwrap();
+    let listed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.innodb_trx \
+         WHERE trx_rows_modified > 0",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1_500) {
+        cases::drain(&relay).await;
+        assert!(
+            broker.messages("orders").is_empty(),
+            "K#2 went out while the transaction holding K#1 was open (the list was stale)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    let reads = poller.await.unwrap();
+    slow.commit().await.unwrap();
+    cases::drain_until(&relay, || broker.messages("orders").len() == 2).await;
+    let order: Vec<_> = broker.messages("orders").iter().map(|m| m.id()).collect();
+    assert_eq!(order, vec![first.id(), second.id()]);
+    println!("{reads} polls; the open writer was listed {listed} times in the frozen list");
+    assert_eq!(
+        listed, 0,
+        "the fault did not happen: the list showed the open transaction"
+    );
     db.drop_db().await;
 }
 
