@@ -20,13 +20,21 @@ use support::outbox_db::Db;
 use waybill_core::{MemoryBroker, Message, MessageId};
 use waybill_outbox::{Outbox, OutboxError, Relay, RelayConfig};
 
+/// The server's list of running transactions is shared by every test: a test that holds a
+/// transaction open on purpose, or freezes the list, holds back every other test's relay (by
+/// design, as any open transaction on the server does). Those tests run alone; the others
+/// run side by side.
+static SERVER_WIDE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
 #[tokio::test]
 async fn a_rolled_back_enqueue_publishes_nothing_and_a_committed_one_publishes_once() {
+    let _server = SERVER_WIDE.read().await;
     cases::rolled_back_publishes_nothing_and_committed_publishes_once(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn a_destination_that_never_appears_goes_dead_after_the_wait() {
+    let _server = SERVER_WIDE.read().await;
     support::destination_wait::a_destination_that_never_appears_goes_dead_after_the_wait(
         Db::mysql().await,
     )
@@ -35,56 +43,67 @@ async fn a_destination_that_never_appears_goes_dead_after_the_wait() {
 
 #[tokio::test]
 async fn per_key_order_holds_across_batches() {
+    let _server = SERVER_WIDE.read().await;
     cases::per_key_order_holds_across_batches(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn a_poison_row_goes_dead_and_can_be_replayed_and_purged() {
+    let _server = SERVER_WIDE.read().await;
     cases::a_poison_row_goes_dead_and_can_be_replayed_and_purged(Db::mysql().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_aborted_between_confirm_and_delete_duplicates_no_effect() {
+    let _server = SERVER_WIDE.read().await;
     cases::relay_aborted_between_confirm_and_delete_duplicates_no_effect(Db::mysql().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_relays_share_the_keys_and_keep_their_order() {
+    let _server = SERVER_WIDE.read().await;
     cases::three_relays_share_the_keys_and_keep_their_order(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn the_inbox_purger_deletes_expired_rows() {
+    let _server = SERVER_WIDE.read().await;
     cases::the_inbox_purger_deletes_expired_rows(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn the_inbox_marker_commits_and_rolls_back_with_the_effect() {
+    let _server = SERVER_WIDE.read().await;
     cases::the_marker_commits_and_rolls_back_with_the_effect(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn an_undecodable_row_is_quarantined_and_the_rest_flow() {
+    let _server = SERVER_WIDE.read().await;
     cases::an_undecodable_row_is_quarantined_and_the_rest_flow(Db::mysql().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_relay_takes_over_lapsed_shards() {
+    let _server = SERVER_WIDE.read().await;
     cases::another_relay_takes_over_lapsed_shards(Db::mysql().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_slower_than_its_lease_has_one_effect() {
+    let _server = SERVER_WIDE.read().await;
     support::inbox_cases::a_handler_slower_than_its_lease_has_one_effect(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn a_stale_holder_cannot_commit_its_marker() {
+    let _server = SERVER_WIDE.read().await;
     cases::a_stale_holder_cannot_commit_its_marker(Db::mysql().await).await;
 }
 
 #[tokio::test]
 async fn a_relay_with_another_shard_count_refuses_to_run() {
+    let _server = SERVER_WIDE.read().await;
     let db = Db::mysql().await;
     let broker = MemoryBroker::new();
     let sixteen = db.relay(Arc::new(broker.publisher()), cases::config());
@@ -107,6 +126,7 @@ async fn a_relay_with_another_shard_count_refuses_to_run() {
 /// transaction is open), until K#1 commits, and then go out after it.
 #[tokio::test]
 async fn a_slow_transaction_holds_back_later_rows_of_its_key() {
+    let _server = SERVER_WIDE.write().await;
     let db = MySqlTestDb::migrated().await;
     let broker = MemoryBroker::new();
     let outbox = Outbox::new();
@@ -141,11 +161,12 @@ async fn a_slow_transaction_holds_back_later_rows_of_its_key() {
 }
 
 /// MariaDB serves `innodb_trx` from a cache it does not refresh while reads come less than
-/// 100 ms apart. A session polling it every 30 ms freezes the cache from before the slow
+/// 100 ms apart. A session polling it back to back freezes the cache from before the slow
 /// transaction began, so the list the relay reads does not show it: the relay must notice
 /// that its scan is stale (its own statement is not in it) and hold K#2 back all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_transaction_list_never_lets_a_row_out_early() {
+    let _server = SERVER_WIDE.write().await;
     let db = MySqlTestDb::migrated().await;
     let broker = MemoryBroker::new();
     let outbox = Outbox::new();
@@ -163,14 +184,16 @@ async fn a_stale_transaction_list_never_lets_a_row_out_early() {
     let poller = {
         let pool = db.pool.clone();
         tokio::spawn(async move {
+            // One connection reading back to back: no 100 ms pause, so no refresh.
+            let mut conn = pool.acquire().await.unwrap();
             let mut reads = 0u32;
             while stopped.try_recv().is_err() {
                 sqlx::query("SELECT COUNT(*) FROM information_schema.innodb_trx")
-                    .execute(&pool)
+                    .execute(&mut *conn)
                     .await
                     .unwrap();
                 reads += 1;
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
             reads
         })
@@ -178,13 +201,17 @@ async fn a_stale_transaction_list_never_lets_a_row_out_early() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut slow = db.pool.begin().await.unwrap();
     outbox.enqueue(&mut slow, "orders", &first).await.unwrap();
+    let holder: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+        .fetch_one(&mut *slow)
+        .await
+        .unwrap();
     let mut fast = db.pool.begin().await.unwrap();
     outbox.enqueue(&mut fast, "orders", &second).await.unwrap();
     fast.commit().await.unwrap();
     let listed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.innodb_trx \
-         WHERE trx_rows_modified > 0",
+        "SELECT COUNT(*) FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = ?",
     )
+    .bind(holder)
     .fetch_one(&db.pool)
     .await
     .unwrap();
@@ -216,6 +243,7 @@ async fn a_stale_transaction_list_never_lets_a_row_out_early() {
 /// in `seq` order (the order their rows were written), none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_committing_out_of_seq_order_keep_each_key_in_order() {
+    let _server = SERVER_WIDE.read().await;
     const WRITERS: usize = 8;
     const PER_WRITER: usize = 60;
     let db = MySqlTestDb::migrated().await;
@@ -299,6 +327,7 @@ async fn writers_committing_out_of_seq_order_keep_each_key_in_order() {
 
 #[tokio::test]
 async fn bad_input_gets_clear_errors_and_loses_nothing() {
+    let _server = SERVER_WIDE.read().await;
     let db = MySqlTestDb::empty().await;
     let outbox = Outbox::with_max_message_bytes(1024);
     let mut tx = db.pool.begin().await.unwrap();
@@ -402,6 +431,7 @@ async fn bad_input_gets_clear_errors_and_loses_nothing() {
 /// nothing.
 #[tokio::test]
 async fn a_relay_without_the_process_privilege_refuses_to_run() {
+    let _server = SERVER_WIDE.read().await;
     let db = MySqlTestDb::migrated().await;
     let user = format!("wb_{}", &db.name()[8..20]);
     admin(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'")).await;
