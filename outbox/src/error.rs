@@ -12,7 +12,7 @@ pub enum OutboxError {
     #[error("database refused the connection: {0}")]
     Refused(#[source] sqlx::Error),
     /// The waybill tables are missing: the migrations were not applied.
-    #[error("waybill tables are missing; apply the migrations first (`waybill-relay migrate`, or postgres::migrate / sqlite::migrate): {0}")]
+    #[error("waybill tables are missing; apply the migrations first (`waybill-relay migrate`, or postgres::migrate / sqlite::migrate / mysql::migrate): {0}")]
     NotMigrated(#[source] sqlx::Error),
     /// The message id is already in the outbox.
     #[error("message {0} is already in the outbox")]
@@ -46,6 +46,11 @@ pub enum OutboxError {
     /// idempotency store on the Processor, or called outside the handler).
     #[error("message {0} carries no claim: the transactional marker needs a message claimed by a Processor using this inbox")]
     NotClaimed(MessageId),
+    /// The database server lacks what the outbox relies on: a version older than the minimum,
+    /// or a privilege the relay needs (MySQL's `PROCESS`). The message names what is missing.
+    /// Not transient: fix the server or the grants.
+    #[error("unsupported database server: {0}")]
+    Unsupported(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -58,8 +63,8 @@ impl OutboxError {
     }
 }
 
-/// Classifies a sqlx error from PostgreSQL or SQLite. `id` names the message for unique
-/// violations.
+/// Classifies a sqlx error from PostgreSQL, SQLite or MySQL. `id` names the message for
+/// unique violations.
 pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError {
     match &error {
         sqlx::Error::Io(_)
@@ -73,6 +78,9 @@ pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError
                     Some(id) => OutboxError::DuplicateId(id),
                     None => OutboxError::Database(error),
                 };
+            }
+            if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+                return classify_mysql(mysql.number(), error);
             }
             match db.code().as_deref() {
                 // PostgreSQL: invalid_password, invalid_authorization_specification,
@@ -94,6 +102,22 @@ pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError
                 _ => OutboxError::Database(error),
             }
         }
+        _ => OutboxError::Database(error),
+    }
+}
+
+/// Classifies a MySQL or MariaDB server error by its number.
+fn classify_mysql(number: u16, error: sqlx::Error) -> OutboxError {
+    match number {
+        // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR,
+        // ER_TABLEACCESS_DENIED_ERROR.
+        1045 | 1044 | 1049 | 1142 => OutboxError::Refused(error),
+        // ER_NO_SUCH_TABLE, ER_BAD_FIELD_ERROR (a table of an older layout).
+        1146 | 1054 => OutboxError::NotMigrated(error),
+        // ER_LOCK_WAIT_TIMEOUT, ER_LOCK_DEADLOCK, ER_SERVER_SHUTDOWN, ER_CON_COUNT_ERROR,
+        // ER_TOO_MANY_USER_CONNECTIONS, ER_QUERY_INTERRUPTED, ER_CONNECTION_KILLED,
+        // ER_OPTION_PREVENTS_STATEMENT (a read-only replica, after a failover).
+        1205 | 1213 | 1053 | 1040 | 1203 | 1317 | 1927 | 1290 => OutboxError::Unreachable(error),
         _ => OutboxError::Database(error),
     }
 }

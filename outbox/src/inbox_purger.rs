@@ -16,8 +16,9 @@ const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// A background task that deletes the inbox's expired rows (lapsed leases and processed
 /// markers past their retention) at a fixed interval.
 ///
-/// Started by [`crate::PgIdempotencyStore::purge_every`] or
-/// [`crate::SqliteIdempotencyStore::purge_every`]. A failed purge is logged and tried again at
+/// Started by [`crate::PgIdempotencyStore::purge_every`],
+/// [`crate::SqliteIdempotencyStore::purge_every`] or
+/// [`crate::MySqlIdempotencyStore::purge_every`]. A failed purge is logged and tried again at
 /// the next tick; it never affects claims, which treat expired rows as absent anyway. The task
 /// stops when the purger is dropped or [`InboxPurger::stop`] is called.
 #[derive(Debug)]

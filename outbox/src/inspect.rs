@@ -132,6 +132,11 @@ impl OutboxInspector {
         Self::new(Arc::new(crate::sqlite::SqliteStore::new(pool)))
     }
 
+    /// An inspector over a MySQL or MariaDB database.
+    pub fn mysql(pool: sqlx::MySqlPool) -> Self {
+        Self::new(Arc::new(crate::mysql::MySqlStore::new(pool)))
+    }
+
     /// Pending and dead rows per topic, by topic name.
     ///
     /// # Errors

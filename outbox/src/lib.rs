@@ -1,18 +1,19 @@
 //! # waybill-outbox
 //!
 //! Everything of waybill that lives in the application's database, over `sqlx`, on
-//! PostgreSQL and SQLite.
+//! PostgreSQL, SQLite and MySQL/MariaDB.
 //!
 //! - [`Outbox`]: `enqueue` / `enqueue_batch` into the caller's open transaction (never
-//!   committed by waybill); migrations in [`postgres::migrate`] and [`sqlite::migrate`].
+//!   committed by waybill); migrations in [`postgres::migrate`], [`sqlite::migrate`] and
+//!   [`mysql::migrate`].
 //! - [`Relay`]: publishes committed rows with confirms through any
 //!   [`waybill_core::Publisher`], deletes each only after its confirm, keeps per-key order and
-//!   (on PostgreSQL) commit order, shares the keys among several relays with shard leases,
-//!   wakes on `LISTEN/NOTIFY` (PostgreSQL) or polls, parks failing keys with backoff and
+//!   (on PostgreSQL and MySQL) commit order, shares the keys among several relays with shard
+//!   leases, wakes on `LISTEN/NOTIFY` (PostgreSQL) or polls, parks failing keys with backoff and
 //!   marks poison rows dead after an attempt cap.
 //! - [`OutboxInspector`]: backlog per topic, dead rows, replay and purge.
-//! - [`PgIdempotencyStore`] and [`SqliteIdempotencyStore`]: the SQL inbox implementing
-//!   [`waybill_core::IdempotencyStore`], with a transactional mode that writes the processed
+//! - [`PgIdempotencyStore`], [`SqliteIdempotencyStore`] and [`MySqlIdempotencyStore`]: the
+//!   SQL inbox implementing [`waybill_core::IdempotencyStore`], with a transactional mode that writes the processed
 //!   marker in the handler's transaction, and [`InboxPurger`], which deletes expired rows in
 //!   the background (`purge_every`).
 //!
@@ -23,6 +24,7 @@ mod error;
 mod inbox_purger;
 mod inbox_retention;
 mod inspect;
+pub mod mysql;
 mod outbox;
 pub mod postgres;
 mod ready;
@@ -34,6 +36,7 @@ mod store;
 pub use error::OutboxError;
 pub use inbox_purger::InboxPurger;
 pub use inspect::{Backlog, DeadFilter, DeadRow, OutboxInspector, TopicBacklog};
+pub use mysql::MySqlIdempotencyStore;
 pub use outbox::{Outbox, OutboxTransaction, DEFAULT_MAX_MESSAGE_BYTES};
 pub use postgres::PgIdempotencyStore;
 pub use relay::{Relay, RelayConfig, RelayConfigBuilder, RelayStats};

@@ -9,8 +9,8 @@ use crate::row::check_enqueue;
 /// Largest message (payload plus headers) accepted by default: 1 MiB, Kafka's default.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// An open transaction the outbox can write into: `sqlx::Transaction` on PostgreSQL or
-/// SQLite. Sealed; waybill never commits or rolls it back.
+/// An open transaction the outbox can write into: `sqlx::Transaction` on PostgreSQL, SQLite or
+/// MySQL/MariaDB. Sealed; waybill never commits or rolls it back.
 #[async_trait]
 pub trait OutboxTransaction: sealed::Sealed + Send {
     /// Inserts the rows of `messages` for `topic`, in order, already checked.
@@ -22,6 +22,7 @@ pub(crate) mod sealed {
     pub trait Sealed {}
     impl Sealed for sqlx::Transaction<'_, sqlx::Postgres> {}
     impl Sealed for sqlx::Transaction<'_, sqlx::Sqlite> {}
+    impl Sealed for sqlx::Transaction<'_, sqlx::MySql> {}
 }
 
 /// The transactional outbox.
@@ -80,7 +81,8 @@ impl Outbox {
     /// [`OutboxError::Config`] for an unusable topic, [`OutboxError::Oversized`] above the
     /// limit (nothing written), [`OutboxError::DuplicateId`] when the id is already queued,
     /// [`OutboxError::NotMigrated`] without the tables, or a database error. After a database
-    /// error on PostgreSQL the transaction is aborted and must roll back.
+    /// error on PostgreSQL the transaction is aborted and must roll back; on MySQL the failed
+    /// statement is undone and the transaction goes on (a deadlock rolls all of it back).
     pub async fn enqueue<T: OutboxTransaction>(
         &self,
         tx: &mut T,

@@ -26,8 +26,8 @@ pub(crate) trait InspectStore: Send + Sync {
 /// The relay's side: ready rows, confirms, failures, shard leases and wake-ups.
 #[async_trait]
 pub(crate) trait RelayStore: InspectStore {
-    /// Ready rows of the given shards in `seq` order: committed (and, on PostgreSQL, with no
-    /// older transaction still open), not dead, not parked, and with no earlier row of their
+    /// Ready rows of the given shards in `seq` order: committed (and, on PostgreSQL and
+    /// MySQL, with no older transaction still open), not dead, not parked, and with no earlier row of their
     /// key parked or not yet safe. A row that does not decode comes back as an
     /// [`Undecodable`](crate::ready::Undecodable) among the others.
     async fn ready(

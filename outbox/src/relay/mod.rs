@@ -61,7 +61,9 @@ struct Counters {
 /// of its key was confirmed. On PostgreSQL a row is taken only once every older transaction
 /// has finished (`txid < pg_snapshot_xmin`), so a slow transaction can never let a later row
 /// of a key overtake its earlier one; SQLite has one writer at a time, so `seq` is commit
-/// order there.
+/// order there. On MySQL and MariaDB a row is taken only once every transaction that was
+/// running when it was first seen committed has finished, as listed in
+/// `information_schema.innodb_trx` (the relay's user needs the `PROCESS` privilege).
 ///
 /// **Several relays.** Keys hash into `shard_count` shards; each relay publishes only the
 /// shards it holds a lease on, renews them every third of the lease time, takes a fair share
@@ -83,12 +85,15 @@ struct Counters {
 /// with [`crate::OutboxInspector`].
 ///
 /// **Wake-ups.** On PostgreSQL an idle relay wakes on the insert trigger's `NOTIFY` (polling
-/// every `poll_interval` stays as the fallback). Its `LISTEN` session is read by a task of its
+/// every `poll_interval` stays as the fallback). SQLite and MySQL poll every `poll_interval`;
+/// on MySQL every 200 ms at most while committed rows wait for the commit-order horizon, so a
+/// row committed on an idle system is relayed within `poll_interval` plus about a second. Its `LISTEN` session is read by a task of its
 /// own at all times, also while the relay publishes or hangs on a broker, so the server's
 /// notification queue never waits for it; any number of notifications make one wake-up.
 ///
-/// PostgreSQL transaction ids are server-wide: a transaction left open anywhere on the server
-/// (any database) holds relaying back until it ends. Keep business transactions short and
+/// PostgreSQL transaction ids are server-wide, and so is MySQL's list of running
+/// transactions: a transaction left open anywhere on the server (any database) holds
+/// relaying back until it ends. Keep business transactions short and
 /// watch `waybill_outbox_oldest_pending_age_seconds`.
 pub struct Relay {
     store: Arc<dyn RelayStore>,
@@ -132,6 +137,24 @@ impl Relay {
     ) -> Self {
         Self::new(
             Arc::new(crate::sqlite::SqliteStore::new(pool)),
+            publisher,
+            config,
+        )
+    }
+
+    /// A relay over a MySQL 8.0+ or MariaDB 10.6+ database publishing through `publisher`.
+    ///
+    /// Its database user needs the `PROCESS` privilege (commit order comes from
+    /// `information_schema.innodb_trx`); without it, or on an older server, the first batch
+    /// fails with [`OutboxError::Unsupported`] naming what is missing, and [`Relay::run`]
+    /// stops with it.
+    pub fn mysql(
+        pool: sqlx::MySqlPool,
+        publisher: Arc<dyn Publisher>,
+        config: RelayConfig,
+    ) -> Self {
+        Self::new(
+            Arc::new(crate::mysql::MySqlStore::new(pool)),
             publisher,
             config,
         )

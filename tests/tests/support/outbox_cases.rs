@@ -458,7 +458,9 @@ pub async fn the_inbox_purger_deletes_expired_rows(db: Db) {
     assert_eq!(db.inbox_rows().await, 6);
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while db.inbox_rows().await > 0 {
+    // The purger counts a purge once its DELETE has returned, which may be a moment after the
+    // rows are gone: wait for both.
+    while db.inbox_rows().await > 0 || purger.purged() < 6 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{} rows left, {} purged, {} failed purges",
@@ -520,7 +522,7 @@ pub async fn the_marker_commits_and_rolls_back_with_the_effect(db: Db) {
 }
 
 /// A holder whose lease lapsed and was taken over cannot commit its marker: its transaction
-/// fails, and on PostgreSQL even a COMMIT after the refusal rolls the effect back.
+/// fails, and on PostgreSQL and MySQL even a COMMIT after the refusal commits no effect.
 pub async fn a_stale_holder_cannot_commit_its_marker(db: Db) {
     let store = db.inbox();
     let message = Message::new("x").with_header("seq", "7");
@@ -536,7 +538,7 @@ pub async fn a_stale_holder_cannot_commit_its_marker(db: Db) {
     ));
     let refused = db.commit_despite_a_refused_marker(&incoming).await;
     assert!(refused.contains("taken over"), "{refused}");
-    if db.kind() == "postgres" {
+    if matches!(db.kind(), "postgres" | "mysql") {
         assert_eq!(
             db.applied().await.len(),
             0,

@@ -1,4 +1,5 @@
-//! One outbox database for a test, PostgreSQL or SQLite, behind the same helpers.
+//! One outbox database for a test, PostgreSQL, SQLite or MySQL/MariaDB, behind the same
+//! helpers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,11 +7,17 @@ use std::time::Duration;
 
 use waybill_core::{IdempotencyStore, IncomingMessage, Message, MessageId, Publisher};
 use waybill_outbox::{
-    InboxPurger, Outbox, OutboxInspector, PgIdempotencyStore, Relay, RelayConfig,
-    SqliteIdempotencyStore,
+    InboxPurger, MySqlIdempotencyStore, Outbox, OutboxInspector, PgIdempotencyStore, Relay,
+    RelayConfig, SqliteIdempotencyStore,
 };
 
 use super::postgres::TestDb;
+use mysql::MySqlTestDb;
+
+// Declared here rather than in `support/mod.rs`, so that every test binary that uses the
+// outbox databases has it.
+#[path = "mysql.rs"]
+pub mod mysql;
 
 /// Retention of test inboxes (long enough not to warn).
 pub const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -26,12 +33,21 @@ pub enum Db {
         /// The file.
         path: PathBuf,
     },
+    /// A fresh database on the MySQL/MariaDB test server.
+    Mysql(MySqlTestDb),
 }
 
 impl Db {
     /// A migrated PostgreSQL database.
     pub async fn postgres() -> Self {
         let db = Self::Postgres(TestDb::migrated().await);
+        db.create_applied().await;
+        db
+    }
+
+    /// A migrated MySQL/MariaDB database.
+    pub async fn mysql() -> Self {
+        let db = Self::Mysql(MySqlTestDb::migrated().await);
         db.create_applied().await;
         db
     }
@@ -65,6 +81,9 @@ impl Db {
             Self::Sqlite { .. } => {
                 "CREATE TABLE applied (n INTEGER PRIMARY KEY AUTOINCREMENT, message_id BLOB UNIQUE, key TEXT, seq INTEGER)"
             }
+            Self::Mysql(_) => {
+                "CREATE TABLE applied (n BIGINT AUTO_INCREMENT PRIMARY KEY, message_id BINARY(16) UNIQUE, `key` TEXT, seq BIGINT)"
+            }
         };
         self.execute(ddl).await;
     }
@@ -74,6 +93,7 @@ impl Db {
         match self {
             Self::Postgres(db) => sqlx::query(sql).execute(&db.pool).await.map(|_| ()),
             Self::Sqlite { pool, .. } => sqlx::query(sql).execute(pool).await.map(|_| ()),
+            Self::Mysql(db) => sqlx::query(sql).execute(&db.pool).await.map(|_| ()),
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
@@ -83,6 +103,7 @@ impl Db {
         match self {
             Self::Postgres(db) => sqlx::query_scalar(sql).fetch_one(&db.pool).await,
             Self::Sqlite { pool, .. } => sqlx::query_scalar(sql).fetch_one(pool).await,
+            Self::Mysql(db) => sqlx::query_scalar(sql).fetch_one(&db.pool).await,
         }
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
@@ -92,6 +113,7 @@ impl Db {
         match self {
             Self::Postgres(_) => "postgres",
             Self::Sqlite { .. } => "sqlite",
+            Self::Mysql(_) => "mysql",
         }
     }
 
@@ -100,6 +122,7 @@ impl Db {
         match self {
             Self::Postgres(db) => db.url.clone(),
             Self::Sqlite { path, .. } => format!("sqlite://{}", path.display()),
+            Self::Mysql(db) => db.url.clone(),
         }
     }
 
@@ -131,6 +154,18 @@ impl Db {
                     tx.rollback().await.unwrap();
                 }
             }
+            Self::Mysql(db) => {
+                let mut tx = db.pool.begin().await.unwrap();
+                outbox
+                    .enqueue_batch(&mut tx, topic, messages)
+                    .await
+                    .unwrap();
+                if commit {
+                    tx.commit().await.unwrap();
+                } else {
+                    tx.rollback().await.unwrap();
+                }
+            }
         }
     }
 
@@ -149,6 +184,12 @@ impl Db {
                    created_at_ms, enqueued_at_ms, available_at_ms) \
                  VALUES (X'{hex}', '{topic}', '{key}', 0, X'00', '{headers}', 0, 0, 0)"
             ),
+            Self::Mysql(_) => format!(
+                "INSERT INTO waybill_outbox (message_id, topic, `key`, shard_hash, payload, \
+                   headers, created_at_ms, enqueued_at, available_at) \
+                 VALUES (X'{hex}', '{topic}', '{key}', 0, X'00', '{headers}', 0, \
+                         UTC_TIMESTAMP(6), UTC_TIMESTAMP(6))"
+            ),
         };
         self.execute(&sql).await;
         id
@@ -159,6 +200,7 @@ impl Db {
         match self {
             Self::Postgres(db) => Relay::postgres(db.pool.clone(), publisher, config),
             Self::Sqlite { pool, .. } => Relay::sqlite(pool.clone(), publisher, config),
+            Self::Mysql(db) => Relay::mysql(db.pool.clone(), publisher, config),
         }
     }
 
@@ -167,6 +209,7 @@ impl Db {
         match self {
             Self::Postgres(db) => OutboxInspector::postgres(db.pool.clone()),
             Self::Sqlite { pool, .. } => OutboxInspector::sqlite(pool.clone()),
+            Self::Mysql(db) => OutboxInspector::mysql(db.pool.clone()),
         }
     }
 
@@ -175,6 +218,7 @@ impl Db {
         match self {
             Self::Postgres(db) => Arc::new(PgIdempotencyStore::new(db.pool.clone(), DAY)),
             Self::Sqlite { pool, .. } => Arc::new(SqliteIdempotencyStore::new(pool.clone(), DAY)),
+            Self::Mysql(db) => Arc::new(MySqlIdempotencyStore::new(db.pool.clone(), DAY)),
         }
     }
 
@@ -193,6 +237,11 @@ impl Db {
             }
             Self::Sqlite { pool, .. } => {
                 let store = SqliteIdempotencyStore::new(pool.clone(), retention);
+                let purger = store.purge_every(every);
+                (Arc::new(store), purger)
+            }
+            Self::Mysql(db) => {
+                let store = MySqlIdempotencyStore::new(db.pool.clone(), retention);
                 let purger = store.purge_every(every);
                 (Arc::new(store), purger)
             }
@@ -255,6 +304,26 @@ impl Db {
                     tx.rollback().await.map_err(|e| e.to_string())
                 }
             }
+            Self::Mysql(db) => {
+                let store = MySqlIdempotencyStore::new(db.pool.clone(), DAY);
+                let mut tx = db.pool.begin().await.map_err(|e| e.to_string())?;
+                sqlx::query("INSERT INTO applied (message_id, `key`, seq) VALUES (?, ?, ?)")
+                    .bind(message.id().as_uuid())
+                    .bind(message.key())
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| format!("second effect attempted: {e}"))?;
+                store
+                    .mark_done_in(&mut tx, incoming)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if commit {
+                    tx.commit().await.map_err(|e| e.to_string())
+                } else {
+                    tx.rollback().await.map_err(|e| e.to_string())
+                }
+            }
         }
     }
 
@@ -283,6 +352,31 @@ impl Db {
                 tx.rollback().await.unwrap();
                 refused
             }
+            Self::Mysql(db) => {
+                let store = MySqlIdempotencyStore::new(db.pool.clone(), DAY);
+                let mut tx = db.pool.begin().await.unwrap();
+                sqlx::query("INSERT INTO applied (message_id, `key`, seq) VALUES (?, ?, 0)")
+                    .bind(message.id().as_uuid())
+                    .bind(message.key())
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                let refused = store.mark_done_in(&mut tx, incoming).await.unwrap_err();
+                // A careless handler writes on and commits: the refusal left a transaction
+                // that takes no writes and commits nothing.
+                let more =
+                    sqlx::query("INSERT INTO applied (message_id, `key`, seq) VALUES (?, ?, 1)")
+                        .bind(waybill_core::MessageId::new().as_uuid())
+                        .bind(message.key())
+                        .execute(&mut *tx)
+                        .await;
+                assert!(
+                    more.is_err(),
+                    "a write after the refused marker was accepted"
+                );
+                let _ = tx.commit().await;
+                refused
+            }
         };
         refused.to_string()
     }
@@ -293,6 +387,7 @@ impl Db {
         self.execute(match self {
             Self::Postgres(_) => "CREATE TABLE effects (message_id uuid NOT NULL)",
             Self::Sqlite { .. } => "CREATE TABLE effects (message_id BLOB NOT NULL)",
+            Self::Mysql(_) => "CREATE TABLE effects (message_id BINARY(16) NOT NULL)",
         })
         .await;
     }
@@ -338,6 +433,21 @@ impl Db {
                     .map_err(|e| e.to_string())?;
                 tx.commit().await.map_err(|e| e.to_string())
             }
+            Self::Mysql(db) => {
+                let store = MySqlIdempotencyStore::new(db.pool.clone(), DAY);
+                let mut tx = db.pool.begin().await.map_err(|e| e.to_string())?;
+                sqlx::query("INSERT INTO effects (message_id) VALUES (?)")
+                    .bind(id.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tokio::time::sleep(handling).await;
+                store
+                    .mark_done_in(&mut tx, incoming)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                tx.commit().await.map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -357,6 +467,12 @@ impl Db {
                     .fetch_one(pool)
                     .await
             }
+            Self::Mysql(db) => {
+                sqlx::query_scalar("SELECT count(*) FROM effects WHERE message_id = ?")
+                    .bind(id.as_uuid())
+                    .fetch_one(&db.pool)
+                    .await
+            }
         }
         .expect("count effects")
     }
@@ -367,6 +483,11 @@ impl Db {
         match self {
             Self::Postgres(db) => sqlx::query_as(sql).fetch_all(&db.pool).await,
             Self::Sqlite { pool, .. } => sqlx::query_as(sql).fetch_all(pool).await,
+            Self::Mysql(db) => {
+                sqlx::query_as("SELECT `key`, seq FROM applied ORDER BY n")
+                    .fetch_all(&db.pool)
+                    .await
+            }
         }
         .expect("read applied")
     }
@@ -386,6 +507,7 @@ impl Db {
                     let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
                 }
             }
+            Self::Mysql(db) => db.drop_db().await,
         }
     }
 }

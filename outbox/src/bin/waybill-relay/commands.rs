@@ -8,33 +8,33 @@ use waybill_core::Publisher;
 use waybill_outbox::{OutboxInspector, Relay};
 
 use crate::monitoring;
-use crate::settings::{Command, DeadCommand, Settings};
+use crate::settings::{Command, DatabaseKind, DeadCommand, Settings};
 
 /// The database behind a URL.
 enum Database {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
+    Mysql(sqlx::MySqlPool),
 }
 
 async fn open(url: &str) -> Result<Database, String> {
-    if url.starts_with("sqlite:") {
-        return waybill_outbox::sqlite::connect(url, 4)
+    match DatabaseKind::of(url)? {
+        DatabaseKind::Sqlite => waybill_outbox::sqlite::connect(url, 4)
             .await
             .map(Database::Sqlite)
-            .map_err(|e| format!("cannot open the database: {e}"));
-    }
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return PgPoolOptions::new()
+            .map_err(|e| format!("cannot open the database: {e}")),
+        DatabaseKind::Postgres => PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await
             .map(Database::Postgres)
-            .map_err(|e| format!("cannot connect to the database: {e}"));
+            .map_err(|e| format!("cannot connect to the database: {e}")),
+        DatabaseKind::Mysql => waybill_outbox::mysql::connect(url, 4)
+            .await
+            .map(Database::Mysql)
+            .map_err(|e| format!("cannot connect to the database: {e}")),
     }
-    Err(format!(
-        "unsupported database URL {url:?}: use postgres://... or sqlite://path/to/file.db"
-    ))
 }
 
 impl Database {
@@ -42,6 +42,7 @@ impl Database {
         match self {
             Self::Postgres(pool) => waybill_outbox::postgres::migrate(pool).await,
             Self::Sqlite(pool) => waybill_outbox::sqlite::migrate(pool).await,
+            Self::Mysql(pool) => waybill_outbox::mysql::migrate(pool).await,
         }
         .map_err(|e| e.to_string())
     }
@@ -50,6 +51,7 @@ impl Database {
         match self {
             Self::Postgres(pool) => OutboxInspector::postgres(pool.clone()),
             Self::Sqlite(pool) => OutboxInspector::sqlite(pool.clone()),
+            Self::Mysql(pool) => OutboxInspector::mysql(pool.clone()),
         }
     }
 }
@@ -131,6 +133,7 @@ async fn relay(database: Database, s: Settings) -> Result<(), String> {
     let relay = Arc::new(match database {
         Database::Postgres(pool) => Relay::postgres(pool, Arc::clone(&publisher), s.relay),
         Database::Sqlite(pool) => Relay::sqlite(pool, Arc::clone(&publisher), s.relay),
+        Database::Mysql(pool) => Relay::mysql(pool, Arc::clone(&publisher), s.relay),
     });
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use waybill_outbox::{DeadFilter, RelayConfig};
 
-/// Publishes the transactional outbox of a PostgreSQL or SQLite database to a broker, and
-/// inspects it.
+/// Publishes the transactional outbox of a PostgreSQL, SQLite or MySQL/MariaDB database to a
+/// broker, and inspects it.
 ///
 /// Every setting can also come from the environment (WAYBILL_DATABASE_URL, ...) or from the
 /// TOML file given with --config (keys as the long flags, with underscores). On SIGTERM or
@@ -23,7 +23,7 @@ pub struct Cli {
     /// TOML file with settings (database_url, broker_url, batch_size, ...).
     #[arg(long, global = true, env = "WAYBILL_CONFIG")]
     pub config: Option<PathBuf>,
-    /// postgres://... or sqlite://path/to/file.db
+    /// postgres://..., mysql://... (MySQL 8.0+, MariaDB 10.6+) or sqlite://path/to/file.db
     #[arg(long, global = true, env = "WAYBILL_DATABASE_URL")]
     pub database_url: Option<String>,
     #[command(flatten)]
@@ -174,6 +174,36 @@ pub struct Settings {
     pub migrate: bool,
 }
 
+/// Which database a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DatabaseKind {
+    /// `postgres://` or `postgresql://`.
+    Postgres,
+    /// `sqlite:` (a file).
+    Sqlite,
+    /// `mysql://` or `mariadb://` (MySQL 8.0+ or MariaDB 10.6+).
+    Mysql,
+}
+
+impl DatabaseKind {
+    /// The database `url` names.
+    ///
+    /// # Errors
+    /// A message listing the accepted schemes for any other URL.
+    pub fn of(url: &str) -> Result<Self, String> {
+        let scheme = url.split(':').next().unwrap_or_default();
+        match scheme {
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            "sqlite" => Ok(Self::Sqlite),
+            "mysql" | "mariadb" => Ok(Self::Mysql),
+            _ => Err(format!(
+                "unsupported database URL {url:?}: use postgres://..., mysql://... or \
+                 sqlite://path/to/file.db"
+            )),
+        }
+    }
+}
+
 impl Cli {
     /// Merges flags and environment with the file, applies defaults and validates.
     pub fn settings(&mut self) -> Result<Settings, String> {
@@ -257,6 +287,31 @@ mod tests {
         assert_eq!(s.relay.batch_size(), 7, "the file fills in");
         assert_eq!(s.relay.destination_wait(), Duration::from_secs(90));
         assert_eq!(s.listen.port(), 9464);
+    }
+
+    #[test]
+    fn database_urls_name_their_database() {
+        let mut cli = Cli::parse_from([
+            "waybill-relay",
+            "--database-url",
+            "mysql://relay:secret@127.0.0.1:3306/shop",
+        ]);
+        let s = cli.settings().unwrap();
+        assert_eq!(DatabaseKind::of(&s.database_url), Ok(DatabaseKind::Mysql));
+        assert_eq!(
+            DatabaseKind::of("mariadb://127.0.0.1/shop"),
+            Ok(DatabaseKind::Mysql)
+        );
+        assert_eq!(
+            DatabaseKind::of("postgresql://127.0.0.1/shop"),
+            Ok(DatabaseKind::Postgres)
+        );
+        assert_eq!(
+            DatabaseKind::of("sqlite://shop.db"),
+            Ok(DatabaseKind::Sqlite)
+        );
+        let refused = DatabaseKind::of("redis://127.0.0.1").unwrap_err();
+        assert!(refused.contains("mysql://"), "{refused}");
     }
 
     #[test]
