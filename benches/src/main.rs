@@ -15,9 +15,9 @@
 //! - `rocketmq`: waybill's confirmed publish against the raw client's synchronous send on the
 //!   same servers (`WAYBILL_ROCKETMQ_NAMESRV`, default the local name server), and the outbox
 //!   relay from PostgreSQL to RocketMQ against direct publishing (at most 20,000 messages).
-//! - `outbox`: relay throughput from PostgreSQL and from SQLite to the in-memory publisher, and
-//!   the cost of `enqueue` inside a business transaction (`WAYBILL_POSTGRES_URL`, default
-//!   local).
+//! - `outbox`: relay throughput from PostgreSQL, SQLite and MariaDB to the in-memory
+//!   publisher, and the cost of `enqueue` inside a business transaction
+//!   (`WAYBILL_POSTGRES_URL`, `WAYBILL_MYSQL_URL`, default local).
 //! - `stores`: claim + complete and duplicate claims per second on the in-memory store, the
 //!   PostgreSQL inbox, Redis and Redis layered over PostgreSQL, with ratios to PostgreSQL
 //!   (`WAYBILL_REDIS_URL`, default local; at most 50,000 messages).
@@ -30,6 +30,7 @@
 mod kafka_bench;
 mod outbox_backlog_bench;
 mod outbox_bench;
+mod outbox_mysql_bench;
 mod processor_bench;
 mod rabbitmq_bench;
 mod rocketmq_bench;

@@ -246,7 +246,8 @@ async fn run_sqlite(n: usize) {
     }
 }
 
-fn print_overhead(label: &str, [bare, with_outbox]: [Duration; 2], rounds: usize) {
+/// Prints the per-transaction cost of a business insert without and with `enqueue`.
+pub fn print_overhead(label: &str, [bare, with_outbox]: [Duration; 2], rounds: usize) {
     println!(
         "{label:<52} {:>8.0} us/tx bare, {:.0} us/tx with enqueue: +{:.1} %",
         bare.as_micros() as f64 / rounds as f64,
@@ -255,7 +256,7 @@ fn print_overhead(label: &str, [bare, with_outbox]: [Duration; 2], rounds: usize
     );
 }
 
-/// Relay to the in-memory broker and enqueue overhead, on PostgreSQL and SQLite.
+/// Relay to the in-memory broker and enqueue overhead, on PostgreSQL, SQLite and MariaDB.
 pub async fn run(n: usize) {
     let db = BenchDb::create().await;
     fill(&db, "bench", n).await;
@@ -280,4 +281,5 @@ pub async fn run(n: usize) {
     );
     db.drop_db().await;
     run_sqlite(n).await;
+    crate::outbox_mysql_bench::run(n).await;
 }

@@ -1,5 +1,5 @@
 //! The `waybill-relay` process killed with SIGKILL over and over while it relays 10,000
-//! messages to a real RabbitMQ, on PostgreSQL and on SQLite: nothing is lost, republished
+//! messages to a real RabbitMQ, on PostgreSQL, MariaDB and SQLite: nothing is lost, republished
 //! copies keep their ids, and the consumer's SQL inbox drops them (0 duplicate effects, per-key
 //! order held).
 
@@ -159,6 +159,11 @@ async fn killed_again_and_again_loses_nothing(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_killed_ten_times_on_postgres_loses_nothing() {
     killed_again_and_again_loses_nothing(Db::postgres().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_killed_ten_times_on_mariadb_loses_nothing() {
+    killed_again_and_again_loses_nothing(Db::mysql().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! Every idempotency store against the same store suite on its real server (in-memory,
-//! PostgreSQL, SQLite, Redis, Redis layered over PostgreSQL); the suite shown to catch broken
+//! PostgreSQL, SQLite, MySQL/MariaDB, Redis, Redis layered over PostgreSQL); the suite shown to catch broken
 //! stores; and the Redis stores' bad input and restarts.
 
 mod store_targets;
@@ -36,6 +36,13 @@ async fn the_sqlite_inbox_passes_the_store_suite() {
         unreachable!()
     };
     run(&targets::Sqlite(pool.clone())).await.assert_passed();
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mysql_inbox_passes_the_store_suite() {
+    let db = support::outbox_db::mysql::MySqlTestDb::migrated().await;
+    run(&targets::MySql(db.pool.clone())).await.assert_passed();
     db.drop_db().await;
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use waybill_core::testkit::store_conformance::StoreTarget;
 use waybill_core::{BoxError, IdempotencyStore, InMemoryIdempotencyStore};
-use waybill_outbox::{PgIdempotencyStore, SqliteIdempotencyStore};
+use waybill_outbox::{MySqlIdempotencyStore, PgIdempotencyStore, SqliteIdempotencyStore};
 use waybill_redis::LayeredIdempotencyStore;
 
 use crate::support::redis::shared_store;
@@ -47,6 +47,22 @@ impl StoreTarget for Sqlite {
     }
     async fn store(&self, retention: Duration) -> Result<Arc<dyn IdempotencyStore>, BoxError> {
         Ok(Arc::new(SqliteIdempotencyStore::new(
+            self.0.clone(),
+            retention,
+        )))
+    }
+}
+
+/// The MySQL/MariaDB inbox on a test database.
+pub struct MySql(pub sqlx::MySqlPool);
+
+#[async_trait]
+impl StoreTarget for MySql {
+    fn name(&self) -> String {
+        "MySQL/MariaDB inbox".into()
+    }
+    async fn store(&self, retention: Duration) -> Result<Arc<dyn IdempotencyStore>, BoxError> {
+        Ok(Arc::new(MySqlIdempotencyStore::new(
             self.0.clone(),
             retention,
         )))
