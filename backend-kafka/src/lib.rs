@@ -26,6 +26,8 @@
 
 mod admin;
 mod config;
+#[cfg(feature = "testkit")]
+mod conformance_target;
 mod error_class;
 mod names;
 mod offsets;
@@ -41,6 +43,8 @@ pub use admin::{
     DurabilityReport, TopicLayout,
 };
 pub use config::{KafkaConfig, KafkaConfigBuilder};
+#[cfg(feature = "testkit")]
+pub use conformance_target::KafkaTarget;
 pub use names::{validate_topic, GroupTopics};
 pub use partitioner::{java_partition, murmur2};
 pub use publisher::KafkaPublisher;

@@ -44,6 +44,8 @@ mod admin;
 mod closing;
 mod config;
 mod confirm_channel;
+#[cfg(feature = "testkit")]
+mod conformance_target;
 mod connect;
 mod error_class;
 mod foreign_id;
@@ -58,6 +60,8 @@ mod wire;
 
 pub use admin::{delete_group_topology, delete_topic};
 pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
+#[cfg(feature = "testkit")]
+pub use conformance_target::RabbitTarget;
 pub use name_rules::{validate_name, MAX_NAME_BYTES};
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;

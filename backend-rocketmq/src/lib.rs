@@ -54,6 +54,8 @@
 
 mod admin;
 mod config;
+#[cfg(feature = "testkit")]
+mod conformance_target;
 mod error_class;
 mod names;
 mod publisher;
@@ -66,6 +68,8 @@ mod wire;
 
 pub use admin::RocketAdmin;
 pub use config::{AcceptedStatuses, RocketConfig, RocketConfigBuilder, StartFrom};
+#[cfg(feature = "testkit")]
+pub use conformance_target::RocketTarget;
 pub use names::{validate_group, validate_topic, GroupTopics, InvalidName};
 pub use publisher::RocketPublisher;
 pub use queue_select::{java_string_hash, queue_for_key};

@@ -51,6 +51,9 @@ pub enum OutboxError {
     /// Not transient: fix the server or the grants.
     #[error("unsupported database server: {0}")]
     Unsupported(String),
+    /// A relay's task ended without a result: it panicked or its runtime shut down.
+    #[error("relay task failed: {0}")]
+    Task(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -79,6 +82,7 @@ pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError
                     None => OutboxError::Database(error),
                 };
             }
+            #[cfg(feature = "mysql")]
             if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
                 return classify_mysql(mysql.number(), error);
             }

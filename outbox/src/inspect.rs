@@ -122,16 +122,19 @@ impl OutboxInspector {
         Self { store }
     }
 
+    #[cfg(feature = "postgres")]
     /// An inspector over a PostgreSQL database.
     pub fn postgres(pool: sqlx::PgPool) -> Self {
         Self::new(Arc::new(crate::postgres::PgStore::new(pool)))
     }
 
+    #[cfg(feature = "sqlite")]
     /// An inspector over a SQLite database.
     pub fn sqlite(pool: sqlx::SqlitePool) -> Self {
         Self::new(Arc::new(crate::sqlite::SqliteStore::new(pool)))
     }
 
+    #[cfg(feature = "mysql")]
     /// An inspector over a MySQL or MariaDB database.
     pub fn mysql(pool: sqlx::MySqlPool) -> Self {
         Self::new(Arc::new(crate::mysql::MySqlStore::new(pool)))

@@ -24,20 +24,26 @@ mod error;
 mod inbox_purger;
 mod inbox_retention;
 mod inspect;
+#[cfg(feature = "mysql")]
 pub mod mysql;
 mod outbox;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod ready;
 mod relay;
 mod row;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;
 
 pub use error::OutboxError;
 pub use inbox_purger::InboxPurger;
 pub use inspect::{Backlog, DeadFilter, DeadRow, OutboxInspector, TopicBacklog};
+#[cfg(feature = "mysql")]
 pub use mysql::MySqlIdempotencyStore;
 pub use outbox::{Outbox, OutboxTransaction, DEFAULT_MAX_MESSAGE_BYTES};
+#[cfg(feature = "postgres")]
 pub use postgres::PgIdempotencyStore;
-pub use relay::{Relay, RelayConfig, RelayConfigBuilder, RelayStats};
+pub use relay::{Relay, RelayConfig, RelayConfigBuilder, RelayStats, RunningRelay};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteIdempotencyStore;

@@ -1,10 +1,12 @@
 //! Writing messages into the outbox inside the caller's transaction.
 
+use std::time::SystemTime;
+
 use async_trait::async_trait;
 use waybill_core::Message;
 
 use crate::error::OutboxError;
-use crate::row::check_enqueue;
+use crate::row::{check_enqueue, unix_ms};
 
 /// Largest message (payload plus headers) accepted by default: 1 MiB, Kafka's default.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
@@ -13,15 +15,24 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// MySQL/MariaDB. Sealed; waybill never commits or rolls it back.
 #[async_trait]
 pub trait OutboxTransaction: sealed::Sealed + Send {
-    /// Inserts the rows of `messages` for `topic`, in order, already checked.
+    /// Inserts the rows of `messages` for `topic`, in order, already checked, to be relayed
+    /// no earlier than `not_before` (Unix milliseconds; `None`: at once).
     #[doc(hidden)]
-    async fn insert_rows(&mut self, topic: &str, messages: &[Message]) -> Result<(), OutboxError>;
+    async fn insert_rows(
+        &mut self,
+        topic: &str,
+        messages: &[Message],
+        not_before: Option<i64>,
+    ) -> Result<(), OutboxError>;
 }
 
 pub(crate) mod sealed {
     pub trait Sealed {}
+    #[cfg(feature = "postgres")]
     impl Sealed for sqlx::Transaction<'_, sqlx::Postgres> {}
+    #[cfg(feature = "sqlite")]
     impl Sealed for sqlx::Transaction<'_, sqlx::Sqlite> {}
+    #[cfg(feature = "mysql")]
     impl Sealed for sqlx::Transaction<'_, sqlx::MySql> {}
 }
 
@@ -90,7 +101,36 @@ impl Outbox {
         message: &Message,
     ) -> Result<(), OutboxError> {
         check_enqueue(topic, message, self.max_message_bytes)?;
-        tx.insert_rows(topic, std::slice::from_ref(message)).await
+        tx.insert_rows(topic, std::slice::from_ref(message), None)
+            .await
+    }
+
+    /// Writes `message` for `topic` in `tx`, to be published no earlier than `not_before`
+    /// (scheduled publish: a reminder, a delayed retry of a business step).
+    ///
+    /// **Order.** The row takes its place in its key's order when it is written: later
+    /// messages of the same key wait behind it until it is due and confirmed, exactly as they
+    /// wait behind a row that failed and was parked. Schedule messages of keys that must not
+    /// stall, or give scheduled messages a key of their own. A time in the past publishes at
+    /// once. The relay picks a due row up within its `poll_interval` (one second by default),
+    /// and compares `not_before` with the database server's clock.
+    ///
+    /// # Errors
+    /// As for [`Outbox::enqueue`].
+    pub async fn enqueue_at<T: OutboxTransaction>(
+        &self,
+        tx: &mut T,
+        topic: &str,
+        message: &Message,
+        not_before: SystemTime,
+    ) -> Result<(), OutboxError> {
+        check_enqueue(topic, message, self.max_message_bytes)?;
+        tx.insert_rows(
+            topic,
+            std::slice::from_ref(message),
+            Some(unix_ms(not_before)),
+        )
+        .await
     }
 
     /// Writes several messages for `topic` in `tx`, in order.
@@ -109,6 +149,6 @@ impl Outbox {
         if messages.is_empty() {
             return Ok(());
         }
-        tx.insert_rows(topic, messages).await
+        tx.insert_rows(topic, messages, None).await
     }
 }

@@ -1,29 +1,67 @@
 //! Business code plugged into the runtime: handlers return results, the runtime acknowledges.
 
 use std::error::Error as StdError;
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::codec::CodecError;
 use crate::incoming::IncomingMessage;
 
 /// A boxed error a handler can return.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// How a handler failed, which decides what the runtime does next.
-#[derive(Debug, thiserror::Error)]
+///
+/// `?` works on any error in a handler: an error converts into a `HandlerError` through
+/// [`HandlerError::classify`] — [`Permanent`](HandlerError::Permanent) for a payload that
+/// cannot be decoded ([`CodecError`]), [`Transient`](HandlerError::Transient) for everything
+/// else (a database or network error usually passes; if it does not, the retry policy ends in
+/// the dead letter, so nothing is lost). Say [`HandlerError::permanent`] yourself for business
+/// rules that will never pass.
+///
+/// Like `anyhow::Error`, `HandlerError` does not implement [`std::error::Error`] itself: that
+/// is what lets `From` accept every error type.
+///
+/// ```
+/// use waybill_core::{handler_fn, HandlerError, IncomingMessage};
+///
+/// let handler = handler_fn(|message: IncomingMessage| async move {
+///     let text = std::str::from_utf8(message.message().payload())?; // Transient
+///     let amount: u64 = text.parse().map_err(HandlerError::permanent)?; // Permanent
+///     assert!(amount < u64::MAX);
+///     Ok(())
+/// });
+/// # let _ = handler;
+/// ```
+#[derive(Debug)]
 pub enum HandlerError {
     /// Might succeed later: retried with the policy's backoff.
-    #[error("transient: {0}")]
     Transient(BoxError),
     /// Might succeed after the given delay (a downstream said "come back later").
-    #[error("retry after {0:?}: {1}")]
     RetryAfter(Duration, BoxError),
     /// Will never succeed (malformed payload, business rule violated): dead-lettered at once.
-    #[error("permanent: {0}")]
     Permanent(BoxError),
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Transient(e) => write!(f, "transient: {e}"),
+            Self::RetryAfter(delay, e) => write!(f, "retry after {delay:?}: {e}"),
+            Self::Permanent(e) => write!(f, "permanent: {e}"),
+        }
+    }
+}
+
+impl<E: StdError + Send + Sync + 'static> From<E> for HandlerError {
+    /// Classifies `error` with [`HandlerError::classify`].
+    fn from(error: E) -> Self {
+        Self::classify(Box::new(error))
+    }
 }
 
 impl HandlerError {
@@ -40,6 +78,23 @@ impl HandlerError {
     /// A permanent failure.
     pub fn permanent(error: impl Into<BoxError>) -> Self {
         Self::Permanent(error.into())
+    }
+
+    /// The class `?` gives an error: permanent for a [`CodecError`] (the payload will not
+    /// decode on a second try), transient for any other error.
+    pub fn classify(error: BoxError) -> Self {
+        if error.is::<CodecError>() {
+            Self::Permanent(error)
+        } else {
+            Self::Transient(error)
+        }
+    }
+
+    /// The underlying error.
+    pub fn error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        match self {
+            Self::Transient(e) | Self::RetryAfter(_, e) | Self::Permanent(e) => e.as_ref(),
+        }
     }
 }
 

@@ -49,3 +49,8 @@ pub const DL_MESSAGE_ID: &str = "waybill-dl-message-id";
 /// store that has the message id marked as dead-lettered reopens it for this copy instead of
 /// skipping it.
 pub const REPLAYED_AT: &str = "waybill-replayed-at";
+
+/// Media type of the payload (`application/json`, `application/x-protobuf`), written by
+/// [`crate::Message::encoded`] and checked by the codecs. Not prefixed: it is the name other
+/// tools (CloudEvents' Kafka binding, Spring, kcat users) already read.
+pub const CONTENT_TYPE: &str = "content-type";

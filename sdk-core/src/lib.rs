@@ -13,6 +13,9 @@
 //!   [`IdempotencyStore`], runs the [`Handler`], classifies the result and acks, retries
 //!   ([`RetryPolicy`]) or dead-letters with a [`DeadLetterRecord`].
 //! - [`MemoryBroker`] implements both sides in memory with fault injection, for tests and demos.
+//! - Typed payloads: [`Message::json`], [`Message::decode`] and [`typed_handler`] through a
+//!   [`codec::Codec`] (serde JSON by default, Protocol Buffers with feature `protobuf`); a
+//!   payload that cannot be decoded is dead-lettered, never dropped.
 //! - Feature `testkit`: the conformance suite every backend runs (`testkit::conformance`).
 //!
 //! This crate depends on no broker or database client; backends live in `waybill-kafka`,
@@ -39,8 +42,11 @@ mod retry_policy;
 mod settlement;
 mod subscriber;
 mod trace_context;
+mod typed_handler;
+mod typed_message;
 
 pub mod backend_kit;
+pub mod codec;
 pub mod header_names;
 pub mod wire_time;
 
@@ -76,3 +82,6 @@ pub use retry_policy::{RetryDecision, RetryPolicy, RetryPolicyBuilder};
 pub use settlement::{RetryRequest, Settlement};
 pub use subscriber::Subscriber;
 pub use trace_context::TraceParent;
+#[cfg(feature = "json")]
+pub use typed_handler::typed_handler;
+pub use typed_handler::{typed_handler_with, TypedHandler};

@@ -3,13 +3,13 @@
 
 mod support;
 
-use support::kafka::{require_broker, KafkaTarget};
+use support::kafka::{require_broker, target};
 use waybill_core::testkit::conformance::run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_passes_the_conformance_suite() {
     require_broker().await;
-    let target = KafkaTarget;
+    let target = target();
     let report = run(&target).await;
     println!("{report}");
     report.assert_passed();

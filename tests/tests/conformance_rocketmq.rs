@@ -3,13 +3,13 @@
 
 mod support;
 
-use support::rocketmq::{require_broker, RocketTarget};
+use support::rocketmq::{require_broker, target};
 use waybill_core::testkit::conformance::run;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_passes_the_conformance_suite() {
     require_broker().await.close().await;
-    let target = RocketTarget;
+    let target = target();
     let report = run(&target).await;
     println!("{report}");
     report.assert_passed();

@@ -42,6 +42,12 @@ async fn a_destination_that_never_appears_goes_dead_after_the_wait() {
 }
 
 #[tokio::test]
+async fn a_scheduled_message_waits_for_its_time_and_holds_its_key() {
+    let _server = SERVER_WIDE.read().await;
+    cases::a_scheduled_message_waits_for_its_time_and_holds_its_key(Db::mysql().await).await;
+}
+
+#[tokio::test]
 async fn per_key_order_holds_across_batches() {
     let _server = SERVER_WIDE.read().await;
     cases::per_key_order_holds_across_batches(Db::mysql().await).await;

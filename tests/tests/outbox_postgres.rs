@@ -20,6 +20,11 @@ async fn a_rolled_back_enqueue_publishes_nothing_and_a_committed_one_publishes_o
 }
 
 #[tokio::test]
+async fn a_scheduled_message_waits_for_its_time_and_holds_its_key() {
+    cases::a_scheduled_message_waits_for_its_time_and_holds_its_key(Db::postgres().await).await;
+}
+
+#[tokio::test]
 async fn per_key_order_holds_across_batches() {
     cases::per_key_order_holds_across_batches(Db::postgres().await).await;
 }

@@ -26,6 +26,11 @@ async fn a_destination_that_never_appears_goes_dead_after_the_wait() {
 }
 
 #[tokio::test]
+async fn a_scheduled_message_waits_for_its_time_and_holds_its_key() {
+    cases::a_scheduled_message_waits_for_its_time_and_holds_its_key(Db::sqlite().await).await;
+}
+
+#[tokio::test]
 async fn per_key_order_holds_across_batches() {
     cases::per_key_order_holds_across_batches(Db::sqlite().await).await;
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use waybill_core::header_names;
 use waybill_core::{
-    handler_fn, DeadLetterRecord, ErrorClass, HandlerError, InMemoryIdempotencyStore,
-    IncomingMessage, MemoryBroker, Message, Ordering, Processor, Publisher, RetryPolicy,
+    handler_fn, typed_handler, DeadLetterRecord, ErrorClass, HandlerError,
+    InMemoryIdempotencyStore, IncomingMessage, MemoryBroker, Message, Ordering, Processor,
+    ProcessorError, Publisher, RetryPolicy,
 };
 
 fn fast_policy(max_attempts: u32) -> RetryPolicy {
@@ -597,4 +598,105 @@ async fn a_duplicate_of_a_dead_lettered_message_is_skipped_until_replayed() {
     let totals = running.shutdown().await.unwrap();
     assert_eq!(attempts.load(AtomicOrdering::SeqCst), 2, "{totals:?}");
     assert_eq!(broker.messages("t.dlq").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_named_unlike_its_subscriber_group_stops_before_handling() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "billing").unwrap();
+    broker
+        .publisher()
+        .publish("t", Message::new("x"))
+        .await
+        .unwrap();
+    let handled = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let handled = Arc::clone(&handled);
+        handler_fn(move |_m: IncomingMessage| {
+            handled.fetch_add(1, AtomicOrdering::SeqCst);
+            async { Ok(()) }
+        })
+    };
+    let running = Processor::builder("billing-v2")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    let error = tokio::time::timeout(Duration::from_secs(10), running.wait())
+        .await
+        .expect("the processor stops by itself")
+        .unwrap_err();
+    assert!(
+        matches!(&error, ProcessorError::GroupMismatch { processor, subscriber }
+            if processor == "billing-v2" && subscriber == "billing"),
+        "{error}"
+    );
+    assert!(error
+        .to_string()
+        .contains("give Processor::builder the subscriber's group"));
+    assert_eq!(
+        handled.load(AtomicOrdering::SeqCst),
+        0,
+        "nothing was handled"
+    );
+    assert_eq!(
+        broker.pending("t", "billing"),
+        1,
+        "the message stays for the group"
+    );
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Shipment {
+    parcels: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_handler_dead_letters_what_does_not_decode_and_handles_the_rest() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    publisher
+        .publish("t", Message::json(&Shipment { parcels: 2 }).unwrap())
+        .await
+        .unwrap();
+    let broken = Message::new(r#"{"parcels":-1}"#)
+        .with_header(header_names::CONTENT_TYPE, "application/json");
+    publisher.publish("t", broken.clone()).await.unwrap();
+    let parcels = Arc::new(AtomicU32::new(0));
+    let handler = {
+        let parcels = Arc::clone(&parcels);
+        typed_handler(move |shipment: Shipment, _m: IncomingMessage| {
+            parcels.fetch_add(shipment.parcels, AtomicOrdering::SeqCst);
+            async { Ok(()) }
+        })
+    };
+    let running = Processor::builder("g")
+        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+        .retry(fast_policy(5))
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().dead_lettered == 1 && running.counters().handled == 1).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(parcels.load(AtomicOrdering::SeqCst), 2);
+    assert_eq!(totals.failed_attempts, 1, "a decode failure is not retried");
+    let dead = broker.messages("t.dlq");
+    let record = DeadLetterRecord::read_from(dead[0].headers()).unwrap();
+    assert_eq!(record.message_id, broken.id());
+    assert_eq!(record.error_class, ErrorClass::Permanent);
+    assert!(
+        record
+            .error_message
+            .contains("codec json cannot decode the payload as")
+            && record.error_message.contains("Shipment")
+            && record.error_message.contains("invalid value: integer `-1`"),
+        "{}",
+        record.error_message
+    );
+    assert_eq!(
+        dead[0].payload(),
+        broken.payload(),
+        "the bytes are kept as they came"
+    );
 }

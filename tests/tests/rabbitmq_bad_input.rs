@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::rabbitmq::{config, require_broker, url};
+use waybill_core::header_names;
 use waybill_core::testkit::Ledger;
 use waybill_core::{
-    handler_fn, DeadLetterRecord, ErrorClass, FailureClass, HandlerError, InMemoryIdempotencyStore,
+    typed_handler, DeadLetterRecord, ErrorClass, FailureClass, InMemoryIdempotencyStore,
     IncomingMessage, Message, Processor, PublishOutcome, Publisher, Subscriber,
 };
 use waybill_rabbitmq::{
@@ -124,8 +125,14 @@ async fn a_broker_that_is_down_at_start_fails_within_the_connect_timeout() {
     assert!(RabbitSubscriber::connect(down, "t", "g").await.is_err());
 }
 
+/// A charge as the billing consumer reads it (JSON).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Charge {
+    amount: u32,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_payload_is_dead_lettered_and_the_consumer_keeps_going() {
+async fn malformed_and_mislabelled_payloads_are_dead_lettered_with_the_decode_error() {
     require_broker().await;
     let topic = unique("malformed");
     let subscriber = RabbitSubscriber::connect(config(), &topic, "billing")
@@ -136,32 +143,34 @@ async fn a_malformed_payload_is_dead_lettered_and_the_consumer_keeps_going() {
         .unwrap();
     let publisher = RabbitPublisher::connect(config()).await.unwrap();
     let ledger = Arc::new(Ledger::new());
-    let mut bad_id = None;
+    let (mut malformed_id, mut mislabelled_id) = (None, None);
     for i in 0..20 {
-        let body = if i == 7 {
-            "{not json".to_owned()
-        } else {
-            format!("{{\"amount\":{i}}}")
-        };
-        let m = Message::new(body).with_key(format!("order-{}", i % 3));
-        if i == 7 {
-            bad_id = Some(m.id());
-        } else {
-            ledger.confirmed(m.id());
+        let m = match i {
+            // JSON by label, not by content: the typed handler must refuse it.
+            7 => Message::new("{not json")
+                .with_header(header_names::CONTENT_TYPE, "application/json"),
+            // Valid JSON bytes, but labelled as another format: refused before decoding.
+            13 => Message::new(r#"{"amount":13}"#)
+                .with_header(header_names::CONTENT_TYPE, "application/avro"),
+            _ => Message::json(&Charge { amount: i }).unwrap(),
+        }
+        .with_key(format!("order-{}", i % 3));
+        match i {
+            7 => malformed_id = Some(m.id()),
+            13 => mislabelled_id = Some(m.id()),
+            _ => ledger.confirmed(m.id()),
         }
         publisher.publish(&topic, m).await.unwrap();
     }
     let handler = {
         let ledger = Arc::clone(&ledger);
-        handler_fn(move |m: IncomingMessage| {
+        typed_handler(move |charge: Charge, m: IncomingMessage| {
             let ledger = Arc::clone(&ledger);
             async move {
-                let body = std::str::from_utf8(m.message().payload()).unwrap_or_default();
-                if !body.starts_with('{') || !body.ends_with('}') {
-                    return Err(HandlerError::permanent(format!(
-                        "malformed payload: {body:?}"
-                    )));
-                }
+                assert_ne!(
+                    charge.amount, 7,
+                    "the malformed payload never reaches the closure"
+                );
                 ledger.effect(m.message().id(), None);
                 Ok(())
             }
@@ -172,15 +181,18 @@ async fn a_malformed_payload_is_dead_lettered_and_the_consumer_keeps_going() {
         .build()
         .unwrap()
         .start(subscriber, handler);
-    let letter = tokio::time::timeout(Duration::from_secs(20), dead.receive())
-        .await
-        .expect("a dead letter arrives")
-        .unwrap()
-        .unwrap();
-    let record = DeadLetterRecord::read_from(letter.message().message().headers()).unwrap();
-    letter.ack().await.unwrap();
+    let mut records = Vec::new();
+    for _ in 0..2 {
+        let letter = tokio::time::timeout(Duration::from_secs(20), dead.receive())
+            .await
+            .expect("a dead letter arrives")
+            .unwrap()
+            .unwrap();
+        records.push(DeadLetterRecord::read_from(letter.message().message().headers()).unwrap());
+        letter.ack().await.unwrap();
+    }
     for _ in 0..200 {
-        if ledger.effects() == 19 {
+        if ledger.effects() == 18 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -191,15 +203,34 @@ async fn a_malformed_payload_is_dead_lettered_and_the_consumer_keeps_going() {
         .await
         .unwrap();
 
-    assert_eq!(Some(record.message_id), bad_id);
-    assert_eq!(record.error_class, ErrorClass::Permanent);
+    let record_of = |id| {
+        records
+            .iter()
+            .find(|r| Some(r.message_id) == id)
+            .expect("dead-lettered")
+    };
+    let malformed = record_of(malformed_id);
+    assert_eq!(malformed.error_class, ErrorClass::Permanent);
     assert!(
-        record.error_message.contains("malformed payload"),
-        "{record:?}"
+        malformed
+            .error_message
+            .contains("codec json cannot decode the payload as")
+            && malformed.error_message.contains("Charge")
+            && malformed.error_message.contains("line 1 column"),
+        "the record names the codec, the type and serde's error: {malformed:?}"
     );
-    assert_eq!(record.origin, topic);
-    assert_eq!(record.group, "billing");
+    assert_eq!(malformed.origin, topic);
+    assert_eq!(malformed.group, "billing");
+    let mislabelled = record_of(mislabelled_id);
+    assert_eq!(mislabelled.error_class, ErrorClass::Permanent);
+    assert!(
+        mislabelled.error_message.contains("\"application/avro\"")
+            && mislabelled
+                .error_message
+                .contains("codec json reads application/json"),
+        "{mislabelled:?}"
+    );
     assert!(ledger.report().is_clean(), "{:?}", ledger.report());
-    assert_eq!(totals.handled, 19);
-    assert_eq!(totals.dead_lettered, 1);
+    assert_eq!(totals.handled, 18);
+    assert_eq!(totals.dead_lettered, 2);
 }

@@ -7,7 +7,7 @@ use waybill_core::{Message, MessageId};
 
 use crate::error::{classify, OutboxError};
 use crate::outbox::OutboxTransaction;
-use crate::row::{created_at_ms, shard_hash};
+use crate::row::{created_at_ms, now_ms, shard_hash};
 
 /// Rows per INSERT statement (7 bound values each, far below the 65,535 placeholders MySQL
 /// allows in one statement).
@@ -15,7 +15,15 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 #[async_trait]
 impl OutboxTransaction for Transaction<'_, MySql> {
-    async fn insert_rows(&mut self, topic: &str, messages: &[Message]) -> Result<(), OutboxError> {
+    async fn insert_rows(
+        &mut self,
+        topic: &str,
+        messages: &[Message],
+        not_before: Option<i64>,
+    ) -> Result<(), OutboxError> {
+        // The wait from now, in microseconds: DATETIME columns carry no time zone, so the due
+        // time is the server's UTC_TIMESTAMP plus the wait rather than a converted instant.
+        let wait_us = not_before.map_or(0, |at| (at - now_ms()).max(0).saturating_mul(1000));
         // One multi-row INSERT per chunk: the auto-increment seq follows the VALUES order, so
         // the rows keep the order of `messages`.
         for chunk in messages.chunks(ROWS_PER_STATEMENT) {
@@ -31,7 +39,9 @@ impl OutboxTransaction for Transaction<'_, MySql> {
                     .push_bind(message.payload().as_ref())
                     .push_bind(Json(message.headers()))
                     .push_bind(created_at_ms(message))
-                    .push_unseparated(", UTC_TIMESTAMP(6), UTC_TIMESTAMP(6)");
+                    .push_unseparated(", UTC_TIMESTAMP(6), UTC_TIMESTAMP(6) + INTERVAL ")
+                    .push_bind_unseparated(wait_us)
+                    .push_unseparated(" MICROSECOND");
             });
             if let Err(e) = insert.build().execute(&mut **self).await {
                 let unique = e

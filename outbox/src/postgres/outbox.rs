@@ -11,13 +11,20 @@ use crate::row::{created_at_ms, shard_hash};
 
 #[async_trait]
 impl OutboxTransaction for Transaction<'_, Postgres> {
-    async fn insert_rows(&mut self, topic: &str, messages: &[Message]) -> Result<(), OutboxError> {
+    async fn insert_rows(
+        &mut self,
+        topic: &str,
+        messages: &[Message],
+        not_before: Option<i64>,
+    ) -> Result<(), OutboxError> {
         let first = messages.first().map(Message::id);
         if let [message] = messages {
             sqlx::query(
                 "INSERT INTO waybill_outbox \
-                   (message_id, topic, key, shard_hash, payload, headers, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision / 1000))",
+                   (message_id, topic, key, shard_hash, payload, headers, created_at, \
+                    available_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7::double precision / 1000), \
+                         GREATEST(now(), to_timestamp($8::double precision / 1000)))",
             )
             .bind(message.id().as_uuid())
             .bind(topic)
@@ -26,6 +33,7 @@ impl OutboxTransaction for Transaction<'_, Postgres> {
             .bind(message.payload().as_ref())
             .bind(Json(message.headers()))
             .bind(created_at_ms(message))
+            .bind(not_before)
             .execute(&mut **self)
             .await
             .map_err(|e| classify(e, first))?;
@@ -40,9 +48,11 @@ impl OutboxTransaction for Transaction<'_, Postgres> {
         let created: Vec<i64> = messages.iter().map(created_at_ms).collect();
         sqlx::query(
             "INSERT INTO waybill_outbox \
-               (message_id, topic, key, shard_hash, payload, headers, created_at) \
+               (message_id, topic, key, shard_hash, payload, headers, created_at, \
+                available_at) \
              SELECT id, $2, key, hash, payload, headers, \
-                    to_timestamp(created::double precision / 1000) \
+                    to_timestamp(created::double precision / 1000), \
+                    GREATEST(now(), to_timestamp($8::double precision / 1000)) \
              FROM UNNEST($1::uuid[], $3::text[], $4::bigint[], $5::bytea[], $6::jsonb[], \
                          $7::bigint[]) \
                   WITH ORDINALITY AS t(id, key, hash, payload, headers, created, n) \
@@ -55,6 +65,7 @@ impl OutboxTransaction for Transaction<'_, Postgres> {
         .bind(&payloads)
         .bind(&headers)
         .bind(&created)
+        .bind(not_before)
         .execute(&mut **self)
         .await
         .map_err(|e| classify(e, first))?;

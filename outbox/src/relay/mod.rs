@@ -2,6 +2,7 @@
 
 mod config;
 mod leases;
+mod running;
 mod waiting;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -16,6 +17,7 @@ use waybill_core::{Message, PublishError, PublishOutcome, Publisher};
 
 pub use config::{RelayConfig, RelayConfigBuilder};
 use leases::Leases;
+pub use running::RunningRelay;
 use waiting::{verdict, Verdict, WaitAlerts};
 
 use crate::error::OutboxError;
@@ -116,6 +118,7 @@ impl Relay {
         }
     }
 
+    #[cfg(feature = "postgres")]
     /// A relay over a PostgreSQL database publishing through `publisher`.
     pub fn postgres(
         pool: sqlx::PgPool,
@@ -129,6 +132,7 @@ impl Relay {
         )
     }
 
+    #[cfg(feature = "sqlite")]
     /// A relay over a SQLite database publishing through `publisher`.
     pub fn sqlite(
         pool: sqlx::SqlitePool,
@@ -142,6 +146,7 @@ impl Relay {
         )
     }
 
+    #[cfg(feature = "mysql")]
     /// A relay over a MySQL 8.0+ or MariaDB 10.6+ database publishing through `publisher`.
     ///
     /// Its database user needs the `PROCESS` privilege (commit order comes from

@@ -1,12 +1,8 @@
 //! Finding the Kafka-protocol broker the tests use, and the conformance target over it.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use waybill_core::testkit::conformance::{ConformanceTarget, Scale};
-use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
-use waybill_kafka::{create_topic, KafkaConfig, KafkaPublisher, KafkaSubscriber};
+use waybill_kafka::{create_topic, KafkaConfig, KafkaPublisher, KafkaTarget};
 
 /// Partitions of every test topic: more than one, so that consumers can share a group.
 pub const PARTITIONS: i32 = 4;
@@ -43,49 +39,13 @@ pub fn topic(prefix: &str) -> String {
     super::unique_topic(prefix)
 }
 
-/// The conformance target. Its topics are left behind: deleting topics on tansu 0.6 disturbs
-/// the metadata live clients see (librdkafka crashed on it in a run with concurrent clients).
-#[derive(Default)]
-pub struct KafkaTarget;
-
-#[async_trait]
-impl ConformanceTarget for KafkaTarget {
-    fn name(&self) -> String {
-        format!("kafka protocol at {}", brokers())
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
-    }
-
-    fn scale(&self) -> Scale {
-        super::log_broker_scale()
-    }
-
-    async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
-        create_topic(&config(), topic, PARTITIONS, 1).await?;
-        Ok(())
-    }
-
-    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BoxError> {
-        Ok(Arc::new(KafkaPublisher::connect(config()).await?))
-    }
-
-    async fn subscriber(&self, topic: &str, group: &str) -> Result<Box<dyn Subscriber>, BoxError> {
-        Ok(Box::new(
-            KafkaSubscriber::connect(config(), topic, group).await?,
-        ))
-    }
-
-    async fn dead_letter_subscriber(
-        &self,
-        topic: &str,
-        group: &str,
-    ) -> Result<Box<dyn Subscriber>, BoxError> {
-        Ok(Box::new(
-            KafkaSubscriber::dead_letters(config(), topic, group).await?,
-        ))
-    }
+/// The conformance target over the test broker: [`PARTITIONS`] partitions, the log-broker
+/// scale. Its topics are left behind: deleting topics on tansu 0.6 disturbs the metadata live
+/// clients see (librdkafka crashed on it in a run with concurrent clients).
+pub fn target() -> KafkaTarget {
+    KafkaTarget::new(config())
+        .partitions(PARTITIONS)
+        .scale(super::log_broker_scale())
 }
 
 /// SIGKILLs the local broker and starts it again (`scripts/brokers kill kafka`, then `start`);

@@ -1,7 +1,7 @@
 //! Outbox, relay and inbox scenarios run on every database (see `outbox_db.rs`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use waybill_core::{
@@ -118,6 +118,45 @@ pub async fn per_key_order_holds_across_batches(db: Db) {
     assert_eq!(out_of_order_keys(&applied), Vec::<String>::new());
     assert_eq!(relay.stats().published, 1_000);
     assert!(relay.stats().batches >= 10, "batches of 100");
+    db.drop_db().await;
+}
+
+pub async fn a_scheduled_message_waits_for_its_time_and_holds_its_key(db: Db) {
+    let broker = MemoryBroker::new();
+    let wait = Duration::from_secs(4);
+    let scheduled = Message::new("reminder").with_key("order-1");
+    let behind = Message::new("shipped").with_key("order-1");
+    let other = Message::new("other key").with_key("order-2");
+    let started = std::time::Instant::now();
+    db.enqueue_at("orders", &scheduled, SystemTime::now() + wait)
+        .await;
+    db.enqueue("orders", std::slice::from_ref(&behind), true)
+        .await;
+    db.enqueue("orders", std::slice::from_ref(&other), true)
+        .await;
+    let relay = db.relay(Arc::new(broker.publisher()), config());
+    drain_until(&relay, || !broker.messages("orders").is_empty()).await;
+    let early: Vec<MessageId> = broker.messages("orders").iter().map(Message::id).collect();
+    assert_eq!(
+        early,
+        vec![other.id()],
+        "only the other key flows before the scheduled time"
+    );
+    assert!(
+        started.elapsed() < wait,
+        "the check ran before the scheduled time"
+    );
+    drain_until(&relay, || broker.messages("orders").len() >= 3).await;
+    assert!(
+        started.elapsed() >= wait,
+        "the scheduled row was published no earlier than its time"
+    );
+    let order: Vec<MessageId> = broker.messages("orders").iter().map(Message::id).collect();
+    assert_eq!(
+        order,
+        vec![other.id(), scheduled.id(), behind.id()],
+        "the key's later message waited behind the scheduled one"
+    );
     db.drop_db().await;
 }
 

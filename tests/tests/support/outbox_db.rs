@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use waybill_core::{IdempotencyStore, IncomingMessage, Message, MessageId, Publisher};
 use waybill_outbox::{
@@ -165,6 +165,31 @@ impl Db {
                 } else {
                     tx.rollback().await.unwrap();
                 }
+            }
+        }
+    }
+
+    /// Enqueues `message` to be published no earlier than `not_before`, and commits.
+    pub async fn enqueue_at(&self, topic: &str, message: &Message, not_before: SystemTime) {
+        let outbox = Outbox::new();
+        match self {
+            Self::Postgres(db) => {
+                let mut tx = db.pool.begin().await.unwrap();
+                let queued = outbox.enqueue_at(&mut tx, topic, message, not_before);
+                queued.await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            Self::Sqlite { pool, .. } => {
+                let mut tx = pool.begin().await.unwrap();
+                let queued = outbox.enqueue_at(&mut tx, topic, message, not_before);
+                queued.await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            Self::Mysql(db) => {
+                let mut tx = db.pool.begin().await.unwrap();
+                let queued = outbox.enqueue_at(&mut tx, topic, message, not_before);
+                queued.await.unwrap();
+                tx.commit().await.unwrap();
             }
         }
     }

@@ -1,14 +1,8 @@
 //! Finding the RabbitMQ server the tests use, and the conformance target over it.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use waybill_core::testkit::conformance::ConformanceTarget;
-use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
-use waybill_rabbitmq::{
-    delete_group_topology, delete_topic, RabbitConfig, RabbitPublisher, RabbitSubscriber,
-};
+use waybill_rabbitmq::{RabbitConfig, RabbitPublisher, RabbitTarget};
 
 use super::fault::{pid_from, run_checked, Restart};
 
@@ -38,72 +32,10 @@ pub async fn require_broker() {
     }
 }
 
-/// The conformance target; remembers every group it subscribed so `cleanup` can remove them.
-#[derive(Default)]
-pub struct RabbitTarget {
-    created: Mutex<Vec<(String, String)>>,
-    topics: Mutex<Vec<String>>,
-}
-
-impl RabbitTarget {
-    /// Deletes the queues and exchanges the run created.
-    pub async fn cleanup(&self) {
-        let created: Vec<_> = self.created.lock().unwrap().drain(..).collect();
-        for (topic, group) in created {
-            if let Err(e) = delete_group_topology(&config(), &topic, &group, true).await {
-                eprintln!("cleanup of {topic}/{group} failed: {e}");
-            }
-        }
-        let topics: Vec<_> = self.topics.lock().unwrap().drain(..).collect();
-        for topic in topics {
-            if let Err(e) = delete_topic(&config(), &topic).await {
-                eprintln!("cleanup of {topic} failed: {e}");
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl ConformanceTarget for RabbitTarget {
-    fn name(&self) -> String {
-        format!("rabbitmq at {}", config().display_url())
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::all()
-    }
-
-    async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
-        self.topics.lock().unwrap().push(topic.to_owned());
-        let publisher = RabbitPublisher::connect(config()).await?;
-        publisher.declare_topic(topic).await?;
-        publisher.close().await?;
-        Ok(())
-    }
-
-    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BoxError> {
-        Ok(Arc::new(RabbitPublisher::connect(config()).await?))
-    }
-
-    async fn subscriber(&self, topic: &str, group: &str) -> Result<Box<dyn Subscriber>, BoxError> {
-        self.created
-            .lock()
-            .unwrap()
-            .push((topic.to_owned(), group.to_owned()));
-        Ok(Box::new(
-            RabbitSubscriber::connect(config(), topic, group).await?,
-        ))
-    }
-
-    async fn dead_letter_subscriber(
-        &self,
-        topic: &str,
-        group: &str,
-    ) -> Result<Box<dyn Subscriber>, BoxError> {
-        Ok(Box::new(
-            RabbitSubscriber::dead_letters(config(), topic, group).await?,
-        ))
-    }
+/// The conformance target over the test server (it remembers what it declared, for
+/// `cleanup`).
+pub fn target() -> RabbitTarget {
+    RabbitTarget::new(config())
 }
 
 /// Runs a `rabbitmqctl` command, failing the test with its output if it fails.

@@ -1,12 +1,8 @@
 //! Finding the RocketMQ name server and broker the tests use, and the conformance target.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use waybill_core::testkit::conformance::{ConformanceTarget, Scale};
-use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
-use waybill_rocketmq::{RocketAdmin, RocketConfig, RocketPublisher, RocketSubscriber};
+use waybill_rocketmq::{RocketAdmin, RocketConfig, RocketTarget};
 
 /// Queues of every test topic: more than one, so that consumers can share a group.
 pub const QUEUES: u32 = 4;
@@ -74,57 +70,13 @@ pub async fn kill_and_restart_broker() -> super::fault::Restart {
     super::kill_and_restart_with("WAYBILL_ROCKETMQ", "rocketmq-broker", "rocketmq").await
 }
 
-/// The conformance target.
-#[derive(Default)]
-pub struct RocketTarget;
-
-#[async_trait]
-impl ConformanceTarget for RocketTarget {
-    fn name(&self) -> String {
-        format!("rocketmq at {}", name_server())
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            // The Rust broker 1.0 sends no consumer-group-change notice, so members re-split
-            // the queues only at the client's periodic rebalance (20 s): until then a member
-            // that joined reads queues another member reads too. An Apache RocketMQ broker
-            // notifies; set WAYBILL_ROCKETMQ_NOTIFIES_REBALANCE=1 when testing against one.
-            prompt_rebalance: std::env::var_os("WAYBILL_ROCKETMQ_NOTIFIES_REBALANCE").is_some(),
-            ..Capabilities::all()
-        }
-    }
-
-    fn scale(&self) -> Scale {
-        super::log_broker_scale()
-    }
-
-    async fn prepare_topic(&self, topic: &str) -> Result<(), BoxError> {
-        let admin = RocketAdmin::connect(&config()).await?;
-        let created = admin.create_topic(topic).await;
-        admin.close().await;
-        Ok(created?)
-    }
-
-    async fn publisher(&self) -> Result<Arc<dyn Publisher>, BoxError> {
-        Ok(Arc::new(RocketPublisher::connect(config()).await?))
-    }
-
-    async fn subscriber(&self, topic: &str, group: &str) -> Result<Box<dyn Subscriber>, BoxError> {
-        Ok(Box::new(
-            RocketSubscriber::connect(config(), topic, group).await?,
-        ))
-    }
-
-    async fn dead_letter_subscriber(
-        &self,
-        topic: &str,
-        group: &str,
-    ) -> Result<Box<dyn Subscriber>, BoxError> {
-        Ok(Box::new(
-            RocketSubscriber::dead_letters(config(), topic, group).await?,
-        ))
-    }
+/// The conformance target over the test cluster, with the log-broker scale. The Rust broker
+/// 1.0 sends no consumer-group-change notice; an Apache RocketMQ broker does: set
+/// WAYBILL_ROCKETMQ_NOTIFIES_REBALANCE=1 when testing against one.
+pub fn target() -> RocketTarget {
+    RocketTarget::new(config())
+        .scale(super::log_broker_scale())
+        .prompt_rebalance(std::env::var_os("WAYBILL_ROCKETMQ_NOTIFIES_REBALANCE").is_some())
 }
 
 /// SIGKILLs the local name server (not the broker) and starts it again; returns its process
