@@ -32,6 +32,7 @@ mod relay;
 mod row;
 pub mod sqlite;
 mod store;
+mod tls_failure;
 
 pub use error::OutboxError;
 pub use inbox_purger::InboxPurger;
