@@ -16,6 +16,7 @@ pub mod outbox_db;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod rabbitmq;
+pub mod rabbitmq_tls;
 pub mod rebalance;
 pub mod redis;
 pub mod rocketmq;
