@@ -227,6 +227,15 @@ impl RabbitConfigBuilder {
         self
     }
 
+    /// Verifies the broker's certificate for `name` instead of the URL's host (needs the `tls`
+    /// feature and an `amqps://` URL): for a broker reached by an address its certificate
+    /// does not list, e.g. an IP address or a tunnel. The TCP connection still goes to the
+    /// URL's host; the certificate must still come from a trusted CA and name `name`.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.config.tls.server_name = Some(name.into());
+        self
+    }
+
     /// Escape hatch: an extra string argument on every work-queue declaration.
     pub fn queue_argument(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.config
@@ -244,7 +253,8 @@ impl RabbitConfigBuilder {
     /// `delivery_limit` (zero); `url` also for an `amqps://` URL in a build without the `tls`
     /// feature (naming the feature); `tls` for TLS settings with a plain `amqp://` URL (they
     /// would silently not apply); `tls_ca_file` and `tls_client_identity` for a file that
-    /// cannot be read or holds no PEM certificate (key). Messages never contain the password.
+    /// cannot be read or holds no PEM certificate (key); `tls_server_name` for a name that is
+    /// not a DNS name or IP address. Messages never contain the password.
     pub fn build(self) -> Result<RabbitConfig, ConfigError> {
         let mut c = self.config;
         let tls = c.url.starts_with("amqps://");
@@ -264,7 +274,8 @@ impl RabbitConfigBuilder {
             return Err(ConfigError::new(
                 "tls",
                 format!(
-                    "TLS settings (CA file, client certificate) need an amqps:// URL, not {}",
+                    "TLS settings (CA file, client certificate, server name) need an amqps:// \
+                     URL, not {}",
                     mask_password(&c.url)
                 ),
             ));

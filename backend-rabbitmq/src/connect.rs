@@ -27,12 +27,15 @@ pub(crate) async fn connect(config: &RabbitConfig, name: &str) -> Result<Connect
     let runtime = lapin::runtime::default_runtime().map_err(|e| {
         BrokerError::permanent("connect", format!("no async runtime for lapin: {e}"))
     })?;
-    match tokio::time::timeout(
-        config.connect_timeout,
-        Connection::connect_with_config(&config.url, properties, tls, runtime),
-    )
-    .await
-    {
+    let connecting = async {
+        #[cfg(feature = "tls")]
+        if let Some(name) = &config.tls.server_name {
+            return crate::tls_server_name::connect(&config.url, name, &config.tls, properties)
+                .await;
+        }
+        Connection::connect_with_config(&config.url, properties, tls, runtime).await
+    };
+    match tokio::time::timeout(config.connect_timeout, connecting).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(BrokerError::new(
             failure_class(&e),

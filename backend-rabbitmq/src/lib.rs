@@ -34,7 +34,9 @@
 //!
 //! Secure connections (feature `tls`): `amqps://` URLs over rustls, trusting the webpki roots
 //! plus the CA bundle of [`RabbitConfigBuilder::tls_ca_file`], with a client certificate for
-//! mutual TLS from [`RabbitConfigBuilder::tls_client_identity`]. A certificate that fails
+//! mutual TLS from [`RabbitConfigBuilder::tls_client_identity`], verifying the broker's
+//! certificate for [`RabbitConfigBuilder::tls_server_name`] when it does not list the URL's
+//! host. A certificate that fails
 //! verification is a permanent connect error that says which check failed. Passwords in URLs
 //! are masked in every error, log and `Debug` output ([`RabbitConfig::display_url`]).
 //!
@@ -60,6 +62,8 @@ mod settler;
 mod subscriber;
 mod tls;
 mod tls_failure;
+#[cfg(feature = "tls")]
+mod tls_server_name;
 mod topology;
 mod topology_names;
 mod wire;

@@ -19,17 +19,32 @@ pub(crate) struct TlsFiles {
     pub(crate) ca_file: Option<PathBuf>,
     /// PEM certificate chain and PEM private key presented to the broker.
     pub(crate) client_identity: Option<(PathBuf, PathBuf)>,
+    /// The name the broker's certificate is verified for, when not the URL's host.
+    pub(crate) server_name: Option<String>,
 }
 
 impl TlsFiles {
     /// Whether any setting is given.
     pub(crate) fn is_set(&self) -> bool {
-        self.ca_file.is_some() || self.client_identity.is_some()
+        self.ca_file.is_some() || self.client_identity.is_some() || self.server_name.is_some()
     }
 
     /// Checks the files exist and hold PEM, so that `build()` fails rather than every
     /// connection attempt.
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        #[cfg(feature = "tls")]
+        if let Some(name) = &self.server_name {
+            rustls::pki_types::ServerName::try_from(name.as_str()).map_err(|e| {
+                ConfigError::new(
+                    "tls_server_name",
+                    format!("{name:?} is not a host name: {e}"),
+                )
+            })?;
+        }
+        #[cfg(not(feature = "tls"))]
+        if self.server_name.is_some() {
+            return Err(ConfigError::new("tls_server_name", TLS_FEATURE_HINT));
+        }
         if let Some(ca) = &self.ca_file {
             read_pem("tls_ca_file", ca, "CERTIFICATE")?;
         }
@@ -89,14 +104,14 @@ mod tests {
         std::fs::write(&not_pem, "hello").unwrap();
         let files = TlsFiles {
             ca_file: Some(not_pem),
-            client_identity: None,
+            ..TlsFiles::default()
         };
         let err = files.validate().unwrap_err();
         assert_eq!(err.field(), "tls_ca_file");
         assert!(err.to_string().contains("ca.txt"), "{err}");
         let files = TlsFiles {
-            ca_file: None,
             client_identity: Some((dir.join("nope.crt"), dir.join("nope.key"))),
+            ..TlsFiles::default()
         };
         let err = files.validate().unwrap_err();
         assert_eq!(err.field(), "tls_client_identity");
