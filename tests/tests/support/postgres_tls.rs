@@ -20,11 +20,25 @@ pub const PASSWORD: &str = "Tls-Only-Secret-7h3q";
 /// The database tests use.
 pub const DATABASE: &str = "waybill_tls";
 
-/// Where the PostgreSQL server programs are: `WAYBILL_PG_BIN`, or Debian's PostgreSQL 15.
+/// Where the PostgreSQL server programs are: `WAYBILL_PG_BIN`, or the newest Debian
+/// `/usr/lib/postgresql/<major>/bin` (15 on these machines).
 fn bin_dir() -> PathBuf {
-    PathBuf::from(
-        std::env::var("WAYBILL_PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
-    )
+    if let Some(dir) = std::env::var_os("WAYBILL_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let newest = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
+            Some((major, entry.path().join("bin")))
+        })
+        .filter(|(_, bin)| bin.join("initdb").exists())
+        .max_by_key(|(major, _)| *major);
+    newest
+        .map(|(_, bin)| bin)
+        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
 }
 
 /// A running cluster; stopped with `pg_ctl stop -m immediate` and deleted on drop.
