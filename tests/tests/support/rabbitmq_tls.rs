@@ -1,4 +1,4 @@
-//! The RabbitMQ TLS listener the tests use (`scripts/brokers start rabbitmq-tls`) and the
+//! The RabbitMQ TLS listener the tests use (`scripts/rabbitmq-tls`) and the
 //! certificates that script made.
 
 use std::path::PathBuf;
@@ -44,7 +44,7 @@ pub fn require_listener() {
     if !listening || !ca.exists() {
         panic!(
             "the RabbitMQ TLS listener is not ready (listening on {}: {listening}; {} exists: \
-             {}). Start it with `scripts/brokers start rabbitmq-tls`, or set \
+             {}). Start it with `scripts/rabbitmq-tls`, or set \
              WAYBILL_RABBITMQ_TLS_ADDR and WAYBILL_RABBITMQ_TLS_DIR (ca.pem, client.pem, \
              client.key) for another broker.",
             address(),
