@@ -1,8 +1,12 @@
 //! Connection and behaviour settings, validated in `build()`.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use waybill_core::ConfigError;
+
+use crate::tls::{TlsFiles, TLS_FEATURE_HINT};
 
 /// The default broker-side delivery limit of a group's work queue.
 ///
@@ -27,7 +31,9 @@ pub const DEFAULT_DELIVERY_LIMIT: u32 = 100;
 /// let err = RabbitConfig::builder("http://nope").build().unwrap_err();
 /// assert_eq!(err.field(), "url");
 /// ```
-#[derive(Clone, Debug)]
+///
+/// `Debug` shows the URL with its password masked.
+#[derive(Clone)]
 pub struct RabbitConfig {
     pub(crate) url: String,
     pub(crate) prefetch: u16,
@@ -41,6 +47,27 @@ pub struct RabbitConfig {
     pub(crate) delivery_limit: u32,
     pub(crate) queue_arguments: Vec<(String, String)>,
     pub(crate) stale_consumer_wait: Duration,
+    pub(crate) tls: TlsFiles,
+}
+
+impl fmt::Debug for RabbitConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RabbitConfig")
+            .field("url", &self.display_url())
+            .field("prefetch", &self.prefetch)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("channels", &self.channels)
+            .field("confirm_timeout", &self.confirm_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("reconnect_min", &self.reconnect_min)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("retry_tiers", &self.retry_tiers)
+            .field("delivery_limit", &self.delivery_limit)
+            .field("queue_arguments", &self.queue_arguments)
+            .field("stale_consumer_wait", &self.stale_consumer_wait)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 impl RabbitConfig {
@@ -63,6 +90,7 @@ impl RabbitConfig {
                 delivery_limit: DEFAULT_DELIVERY_LIMIT,
                 queue_arguments: Vec::new(),
                 stale_consumer_wait: Duration::from_secs(60),
+                tls: TlsFiles::default(),
             },
         }
     }
@@ -179,6 +207,35 @@ impl RabbitConfigBuilder {
         self
     }
 
+    /// Trusts the CA certificates in the PEM file at `path` for `amqps://`, in addition to
+    /// the webpki roots (needs the `tls` feature). Read when `build()` validates and again at
+    /// every connection, so a renewed bundle is picked up on reconnection.
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents the client certificate chain in the PEM file `cert` with the private key in
+    /// the PEM file `key` (PKCS#8, PKCS#1 or SEC1), for brokers that require mutual TLS
+    /// (needs the `tls` feature and an `amqps://` URL). Read like [`Self::tls_ca_file`].
+    pub fn tls_client_identity(
+        mut self,
+        cert: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.config.tls.client_identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Verifies the broker's certificate for `name` instead of the URL's host (needs the `tls`
+    /// feature and an `amqps://` URL): for a broker reached by an address its certificate
+    /// does not list, e.g. an IP address or a tunnel. The TCP connection still goes to the
+    /// URL's host; the certificate must still come from a trusted CA and name `name`.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.config.tls.server_name = Some(name.into());
+        self
+    }
+
     /// Escape hatch: an extra string argument on every work-queue declaration.
     pub fn queue_argument(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.config
@@ -193,10 +250,15 @@ impl RabbitConfigBuilder {
     /// [`ConfigError`] naming the field: `url` (not `amqp://` or `amqps://`), `prefetch`,
     /// `max_in_flight`, `channels` (zero), `confirm_timeout`, `connect_timeout` (zero),
     /// `reconnect_backoff` (zero or inverted), `retry_tiers` (empty or containing zero),
-    /// `delivery_limit` (zero).
+    /// `delivery_limit` (zero); `url` also for an `amqps://` URL in a build without the `tls`
+    /// feature (naming the feature); `tls` for TLS settings with a plain `amqp://` URL (they
+    /// would silently not apply); `tls_ca_file` and `tls_client_identity` for a file that
+    /// cannot be read or holds no PEM certificate (key); `tls_server_name` for a name that is
+    /// not a DNS name or IP address. Messages never contain the password.
     pub fn build(self) -> Result<RabbitConfig, ConfigError> {
         let mut c = self.config;
-        if !(c.url.starts_with("amqp://") || c.url.starts_with("amqps://")) {
+        let tls = c.url.starts_with("amqps://");
+        if !(c.url.starts_with("amqp://") || tls) {
             return Err(ConfigError::new(
                 "url",
                 format!(
@@ -205,6 +267,20 @@ impl RabbitConfigBuilder {
                 ),
             ));
         }
+        if tls && !cfg!(feature = "tls") {
+            return Err(ConfigError::new("url", TLS_FEATURE_HINT));
+        }
+        if c.tls.is_set() && !tls {
+            return Err(ConfigError::new(
+                "tls",
+                format!(
+                    "TLS settings (CA file, client certificate, server name) need an amqps:// \
+                     URL, not {}",
+                    mask_password(&c.url)
+                ),
+            ));
+        }
+        c.tls.validate()?;
         if c.prefetch == 0 {
             return Err(ConfigError::new("prefetch", "must be at least 1"));
         }
@@ -252,9 +328,11 @@ pub(crate) fn mask_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
             None => url.to_owned(),
         },
         None => url.to_owned(),
@@ -318,5 +396,38 @@ mod tests {
             "amqp://guest:***@host:5672/%2f"
         );
         assert_eq!(mask_password("amqp://host"), "amqp://host");
+        assert_eq!(
+            mask_password("amqps://guest:p@ss@host/vhost?heartbeat=5"),
+            "amqps://guest:***@host/vhost?heartbeat=5",
+            "an unescaped @ in the password"
+        );
+    }
+
+    #[test]
+    fn debug_output_masks_the_password() {
+        let builder = RabbitConfig::builder("amqp://app:hunter2@host:5672/%2f");
+        assert!(!format!("{builder:?}").contains("hunter2"));
+        let config = builder.build().unwrap();
+        let debug = format!("{config:?}");
+        assert!(debug.contains("app:***@host"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn tls_urls_and_settings_are_checked() {
+        let amqps = RabbitConfig::builder("amqps://app:hunter2@host/%2f").build();
+        if cfg!(feature = "tls") {
+            assert!(amqps.is_ok());
+        } else {
+            let err = amqps.unwrap_err();
+            assert_eq!(err.field(), "url");
+            assert!(err.to_string().contains("feature `tls`"), "{err}");
+        }
+        let err = RabbitConfig::builder("amqp://app:hunter2@host/%2f")
+            .tls_ca_file("/etc/ssl/certs/ca-certificates.crt")
+            .build()
+            .unwrap_err();
+        assert_eq!(err.field(), "tls");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

@@ -4,6 +4,8 @@ use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::ErrorKind;
 use waybill_core::{BrokerError, FailureClass, PublishOutcome};
 
+use crate::tls_failure::tls_rejection;
+
 /// The AMQP reply code of a protocol error (404, 403, 406, ...).
 pub(crate) fn reply_code(error: &lapin::Error) -> Option<u16> {
     match error.kind() {
@@ -43,6 +45,8 @@ pub(crate) fn failure_class(error: &lapin::Error) -> FailureClass {
                 | AMQPHardError::NOTIMPLEMENTED => FailureClass::Permanent,
             },
         },
+        // A certificate that fails verification fails the same way on every attempt.
+        ErrorKind::IOError(_) if tls_rejection(error).is_some() => FailureClass::Permanent,
         ErrorKind::IOError(_)
         | ErrorKind::RuntimeShutdownError(_)
         | ErrorKind::InvalidChannelState(..)
@@ -81,8 +85,11 @@ pub(crate) fn broker_error(operation: &'static str, error: lapin::Error) -> Brok
     BrokerError::new(failure_class(&error), operation, describe(&error)).with_source(error)
 }
 
-/// A readable description, with the reply code spelled out.
+/// A readable description, with the reply code or the TLS failure spelled out.
 pub(crate) fn describe(error: &lapin::Error) -> String {
+    if let Some(tls) = tls_rejection(error) {
+        return format!("TLS with the broker failed: {tls}");
+    }
     match reply_code(error) {
         Some(code) => format!("{error} (AMQP reply code {code})"),
         None => error.to_string(),

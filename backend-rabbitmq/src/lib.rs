@@ -32,6 +32,14 @@
 //! Names: topics and groups follow RabbitMQ's rules, not the strictest broker's (see
 //! [`validate_name`]): up to 255 bytes of UTF-8, dots allowed, no `amq.` prefix.
 //!
+//! Secure connections (feature `tls`): `amqps://` URLs over rustls, trusting the webpki roots
+//! plus the CA bundle of [`RabbitConfigBuilder::tls_ca_file`], with a client certificate for
+//! mutual TLS from [`RabbitConfigBuilder::tls_client_identity`], verifying the broker's
+//! certificate for [`RabbitConfigBuilder::tls_server_name`] when it does not list the URL's
+//! host. A certificate that fails
+//! verification is a permanent connect error that says which check failed. Passwords in URLs
+//! are masked in every error, log and `Debug` output ([`RabbitConfig::display_url`]).
+//!
 //! Capabilities: every conformance capability holds. Retry delays are rounded up to the next
 //! configured tier (default tiers 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min). Per-key order holds
 //! for one subscriber per group (RabbitMQ delivers a queue in order to one consumer; competing
@@ -54,6 +62,10 @@ mod name_rules;
 mod publisher;
 mod settler;
 mod subscriber;
+mod tls;
+mod tls_failure;
+#[cfg(feature = "tls")]
+mod tls_server_name;
 mod topology;
 mod topology_names;
 mod wire;

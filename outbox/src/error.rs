@@ -2,6 +2,8 @@
 
 use waybill_core::{ConfigError, MessageId};
 
+use crate::tls_failure::{tls_failure, TlsFailure, TLS_FEATURE_HINT};
+
 /// What went wrong between waybill and the application's database.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -54,6 +56,19 @@ pub enum OutboxError {
     /// A relay's task ended without a result: it panicked or its runtime shut down.
     #[error("relay task failed: {0}")]
     Task(String),
+    /// TLS with the database failed for a reason a retry repeats: the server's certificate
+    /// failed verification (signed by a CA not trusted, issued for another host name, expired
+    /// or not yet valid), the server refused this client's certificate, or the TLS settings
+    /// are unusable (an unreadable CA bundle or client key). `reason` says which in words;
+    /// the source is sqlx's error. Not transient.
+    #[error("TLS with the database failed: {reason}")]
+    Tls {
+        /// What failed, readable, with the TLS library's own wording in parentheses.
+        reason: String,
+        /// The error sqlx returned.
+        #[source]
+        source: sqlx::Error,
+    },
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -68,10 +83,25 @@ impl OutboxError {
 
 /// Classifies a sqlx error from PostgreSQL, SQLite or MySQL. `id` names the message for
 /// unique violations.
+///
+/// TLS failures come first: a certificate that fails verification is [`OutboxError::Tls`],
+/// and a URL requiring TLS in a build without the `tls` feature is [`OutboxError::Config`]
+/// naming the feature (sqlx reports both like network errors, which would be retried forever).
 pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError {
+    match tls_failure(&error) {
+        Some(TlsFailure::NotBuilt) => {
+            return OutboxError::Config(ConfigError::new("database_url", TLS_FEATURE_HINT))
+        }
+        Some(TlsFailure::Rejected(reason)) => {
+            return OutboxError::Tls {
+                reason,
+                source: error,
+            }
+        }
+        None => {}
+    }
     match &error {
         sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => OutboxError::Unreachable(error),

@@ -35,6 +35,7 @@ mod row;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod store;
+mod tls_failure;
 
 pub use error::OutboxError;
 pub use inbox_purger::InboxPurger;

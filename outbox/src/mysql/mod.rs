@@ -41,7 +41,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<sqlx::MySqlPool,
     if !(url.starts_with("mysql://") || url.starts_with("mariadb://")) {
         return Err(waybill_core::ConfigError::new(
             "database_url",
-            format!("not a MySQL URL (mysql://user:password@host:3306/database): {url:?}"),
+            "not a MySQL URL (mysql://user:password@host:3306/database)",
         )
         .into());
     }

@@ -35,7 +35,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<sqlx::SqlitePool
     if !url.starts_with("sqlite:") {
         return Err(waybill_core::ConfigError::new(
             "database_url",
-            format!("not a SQLite URL (sqlite://path/to/file.db): {url:?}"),
+            "not a SQLite URL (sqlite://path/to/file.db)",
         )
         .into());
     }

@@ -14,10 +14,13 @@ pub mod kafka;
 pub mod outbox_cases;
 pub mod outbox_db;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod rabbitmq;
+pub mod rabbitmq_tls;
 pub mod rebalance;
 pub mod redis;
 pub mod rocketmq;
+pub mod test_certificates;
 pub mod workload;
 
 use std::time::Duration;

@@ -1,12 +1,11 @@
 //! What each subcommand does.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
 use waybill_core::Publisher;
 use waybill_outbox::{OutboxInspector, Relay};
 
+use crate::masked_url::masked_url;
 use crate::monitoring;
 use crate::settings::{Command, DatabaseKind, DeadCommand, Settings};
 
@@ -23,17 +22,14 @@ async fn open(url: &str) -> Result<Database, String> {
             .await
             .map(Database::Sqlite)
             .map_err(|e| format!("cannot open the database: {e}")),
-        DatabaseKind::Postgres => PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(url)
+        DatabaseKind::Postgres => waybill_outbox::postgres::connect(url, 4)
             .await
             .map(Database::Postgres)
-            .map_err(|e| format!("cannot connect to the database: {e}")),
+            .map_err(|e| format!("cannot connect to the database {}: {e}", masked_url(url))),
         DatabaseKind::Mysql => waybill_outbox::mysql::connect(url, 4)
             .await
             .map(Database::Mysql)
-            .map_err(|e| format!("cannot connect to the database: {e}")),
+            .map_err(|e| format!("cannot connect to the database {}: {e}", masked_url(url))),
     }
 }
 
@@ -126,9 +122,10 @@ async fn relay(database: Database, s: Settings) -> Result<(), String> {
         database.migrate().await?;
         tracing::info!("migrations applied");
     }
-    let broker_url = s
-        .broker_url
-        .ok_or("broker_url is required (--broker-url, WAYBILL_BROKER_URL or the file)")?;
+    let broker_url = s.broker_url.ok_or(
+        "broker_url is required (--broker-url, --broker-url-file, WAYBILL_BROKER_URL, \
+             WAYBILL_BROKER_URL_FILE or the file)",
+    )?;
     let publisher = publisher_for(&broker_url).await?;
     let relay = Arc::new(match database {
         Database::Postgres(pool) => Relay::postgres(pool, Arc::clone(&publisher), s.relay),

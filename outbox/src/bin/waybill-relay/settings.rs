@@ -9,11 +9,16 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use waybill_outbox::{DeadFilter, RelayConfig};
 
+use crate::masked_url::masked_url;
+use crate::secret_file::direct_or_file;
+
 /// Publishes the transactional outbox of a PostgreSQL, SQLite or MySQL/MariaDB database to a
 /// broker, and inspects it.
 ///
 /// Every setting can also come from the environment (WAYBILL_DATABASE_URL, ...) or from the
-/// TOML file given with --config (keys as the long flags, with underscores). On SIGTERM or
+/// TOML file given with --config (keys as the long flags, with underscores). The URLs, which
+/// hold passwords, can be read from files instead (--database-url-file, --broker-url-file,
+/// WAYBILL_*_URL_FILE, *_url_file keys); passwords are masked in every message. On SIGTERM or
 /// SIGINT the batch in flight finishes, the shard leases are released and the process exits 0.
 #[derive(Debug, Parser)]
 #[command(name = "waybill-relay", version)]
@@ -24,8 +29,16 @@ pub struct Cli {
     #[arg(long, global = true, env = "WAYBILL_CONFIG")]
     pub config: Option<PathBuf>,
     /// postgres://..., mysql://... (MySQL 8.0+, MariaDB 10.6+) or sqlite://path/to/file.db
-    #[arg(long, global = true, env = "WAYBILL_DATABASE_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYBILL_DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
+    /// File holding the database URL (a mounted secret; one trailing line break is ignored).
+    #[arg(long, global = true, env = "WAYBILL_DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     #[command(flatten)]
     pub relay: RelayFlags,
 }
@@ -104,8 +117,16 @@ impl FilterFlags {
 pub struct RelayFlags {
     /// amqp://... (RabbitMQ), kafka://host:port with more brokers after commas (Kafka), or
     /// rocketmq://host:port with more name servers after semicolons (RocketMQ)
-    #[arg(long, global = true, env = "WAYBILL_BROKER_URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "WAYBILL_BROKER_URL",
+        hide_env_values = true
+    )]
     pub broker_url: Option<String>,
+    /// File holding the broker URL (a mounted secret; one trailing line break is ignored).
+    #[arg(long, global = true, env = "WAYBILL_BROKER_URL_FILE")]
+    pub broker_url_file: Option<PathBuf>,
     /// Rows per batch [default: 500].
     #[arg(long, global = true, env = "WAYBILL_BATCH_SIZE")]
     pub batch_size: Option<usize>,
@@ -143,13 +164,33 @@ pub struct RelayFlags {
     #[arg(skip)]
     #[serde(default)]
     pub database_url: Option<String>,
+    /// Only in the file: a file holding the database URL.
+    #[arg(skip)]
+    #[serde(default)]
+    pub database_url_file: Option<PathBuf>,
 }
 
 impl RelayFlags {
-    /// Fills every unset setting from `file`.
+    /// Resolves `broker_url_file` and `database_url_file` into the URLs they hold.
+    fn read_url_files(mut self) -> Result<Self, String> {
+        self.broker_url = direct_or_file(
+            "broker_url",
+            self.broker_url.take(),
+            self.broker_url_file.take().as_deref(),
+        )?;
+        self.database_url = direct_or_file(
+            "database_url",
+            self.database_url.take(),
+            self.database_url_file.take().as_deref(),
+        )?;
+        Ok(self)
+    }
+
+    /// Fills every unset setting from `file` (whose URL files are read already).
     fn or(self, file: RelayFlags) -> Self {
         Self {
             broker_url: self.broker_url.or(file.broker_url),
+            broker_url_file: None,
             batch_size: self.batch_size.or(file.batch_size),
             poll_interval_ms: self.poll_interval_ms.or(file.poll_interval_ms),
             max_attempts: self.max_attempts.or(file.max_attempts),
@@ -161,6 +202,7 @@ impl RelayFlags {
             listen: self.listen.or(file.listen),
             migrate: self.migrate || file.migrate,
             database_url: self.database_url.or(file.database_url),
+            database_url_file: None,
         }
     }
 }
@@ -189,7 +231,8 @@ impl DatabaseKind {
     /// The database `url` names.
     ///
     /// # Errors
-    /// A message listing the accepted schemes for any other URL.
+    /// A message listing the accepted schemes for any other URL (which it names with the
+    /// password masked).
     pub fn of(url: &str) -> Result<Self, String> {
         let scheme = url.split(':').next().unwrap_or_default();
         match scheme {
@@ -197,8 +240,9 @@ impl DatabaseKind {
             "sqlite" => Ok(Self::Sqlite),
             "mysql" | "mariadb" => Ok(Self::Mysql),
             _ => Err(format!(
-                "unsupported database URL {url:?}: use postgres://..., mysql://... or \
-                 sqlite://path/to/file.db"
+                "unsupported database URL {:?}: use postgres://..., mysql://... or \
+                 sqlite://path/to/file.db",
+                masked_url(url)
             )),
         }
     }
@@ -215,12 +259,20 @@ impl Cli {
                     .map_err(|e| format!("invalid config file {}: {e}", path.display()))?
             }
             None => RelayFlags::default(),
-        };
-        let flags = std::mem::take(&mut self.relay).or(file);
-        let database_url =
-            self.database_url.clone().or(flags.database_url).ok_or(
-                "database_url is required (--database-url, WAYBILL_DATABASE_URL or the file)",
-            )?;
+        }
+        .read_url_files()?;
+        let given = std::mem::take(&mut self.relay);
+        let given = RelayFlags {
+            database_url: self.database_url.take(),
+            database_url_file: self.database_url_file.take(),
+            ..given
+        }
+        .read_url_files()?;
+        let flags = given.or(file);
+        let database_url = flags.database_url.ok_or(
+            "database_url is required (--database-url, --database-url-file, \
+             WAYBILL_DATABASE_URL, WAYBILL_DATABASE_URL_FILE or the file)",
+        )?;
         let mut relay = RelayConfig::builder();
         if let Some(n) = flags.batch_size {
             relay = relay.batch_size(n);
@@ -287,6 +339,54 @@ mod tests {
         assert_eq!(s.relay.batch_size(), 7, "the file fills in");
         assert_eq!(s.relay.destination_wait(), Duration::from_secs(90));
         assert_eq!(s.listen.port(), 9464);
+    }
+
+    #[test]
+    fn urls_come_from_files_named_by_flags_or_the_toml_file() {
+        let dir = std::env::temp_dir().join(format!("waybill-relay-files-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let database = dir.join("database-url");
+        std::fs::write(&database, "postgres://relay:from-file@db/shop\n").unwrap();
+        let broker = dir.join("broker-url");
+        std::fs::write(&broker, "amqps://relay:also-secret@mq/%2f\n").unwrap();
+        let config = dir.join("relay.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "database_url = \"sqlite://ignored.db\"\nbroker_url_file = {:?}\n",
+                broker.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut cli = Cli::parse_from([
+            "waybill-relay",
+            "--config",
+            config.to_str().unwrap(),
+            "--database-url-file",
+            database.to_str().unwrap(),
+        ]);
+        let s = cli.settings().unwrap();
+        assert_eq!(s.database_url, "postgres://relay:from-file@db/shop");
+        assert_eq!(
+            s.broker_url.as_deref(),
+            Some("amqps://relay:also-secret@mq/%2f")
+        );
+
+        let missing = dir.join("no-such-file");
+        let mut cli = Cli::parse_from([
+            "waybill-relay",
+            "--database-url-file",
+            missing.to_str().unwrap(),
+        ]);
+        let err = cli.settings().err().unwrap();
+        assert!(err.contains("no-such-file"), "{err}");
+    }
+
+    #[test]
+    fn an_unsupported_database_url_is_named_without_its_password() {
+        let err = DatabaseKind::of("redis://app:hunter2@127.0.0.1").unwrap_err();
+        assert!(err.contains("redis://app:***@127.0.0.1"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]
