@@ -8,7 +8,7 @@ use waybill_core::header_names;
 use waybill_core::{
     handler_fn, typed_handler, DeadLetterRecord, ErrorClass, HandlerError,
     InMemoryIdempotencyStore, IncomingMessage, MemoryBroker, Message, Ordering, Processor,
-    ProcessorError, Publisher, RetryPolicy,
+    Publisher, RetryPolicy,
 };
 
 fn fast_policy(max_attempts: u32) -> RetryPolicy {
@@ -598,52 +598,6 @@ async fn a_duplicate_of_a_dead_lettered_message_is_skipped_until_replayed() {
     let totals = running.shutdown().await.unwrap();
     assert_eq!(attempts.load(AtomicOrdering::SeqCst), 2, "{totals:?}");
     assert_eq!(broker.messages("t.dlq").len(), 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_processor_named_unlike_its_subscriber_group_stops_before_handling() {
-    let broker = MemoryBroker::new();
-    let sub = broker.subscriber("t", "billing").unwrap();
-    broker
-        .publisher()
-        .publish("t", Message::new("x"))
-        .await
-        .unwrap();
-    let handled = Arc::new(AtomicU32::new(0));
-    let handler = {
-        let handled = Arc::clone(&handled);
-        handler_fn(move |_m: IncomingMessage| {
-            handled.fetch_add(1, AtomicOrdering::SeqCst);
-            async { Ok(()) }
-        })
-    };
-    let running = Processor::builder("billing-v2")
-        .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
-        .build()
-        .unwrap()
-        .start(sub, handler);
-    let error = tokio::time::timeout(Duration::from_secs(10), running.wait())
-        .await
-        .expect("the processor stops by itself")
-        .unwrap_err();
-    assert!(
-        matches!(&error, ProcessorError::GroupMismatch { processor, subscriber }
-            if processor == "billing-v2" && subscriber == "billing"),
-        "{error}"
-    );
-    assert!(error
-        .to_string()
-        .contains("give Processor::builder the subscriber's group"));
-    assert_eq!(
-        handled.load(AtomicOrdering::SeqCst),
-        0,
-        "nothing was handled"
-    );
-    assert_eq!(
-        broker.pending("t", "billing"),
-        1,
-        "the message stays for the group"
-    );
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]

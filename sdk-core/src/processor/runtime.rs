@@ -67,18 +67,6 @@ pub enum ProcessorError {
     /// The runtime task itself died (a bug: please report it).
     #[error("processor task failed: {0}")]
     Task(String),
-    /// The subscriber consumes as another consumer group than the Processor's name. The
-    /// idempotency claims are scoped by the Processor's group, so members of one broker group
-    /// running under different Processor names would not see each other's claims and would
-    /// apply a rebalanced message twice. Nothing was handled; the delivery goes back to the
-    /// broker.
-    #[error("the subscriber consumes as group {subscriber:?} but the Processor is named {processor:?}: give Processor::builder the subscriber's group, so that every member of the group shares its idempotency claims")]
-    GroupMismatch {
-        /// The Processor's group.
-        processor: String,
-        /// The group the delivery came from.
-        subscriber: String,
-    },
 }
 
 impl Processor {
@@ -182,6 +170,7 @@ async fn fetch_loop<S: Subscriber>(
     let keys = Arc::new(KeyScheduler::default());
     let mut stopping = shared.stopping.clone();
     let mut receive_failures = 0u32;
+    let mut group_checked = false;
     info!(group = %config.group, concurrency = config.concurrency, ordering = ?config.ordering, "processor started");
 
     let outcome = loop {
@@ -211,15 +200,18 @@ async fn fetch_loop<S: Subscriber>(
                 }
                 receive_failures = 0;
                 let from_group = &delivery.message().origin().group;
-                if config.idempotency.is_some() && **from_group != *config.group {
-                    // Unsettled: the broker delivers it again, to a correctly named consumer.
-                    let subscriber = from_group.to_string();
-                    drop(delivery);
-                    break Err(ProcessorError::GroupMismatch {
-                        processor: config.group.to_string(),
-                        subscriber,
-                    });
+                if config.idempotency.is_some() && !group_checked && **from_group != *config.group {
+                    // Claims are scoped by the Processor's name: members of one broker group
+                    // running under different names would not share them.
+                    warn!(
+                        processor = %config.group,
+                        subscriber_group = %from_group,
+                        "the Processor's name differs from its subscriber's consumer group; \
+                         idempotency claims are scoped by the Processor's name, so give every \
+                         member of the group the same one"
+                    );
                 }
+                group_checked = true;
                 match config.ordering {
                     Ordering::PerKey => keys.dispatch(&shared, delivery, permit),
                     Ordering::Unordered => spawn_single(&shared, delivery, permit),
