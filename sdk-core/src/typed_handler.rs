@@ -27,10 +27,10 @@ pub struct TypedHandler<C, T, F> {
 /// names the codec, the type and the decode error. The closure is not called for it.
 ///
 /// ```
-/// use serde::Deserialize;
+/// use serde::{Deserialize, Serialize};
 /// use waybill_core::{typed_handler, HandlerError, IncomingMessage};
 ///
-/// #[derive(Deserialize)]
+/// #[derive(Serialize, Deserialize)] // the JSON codec works both ways
 /// struct OrderPlaced { order_id: u64 }
 ///
 /// let handler = typed_handler(|order: OrderPlaced, message: IncomingMessage| async move {
