@@ -1,10 +1,17 @@
 //! Connection and behaviour settings, validated in `build()`.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
+use waybill_core::secret::{Secret, MASK};
 use waybill_core::ConfigError;
+
+use crate::security::{
+    builtin_features, is_secret_property, KafkaTls, SaslLogin, SaslMechanism, Security,
+    TYPED_PROPERTIES,
+};
 
 /// Settings shared by [`crate::KafkaPublisher`], [`crate::KafkaSubscriber`] and the admin
 /// helpers.
@@ -25,7 +32,21 @@ use waybill_core::ConfigError;
 /// let err = KafkaConfig::builder("127.0.0.1:9092").property("acks", "1").build().unwrap_err();
 /// assert_eq!(err.field(), "property");
 /// ```
-#[derive(Clone, Debug)]
+///
+/// Production clusters usually want TLS and SASL, set through typed settings (see
+/// [`KafkaConfigBuilder::tls`] and [`KafkaConfigBuilder::sasl`]):
+///
+/// ```no_run
+/// use waybill_kafka::{KafkaConfig, KafkaTls, SaslMechanism};
+///
+/// let config = KafkaConfig::builder("broker-1.example.com:9093")
+///     .tls(KafkaTls::new().ca_file("/etc/kafka/ca.pem"))
+///     .sasl(SaslMechanism::ScramSha512, "orders", std::env::var("KAFKA_PASSWORD")?)
+///     .build()?;
+/// assert!(!format!("{config:?}").contains(&std::env::var("KAFKA_PASSWORD")?));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
 pub struct KafkaConfig {
     pub(crate) brokers: String,
     pub(crate) client_id: String,
@@ -35,7 +56,33 @@ pub struct KafkaConfig {
     pub(crate) session_timeout: Duration,
     pub(crate) commit_interval: Duration,
     pub(crate) max_delayed: usize,
+    pub(crate) security: Security,
     pub(crate) properties: BTreeMap<String, String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let shown = if is_secret_property(k) { MASK } else { v };
+                (k.as_str(), shown)
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("client_id", &self.client_id)
+            .field("security", &self.security)
+            .field("delivery_timeout", &self.delivery_timeout)
+            .field("max_in_flight", &self.max_in_flight)
+            .field("message_max_bytes", &self.message_max_bytes)
+            .field("session_timeout", &self.session_timeout)
+            .field("commit_interval", &self.commit_interval)
+            .field("max_delayed", &self.max_delayed)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 /// Properties waybill sets itself because its guarantees depend on them.
@@ -62,6 +109,7 @@ impl KafkaConfig {
             session_timeout: Duration::from_secs(10),
             commit_interval: Duration::from_secs(1),
             max_delayed: 10_000,
+            security: Security::default(),
             properties: BTreeMap::new(),
         })
     }
@@ -74,6 +122,12 @@ impl KafkaConfig {
     /// Largest message (payload, key and headers) the publisher accepts.
     pub fn message_max_bytes(&self) -> usize {
         self.message_max_bytes
+    }
+
+    /// librdkafka's `security.protocol` for these settings: `plaintext`, `ssl`,
+    /// `sasl_plaintext` or `sasl_ssl`.
+    pub fn security_protocol(&self) -> &'static str {
+        self.security.protocol()
     }
 
     /// The producer's librdkafka settings.
@@ -128,6 +182,7 @@ impl KafkaConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             .set("message.max.bytes", self.message_max_bytes.to_string());
+        self.security.apply(&mut c);
         for (k, v) in &self.properties {
             c.set(k, v);
         }
@@ -140,6 +195,30 @@ impl KafkaConfig {
 pub struct KafkaConfigBuilder(KafkaConfig);
 
 impl KafkaConfigBuilder {
+    /// Connect over TLS (`security.protocol` `ssl`, or `sasl_ssl` with [`Self::sasl`]).
+    /// Needs the cargo feature `tls`; `build()` says so when it is off.
+    pub fn tls(mut self, tls: KafkaTls) -> Self {
+        self.0.security.tls = Some(tls);
+        self
+    }
+
+    /// Authenticate with SASL (`sasl_ssl` with [`Self::tls`], else `sasl_plaintext`, which
+    /// sends a `PLAIN` password unencrypted). The password is masked in `Debug` output and
+    /// never appears in errors or logs. SCRAM needs the cargo feature `tls`.
+    pub fn sasl(
+        mut self,
+        mechanism: SaslMechanism,
+        username: impl Into<String>,
+        password: impl Into<Secret>,
+    ) -> Self {
+        self.0.security.sasl = Some(SaslLogin {
+            mechanism,
+            username: username.into(),
+            password: password.into(),
+        });
+        self
+    }
+
     /// `client.id` reported to the brokers (default `waybill`).
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
         self.0.client_id = id.into();
@@ -187,9 +266,13 @@ impl KafkaConfigBuilder {
         self
     }
 
-    /// Any other librdkafka property (security, timeouts, ...). The properties waybill's
-    /// guarantees depend on (`acks`, `enable.idempotence`, `partitioner`, offset handling,
-    /// `group.id`, `bootstrap.servers`, `isolation.level`) are refused.
+    /// Any other librdkafka property (timeouts, buffers, OAUTHBEARER, ...). The properties
+    /// waybill's guarantees depend on (`acks`, `enable.idempotence`, `partitioner`, offset
+    /// handling, `group.id`, `bootstrap.servers`, `isolation.level`) are refused, and so are
+    /// those the typed [`Self::tls`] and [`Self::sasl`] settings own (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`, `ssl.ca.location`, the client
+    /// certificate and key, `ssl.endpoint.identification.algorithm`). Values of properties
+    /// that look secret (`…password`, `…secret`, `…key…`, `…pem`) are masked in `Debug`.
     pub fn property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.0.properties.insert(key.into(), value.into());
         self
@@ -213,6 +296,17 @@ impl KafkaConfigBuilder {
                 format!("{key} is set by waybill and cannot be overridden"),
             ));
         }
+        if let Some(key) = c
+            .properties
+            .keys()
+            .find(|k| TYPED_PROPERTIES.contains(&k.as_str()))
+        {
+            return Err(ConfigError::new(
+                "property",
+                format!("{key} is set through KafkaConfigBuilder::tls or ::sasl"),
+            ));
+        }
+        c.security.check(&builtin_features())?;
         let checks = [
             (
                 c.delivery_timeout.is_zero(),

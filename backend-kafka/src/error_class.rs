@@ -1,7 +1,10 @@
 //! Classifying rdkafka errors into waybill's outcomes.
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode as Code};
+use waybill_core::secret::MASK;
 use waybill_core::{BrokerError, FailureClass, PublishOutcome};
+
+use crate::security::is_secret_property;
 
 /// The outcome of a publish that failed with `error`.
 ///
@@ -63,12 +66,41 @@ pub(crate) fn broker_error(operation: &'static str, error: &KafkaError) -> Broke
     } else {
         FailureClass::Transient
     };
-    BrokerError::new(class, operation, error.to_string())
+    BrokerError::new(class, operation, describe(error))
+}
+
+/// `error` as text, with the value of a secret property masked: librdkafka's configuration
+/// errors quote the value they refused.
+pub(crate) fn describe(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, desc, key, _) if is_secret_property(key) => {
+            format!("Client config error: {desc} {key} {MASK}")
+        }
+        _ => error.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configuration_errors_never_quote_a_secret_value() {
+        let refused = |key: &str| {
+            KafkaError::ClientConfig(
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                "Invalid value".into(),
+                key.into(),
+                "s3cret-value".into(),
+            )
+        };
+        let masked = describe(&refused("ssl.key.password"));
+        assert!(!masked.contains("s3cret-value"), "{masked}");
+        assert!(masked.contains("ssl.key.password"), "{masked}");
+        let e = broker_error("connect", &refused("sasl.password"));
+        assert!(!e.to_string().contains("s3cret-value"), "{e}");
+        assert!(describe(&refused("linger.ms")).contains("s3cret-value"));
+    }
 
     #[test]
     fn outcomes_follow_what_may_have_reached_the_log() {

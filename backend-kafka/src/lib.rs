@@ -28,14 +28,17 @@ mod admin;
 mod config;
 #[cfg(feature = "testkit")]
 mod conformance_target;
+mod connect_probe;
 mod error_class;
 mod names;
 mod offsets;
 mod partitioner;
 mod publisher;
+mod security;
 mod settler;
 mod subscriber;
 mod transactional;
+mod url_config;
 mod wire;
 
 pub use admin::{
@@ -48,5 +51,6 @@ pub use conformance_target::KafkaTarget;
 pub use names::{validate_topic, GroupTopics};
 pub use partitioner::{java_partition, murmur2};
 pub use publisher::KafkaPublisher;
+pub use security::{KafkaTls, SaslLogin, SaslMechanism};
 pub use subscriber::KafkaSubscriber;
 pub use transactional::TransactionalPublisher;

@@ -2,7 +2,6 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -12,6 +11,7 @@ use waybill_core::{
 };
 
 use crate::config::KafkaConfig;
+use crate::connect_probe::check_reachable;
 use crate::error_class::{broker_error, publish_outcome};
 use crate::names::check_topic;
 use crate::wire::{identity_headers, record_headers, record_size};
@@ -41,21 +41,7 @@ impl KafkaPublisher {
             .producer()
             .create()
             .map_err(|e| broker_error("connect", &e))?;
-        let probe = producer.clone();
-        tokio::task::spawn_blocking(move || {
-            probe
-                .client()
-                .fetch_metadata(None, Duration::from_secs(10))
-                .map(|_| ())
-        })
-        .await
-        .map_err(|e| BrokerError::transient("connect", e.to_string()))?
-        .map_err(|e| {
-            BrokerError::transient(
-                "connect",
-                format!("no Kafka broker answered at {}: {e}", config.brokers()),
-            )
-        })?;
+        check_reachable(&config).await?;
         Ok(Self::wrap(producer, config))
     }
 

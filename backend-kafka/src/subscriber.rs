@@ -80,6 +80,7 @@ impl KafkaSubscriber {
         topic: &str,
         group: &str,
     ) -> Result<Self, BrokerError> {
+        crate::connect_probe::check_reachable(&config).await?;
         let names = ensure_group_topics(&config, topic, group).await?;
         Self::open(
             config,
@@ -101,6 +102,7 @@ impl KafkaSubscriber {
         topic: &str,
         group: &str,
     ) -> Result<Self, BrokerError> {
+        crate::connect_probe::check_reachable(&config).await?;
         let names = ensure_group_topics(&config, topic, group).await?;
         Self::open(
             config,

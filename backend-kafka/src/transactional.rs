@@ -51,6 +51,7 @@ impl TransactionalPublisher {
     /// # Errors
     /// [`BrokerError`] when the broker is unreachable or does not support transactions.
     pub async fn connect(config: KafkaConfig, transactional_id: &str) -> Result<Self, BrokerError> {
+        crate::connect_probe::check_reachable(&config).await?;
         let mut client = config.producer();
         client.set("transactional.id", transactional_id);
         let producer: FutureProducer = client.create().map_err(|e| broker_error("connect", &e))?;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use waybill_core::secret::mask_url_password as mask_password;
 use waybill_core::ConfigError;
 
 use crate::tls::{TlsFiles, TLS_FEATURE_HINT};
@@ -323,22 +324,6 @@ impl RabbitConfigBuilder {
     }
 }
 
-/// `amqp://user:secret@host` → `amqp://user:***@host`.
-pub(crate) fn mask_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -386,20 +371,6 @@ mod tests {
         assert_eq!(
             field(b().reconnect_backoff(Duration::from_secs(2), Duration::from_secs(1))),
             "reconnect_backoff"
-        );
-    }
-
-    #[test]
-    fn passwords_are_masked() {
-        assert_eq!(
-            mask_password("amqp://guest:secret@host:5672/%2f"),
-            "amqp://guest:***@host:5672/%2f"
-        );
-        assert_eq!(mask_password("amqp://host"), "amqp://host");
-        assert_eq!(
-            mask_password("amqps://guest:p@ss@host/vhost?heartbeat=5"),
-            "amqps://guest:***@host/vhost?heartbeat=5",
-            "an unescaped @ in the password"
         );
     }
 

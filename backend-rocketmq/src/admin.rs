@@ -38,17 +38,22 @@ impl RocketAdmin {
     /// [`BrokerError`] when the admin client cannot start.
     pub fn connect(config: &RocketConfig) -> RocketFuture<'_, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
-            let mut admin =
-                DefaultMQAdminExt::with_timeout(client_runtime()?, Duration::from_secs(5));
+            let timeout = Duration::from_secs(5);
+            let mut admin = match config.security.rpc_hook() {
+                Some(hook) => {
+                    DefaultMQAdminExt::with_rpc_hook_and_timeout(client_runtime()?, hook, timeout)
+                }
+                None => DefaultMQAdminExt::with_timeout(client_runtime()?, timeout),
+            };
             admin.set_namesrv_addr(config.name_server.as_str());
-            admin
-                .start()
-                .await
-                .map_err(|e| broker_error_at("admin connect", &e, Some(&config.name_server)))?;
+            config.security.apply_tls(admin.client_config_mut());
+            admin.start().await.map_err(|e| {
+                broker_error_at("admin connect", &e, Some(&config.described_name_servers()))
+            })?;
             Ok(Self {
                 admin: Erased::new(Mutex::new(admin)),
                 queues: config.queues_per_topic,
-                name_server: config.name_server.clone(),
+                name_server: config.described_name_servers(),
                 route_wait: config.route_wait,
             })
         })

@@ -2,7 +2,11 @@
 
 use std::time::Duration;
 
+use rocketmq_client_rust::ClientConfig;
+use waybill_core::secret::Secret;
 use waybill_core::ConfigError;
+
+use crate::security::{RocketAcl, RocketTls, Security};
 
 /// Where a new consumer group starts reading a queue that has no committed offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +63,7 @@ pub struct RocketConfig {
     pub(crate) poll_timeout: Duration,
     pub(crate) max_delayed: usize,
     pub(crate) route_wait: Duration,
+    pub(crate) security: Security,
 }
 
 impl RocketConfig {
@@ -77,6 +82,7 @@ impl RocketConfig {
             poll_timeout: Duration::from_millis(500),
             max_delayed: 10_000,
             route_wait: Duration::from_secs(15),
+            security: Security::default(),
         })
     }
 
@@ -89,6 +95,39 @@ impl RocketConfig {
     pub fn max_message_bytes(&self) -> usize {
         self.max_message_bytes
     }
+
+    /// Whether the clients connect over TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.security.uses_tls()
+    }
+
+    /// The access key the clients sign their requests with, if ACL credentials are set.
+    pub fn access_key(&self) -> Option<&str> {
+        self.security.acl.as_ref().map(RocketAcl::access_key)
+    }
+
+    /// The name servers as error messages name them. Over TLS it says that a refused
+    /// certificate looks like an unreachable server: rocketmq-client-rust reports a failed
+    /// handshake as a plain connection failure, without its cause.
+    pub(crate) fn described_name_servers(&self) -> String {
+        if self.security.uses_tls() {
+            format!(
+                "{} over TLS; the client reports a refused certificate as this same connection \
+                 failure, so check the CA file and the host names in the server's certificate",
+                self.name_server
+            )
+        } else {
+            self.name_server.clone()
+        }
+    }
+
+    /// A rocketmq-client-rust configuration with the name servers and the TLS settings.
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::default();
+        config.set_namesrv_addr(self.name_server.as_str().into());
+        self.security.apply_tls(&mut config);
+        config
+    }
 }
 
 /// Builds a [`RocketConfig`]; every setting has a default except the name server.
@@ -96,6 +135,20 @@ impl RocketConfig {
 pub struct RocketConfigBuilder(RocketConfig);
 
 impl RocketConfigBuilder {
+    /// Sign every request with these ACL credentials (RocketMQ ACL: the access key and an
+    /// HMAC under the secret key travel with each request; the secret key never does). The
+    /// secret key is masked in `Debug` output and never appears in errors or logs.
+    pub fn acl(mut self, access_key: impl Into<String>, secret_key: impl Into<Secret>) -> Self {
+        self.0.security.acl = Some(RocketAcl::new(access_key, secret_key));
+        self
+    }
+
+    /// Connect to name servers and brokers over TLS.
+    pub fn tls(mut self, tls: RocketTls) -> Self {
+        self.0.security.tls = Some(tls);
+        self
+    }
+
     /// Producer group of publishers (default `waybill_producer`). A transactional producer's
     /// group is the one the broker asks in its check-back, so it must be stable across
     /// restarts.
@@ -180,6 +233,7 @@ impl RocketConfigBuilder {
         }
         crate::names::check_group(&c.producer_group)
             .map_err(|e| ConfigError::new("producer_group", e.to_string()))?;
+        c.security.check()?;
         let checks = [
             (
                 c.send_timeout < Duration::from_millis(100),

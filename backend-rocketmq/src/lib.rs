@@ -33,6 +33,8 @@
 //! | per-key order | yes | one queue per key, read in order |
 //! | independent groups | yes | clustering consumer groups |
 //! | competing consumers | yes | queues rebalanced across a group's members |
+//! | ACL credentials | yes | [`RocketConfigBuilder::acl`]: every request is signed (access key plus an HMAC under the secret key, the Java client's `AclClientRPCHook`); the secret key is never sent, logged or shown in `Debug` |
+//! | TLS | yes | [`RocketConfigBuilder::tls`] with [`RocketTls`]: rustls to name servers and brokers, a CA file or the system's roots, client certificates; the server's certificate is verified unless turned off |
 //! | prompt rebalance | with an Apache broker | the broker tells the members when one joins; the Rust broker 1.0 does not, so the members re-split only at the client's periodic rebalance (every 20 s, `rocketmq.client.rebalance.waitInterval`), and until then a member that joined reads queues another member reads too: duplicates the idempotency store absorbs, and per-key order across members is not held |
 //!
 //! Names follow RocketMQ's rules (see [`validate_topic`], [`validate_group`]): ASCII letters,
@@ -62,8 +64,10 @@ mod publisher;
 mod queue_select;
 mod route_state;
 mod runtime;
+mod security;
 mod subscriber;
 mod transactional;
+mod url_config;
 mod wire;
 
 pub use admin::RocketAdmin;
@@ -74,6 +78,7 @@ pub use names::{validate_group, validate_topic, GroupTopics, InvalidName};
 pub use publisher::RocketPublisher;
 pub use queue_select::{java_string_hash, queue_for_key};
 pub use runtime::RocketFuture;
+pub use security::{RocketAcl, RocketTls};
 pub use subscriber::RocketSubscriber;
 pub use transactional::{
     RocketTransactionalProducer, TransactionCheck, TransactionOutcome, TransactionState,

@@ -73,7 +73,12 @@ impl RocketPublisher {
     /// [`BrokerError`] when the producer cannot start (e.g. an invalid producer group).
     pub fn connect(config: RocketConfig) -> RocketFuture<'static, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
-            let mut producer = DefaultMQProducer::builder(client_runtime()?)
+            let mut builder =
+                DefaultMQProducer::builder(client_runtime()?).client_config(config.client_config());
+            if let Some(hook) = config.security.rpc_hook() {
+                builder = builder.rpc_hook(hook);
+            }
+            let mut producer = builder
                 .producer_group(config.producer_group.as_str())
                 .name_server_addr(config.name_server.as_str())
                 .send_msg_timeout(millis(config.send_timeout))
@@ -140,7 +145,7 @@ impl RocketPublisher {
 
     /// The outcome and reason of a send that found no route for `topic` (see the type docs).
     async fn no_route(&self, topic: &str, error: &ClientError) -> (PublishOutcome, String) {
-        let client = describe_at(error, &self.config.name_server);
+        let client = describe_at(error, &self.config.described_name_servers());
         if self.was_routed(topic) {
             return (
                 PublishOutcome::NotSent,
@@ -265,7 +270,7 @@ impl RocketPublisher {
                 publish_outcome(e),
                 topic,
                 message,
-                describe_at(e, &self.config.name_server),
+                describe_at(e, &self.config.described_name_servers()),
             )),
         }
     }
@@ -283,7 +288,7 @@ impl RocketPublisher {
                 } else {
                     (
                         publish_outcome(&e),
-                        describe_at(&e, &self.config.name_server),
+                        describe_at(&e, &self.config.described_name_servers()),
                     )
                 };
                 return prepared

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use rocketmq_client_rust::{DefaultLitePullConsumer, MessageQueueListener};
+use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer, MessageQueueListener};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
@@ -150,7 +150,13 @@ impl RocketSubscriber {
             StartFrom::Earliest => ConsumeFromWhere::ConsumeFromFirstOffset,
             StartFrom::Latest => ConsumeFromWhere::ConsumeFromLastOffset,
         };
-        let consumer = DefaultLitePullConsumer::builder(client_runtime()?)
+        let mut builder = DefaultLitePullConsumer::builder(client_runtime()?)
+            .client_options(ClientOptions::legacy(config.client_config()))
+            .use_tls(config.security.uses_tls());
+        if let Some(hook) = config.security.rpc_hook() {
+            builder = builder.rpc_hook(hook);
+        }
+        let consumer = builder
             .consumer_group(group)
             .name_server_addr(config.name_server.as_str())
             .auto_commit(false)

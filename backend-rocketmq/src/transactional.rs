@@ -151,7 +151,12 @@ impl RocketTransactionalProducer {
                 check: Arc::new(check),
                 app: tokio::runtime::Handle::current(),
             };
-            let mut producer = TransactionMQProducer::builder(client_runtime()?)
+            let mut builder = TransactionMQProducer::builder(client_runtime()?)
+                .client_config(config.client_config());
+            if let Some(hook) = config.security.rpc_hook() {
+                builder = builder.rpc_hook(hook);
+            }
+            let mut producer = builder
                 .producer_group(config.producer_group.as_str())
                 .name_server_addr(config.name_server.as_str())
                 .send_msg_timeout(

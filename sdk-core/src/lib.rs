@@ -46,8 +46,10 @@ mod typed_handler;
 mod typed_message;
 
 pub mod backend_kit;
+pub mod broker_url;
 pub mod codec;
 pub mod header_names;
+pub mod secret;
 pub mod wire_time;
 
 #[cfg(feature = "testkit")]

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use support::rabbitmq_tls::{require_listener, tls_dir, url, url_for};
 use support::test_certificates::TestCa;
+use support::tls_terminator::TlsTerminator;
 use waybill_core::{BrokerError, FailureClass, Message, Publisher, Subscriber};
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitPublisher, RabbitSubscriber};
 
@@ -131,6 +132,55 @@ async fn a_broker_certificate_no_trusted_ca_signed_is_refused_for_good() {
     // Without a CA file only the webpki roots are trusted: refused the same way.
     let error = refused(RabbitConfig::builder(url()).build().unwrap()).await;
     assert_permanent_saying(&error, "certificate verification failed");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The broker's own listener has a valid certificate, so an expired one is served by a TLS
+/// terminator made at test time in front of the broker's plain port.
+#[tokio::test]
+async fn an_expired_broker_certificate_is_refused_for_good() {
+    let ca = TestCa::new("waybill expiry test CA");
+    let plain = support::rabbitmq::url();
+    let upstream = plain
+        .split('@')
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .and_then(|host_port| std::net::ToSocketAddrs::to_socket_addrs(host_port).ok())
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| "127.0.0.1:5672".parse().unwrap());
+    let terminator = TlsTerminator::start(&ca.expired_server(&["localhost"]), upstream).await;
+    let dir = std::env::temp_dir().join(unique("rabbit-expired"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.cert_pem).unwrap();
+    let url = format!(
+        "amqps://guest:guest@localhost:{}/%2f",
+        terminator.addr.port()
+    );
+    let config = RabbitConfig::builder(url)
+        .tls_ca_file(dir.join("ca.pem"))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let error = refused(config).await;
+    assert_permanent_saying(&error, "has expired");
+    assert_eq!(
+        terminator.handshakes(),
+        0,
+        "the client refused the handshake"
+    );
+    // The same terminator with a current certificate lets the client through: the refusal
+    // above was the expiry, not the terminator.
+    let current = TlsTerminator::start(&ca.server(&["localhost"]), upstream).await;
+    let url = format!("amqps://guest:guest@localhost:{}/%2f", current.addr.port());
+    let config = RabbitConfig::builder(url)
+        .tls_ca_file(dir.join("ca.pem"))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    RabbitPublisher::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("a current certificate from the same CA: {e}"));
+    assert!(current.handshakes() >= 1);
     let _ = std::fs::remove_dir_all(dir);
 }
 

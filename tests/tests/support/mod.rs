@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod captured_log;
 pub mod chaos;
 pub mod consumer_kills;
 pub mod consumer_process;
@@ -20,7 +21,9 @@ pub mod rabbitmq_tls;
 pub mod rebalance;
 pub mod redis;
 pub mod rocketmq;
+pub mod tcp_recorder;
 pub mod test_certificates;
+pub mod tls_terminator;
 pub mod workload;
 
 use std::time::Duration;

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use waybill_core::Publisher;
 use waybill_outbox::{OutboxInspector, Relay};
 
-use crate::masked_url::masked_url;
 use crate::monitoring;
 use crate::settings::{Command, DatabaseKind, DeadCommand, Settings};
+use waybill_core::secret::mask_url_password as masked_url;
 
 /// The database behind a URL.
 enum Database {
@@ -64,20 +64,18 @@ async fn publisher_for(url: &str) -> Result<Arc<dyn Publisher>, String> {
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(publisher))
         }
-        "kafka" => {
-            let brokers = url.trim_start_matches("kafka://").trim_end_matches('/');
-            let config = waybill_kafka::KafkaConfig::builder(brokers)
-                .build()
+        "kafka" | "kafkas" => {
+            let config = waybill_kafka::KafkaConfig::from_url(url)
+                .and_then(|builder| builder.build())
                 .map_err(|e| e.to_string())?;
             let publisher = waybill_kafka::KafkaPublisher::connect(config)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(publisher))
         }
-        "rocketmq" => {
-            let name_servers = url.trim_start_matches("rocketmq://").trim_end_matches('/');
-            let config = waybill_rocketmq::RocketConfig::builder(name_servers)
-                .build()
+        "rocketmq" | "rocketmqs" => {
+            let config = waybill_rocketmq::RocketConfig::from_url(url)
+                .and_then(|builder| builder.build())
                 .map_err(|e| e.to_string())?;
             let publisher = waybill_rocketmq::RocketPublisher::connect(config)
                 .await
@@ -86,7 +84,7 @@ async fn publisher_for(url: &str) -> Result<Arc<dyn Publisher>, String> {
         }
         other => Err(format!(
             "unsupported broker URL scheme {other:?}: this build publishes to amqp://, amqps://, \
-             kafka:// and rocketmq://"
+             kafka://, kafkas://, rocketmq:// and rocketmqs://"
         )),
     }
 }

@@ -1,7 +1,6 @@
 //! `waybill-relay`: the outbox relay as a sidecar process, and outbox inspection. See `--help`.
 
 mod commands;
-mod masked_url;
 mod monitoring;
 mod secret_file;
 mod settings;

@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use waybill_outbox::{DeadFilter, RelayConfig};
 
-use crate::masked_url::masked_url;
 use crate::secret_file::direct_or_file;
+use waybill_core::secret::mask_url_password as masked_url;
 
 /// Publishes the transactional outbox of a PostgreSQL, SQLite or MySQL/MariaDB database to a
 /// broker, and inspects it.
@@ -115,8 +115,10 @@ impl FilterFlags {
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayFlags {
-    /// amqp://... (RabbitMQ), kafka://host:port with more brokers after commas (Kafka), or
-    /// rocketmq://host:port with more name servers after semicolons (RocketMQ)
+    /// amqp://... or amqps://... (RabbitMQ); kafka://[user:password@]host:port with more
+    /// brokers after commas, kafkas://... over TLS, options ?sasl_mechanism=SCRAM-SHA-512,
+    /// ca_file, cert_file, key_file (Kafka); rocketmq://[access_key:secret_key@]host:port with
+    /// more name servers after semicolons, rocketmqs://... over TLS (RocketMQ)
     #[arg(
         long,
         global = true,
