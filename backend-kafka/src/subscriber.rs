@@ -163,6 +163,10 @@ impl KafkaSubscriber {
 
 #[async_trait]
 impl Subscriber for KafkaSubscriber {
+    fn group(&self) -> Option<&str> {
+        Some(self.intake.group())
+    }
+
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
         if self.closed {
             return Ok(None);

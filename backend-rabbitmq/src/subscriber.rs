@@ -215,6 +215,10 @@ impl RabbitSubscriber {
 
 #[async_trait]
 impl Subscriber for RabbitSubscriber {
+    fn group(&self) -> Option<&str> {
+        Some(&self.group)
+    }
+
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
         if self.closed {
             return Ok(None);

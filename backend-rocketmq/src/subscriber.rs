@@ -245,6 +245,10 @@ fn millis(d: std::time::Duration) -> u64 {
 
 #[async_trait]
 impl Subscriber for RocketSubscriber {
+    fn group(&self) -> Option<&str> {
+        Some(self.intake.group())
+    }
+
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
         if self.closed {
             return Ok(None);

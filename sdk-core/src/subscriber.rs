@@ -27,6 +27,13 @@ pub trait Subscriber: Send {
     /// # Errors
     /// [`BrokerError`] when the broker connection could not be closed cleanly.
     async fn close(&mut self) -> Result<(), BrokerError>;
+
+    /// The consumer group this subscriber reads for, when it reads in one (every backend's
+    /// subscriber does). [`crate::Processor::for_subscriber`] takes its name from here, so the
+    /// group is written once.
+    fn group(&self) -> Option<&str> {
+        None
+    }
 }
 
 #[async_trait]
@@ -37,5 +44,9 @@ impl<S: Subscriber + ?Sized> Subscriber for Box<S> {
 
     async fn close(&mut self) -> Result<(), BrokerError> {
         (**self).close().await
+    }
+
+    fn group(&self) -> Option<&str> {
+        (**self).group()
     }
 }

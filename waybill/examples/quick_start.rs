@@ -49,7 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
     let subscriber = KafkaSubscriber::connect(kafka, "orders", "billing").await?;
-    let billing = Processor::builder("billing")
+    let billing = Processor::for_subscriber(&subscriber) // named after its group, "billing"
         .idempotency(inbox)
         .build()?
         .start(subscriber, handler);

@@ -87,6 +87,11 @@ where
         }
     }
 
+    /// The consumer group the deliveries are read for.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
     /// A delivery dropped unsettled or a retried copy now due, if any.
     pub fn ready(&mut self) -> Option<Delivery> {
         if let Ok(abandoned) = self.redelivered.try_recv() {

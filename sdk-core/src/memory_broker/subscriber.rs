@@ -48,6 +48,10 @@ impl MemorySubscriber {
 
 #[async_trait]
 impl Subscriber for MemorySubscriber {
+    fn group(&self) -> Option<&str> {
+        Some(&self.queue.group)
+    }
+
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
         loop {
             if self.closed {

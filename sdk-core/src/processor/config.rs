@@ -188,6 +188,13 @@ impl ProcessorBuilder {
     /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero).
     pub fn build(self) -> Result<crate::Processor, ConfigError> {
         let mut config = self.config;
+        if config.group.is_empty() {
+            return Err(ConfigError::new(
+                "group",
+                "must not be empty (a subscriber that names no consumer group needs \
+                 Processor::builder(group))",
+            ));
+        }
         validate_name("group", &config.group)?;
         if config.concurrency == 0 {
             return Err(ConfigError::new("concurrency", "must be at least 1"));

@@ -75,6 +75,26 @@ impl Processor {
         ProcessorBuilder::new(group.into())
     }
 
+    /// A builder named after `subscriber`'s consumer group, so that the group is written only
+    /// where the subscriber joins it: idempotency claims and dead-letter records are then
+    /// scoped by the same group the broker uses.
+    ///
+    /// ```
+    /// use waybill_core::{MemoryBroker, Processor};
+    ///
+    /// let broker = MemoryBroker::new();
+    /// let subscriber = broker.subscriber("orders", "billing").unwrap();
+    /// let builder = Processor::for_subscriber(&subscriber);
+    /// let processor = builder.at_least_once_effects().build().unwrap();
+    /// assert_eq!(processor.config().group(), "billing");
+    /// ```
+    ///
+    /// A subscriber that names no group gives a builder whose `build()` fails with a
+    /// [`crate::ConfigError`] saying to name one with [`Processor::builder`].
+    pub fn for_subscriber<S: Subscriber + ?Sized>(subscriber: &S) -> ProcessorBuilder {
+        ProcessorBuilder::new(subscriber.group().unwrap_or_default().to_owned())
+    }
+
     pub(crate) fn from_config(config: ProcessorConfig) -> Self {
         Self { config }
     }

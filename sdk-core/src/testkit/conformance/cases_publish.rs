@@ -28,10 +28,18 @@ pub(super) fn cases() -> Vec<Case> {
 
 async fn publish_is_confirmed_and_delivered(t: &dyn ConformanceTarget) -> Result<(), String> {
     let topic = topic(t, "confirm").await?;
+    let group = unique("g");
     let mut sub = t
-        .subscriber(&topic, &unique("g"))
+        .subscriber(&topic, &group)
         .await
         .map_err(fail("subscriber"))?;
+    if sub.group() != Some(group.as_str()) {
+        return Err(format!(
+            "the subscriber names group {:?}, not the {group:?} it joined (Processor::for_subscriber \
+             would scope claims wrongly)",
+            sub.group()
+        ));
+    }
     let publisher = t.publisher().await.map_err(fail("publisher"))?;
     let message = Message::new("hello").with_key("k");
     let id = message.id();
