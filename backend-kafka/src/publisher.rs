@@ -125,6 +125,43 @@ impl KafkaPublisher {
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        let started = std::time::Instant::now();
+        let result = self.publish_unmetered(topic, message).await;
+        waybill_core::telemetry::record_result("kafka", topic, &result, started.elapsed());
+        result
+    }
+
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let started = std::time::Instant::now();
+        let results = self.publish_batch_unmetered(topic, messages).await;
+        waybill_core::telemetry::record_results("kafka", topic, &results, started.elapsed());
+        results
+    }
+
+    /// Refuses further publishes (as not sent), then waits until every message handed over
+    /// was confirmed or failed (at most the delivery timeout).
+    async fn close(&self) -> Result<(), BrokerError> {
+        self.closed.store(true, Ordering::Release);
+        let producer = self.producer.clone();
+        let timeout = self.config.delivery_timeout;
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .map_err(|e| BrokerError::transient("close", e.to_string()))?
+            .map_err(|e| broker_error("close", &e))
+    }
+}
+
+/// The publishes themselves; the [`Publisher`] impl adds their metrics.
+impl KafkaPublisher {
+    pub(crate) async fn publish_unmetered(
+        &self,
+        topic: &str,
+        message: Message,
+    ) -> Result<Receipt, PublishError> {
         let pending = self.enqueue(topic, &message);
         Self::confirmed(topic, message, pending).await
     }
@@ -136,7 +173,7 @@ impl Publisher for KafkaPublisher {
     /// message is too large, ...), the key's later messages in the batch are not handed over
     /// either and fail as *not sent*; otherwise a later message could be written before the
     /// one the caller will retry.
-    async fn publish_batch(
+    pub(crate) async fn publish_batch_unmetered(
         &self,
         topic: &str,
         messages: Vec<Message>,
@@ -166,17 +203,5 @@ impl Publisher for KafkaPublisher {
                 .map(|(m, p)| Self::confirmed(topic, m, p)),
         )
         .await
-    }
-
-    /// Refuses further publishes (as not sent), then waits until every message handed over
-    /// was confirmed or failed (at most the delivery timeout).
-    async fn close(&self) -> Result<(), BrokerError> {
-        self.closed.store(true, Ordering::Release);
-        let producer = self.producer.clone();
-        let timeout = self.config.delivery_timeout;
-        tokio::task::spawn_blocking(move || producer.flush(timeout))
-            .await
-            .map_err(|e| BrokerError::transient("close", e.to_string()))?
-            .map_err(|e| broker_error("close", &e))
     }
 }

@@ -165,33 +165,10 @@ impl RabbitPublisher {
 #[async_trait]
 impl Publisher for RabbitPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let message = self.check(topic, message)?;
-        let _permit = self.inner.in_flight.acquire().await;
-        // Close may have begun while this publish waited for a slot.
-        let message = self.check(topic, message)?;
-        let link = match self.link().await {
-            Ok(link) => link,
-            Err(e) => {
-                let outcome = unreachable_outcome(&e);
-                return Err(
-                    PublishError::new(outcome, topic, message, e.to_string()).with_source(e)
-                );
-            }
-        };
-        let start = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
-        let mut slot = match (0..link.slots.len())
-            .find_map(|i| link.slots[(start + i) % link.slots.len()].try_lock().ok())
-        {
-            Some(slot) => slot,
-            None => link.slots[start].lock().await,
-        };
-        match self
-            .publish_on_slot(&link, &mut slot, topic, &message)
-            .await
-        {
-            Ok(receipt) => Ok(receipt),
-            Err(refusal) => Err(Self::fail(topic, message, refusal)),
-        }
+        let started = std::time::Instant::now();
+        let result = self.publish_unmetered(topic, message).await;
+        waybill_core::telemetry::record_result("rabbitmq", topic, &result, started.elapsed());
+        result
     }
 
     async fn publish_batch(
@@ -199,15 +176,9 @@ impl Publisher for RabbitPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let mut results = Vec::with_capacity(messages.len());
-        let mut pending = messages.into_iter().peekable();
-        while pending.peek().is_some() {
-            let chunk: Vec<Message> = pending
-                .by_ref()
-                .take(self.inner.config.max_in_flight)
-                .collect();
-            results.extend(self.publish_chunk(topic, chunk).await);
-        }
+        let started = std::time::Instant::now();
+        let results = self.publish_batch_unmetered(topic, messages).await;
+        waybill_core::telemetry::record_results("rabbitmq", topic, &results, started.elapsed());
         results
     }
 
@@ -347,5 +318,59 @@ impl RabbitPublisher {
             decided.push((i, outcome));
         }
         decided
+    }
+}
+
+/// The publishes themselves; the [`Publisher`] impl adds their metrics.
+impl RabbitPublisher {
+    pub(crate) async fn publish_unmetered(
+        &self,
+        topic: &str,
+        message: Message,
+    ) -> Result<Receipt, PublishError> {
+        let message = self.check(topic, message)?;
+        let _permit = self.inner.in_flight.acquire().await;
+        // Close may have begun while this publish waited for a slot.
+        let message = self.check(topic, message)?;
+        let link = match self.link().await {
+            Ok(link) => link,
+            Err(e) => {
+                let outcome = unreachable_outcome(&e);
+                return Err(
+                    PublishError::new(outcome, topic, message, e.to_string()).with_source(e)
+                );
+            }
+        };
+        let start = self.inner.next_slot.fetch_add(1, SeqCst) % link.slots.len();
+        let mut slot = match (0..link.slots.len())
+            .find_map(|i| link.slots[(start + i) % link.slots.len()].try_lock().ok())
+        {
+            Some(slot) => slot,
+            None => link.slots[start].lock().await,
+        };
+        match self
+            .publish_on_slot(&link, &mut slot, topic, &message)
+            .await
+        {
+            Ok(receipt) => Ok(receipt),
+            Err(refusal) => Err(Self::fail(topic, message, refusal)),
+        }
+    }
+
+    pub(crate) async fn publish_batch_unmetered(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let mut results = Vec::with_capacity(messages.len());
+        let mut pending = messages.into_iter().peekable();
+        while pending.peek().is_some() {
+            let chunk: Vec<Message> = pending
+                .by_ref()
+                .take(self.inner.config.max_in_flight)
+                .collect();
+            results.extend(self.publish_chunk(topic, chunk).await);
+        }
+        results
     }
 }

@@ -423,9 +423,47 @@ fn millis(d: std::time::Duration) -> u32 {
 
 #[async_trait]
 impl Publisher for RocketPublisher {
+    async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        let started = std::time::Instant::now();
+        let result = self.publish_unmetered(topic, message).await;
+        waybill_core::telemetry::record_result("rocketmq", topic, &result, started.elapsed());
+        result
+    }
+
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let started = std::time::Instant::now();
+        let results = self.publish_batch_unmetered(topic, messages).await;
+        waybill_core::telemetry::record_results("rocketmq", topic, &results, started.elapsed());
+        results
+    }
+
+    /// Refuses further publishes and stops the producer.
+    async fn close(&self) -> Result<(), BrokerError> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let mut producer = self.producer.get().clone();
+        producer.shutdown().await;
+        if let Some(admin) = self.route_admin.get().get() {
+            admin.close().await;
+        }
+        Ok(())
+    }
+}
+
+/// The publishes themselves; the [`Publisher`] impl adds their metrics.
+impl RocketPublisher {
     /// One synchronous send; the queue is chosen from the client's cached route (no name
     /// server round trip per message).
-    async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+    pub(crate) async fn publish_unmetered(
+        &self,
+        topic: &str,
+        message: Message,
+    ) -> Result<Receipt, PublishError> {
         if let Some(e) = self.closed_error(topic, message.clone()) {
             return Err(e);
         }
@@ -452,7 +490,7 @@ impl Publisher for RocketPublisher {
             // route (it then says only "select message queue return null"): ask the name
             // server, whose answer says why (no route right now, an unknown topic, or no name
             // server reachable).
-            let mut results = self.publish_batch(topic, vec![message]).await;
+            let mut results = self.publish_batch_unmetered(topic, vec![message]).await;
             return results.pop().expect("one result per message");
         }
         if sent.is_ok() {
@@ -461,7 +499,7 @@ impl Publisher for RocketPublisher {
         self.outcome(topic, message, &sent, 0)
     }
 
-    async fn publish_batch(
+    pub(crate) async fn publish_batch_unmetered(
         &self,
         topic: &str,
         messages: Vec<Message>,
@@ -491,19 +529,6 @@ impl Publisher for RocketPublisher {
             .into_iter()
             .map(|r| r.expect("every message has a result"))
             .collect()
-    }
-
-    /// Refuses further publishes and stops the producer.
-    async fn close(&self) -> Result<(), BrokerError> {
-        if self.closed.swap(true, Ordering::AcqRel) {
-            return Ok(());
-        }
-        let mut producer = self.producer.get().clone();
-        producer.shutdown().await;
-        if let Some(admin) = self.route_admin.get().get() {
-            admin.close().await;
-        }
-        Ok(())
     }
 }
 

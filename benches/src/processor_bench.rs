@@ -44,6 +44,8 @@ async fn processor_run(n: usize, ordering: Ordering, store: bool) -> Duration {
         .concurrency(64);
     if store {
         builder = builder.idempotency(Arc::new(InMemoryIdempotencyStore::default()));
+    } else {
+        builder = builder.at_least_once_effects();
     }
     let handler = handler_fn(|_m: IncomingMessage| async { Ok(()) });
     let started = Instant::now();
@@ -83,8 +85,29 @@ pub async fn run(n: usize) {
             true,
         ),
     ];
+    let mut off = 0.0;
     for (name, ordering, store) in scenarios {
         let r = rate(n, processor_run(n, ordering, store).await);
         println!("{name:<44} {r:>12.0} msgs/s  {:>5.2}x raw", r / raw);
+        off = r;
     }
+    // The last scenario again with a real recorder installed (the Prometheus exporter's, no
+    // HTTP listener): every instrument of the processor and of the publishes now records.
+    // Installed only now because a process's recorder cannot be removed.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("install the Prometheus recorder");
+    waybill_core::telemetry::describe();
+    let on = rate(n, processor_run(n, Ordering::PerKey, true).await);
+    let rendered = recorder.render();
+    assert!(
+        rendered.contains("messaging_client_consumed_messages"),
+        "the recorder received the processor's metrics"
+    );
+    println!(
+        "{:<44} {on:>12.0} msgs/s  {:>5.2}x raw  {:>5.2}x metrics off",
+        "  ... with metrics recorded (Prometheus)",
+        on / raw,
+        on / off
+    );
 }

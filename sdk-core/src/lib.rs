@@ -50,6 +50,7 @@ pub mod broker_url;
 pub mod codec;
 pub mod header_names;
 pub mod secret;
+pub mod telemetry;
 pub mod wire_time;
 
 #[cfg(feature = "testkit")]

@@ -53,4 +53,6 @@ pub mod redis {
 }
 
 #[cfg(test)]
+mod readme_metrics;
+#[cfg(test)]
 mod readme_quick_start;

@@ -1,6 +1,7 @@
 //! The relay: publishes committed outbox rows with confirms, then deletes them.
 
 mod config;
+mod instruments;
 mod leases;
 mod running;
 mod waiting;
@@ -25,6 +26,7 @@ use crate::inspect::{Backlog, DeadFilter};
 use crate::ready::{ReadyRow, Undecodable};
 use crate::row::OutboxRow;
 use crate::store::{Failure, RelayStore};
+use instruments::{RelayInstruments, BACKLOG_SAMPLE_EVERY};
 
 /// How often the relay deletes dead rows past their retention.
 const CLEANUP_EVERY: Duration = Duration::from_secs(300);
@@ -104,6 +106,7 @@ pub struct Relay {
     counters: Counters,
     leases: Leases,
     wait_alerts: WaitAlerts,
+    instruments: RelayInstruments,
 }
 
 impl Relay {
@@ -111,6 +114,7 @@ impl Relay {
         Self {
             store,
             publisher,
+            instruments: RelayInstruments::new(&config.name),
             config,
             counters: Counters::default(),
             leases: Leases::default(),
@@ -206,6 +210,7 @@ impl Relay {
             return Ok(0);
         }
         self.counters.batches.fetch_add(1, Relaxed);
+        let started = Instant::now();
         let taken = rows.len();
         let rows = self.quarantine(rows).await?;
         let mut queues = key_queues(rows);
@@ -220,6 +225,7 @@ impl Relay {
             }
             queues.retain(|q| !q.is_empty());
         }
+        self.instruments.batch_done(started.elapsed());
         Ok(taken)
     }
 
@@ -272,6 +278,7 @@ impl Relay {
             self.counters
                 .published
                 .fetch_add(confirmed.len() as u64, Relaxed);
+            self.instruments.published(confirmed.len());
         }
         Ok(failed)
     }
@@ -438,6 +445,7 @@ impl Relay {
         tokio::pin!(shutdown);
         let mut failures = 0u32;
         let mut last_cleanup: Option<Instant> = None;
+        let mut last_sample: Option<Instant> = None;
         loop {
             // Between batches: stop if asked (the batch in flight has finished).
             if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
@@ -446,6 +454,13 @@ impl Relay {
             if last_cleanup.is_none_or(|at| at.elapsed() >= CLEANUP_EVERY) {
                 last_cleanup = Some(Instant::now());
                 self.clean_up().await;
+            }
+            if last_sample.is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE_EVERY) {
+                last_sample = Some(Instant::now());
+                // Sets the backlog gauges; a failure shows in the batch that follows.
+                if let Err(e) = self.backlog().await {
+                    debug!(error = %e, "backlog sample failed");
+                }
             }
             let idle = match self.relay_once().await {
                 Ok(n) => {
@@ -499,7 +514,9 @@ impl Relay {
     /// # Errors
     /// A database error.
     pub async fn backlog(&self) -> Result<Backlog, OutboxError> {
-        Ok(Backlog::total(&self.store.topics().await?))
+        let backlog = Backlog::total(&self.store.topics().await?);
+        self.instruments.backlog(&backlog);
+        Ok(backlog)
     }
 
     /// Whether the database answers.

@@ -141,14 +141,18 @@ impl Publisher for MemoryPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
         self.lifecycle.in_flight.fetch_add(1, SeqCst);
         let _guard = InFlight(&self.lifecycle);
-        if self.lifecycle.closed.load(SeqCst) {
-            return Err(PublishError::not_sent(
+        let started = std::time::Instant::now();
+        let result = if self.lifecycle.closed.load(SeqCst) {
+            Err(PublishError::not_sent(
                 topic,
                 message,
                 "publisher is closed",
-            ));
-        }
-        Self::store(&self.broker, topic, message).await
+            ))
+        } else {
+            Self::store(&self.broker, topic, message).await
+        };
+        crate::telemetry::record_result("memory", topic, &result, started.elapsed());
+        result
     }
 
     async fn close(&self) -> Result<(), BrokerError> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::SemaphorePermit;
 use tracing::{debug, error, warn};
 
-use super::counters::bump;
+use super::counters::Event;
 use super::pipeline::{sleep_unless_stopping, Shared};
 use crate::idempotency::{Claim, Completion, HeldClaim, IdempotencyStore};
 use crate::incoming::IncomingMessage;
@@ -54,6 +54,7 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
         let group = &shared.config.group;
         let wait = match store.claim(group, id, shared.config.claim_lease).await {
             Ok(Claim::Acquired(token)) => {
+                shared.counters.bump(Event::ClaimAcquired);
                 let claim = HeldClaim::new(Arc::clone(&shared.group), id, token);
                 return Acquisition::Run {
                     slot,
@@ -68,7 +69,7 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
                     continue;
                 }
                 Err(e) => {
-                    bump(&shared.counters.store_errors);
+                    shared.counters.bump(Event::StoreError);
                     warn!(error = %e, "could not reopen a dead-lettered message for its replay; retrying");
                     shared.config.retry.delay_for(waits + 1)
                 }
@@ -78,7 +79,7 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
                 lease_remaining.min(shared.config.retry.delay_for(waits + 1))
             }
             Err(e) => {
-                bump(&shared.counters.store_errors);
+                shared.counters.bump(Event::StoreError);
                 warn!(error = %e, "idempotency claim failed; retrying");
                 shared.config.retry.delay_for(waits + 1)
             }
@@ -127,7 +128,7 @@ async fn keep_renewed(shared: &Shared, store: &dyn IdempotencyStore, claim: &Hel
             Ok(()) => {}
             Err(e) if e.is_not_holder() => {
                 lost = true;
-                bump(&shared.counters.leases_lost);
+                shared.counters.bump(Event::LeaseLost);
                 error!(
                     "the claim lapsed and another consumer took the message over while this \
                      handler runs; its outcome will be refused (a transactional marker rolls \
@@ -135,7 +136,7 @@ async fn keep_renewed(shared: &Shared, store: &dyn IdempotencyStore, claim: &Hel
                 );
             }
             Err(e) => {
-                bump(&shared.counters.store_errors);
+                shared.counters.bump(Event::StoreError);
                 warn!(error = %e, "could not renew the claim; trying again");
             }
         }
@@ -156,7 +157,7 @@ pub(crate) async fn finish(shared: &Shared, claim: Option<&HeldClaim>, completio
         {
             Ok(()) => return,
             Err(e) if e.is_not_holder() => {
-                bump(&shared.counters.leases_lost);
+                shared.counters.bump(Event::LeaseLost);
                 error!(
                     ?completion,
                     "the claim was taken over by another consumer before this outcome was \
@@ -165,7 +166,7 @@ pub(crate) async fn finish(shared: &Shared, claim: Option<&HeldClaim>, completio
                 return;
             }
             Err(e) => {
-                bump(&shared.counters.store_errors);
+                shared.counters.bump(Event::StoreError);
                 failures = failures.saturating_add(1);
                 warn!(error = %e, "the outcome was not stored yet; retrying");
                 if !sleep_unless_stopping(shared, shared.config.retry.delay_for(failures)).await {
@@ -186,7 +187,7 @@ pub(crate) async fn release(shared: &Shared, claim: Option<&HeldClaim>) {
         .release(claim.group(), claim.id(), claim.token())
         .await
     {
-        bump(&shared.counters.store_errors);
+        shared.counters.bump(Event::StoreError);
         warn!(error = %e, "could not release claim; it lapses with its lease");
     }
 }

@@ -1,8 +1,33 @@
 //! Counters the application can read while the processor runs.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::OnceLock;
 
-#[derive(Debug, Default)]
+use super::instruments::Instruments;
+use crate::incoming::Origin;
+
+/// What happened, counted in [`Counters`] and, where an instrument exists, in the metrics
+/// recorder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    Received,
+    Handled,
+    FailedAttempt,
+    Retried,
+    DeadLettered,
+    DuplicateSkipped,
+    Panic,
+    Abandoned,
+    SettleError,
+    DestinationWait,
+    StoreError,
+    LeaseLost,
+    ReceiveError,
+    /// A claim was taken (metrics only).
+    ClaimAcquired,
+}
+
+#[derive(Default)]
 pub(crate) struct Counters {
     pub received: AtomicU64,
     pub handled: AtomicU64,
@@ -17,13 +42,69 @@ pub(crate) struct Counters {
     pub store_errors: AtomicU64,
     pub leases_lost: AtomicU64,
     pub receive_errors: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Relaxed);
+    /// The metrics handles, registered at the first delivery (its destination names them).
+    instruments: OnceLock<Instruments>,
 }
 
 impl Counters {
+    /// Registers the metrics handles for the destination and group of `origin`, once.
+    pub fn observe(&self, origin: &Origin, group: &str) {
+        self.instruments
+            .get_or_init(|| Instruments::new(&origin.topic, group));
+    }
+
+    /// The metrics handles, once a delivery registered them.
+    pub fn instruments(&self) -> Option<&Instruments> {
+        self.instruments.get()
+    }
+
+    /// Counts `event`.
+    pub fn bump(&self, event: Event) {
+        let instruments = self.instruments.get();
+        let (atomic, counter) = match event {
+            Event::Received => (Some(&self.received), instruments.map(|i| &i.consumed)),
+            Event::Handled => (Some(&self.handled), None),
+            Event::FailedAttempt => (Some(&self.failed_attempts), None),
+            Event::Retried => (Some(&self.retried), instruments.map(|i| &i.retries)),
+            Event::DeadLettered => (
+                Some(&self.dead_lettered),
+                instruments.map(|i| &i.dead_lettered),
+            ),
+            Event::DuplicateSkipped => {
+                if let Some(i) = instruments {
+                    i.claims_duplicate.increment(1);
+                }
+                (
+                    Some(&self.duplicates_skipped),
+                    instruments.map(|i| &i.duplicates_skipped),
+                )
+            }
+            Event::Panic => (Some(&self.panics), instruments.map(|i| &i.handler_panics)),
+            Event::Abandoned => (Some(&self.abandoned), None),
+            Event::SettleError => (
+                Some(&self.settle_errors),
+                instruments.map(|i| &i.settle_errors),
+            ),
+            Event::DestinationWait => (Some(&self.destination_waits), None),
+            Event::StoreError => (
+                Some(&self.store_errors),
+                instruments.map(|i| &i.claims_store_error),
+            ),
+            Event::LeaseLost => (
+                Some(&self.leases_lost),
+                instruments.map(|i| &i.claims_lease_lost),
+            ),
+            Event::ReceiveError => (Some(&self.receive_errors), None),
+            Event::ClaimAcquired => (None, instruments.map(|i| &i.claims_acquired)),
+        };
+        if let Some(atomic) = atomic {
+            atomic.fetch_add(1, Relaxed);
+        }
+        if let Some(counter) = counter {
+            counter.increment(1);
+        }
+    }
+
     pub fn snapshot(&self) -> CountersSnapshot {
         CountersSnapshot {
             received: self.received.load(Relaxed),

@@ -1,12 +1,13 @@
 //! Running the user's handler with panics caught, and classifying what it returned.
 
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tracing::warn;
 
-use super::counters::bump;
+use super::counters::Event;
+use super::instruments::RunEnd;
 use super::pipeline::Shared;
 use crate::dead_letter::ErrorClass;
 use crate::handler::HandlerError;
@@ -24,9 +25,23 @@ pub(crate) async fn run_handler(
     shared: &Shared,
     incoming: &IncomingMessage,
 ) -> Result<(), Failure> {
+    let instruments = shared.counters.instruments();
+    if let Some(i) = instruments {
+        i.in_flight.increment(1.0);
+    }
+    let started = Instant::now();
     let outcome = AssertUnwindSafe(shared.handler.handle(incoming))
         .catch_unwind()
         .await;
+    if let Some(i) = instruments {
+        i.in_flight.decrement(1.0);
+        let end = match &outcome {
+            Ok(Ok(())) => RunEnd::Ok,
+            Ok(Err(_)) => RunEnd::Error,
+            Err(_) => RunEnd::Panic,
+        };
+        i.handler_ran(end, started.elapsed());
+    }
     match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(HandlerError::Transient(e))) => Err(Failure {
@@ -45,7 +60,7 @@ pub(crate) async fn run_handler(
             text: e.to_string(),
         }),
         Err(panic) => {
-            bump(&shared.counters.panics);
+            shared.counters.bump(Event::Panic);
             let text = panic
                 .downcast_ref::<&str>()
                 .map(|s| (*s).to_owned())

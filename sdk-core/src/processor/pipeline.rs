@@ -8,7 +8,7 @@ use tracing::{debug, warn, Instrument};
 
 use super::claims::{self, Acquisition};
 use super::config::ProcessorConfig;
-use super::counters::{bump, Counters};
+use super::counters::{Counters, Event};
 use super::handler_run::run_handler;
 use super::parked::ParkedSettlements;
 use crate::dead_letter::{DeadLetterRecord, ErrorClass};
@@ -70,7 +70,10 @@ pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
 }
 
 async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
-    bump(&shared.counters.received);
+    shared
+        .counters
+        .observe(delivery.message().origin(), &shared.config.group);
+    shared.counters.bump(Event::Received);
     let id = delivery.message().message().id();
     let mut attempt = delivery.message().attempt();
     let mut copy_failures = 0u32;
@@ -81,7 +84,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
             .not_before
             .saturating_duration_since(tokio::time::Instant::now());
         if !sleep_unless_stopping(shared, wait).await {
-            bump(&shared.counters.abandoned);
+            shared.counters.bump(Event::Abandoned);
             return Outcome::GivenBack;
         }
     }
@@ -90,12 +93,12 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
             Acquisition::Run { slot, claim } => (slot, claim),
             Acquisition::AlreadyDone | Acquisition::DeadLettered => {
                 debug!("duplicate skipped");
-                bump(&shared.counters.duplicates_skipped);
+                shared.counters.bump(Event::DuplicateSkipped);
                 settle(shared, delivery, Settlement::Ack).await;
                 return Outcome::Settled;
             }
             Acquisition::Abandon => {
-                bump(&shared.counters.abandoned);
+                shared.counters.bump(Event::Abandoned);
                 return Outcome::GivenBack;
             }
         };
@@ -113,7 +116,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
         .await;
         let failure = match result {
             Ok(()) => {
-                bump(&shared.counters.handled);
+                shared.counters.bump(Event::Handled);
                 claims::finish(shared, claim.as_ref(), Completion::Handled).await;
                 drop(slot);
                 settle(shared, delivery, Settlement::Ack).await;
@@ -123,7 +126,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
         };
         drop(slot);
         delivery.set_claim(None);
-        bump(&shared.counters.failed_attempts);
+        shared.counters.bump(Event::FailedAttempt);
         let now = SystemTime::now();
         let first = *first_failure_at.get_or_insert(now);
         copy_failures += 1;
@@ -139,18 +142,18 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
         debug!(attempt, class = %failure.class, error = %failure.text, ?decision, "attempt failed");
         match decision {
             RetryDecision::InProcess(delay) => {
-                bump(&shared.counters.retried);
+                shared.counters.bump(Event::Retried);
                 // Give the claim up while waiting: a copy arriving meanwhile may be handled by
                 // whoever claims it; this one claims again (and may find it done) after the wait.
                 claims::release(shared, claim.as_ref()).await;
                 if !sleep_unless_stopping(shared, delay).await {
-                    bump(&shared.counters.abandoned);
+                    shared.counters.bump(Event::Abandoned);
                     return Outcome::GivenBack;
                 }
                 attempt = attempt.saturating_add(1);
             }
             RetryDecision::Broker(delay) => {
-                bump(&shared.counters.retried);
+                shared.counters.bump(Event::Retried);
                 let request = RetryRequest {
                     delay,
                     next_attempt: attempt.saturating_add(1),
@@ -180,7 +183,7 @@ async fn settle(shared: &Shared, delivery: Delivery, settlement: Settlement) -> 
     match delivery.settle(settlement).await {
         Ok(()) => true,
         Err(e) => {
-            bump(&shared.counters.settle_errors);
+            shared.counters.bump(Event::SettleError);
             warn!(error = %e, "settlement failed; the message will be delivered again");
             false
         }
@@ -214,13 +217,13 @@ async fn settle_copy(
         Ok(()) => {
             shared.parked.forget(id);
             if dead_letter {
-                bump(&shared.counters.dead_lettered);
+                shared.counters.bump(Event::DeadLettered);
                 claims::finish(shared, claim.as_ref(), Completion::DeadLettered).await;
             }
             Outcome::Settled
         }
         Err(e) => {
-            bump(&shared.counters.settle_errors);
+            shared.counters.bump(Event::SettleError);
             // Parked before anything else is awaited: the broker may deliver it again at once.
             let parked = e
                 .is_destination_missing()
@@ -229,7 +232,7 @@ async fn settle_copy(
                 claims::release(shared, claim.as_ref()).await;
             }
             if let Some(parked) = parked {
-                bump(&shared.counters.destination_waits);
+                shared.counters.bump(Event::DestinationWait);
                 let retry_in = parked
                     .not_before
                     .saturating_duration_since(tokio::time::Instant::now());

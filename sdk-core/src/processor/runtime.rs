@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use super::config::{Ordering, ProcessorBuilder, ProcessorConfig};
-use super::counters::{bump, Counters, CountersSnapshot};
+use super::counters::{Counters, CountersSnapshot, Event};
 use super::key_scheduler::{spawn_single, KeyScheduler};
 use super::parked::ParkedSettlements;
 use super::pipeline::Shared;
@@ -239,7 +239,7 @@ async fn fetch_loop<S: Subscriber>(
             }
             Ok(None) => break Ok(()),
             Err(e) if e.is_transient() => {
-                bump(&shared.counters.receive_errors);
+                shared.counters.bump(Event::ReceiveError);
                 receive_failures = receive_failures.saturating_add(1);
                 let wait = config.retry.delay_for(receive_failures);
                 warn!(error = %e, ?wait, "receive failed; retrying");
