@@ -125,10 +125,8 @@ impl KafkaPublisher {
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let started = std::time::Instant::now();
-        let result = self.publish_unmetered(topic, message).await;
-        waybill_core::telemetry::record_result("kafka", topic, &result, started.elapsed());
-        result
+        let publish = self.publish_unmetered(topic, message);
+        waybill_core::telemetry::metered("kafka", topic, publish).await
     }
 
     async fn publish_batch(
@@ -136,10 +134,8 @@ impl Publisher for KafkaPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let started = std::time::Instant::now();
-        let results = self.publish_batch_unmetered(topic, messages).await;
-        waybill_core::telemetry::record_results("kafka", topic, &results, started.elapsed());
-        results
+        let publish = self.publish_batch_unmetered(topic, messages);
+        waybill_core::telemetry::metered_batch("kafka", topic, publish).await
     }
 
     /// Refuses further publishes (as not sent), then waits until every message handed over

@@ -1,11 +1,11 @@
 //! TLS and SASL: typed settings mapped onto librdkafka's `security.protocol`, `ssl.*` and
 //! `sasl.*` properties, checked against what this build of librdkafka supports.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rdkafka::ClientConfig;
 use waybill_core::secret::Secret;
+use waybill_core::tls_files::TlsFiles;
 use waybill_core::ConfigError;
 
 /// The cargo feature that builds librdkafka with OpenSSL (TLS and SCRAM).
@@ -65,11 +65,9 @@ pub struct SaslLogin {
 ///     .client_certificate("/etc/kafka/client.pem", "/etc/kafka/client.key");
 /// assert!(tls.verifies_host_name());
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KafkaTls {
-    ca_file: Option<PathBuf>,
-    client_certificate: Option<(PathBuf, PathBuf)>,
-    key_password: Option<Secret>,
+    files: TlsFiles,
     verify_host_name: bool,
 }
 
@@ -82,17 +80,20 @@ impl Default for KafkaTls {
 impl KafkaTls {
     /// TLS trusting the system's CA certificates, with host name verification.
     pub fn new() -> Self {
+        Self::from_files(TlsFiles::default())
+    }
+
+    /// TLS with these files, with host name verification.
+    pub fn from_files(files: TlsFiles) -> Self {
         Self {
-            ca_file: None,
-            client_certificate: None,
-            key_password: None,
+            files,
             verify_host_name: true,
         }
     }
 
     /// Trust the CA certificates in this PEM file instead of the system's (`ssl.ca.location`).
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
+        self.files.ca_file = Some(path.into());
         self
     }
 
@@ -103,13 +104,13 @@ impl KafkaTls {
         certificate: impl Into<PathBuf>,
         key: impl Into<PathBuf>,
     ) -> Self {
-        self.client_certificate = Some((certificate.into(), key.into()));
+        self.files.client_certificate = Some((certificate.into(), key.into()));
         self
     }
 
     /// The password of an encrypted client key (`ssl.key.password`).
     pub fn key_password(mut self, password: impl Into<Secret>) -> Self {
-        self.key_password = Some(password.into());
+        self.files.key_password = Some(password.into());
         self
     }
 
@@ -123,17 +124,6 @@ impl KafkaTls {
     /// Whether host names are verified.
     pub fn verifies_host_name(&self) -> bool {
         self.verify_host_name
-    }
-}
-
-impl fmt::Debug for KafkaTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KafkaTls")
-            .field("ca_file", &self.ca_file)
-            .field("client_certificate", &self.client_certificate)
-            .field("key_password", &self.key_password)
-            .field("verify_host_name", &self.verify_host_name)
-            .finish()
     }
 }
 
@@ -182,14 +172,15 @@ impl Security {
     pub(crate) fn apply(&self, config: &mut ClientConfig) {
         config.set("security.protocol", self.protocol());
         if let Some(tls) = &self.tls {
-            if let Some(ca) = &tls.ca_file {
+            let files = &tls.files;
+            if let Some(ca) = &files.ca_file {
                 config.set("ssl.ca.location", ca.to_string_lossy());
             }
-            if let Some((cert, key)) = &tls.client_certificate {
+            if let Some((cert, key)) = &files.client_certificate {
                 config.set("ssl.certificate.location", cert.to_string_lossy());
                 config.set("ssl.key.location", key.to_string_lossy());
             }
-            if let Some(password) = &tls.key_password {
+            if let Some(password) = &files.key_password {
                 config.set("ssl.key.password", password.expose());
             }
             config.set(
@@ -220,13 +211,7 @@ impl Security {
                     format!("this build of librdkafka has no TLS: {TLS_FEATURE_HINT}"),
                 ));
             }
-            if let Some(ca) = &tls.ca_file {
-                readable("tls.ca_file", ca)?;
-            }
-            if let Some((cert, key)) = &tls.client_certificate {
-                readable("tls.client_certificate", cert)?;
-                readable("tls.client_certificate", key)?;
-            }
+            tls.files.check()?;
         }
         if let Some(sasl) = &self.sasl {
             if sasl.username.trim().is_empty() {
@@ -244,12 +229,6 @@ impl Security {
         }
         Ok(())
     }
-}
-
-fn readable(field: &'static str, path: &Path) -> Result<(), ConfigError> {
-    std::fs::File::open(path)
-        .map(drop)
-        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))
 }
 
 /// The `builtin.features` of the linked librdkafka (`ssl,sasl_plain,sasl_scram,...`).

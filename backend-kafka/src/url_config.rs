@@ -44,47 +44,17 @@ impl KafkaConfig {
         let url = BrokerUrl::parse(url)?;
         url.only_options(&OPTIONS)?;
         let refuse = |why: String| ConfigError::new("url", format!("{why} in {}", url.masked()));
-        let tls_on = match url.scheme() {
-            "kafka" => url.flag("tls")?.unwrap_or(false),
-            "kafkas" => {
-                if url.flag("tls")? == Some(false) {
-                    return Err(refuse("kafkas:// with tls=false".into()));
-                }
-                true
-            }
-            other => {
-                return Err(refuse(format!(
-                    "scheme {other}:// is not kafka:// or kafkas://"
-                )))
-            }
-        };
+        let tls = url.tls("kafka", "kafkas", "verify_host_name")?;
         let mut builder = KafkaConfig::builder(url.hosts());
         if let Some(id) = url.option("client_id") {
             builder = builder.client_id(id);
         }
-        let files = (
-            url.option("ca_file"),
-            url.option("cert_file"),
-            url.option("key_file"),
-        );
-        if tls_on {
-            let mut tls = KafkaTls::new();
-            if let Some(ca) = files.0 {
-                tls = tls.ca_file(ca);
-            }
-            match (files.1, files.2) {
-                (Some(cert), Some(key)) => tls = tls.client_certificate(cert, key),
-                (None, None) => {}
-                _ => return Err(refuse("cert_file and key_file go together".into())),
-            }
-            if let Some(verify) = url.flag("verify_host_name")? {
-                tls = tls.verify_host_name(verify);
-            }
-            builder = builder.tls(tls);
-        } else if files != (None, None, None) || url.option("verify_host_name").is_some() {
-            return Err(refuse(
-                "TLS options without TLS (use kafkas:// or tls=true)".into(),
-            ));
+        if let Some((files, verify)) = tls {
+            let tls = KafkaTls::from_files(files);
+            builder = builder.tls(match verify {
+                Some(verify) => tls.verify_host_name(verify),
+                None => tls,
+            });
         }
         match (url.user(), url.option("sasl_mechanism")) {
             (None, None) => {}

@@ -165,10 +165,8 @@ impl RabbitPublisher {
 #[async_trait]
 impl Publisher for RabbitPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let started = std::time::Instant::now();
-        let result = self.publish_unmetered(topic, message).await;
-        waybill_core::telemetry::record_result("rabbitmq", topic, &result, started.elapsed());
-        result
+        let publish = self.publish_unmetered(topic, message);
+        waybill_core::telemetry::metered("rabbitmq", topic, publish).await
     }
 
     async fn publish_batch(
@@ -176,10 +174,8 @@ impl Publisher for RabbitPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let started = std::time::Instant::now();
-        let results = self.publish_batch_unmetered(topic, messages).await;
-        waybill_core::telemetry::record_results("rabbitmq", topic, &results, started.elapsed());
-        results
+        let publish = self.publish_batch_unmetered(topic, messages);
+        waybill_core::telemetry::metered_batch("rabbitmq", topic, publish).await
     }
 
     async fn close(&self) -> Result<(), BrokerError> {

@@ -424,10 +424,8 @@ fn millis(d: std::time::Duration) -> u32 {
 #[async_trait]
 impl Publisher for RocketPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let started = std::time::Instant::now();
-        let result = self.publish_unmetered(topic, message).await;
-        waybill_core::telemetry::record_result("rocketmq", topic, &result, started.elapsed());
-        result
+        let publish = self.publish_unmetered(topic, message);
+        waybill_core::telemetry::metered("rocketmq", topic, publish).await
     }
 
     async fn publish_batch(
@@ -435,10 +433,8 @@ impl Publisher for RocketPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let started = std::time::Instant::now();
-        let results = self.publish_batch_unmetered(topic, messages).await;
-        waybill_core::telemetry::record_results("rocketmq", topic, &results, started.elapsed());
-        results
+        let publish = self.publish_batch_unmetered(topic, messages);
+        waybill_core::telemetry::metered_batch("rocketmq", topic, publish).await
     }
 
     /// Refuses further publishes and stops the producer.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use rocketmq_client_rust::{AclClientRPCHook, ClientConfig, SessionCredentials};
 use waybill_core::secret::Secret;
+use waybill_core::tls_files::TlsFiles;
 use waybill_core::ConfigError;
 
 /// What `build()` says when TLS is asked of a build without it.
@@ -61,11 +62,9 @@ impl fmt::Debug for RocketAcl {
 /// let tls = RocketTls::new().ca_file("/etc/rocketmq/ca.pem");
 /// assert!(tls.verifies_server());
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RocketTls {
-    ca_file: Option<PathBuf>,
-    client_certificate: Option<(PathBuf, PathBuf)>,
-    key_password: Option<Secret>,
+    files: TlsFiles,
     verify_server: bool,
 }
 
@@ -78,17 +77,20 @@ impl Default for RocketTls {
 impl RocketTls {
     /// TLS trusting the system's CA certificates, verifying the server.
     pub fn new() -> Self {
+        Self::from_files(TlsFiles::default())
+    }
+
+    /// TLS with these files, verifying the server.
+    pub fn from_files(files: TlsFiles) -> Self {
         Self {
-            ca_file: None,
-            client_certificate: None,
-            key_password: None,
+            files,
             verify_server: true,
         }
     }
 
     /// Trust the CA certificates in this PEM file instead of the system's.
     pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.ca_file = Some(path.into());
+        self.files.ca_file = Some(path.into());
         self
     }
 
@@ -98,13 +100,13 @@ impl RocketTls {
         certificate: impl Into<PathBuf>,
         key: impl Into<PathBuf>,
     ) -> Self {
-        self.client_certificate = Some((certificate.into(), key.into()));
+        self.files.client_certificate = Some((certificate.into(), key.into()));
         self
     }
 
     /// The password of an encrypted client key.
     pub fn key_password(mut self, password: impl Into<Secret>) -> Self {
-        self.key_password = Some(password.into());
+        self.files.key_password = Some(password.into());
         self
     }
 
@@ -118,17 +120,6 @@ impl RocketTls {
     /// Whether the server's certificate is verified.
     pub fn verifies_server(&self) -> bool {
         self.verify_server
-    }
-}
-
-impl fmt::Debug for RocketTls {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RocketTls")
-            .field("ca_file", &self.ca_file)
-            .field("client_certificate", &self.client_certificate)
-            .field("key_password", &self.key_password)
-            .field("verify_server", &self.verify_server)
-            .finish()
     }
 }
 
@@ -166,10 +157,11 @@ impl Security {
         let mut settings = config.tls_config().clone();
         settings.test_mode_enable = !tls.verify_server;
         settings.client.auth_server = tls.verify_server;
-        settings.client.trust_cert_path = tls.ca_file.as_ref().map(|p| path_text(p));
-        settings.client.cert_path = tls.client_certificate.as_ref().map(|(c, _)| path_text(c));
-        settings.client.key_path = tls.client_certificate.as_ref().map(|(_, k)| path_text(k));
-        settings.client.key_password = tls.key_password.as_ref().map(|p| p.expose().to_owned());
+        let files = &tls.files;
+        settings.client.trust_cert_path = files.ca_file.as_ref().map(|p| path_text(p));
+        settings.client.cert_path = files.client_certificate.as_ref().map(|(c, _)| path_text(c));
+        settings.client.key_path = files.client_certificate.as_ref().map(|(_, k)| path_text(k));
+        settings.client.key_password = files.key_password.as_ref().map(|p| p.expose().to_owned());
         config.set_tls_config(settings);
     }
 
@@ -187,13 +179,7 @@ impl Security {
             if !cfg!(feature = "tls") {
                 return Err(ConfigError::new("tls", TLS_FEATURE_HINT));
             }
-            if let Some(ca) = &tls.ca_file {
-                readable("tls.ca_file", ca)?;
-            }
-            if let Some((cert, key)) = &tls.client_certificate {
-                readable("tls.client_certificate", cert)?;
-                readable("tls.client_certificate", key)?;
-            }
+            tls.files.check()?;
         }
         Ok(())
     }
@@ -212,12 +198,6 @@ fn install_crypto_provider() {
 
 fn path_text(path: &Path) -> String {
     path.to_string_lossy().into_owned()
-}
-
-fn readable(field: &'static str, path: &Path) -> Result<(), ConfigError> {
-    std::fs::File::open(path)
-        .map(drop)
-        .map_err(|e| ConfigError::new(field, format!("cannot read {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -41,47 +41,17 @@ impl RocketConfig {
         let url = BrokerUrl::parse(url)?;
         url.only_options(&OPTIONS)?;
         let refuse = |why: String| ConfigError::new("url", format!("{why} in {}", url.masked()));
-        let tls_on = match url.scheme() {
-            "rocketmq" => url.flag("tls")?.unwrap_or(false),
-            "rocketmqs" => {
-                if url.flag("tls")? == Some(false) {
-                    return Err(refuse("rocketmqs:// with tls=false".into()));
-                }
-                true
-            }
-            other => {
-                return Err(refuse(format!(
-                    "scheme {other}:// is not rocketmq:// or rocketmqs://"
-                )))
-            }
-        };
+        let tls = url.tls("rocketmq", "rocketmqs", "verify_server")?;
         let mut builder = RocketConfig::builder(url.hosts());
         if let Some(group) = url.option("producer_group") {
             builder = builder.producer_group(group);
         }
-        let files = (
-            url.option("ca_file"),
-            url.option("cert_file"),
-            url.option("key_file"),
-        );
-        if tls_on {
-            let mut tls = RocketTls::new();
-            if let Some(ca) = files.0 {
-                tls = tls.ca_file(ca);
-            }
-            match (files.1, files.2) {
-                (Some(cert), Some(key)) => tls = tls.client_certificate(cert, key),
-                (None, None) => {}
-                _ => return Err(refuse("cert_file and key_file go together".into())),
-            }
-            if let Some(verify) = url.flag("verify_server")? {
-                tls = tls.verify_server(verify);
-            }
-            builder = builder.tls(tls);
-        } else if files != (None, None, None) || url.option("verify_server").is_some() {
-            return Err(refuse(
-                "TLS options without TLS (use rocketmqs:// or tls=true)".into(),
-            ));
+        if let Some((files, verify)) = tls {
+            let tls = RocketTls::from_files(files);
+            builder = builder.tls(match verify {
+                Some(verify) => tls.verify_server(verify),
+                None => tls,
+            });
         }
         match (url.user(), url.password()) {
             (None, _) => {}

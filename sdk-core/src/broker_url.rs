@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::secret::{mask_url_password, Secret};
+use crate::tls_files::TlsFiles;
 use crate::ConfigError;
 
 /// A parsed broker URL.
@@ -158,6 +159,60 @@ impl BrokerUrl {
                 ),
             )),
         }
+    }
+
+    /// The TLS settings of a URL whose scheme is `plain` (TLS when `tls=true`) or `secure`
+    /// (always TLS): `None` without TLS, else the files of the options `ca_file`, `cert_file`
+    /// and `key_file`, and the yes/no option `verify` when given.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for another scheme, `secure` with `tls=false`, a certificate without
+    /// its key (or the reverse), or file or `verify` options without TLS.
+    pub fn tls(
+        &self,
+        plain: &str,
+        secure: &str,
+        verify: &str,
+    ) -> Result<Option<(TlsFiles, Option<bool>)>, ConfigError> {
+        let refuse = |why: String| ConfigError::new("url", format!("{why} in {}", self.masked));
+        let on = match self.scheme() {
+            s if s == plain => self.flag("tls")?.unwrap_or(false),
+            s if s == secure => {
+                if self.flag("tls")? == Some(false) {
+                    return Err(refuse(format!("{secure}:// with tls=false")));
+                }
+                true
+            }
+            other => {
+                return Err(refuse(format!(
+                    "scheme {other}:// is not {plain}:// or {secure}://"
+                )))
+            }
+        };
+        let (ca, cert, key) = (
+            self.option("ca_file"),
+            self.option("cert_file"),
+            self.option("key_file"),
+        );
+        if !on {
+            if ca.is_some() || cert.is_some() || key.is_some() || self.option(verify).is_some() {
+                return Err(refuse(format!(
+                    "TLS options without TLS (use {secure}:// or tls=true)"
+                )));
+            }
+            return Ok(None);
+        }
+        let client_certificate = match (cert, key) {
+            (Some(cert), Some(key)) => Some((cert.into(), key.into())),
+            (None, None) => None,
+            _ => return Err(refuse("cert_file and key_file go together".into())),
+        };
+        let files = TlsFiles {
+            ca_file: ca.map(Into::into),
+            client_certificate,
+            key_password: None,
+        };
+        Ok(Some((files, self.flag(verify)?)))
     }
 
     /// The URL as written, with the password masked (for messages).

@@ -51,6 +51,7 @@ pub mod codec;
 pub mod header_names;
 pub mod secret;
 pub mod telemetry;
+pub mod tls_files;
 pub mod wire_time;
 
 #[cfg(feature = "testkit")]

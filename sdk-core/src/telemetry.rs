@@ -30,7 +30,8 @@
 //! | `waybill.relay.published` | counter | `{row}` | `waybill.relay.name` | rows published with a confirm and deleted |
 //! | `waybill.relay.batch.duration` | histogram | `s` | `waybill.relay.name` | one relay batch, select to delete |
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, histogram, Unit};
 
@@ -165,6 +166,30 @@ pub fn record_result(
         result.as_ref().err().map(PublishError::outcome),
         elapsed,
     );
+}
+
+/// Awaits `publish` (one message of `system` to `destination`) and records its result.
+pub async fn metered(
+    system: &'static str,
+    destination: &str,
+    publish: impl Future<Output = Result<Receipt, PublishError>>,
+) -> Result<Receipt, PublishError> {
+    let started = Instant::now();
+    let result = publish.await;
+    record_result(system, destination, &result, started.elapsed());
+    result
+}
+
+/// Awaits `publish` (a batch of `system` to `destination`) and records each result.
+pub async fn metered_batch(
+    system: &'static str,
+    destination: &str,
+    publish: impl Future<Output = Vec<Result<Receipt, PublishError>>>,
+) -> Vec<Result<Receipt, PublishError>> {
+    let started = Instant::now();
+    let results = publish.await;
+    record_results(system, destination, &results, started.elapsed());
+    results
 }
 
 /// Records each result of a batch publish, all with the batch's duration.

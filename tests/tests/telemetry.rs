@@ -85,16 +85,26 @@ fn series() -> Vec<Series> {
         .collect()
 }
 
-/// The value of the counter `name` whose labels include `with`.
-fn counter(all: &[Series], name: &str, with: &[(&str, &str)]) -> u64 {
+/// The series named `name` whose labels include `with`.
+fn matching<'a>(
+    all: &'a [Series],
+    name: &'a str,
+    with: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a Value> + 'a {
     all.iter()
-        .filter(|s| {
+        .filter(move |s| {
             s.name == name
                 && with
                     .iter()
                     .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
-        .map(|s| match &s.value {
+        .map(|s| &s.value)
+}
+
+/// The sum of the counters `name` whose labels include `with`.
+fn counter(all: &[Series], name: &str, with: &[(&str, &str)]) -> u64 {
+    matching(all, name, with)
+        .map(|value| match value {
             Value::Counter(n) => *n,
             other => panic!("{name} is not a counter: {other:?}"),
         })
@@ -102,28 +112,15 @@ fn counter(all: &[Series], name: &str, with: &[(&str, &str)]) -> u64 {
 }
 
 fn gauge(all: &[Series], name: &str, with: &[(&str, &str)]) -> Option<f64> {
-    all.iter()
-        .find(|s| {
-            s.name == name
-                && with
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| match &s.value {
-            Value::Gauge(g) => *g,
-            other => panic!("{name} is not a gauge: {other:?}"),
-        })
+    matching(all, name, with).next().map(|value| match value {
+        Value::Gauge(g) => *g,
+        other => panic!("{name} is not a gauge: {other:?}"),
+    })
 }
 
 fn histogram_count(all: &[Series], name: &str, with: &[(&str, &str)]) -> usize {
-    all.iter()
-        .filter(|s| {
-            s.name == name
-                && with
-                    .iter()
-                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|s| match &s.value {
+    matching(all, name, with)
+        .map(|value| match value {
             Value::Histogram(h) => h.len(),
             other => panic!("{name} is not a histogram: {other:?}"),
         })
