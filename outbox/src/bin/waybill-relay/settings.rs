@@ -115,10 +115,11 @@ impl FilterFlags {
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RelayFlags {
-    /// amqp://... or amqps://... (RabbitMQ); kafka://[user:password@]host:port with more
-    /// brokers after commas, kafkas://... over TLS, options ?sasl_mechanism=SCRAM-SHA-512,
-    /// ca_file, cert_file, key_file (Kafka); rocketmq://[access_key:secret_key@]host:port with
-    /// more name servers after semicolons, rocketmqs://... over TLS (RocketMQ)
+    /// amqp://... or amqps://... (RabbitMQ); kafka://host:port with more brokers after commas,
+    /// USER:PASSWORD@ before the hosts for SASL, kafkas://... over TLS, options
+    /// ?sasl_mechanism=SCRAM-SHA-512, ca_file, cert_file, key_file (Kafka); rocketmq://host:port
+    /// with more name servers after semicolons, ACCESS_KEY:SECRET_KEY@ before them for ACL,
+    /// rocketmqs://... over TLS (RocketMQ)
     #[arg(
         long,
         global = true,
