@@ -139,6 +139,8 @@ async fn waybill_consume(config: &RabbitConfig, topic: &str, n: usize, store: bo
         .concurrency(200);
     if store {
         builder = builder.idempotency(Arc::new(InMemoryIdempotencyStore::default()));
+    } else {
+        builder = builder.at_least_once_effects();
     }
     let started = Instant::now();
     let running = builder.build().expect("config").start(
