@@ -30,6 +30,7 @@ mod config;
 mod conformance_target;
 mod connect_probe;
 mod error_class;
+mod lag;
 mod names;
 mod offsets;
 mod partitioner;

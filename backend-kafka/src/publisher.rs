@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use waybill_core::{
-    BrokerError, BrokerPosition, Message, PublishError, PublishOutcome, Publisher, Receipt,
+    BrokerError, BrokerPosition, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
+    Receipt,
 };
 
 use crate::config::KafkaConfig;
@@ -15,6 +16,9 @@ use crate::connect_probe::check_reachable;
 use crate::error_class::{broker_error, publish_outcome};
 use crate::names::check_topic;
 use crate::wire::{identity_headers, record_headers, record_size};
+
+/// How long a health check waits for a broker's metadata answer.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Publishes to Kafka and returns only once the leader confirmed the write to all in-sync
 /// replicas (`acks=all`), with the idempotent producer on: librdkafka's own retries never
@@ -28,6 +32,8 @@ pub struct KafkaPublisher {
     producer: FutureProducer,
     config: KafkaConfig,
     closed: AtomicBool,
+    /// When the health check began failing.
+    outage: Outage,
 }
 
 impl KafkaPublisher {
@@ -51,6 +57,7 @@ impl KafkaPublisher {
             producer,
             config,
             closed: AtomicBool::new(false),
+            outage: Outage::default(),
         }
     }
 
@@ -148,6 +155,28 @@ impl Publisher for KafkaPublisher {
             .await
             .map_err(|e| BrokerError::transient("close", e.to_string()))?
             .map_err(|e| broker_error("close", &e))
+    }
+
+    /// A metadata request through the producer's own connections (3 s at most): `NotReady`
+    /// with the outage's start when no broker answers, `Stopped` once closed.
+    async fn health(&self) -> Health {
+        if self.closed.load(Ordering::Acquire) {
+            return Health::stopped("publisher is closed");
+        }
+        let producer = self.producer.clone();
+        let brokers = self.config.brokers().to_owned();
+        let answer = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, HEALTH_TIMEOUT)
+                .map(drop)
+                .map_err(|e| {
+                    format!("no Kafka broker of {brokers} answered a metadata request: {e}")
+                })
+        })
+        .await
+        .unwrap_or_else(|e| Err(format!("the health check's task failed: {e}")));
+        self.outage.judge(answer)
     }
 }
 

@@ -8,11 +8,12 @@ use rdkafka::consumer::{
 };
 use rdkafka::{ClientContext, Message as _};
 use waybill_core::backend_kit::{IntakeTopics, RecordPosition};
-use waybill_core::{BrokerError, Delivery, Subscriber};
+use waybill_core::{BrokerError, Delivery, LagProbe, Subscriber};
 
 use crate::admin::ensure_group_topics;
 use crate::config::KafkaConfig;
 use crate::error_class::broker_error;
+use crate::lag::KafkaLagProbe;
 use crate::names::check_topic;
 use crate::offsets::Offsets;
 use crate::publisher::KafkaPublisher;
@@ -66,6 +67,8 @@ pub struct KafkaSubscriber {
     consumer: Arc<StreamConsumer<TrackingContext>>,
     intake: KafkaIntake,
     closed: bool,
+    /// The subscribed topics, for the lag probe.
+    topics: Vec<String>,
 }
 
 impl KafkaSubscriber {
@@ -152,6 +155,7 @@ impl KafkaSubscriber {
             consumer,
             intake,
             closed: false,
+            topics: topics.to_vec(),
         })
     }
 
@@ -165,6 +169,16 @@ impl KafkaSubscriber {
 impl Subscriber for KafkaSubscriber {
     fn group(&self) -> Option<&str> {
         Some(self.intake.group())
+    }
+
+    /// Log end offset minus committed offset on every partition of the subscribed topics
+    /// (see the crate's lag notes: up to one commit interval behind).
+    fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
+        Some(Arc::new(KafkaLagProbe {
+            consumer: Arc::clone(&self.consumer),
+            topics: self.topics.clone(),
+            group: self.intake.group().to_owned(),
+        }))
     }
 
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {

@@ -58,6 +58,7 @@ mod connect;
 mod error_class;
 mod foreign_id;
 mod handover;
+mod lag;
 mod name_rules;
 mod publisher;
 mod settler;

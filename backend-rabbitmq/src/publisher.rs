@@ -10,8 +10,8 @@ use lapin::Connection;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
 use waybill_core::{
-    BrokerError, BrokerPosition, FailureClass, Message, PublishError, PublishOutcome, Publisher,
-    Receipt,
+    BrokerError, BrokerPosition, FailureClass, Health, Message, Outage, PublishError,
+    PublishOutcome, Publisher, Receipt,
 };
 
 use crate::closing::bounded_close;
@@ -46,6 +46,8 @@ struct Inner {
     in_flight: Semaphore,
     closed: AtomicBool,
     next_slot: AtomicUsize,
+    /// When the health check began failing.
+    outage: Outage,
 }
 
 struct Link {
@@ -67,6 +69,7 @@ impl RabbitPublisher {
                 link: Mutex::new(None),
                 closed: AtomicBool::new(false),
                 next_slot: AtomicUsize::new(0),
+                outage: Outage::default(),
             }),
         };
         publisher.link().await?;
@@ -190,6 +193,16 @@ impl Publisher for RabbitPublisher {
             }
         }
         Ok(())
+    }
+
+    /// The publisher's AMQP connection, reconnected when it was lost (as the next publish
+    /// would): `NotReady` with the outage's start while the broker cannot be reached,
+    /// `Stopped` once closed.
+    async fn health(&self) -> Health {
+        if self.inner.closed.load(SeqCst) {
+            return Health::stopped("publisher is closed");
+        }
+        self.inner.outage.judge(self.link().await.map(drop))
     }
 }
 

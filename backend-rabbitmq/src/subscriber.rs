@@ -9,7 +9,9 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, Consumer};
 use tokio::sync::Mutex;
 use tracing::warn;
-use waybill_core::{BrokerError, ConfigError, Delivery, IncomingMessage, Origin, Subscriber};
+use waybill_core::{
+    BrokerError, ConfigError, Delivery, IncomingMessage, LagProbe, Origin, Subscriber,
+};
 
 use crate::closing::bounded_close;
 use crate::config::RabbitConfig;
@@ -17,6 +19,7 @@ use crate::confirm_channel::ConfirmChannel;
 use crate::connect::connect;
 use crate::error_class::{broker_error, describe};
 use crate::handover::{await_previous_consumer_gone, consumer_count};
+use crate::lag::RabbitLagProbe;
 use crate::name_rules::validate_name;
 use crate::settler::{RabbitSettler, SettleLink};
 use crate::topology::{check_lengths, declare_dead_letter_queue, declare_group};
@@ -217,6 +220,20 @@ impl RabbitSubscriber {
 impl Subscriber for RabbitSubscriber {
     fn group(&self) -> Option<&str> {
         Some(&self.group)
+    }
+
+    /// The work queue's ready messages and the dead-letter queue's depth, on a connection of
+    /// the probe's own (unacknowledged messages are not visible over AMQP). `None` for a
+    /// dead-letter reader.
+    fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
+        self.declare_all.then(|| {
+            Arc::new(RabbitLagProbe {
+                config: self.config.clone(),
+                names: Arc::clone(&self.names),
+                group: self.group.to_string(),
+                link: tokio::sync::Mutex::new(None),
+            }) as Arc<dyn LagProbe>
+        })
     }
 
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {

@@ -4,17 +4,18 @@
 use std::time::Duration;
 
 use cheetah_string::CheetahString;
-use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, RouteAdmin, TopicAdmin};
+use rocketmq_client_rust::{ConsumerAdmin, DefaultMQAdminExt, OffsetAdmin, RouteAdmin, TopicAdmin};
 use rocketmq_model::common::config::TopicConfig;
 use rocketmq_model::common::mix_all::MASTER_ID;
+use rocketmq_model::message::MessageQueue;
 use rocketmq_protocol::protocol::subscription::subscription_group_config::SubscriptionGroupConfig;
 use tokio::sync::Mutex;
-use waybill_core::BrokerError;
+use waybill_core::{BrokerError, FailureClass, PartitionLag};
 
 use crate::config::RocketConfig;
 use crate::error_class::broker_error_at;
 use crate::names::{check_group, check_topic, GroupTopics};
-use crate::route_state::{await_route, RouteState};
+use crate::route_state::{await_route, route_state, RouteState};
 use crate::runtime::{client_runtime, Erased, RocketFuture};
 
 /// Read and write permission of a topic.
@@ -22,6 +23,9 @@ const PERM_READ_WRITE: u32 = 4 | 2;
 
 /// How long a new topic may take to appear in the name server's routes.
 const ROUTE_WAIT: Duration = Duration::from_secs(15);
+
+/// How long each request of a lag reading may take, in milliseconds.
+const LAG_REQUEST_TIMEOUT_MS: u64 = 5_000;
 
 /// Administers topics and consumer groups on every master broker of the cluster.
 pub struct RocketAdmin {
@@ -239,10 +243,123 @@ impl RocketAdmin {
         })
     }
 
+    /// The backlog of consumer group `group` on every message queue of `topic`: the queue's
+    /// max offset minus the group's committed offset, one line per queue (partition
+    /// `<brokerName>:<queueId>`), ordered by broker name and queue id.
+    ///
+    /// The brokers are those of the topic's route; each master is asked for the group's
+    /// consume stats of `topic` (one request per broker). A queue the group never committed
+    /// on is reported by the broker at committed offset 0, and a committed offset below the
+    /// queue's min offset points at messages the broker already deleted: in both cases the
+    /// backlog counts from the queue's min offset, the oldest message the group can still
+    /// read (one more request for each queue with a backlog; none for a caught-up queue).
+    /// The committed offset is what the broker holds: the client persists a consumer's
+    /// commits every 5 s (the first time 10 s after it started), so a backlog reads up to
+    /// that much behind what was settled.
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent when the name server, knowing brokers, says `topic` does
+    /// not exist, or a broker refuses the request for good (e.g. no permission); transient
+    /// when the name server or a broker cannot be reached, the topic has no route right now
+    /// (a broker restarting or cut off from the name server), or one of its brokers has no
+    /// master. A reading is never partial: any failed request fails it.
+    pub(crate) fn consume_lag<'a>(
+        &'a self,
+        group: &'a str,
+        topic: &'a str,
+    ) -> RocketFuture<'a, Result<Vec<PartitionLag>, BrokerError>> {
+        crate::runtime::boxed(async move {
+            let admin = self.admin.get().lock().await;
+            let route = match admin.examine_topic_route_info(topic.into()).await {
+                Ok(Some(route)) if !route.broker_datas.is_empty() => route,
+                Ok(_) => {
+                    return Err(no_route(
+                        route_state(&admin, topic, &self.name_server).await?,
+                        topic,
+                    ))
+                }
+                Err(e) if crate::error_class::response_code(&e) == Some(17) => {
+                    return Err(no_route(
+                        route_state(&admin, topic, &self.name_server).await?,
+                        topic,
+                    ))
+                }
+                Err(e) => return Err(broker_error_at("lag", &e, Some(&self.name_server))),
+            };
+            let mut lines = Vec::new();
+            for broker in &route.broker_datas {
+                let Some(addr) = broker.broker_addrs().get(&MASTER_ID).cloned() else {
+                    return Err(BrokerError::transient(
+                        "lag",
+                        format!(
+                            "broker {} of topic {topic} has no master right now",
+                            broker.broker_name()
+                        ),
+                    ));
+                };
+                let stats = admin
+                    .examine_consume_stats(
+                        group.into(),
+                        Some(topic.into()),
+                        None,
+                        Some(addr.clone()),
+                        Some(LAG_REQUEST_TIMEOUT_MS),
+                    )
+                    .await
+                    .map_err(|e| broker_error_at("lag", &e, Some(&self.name_server)))?;
+                let mut queues: Vec<(&MessageQueue, i64, i64)> = stats
+                    .offset_table
+                    .iter()
+                    .filter(|(queue, _)| queue.topic_str() == topic)
+                    .map(|(queue, o)| (queue, o.get_broker_offset(), o.get_consumer_offset()))
+                    .collect();
+                queues.sort_by_key(|(queue, _, _)| queue.queue_id());
+                for (queue, max, committed) in queues {
+                    let max = max.max(0);
+                    let from = if committed < max {
+                        let min = admin
+                            .min_offset(addr.clone(), queue.clone(), LAG_REQUEST_TIMEOUT_MS)
+                            .await
+                            .map_err(|e| broker_error_at("lag", &e, Some(&self.name_server)))?;
+                        committed.max(min).min(max)
+                    } else {
+                        max
+                    };
+                    let lag = u64::try_from(max - from).unwrap_or(0);
+                    lines.push((queue.broker_name().to_string(), queue.queue_id(), lag));
+                }
+            }
+            lines.sort();
+            Ok(lines
+                .into_iter()
+                .map(|(broker, queue_id, lag)| PartitionLag {
+                    destination: topic.to_owned(),
+                    partition: format!("{broker}:{queue_id}"),
+                    lag,
+                })
+                .collect())
+        })
+    }
+
     /// Stops the admin client.
     pub fn close(&self) -> RocketFuture<'_, ()> {
         crate::runtime::boxed(async move {
             self.admin.get().lock().await.shutdown().await;
         })
     }
+}
+
+/// The error of a lag reading for a topic without a route: permanent only when the name
+/// server, knowing brokers, says the topic does not exist.
+fn no_route(state: RouteState, topic: &str) -> BrokerError {
+    let class = if state.is_authoritative_absence() {
+        FailureClass::Permanent
+    } else {
+        FailureClass::Transient
+    };
+    let reason = match state {
+        RouteState::Writable(_) => format!("the route of topic {topic} changed while read"),
+        other => other.explain(topic),
+    };
+    BrokerError::new(class, "lag", reason)
 }

@@ -59,6 +59,8 @@ mod config;
 #[cfg(feature = "testkit")]
 mod conformance_target;
 mod error_class;
+mod lag;
+mod name_server_probe;
 mod names;
 mod publisher;
 mod queue_select;

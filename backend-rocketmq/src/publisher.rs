@@ -11,7 +11,8 @@ use rocketmq_client_rust::{ClientError, DefaultMQProducer, SendResult, SendStatu
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message as RocketMessage;
 use waybill_core::{
-    BrokerError, BrokerPosition, Message, PublishError, PublishOutcome, Publisher, Receipt,
+    BrokerError, BrokerPosition, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
+    Receipt,
 };
 
 use tokio::sync::OnceCell;
@@ -61,6 +62,8 @@ pub struct RocketPublisher {
     /// application future that holds the publisher walk the client's types past the
     /// compiler's default recursion limit.)
     route_admin: Erased<OnceCell<RocketAdmin>>,
+    /// When the health check began failing.
+    outage: Outage,
 }
 
 impl RocketPublisher {
@@ -98,6 +101,7 @@ impl RocketPublisher {
                 closed: AtomicBool::new(false),
                 routed: Mutex::new(HashSet::new()),
                 route_admin: Erased::new(OnceCell::new()),
+                outage: Outage::default(),
             })
         })
     }
@@ -448,6 +452,16 @@ impl Publisher for RocketPublisher {
             admin.close().await;
         }
         Ok(())
+    }
+
+    /// Whether a name server accepts a connection (3 s at most each): `NotReady` with the
+    /// outage's start when none does, `Stopped` once closed.
+    async fn health(&self) -> Health {
+        if self.closed.load(Ordering::Acquire) {
+            return Health::stopped("publisher is closed");
+        }
+        let answer = crate::name_server_probe::any_name_server_answers(&self.config).await;
+        self.outage.judge(answer)
     }
 }
 

@@ -11,11 +11,12 @@ use rocketmq_model::common::message::message_queue::MessageQueue;
 use waybill_core::backend_kit::{
     InFlightOffsets, IntakeTopics, LogIntake, OffsetCommitter, RecordPosition,
 };
-use waybill_core::{BrokerError, Delivery, Subscriber};
+use waybill_core::{BrokerError, Delivery, LagProbe, Subscriber};
 
 use crate::admin::RocketAdmin;
 use crate::config::{RocketConfig, StartFrom};
 use crate::error_class::broker_error;
+use crate::lag::RocketLagProbe;
 use crate::names::GroupTopics;
 use crate::publisher::RocketPublisher;
 use crate::runtime::{client_runtime, Erased, RocketFuture};
@@ -87,6 +88,11 @@ pub struct RocketSubscriber {
     polled: VecDeque<MessageExt>,
     poll_timeout_ms: u64,
     closed: bool,
+    /// For the lag probe: the config, the subscribed topics and, for a group's own
+    /// subscriber, its dead-letter topic with the group that reads it.
+    config: RocketConfig,
+    topics: Vec<String>,
+    dead_letters: Option<(String, String)>,
 }
 
 impl RocketSubscriber {
@@ -126,7 +132,7 @@ impl RocketSubscriber {
         group: &'a str,
     ) -> RocketFuture<'a, Result<Self, BrokerError>> {
         crate::runtime::boxed(async move {
-            let reader = format!("{group}_dlq_reader");
+            let reader = dead_letter_reader(group);
             let names = prepare_group(&config, topic, group, Some(&reader)).await?;
             Self::open(
                 config,
@@ -186,6 +192,9 @@ impl RocketSubscriber {
             .map_err(|e| broker_error("subscribe", &e))?;
         let consumer = Erased::new(consumer);
         let publisher = Arc::new(RocketPublisher::connect(config.clone()).await?);
+        let dead_letters = dead_letter_topic
+            .as_ref()
+            .map(|topic| (topic.clone(), dead_letter_reader(group)));
         let intake = RocketIntake::new(
             offsets,
             CommitOffsets(consumer.clone()),
@@ -203,6 +212,9 @@ impl RocketSubscriber {
             polled: VecDeque::new(),
             poll_timeout_ms: millis(config.poll_timeout),
             closed: false,
+            config,
+            topics: topics.to_vec(),
+            dead_letters,
         })
     }
 
@@ -239,6 +251,11 @@ async fn prepare_group(
     names
 }
 
+/// The consumer group that reads `group`'s dead letters ([`RocketSubscriber::dead_letters`]).
+fn dead_letter_reader(group: &str) -> String {
+    format!("{group}_dlq_reader")
+}
+
 fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -247,6 +264,23 @@ fn millis(d: std::time::Duration) -> u64 {
 impl Subscriber for RocketSubscriber {
     fn group(&self) -> Option<&str> {
         Some(self.intake.group())
+    }
+
+    /// Max offset minus committed offset on every message queue of the subscribed topics
+    /// (the topic and the group's retry topic; the dead-letter topic for
+    /// [`RocketSubscriber::dead_letters`]), read from the brokers' consume stats through an
+    /// admin client of the probe's own, started at its first reading. A queue the group never
+    /// committed on counts from its min offset. Commits reach the broker up to 5 s late, the
+    /// first ones 10 s after the subscriber connected. `dead_letter_depth` is what the
+    /// dead-letter reader group has not read of the group's dead-letter topic (`None` for the
+    /// reader itself, or when it cannot be read).
+    fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
+        Some(Arc::new(RocketLagProbe::new(
+            self.config.clone(),
+            self.intake.group().to_owned(),
+            self.topics.clone(),
+            self.dead_letters.clone(),
+        )))
     }
 
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {

@@ -1,5 +1,5 @@
 //! The `waybill-relay` process against real PostgreSQL, SQLite, RabbitMQ and Kafka: migrate, relay in key
-//! order, serve /metrics and /healthz, stop cleanly on SIGTERM.
+//! order, serve /metrics, /livez and /readyz, stop cleanly on SIGTERM.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -9,6 +9,7 @@ use sqlx::postgres::PgPoolOptions;
 use waybill_core::{Message, Subscriber};
 use waybill_outbox::Outbox;
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitSubscriber};
+
 
 const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
 
@@ -24,11 +25,57 @@ fn amqp_url() -> String {
 
 fn http_get(addr: &str, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).unwrap();
     let mut out = String::new();
     stream.read_to_string(&mut out).unwrap();
     out
+}
+
+/// A new, migrated PostgreSQL database: the server's admin pool, the database's name and URL.
+async fn fresh_database() -> (sqlx::PgPool, String, String) {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL unreachable at {} ({e}): scripts/brokers start postgres",
+                admin_url()
+            )
+        });
+    let db = format!(
+        "wb_sidecar_{}",
+        waybill_core::MessageId::new().to_string().replace('-', "")
+    );
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{db}", admin_url().rsplit_once('/').unwrap().0);
+    let migrated = Command::new(RELAY)
+        .args(["migrate", "--database-url", &url])
+        .status()
+        .unwrap();
+    assert!(migrated.success(), "waybill-relay migrate");
+    (admin, db, url)
+}
+
+/// The summed value of the Prometheus samples named `name` (exactly) whose labels contain
+/// every one of `with`, from a `/metrics` response; `None` when there is none.
+fn sample(metrics: &str, name: &str, with: &[&str]) -> Option<f64> {
+    let values: Vec<f64> = metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, labels) = series.split_once('{').unwrap_or((series, ""));
+            (series_name == name && with.iter().all(|w| labels.contains(w)))
+                .then(|| value.parse().ok())
+                .flatten()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 /// Receives and acks `n` deliveries, each within `wait`, checking that every key's `seq`
@@ -60,31 +107,7 @@ async fn receive_in_key_order(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() {
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&admin_url())
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL unreachable at {} ({e}): scripts/brokers start postgres",
-                admin_url()
-            )
-        });
-    let db = format!(
-        "wb_sidecar_{}",
-        waybill_core::MessageId::new().to_string().replace('-', "")
-    );
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&admin)
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", admin_url().rsplit_once('/').unwrap().0);
-
-    let migrated = Command::new(RELAY)
-        .args(["migrate", "--database-url", &url])
-        .status()
-        .unwrap();
-    assert!(migrated.success(), "waybill-relay migrate");
+    let (admin, db, url) = fresh_database().await;
 
     let config = RabbitConfig::builder(amqp_url()).build().unwrap();
     let topic = format!(
@@ -153,33 +176,64 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
     let mut metrics = String::new();
     for _ in 0..100 {
         metrics = http_get(&listen, "/metrics");
-        if metrics.contains("waybill_outbox_dead_rows 1") {
+        if sample(&metrics, "waybill_relay_dead_rows", &[]) == Some(1.0)
+            && sample(&metrics, "waybill_relay_published", &[]) == Some(500.0)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(metrics.contains("waybill_outbox_dead_rows 1"), "{metrics}");
-    assert!(
-        metrics.contains("waybill_relay_shards_owned 16"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("waybill_relay_destination_missing_total 1"),
-        "{metrics}"
-    );
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    assert!(
-        metrics.contains("waybill_relay_published_total 500"),
+    assert_eq!(
+        sample(&metrics, "waybill_relay_dead_rows", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "waybill_relay_published", &[]),
+        Some(500.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "waybill_relay_pending", &[]),
+        Some(0.0),
         "{metrics}"
     );
     assert!(
-        metrics.contains("waybill_outbox_pending_rows 0"),
+        sample(&metrics, "waybill_relay_oldest_pending_age", &[]).is_some(),
         "{metrics}"
     );
+    assert_eq!(
+        sample(&metrics, "waybill_relay_shards_owned", &[]),
+        Some(16.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "waybill_relay_ready", &[]),
+        Some(1.0),
+        "{metrics}"
+    );
+    let no_destination = sample(
+        &metrics,
+        "messaging_client_sent_messages",
+        &[
+            "messaging_system=\"rabbitmq\"",
+            "waybill_outcome=\"no_destination\"",
+        ],
+    );
+    assert!(no_destination >= Some(1.0), "{metrics}");
+    let confirm_buckets = metrics
+        .lines()
+        .filter(|l| l.starts_with("messaging_client_operation_duration_bucket{"))
+        .count();
     assert!(
-        metrics.contains("waybill_outbox_oldest_pending_age_seconds"),
-        "{metrics}"
+        confirm_buckets > 0,
+        "publish latency is a histogram: {metrics}"
     );
+    assert!(http_get(&listen, "/livez").starts_with("HTTP/1.1 200"));
+    let ready = http_get(&listen, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.contains("shards owned: 16"), "{ready}");
     assert!(http_get(&listen, "/healthz").starts_with("HTTP/1.1 200"));
 
     let started = Instant::now();

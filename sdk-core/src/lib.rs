@@ -28,8 +28,10 @@ mod dead_letter;
 mod delivery;
 mod handler;
 mod headers;
+mod health;
 mod idempotency;
 mod incoming;
+mod lag;
 mod memory_broker;
 mod memory_idempotency;
 mod message;
@@ -64,10 +66,12 @@ pub use dead_letter::{DeadLetterRecord, ErrorClass, RecordError, MAX_ERROR_MESSA
 pub use delivery::{Delivery, Settle};
 pub use handler::{handler_fn, BoxError, Handler, HandlerError, HandlerFn};
 pub use headers::Headers;
+pub use health::{Health, HealthState, Outage};
 pub use idempotency::{
     Claim, ClaimToken, Completion, HeldClaim, IdempotencyStore, StoreError, StoreErrorKind,
 };
 pub use incoming::{IncomingMessage, Origin};
+pub use lag::{ConsumerLag, LagProbe, PartitionLag};
 pub use memory_broker::{
     AckContext, AckFault, DeliveryContext, DeliveryFault, FaultInjector, MemoryBroker,
     MemoryBrokerBuilder, MemoryPublisher, MemorySubscriber, PublishContext, PublishFault,

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use futures_util::future::join_all;
 
 use crate::broker_error::BrokerError;
+use crate::health::Health;
 use crate::message::Message;
 use crate::publish_error::PublishError;
 use crate::receipt::Receipt;
@@ -56,4 +57,15 @@ pub trait Publisher: Send + Sync {
     /// [`BrokerError`] when the connection could not be shut down cleanly; publishes already
     /// confirmed stay confirmed.
     async fn close(&self) -> Result<(), BrokerError>;
+
+    /// Whether the broker can be reached now, checked on demand (for readiness probes).
+    ///
+    /// The shipped backends check their own connection: RabbitMQ its AMQP connection
+    /// (reconnecting when it was lost), Kafka a metadata request, RocketMQ the name servers;
+    /// a failing check reports [`Health::not_ready`] with the outage's start. A closed
+    /// publisher reports [`Health::stopped`]. The default, for publishers that cannot tell,
+    /// answers `Degraded` (still ready) with a reason that says nothing was checked.
+    async fn health(&self) -> Health {
+        Health::degraded("this publisher does not check its broker connection")
+    }
 }

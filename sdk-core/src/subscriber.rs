@@ -1,9 +1,12 @@
 //! The consumer-side contract.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::broker_error::BrokerError;
 use crate::delivery::Delivery;
+use crate::lag::LagProbe;
 
 /// Yields deliveries from one subscription (topic or queue, consumer group).
 ///
@@ -34,6 +37,14 @@ pub trait Subscriber: Send {
     fn group(&self) -> Option<&str> {
         None
     }
+
+    /// A probe that reads this subscription's consumer lag from the broker, usable while the
+    /// subscriber itself is busy receiving (a [`crate::Processor`] samples it into the
+    /// `waybill.consumer.lag` gauge and answers [`crate::RunningProcessor::lag`] with it).
+    /// `None` when the backend cannot tell.
+    fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -48,5 +59,9 @@ impl<S: Subscriber + ?Sized> Subscriber for Box<S> {
 
     fn group(&self) -> Option<&str> {
         (**self).group()
+    }
+
+    fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
+        (**self).lag_probe()
     }
 }

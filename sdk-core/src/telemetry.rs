@@ -29,6 +29,11 @@
 //! | `waybill.relay.dead_rows` | gauge | `{row}` | `waybill.relay.name` | outbox rows that exhausted their attempts |
 //! | `waybill.relay.published` | counter | `{row}` | `waybill.relay.name` | rows published with a confirm and deleted |
 //! | `waybill.relay.batch.duration` | histogram | `s` | `waybill.relay.name` | one relay batch, select to delete |
+//! | `waybill.relay.shards_owned` | gauge | `{shard}` | `waybill.relay.name` | shards the relay holds a lease on (0 on every relay: nothing is relayed) |
+//! | `waybill.relay.ready` | gauge | `1` | `waybill.relay.name` | 1 while the relay is ready (database and broker reachable, lease round current), else 0 |
+//! | `waybill.processor.ready` | gauge | `1` | destination, group | 1 while the processor is ready (subscriber receiving, handler failures below the limit), else 0 |
+//! | `waybill.consumer.lag` | gauge | `{message}` | `messaging.system`, destination, group, `messaging.destination.partition.id` | messages not yet consumed by the group, per partition (Kafka), message queue (RocketMQ) or queue (RabbitMQ: ready plus unacknowledged) |
+//! | `waybill.consumer.dead_letter_depth` | gauge | `{message}` | `messaging.system`, destination, group | messages waiting in the group's dead-letter queue (RabbitMQ) |
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -72,9 +77,19 @@ pub mod names {
     pub const RELAY_PUBLISHED: &str = "waybill.relay.published";
     /// One relay batch.
     pub const RELAY_BATCH_DURATION: &str = "waybill.relay.batch.duration";
+    /// Shards the relay holds a lease on.
+    pub const RELAY_SHARDS_OWNED: &str = "waybill.relay.shards_owned";
+    /// 1 while the relay is ready (database and broker reachable, leases renewed), else 0.
+    pub const RELAY_READY: &str = "waybill.relay.ready";
+    /// 1 while the processor is ready (subscriber receiving, handlers not failing), else 0.
+    pub const PROCESSOR_READY: &str = "waybill.processor.ready";
+    /// Messages of a group's topic or queue not yet consumed, per partition or queue.
+    pub const CONSUMER_LAG: &str = "waybill.consumer.lag";
+    /// Messages waiting in a group's dead-letter queue.
+    pub const DEAD_LETTER_DEPTH: &str = "waybill.consumer.dead_letter_depth";
 
     /// Every name above, for dashboards and tests that cross-check them.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 21] = [
         SENT_MESSAGES,
         OPERATION_DURATION,
         CONSUMED_MESSAGES,
@@ -91,6 +106,11 @@ pub mod names {
         RELAY_DEAD_ROWS,
         RELAY_PUBLISHED,
         RELAY_BATCH_DURATION,
+        RELAY_SHARDS_OWNED,
+        RELAY_READY,
+        PROCESSOR_READY,
+        CONSUMER_LAG,
+        DEAD_LETTER_DEPTH,
     ];
 }
 
@@ -112,6 +132,8 @@ pub mod attributes {
     pub const CLAIM_RESULT: &str = "waybill.claim.result";
     /// The relay's name.
     pub const RELAY: &str = "waybill.relay.name";
+    /// The partition (Kafka), message queue (RocketMQ) or queue (RabbitMQ) a lag is read from.
+    pub const PARTITION: &str = "messaging.destination.partition.id";
 }
 
 /// Registers the description and unit of every instrument with the installed recorder (call it
@@ -151,6 +173,23 @@ pub fn describe() {
         "Outbox rows published and deleted"
     );
     describe_histogram!(RELAY_BATCH_DURATION, Unit::Seconds, "One relay batch");
+    describe_gauge!(
+        RELAY_SHARDS_OWNED,
+        Unit::Count,
+        "Shards the relay holds a lease on"
+    );
+    describe_gauge!(RELAY_READY, "1 while the relay is ready, else 0");
+    describe_gauge!(PROCESSOR_READY, "1 while the processor is ready, else 0");
+    describe_gauge!(
+        CONSUMER_LAG,
+        messages,
+        "Messages not yet consumed by the group"
+    );
+    describe_gauge!(
+        DEAD_LETTER_DEPTH,
+        messages,
+        "Messages waiting in the group's dead-letter queue"
+    );
 }
 
 /// Records a publish's result (see [`record_send`]).

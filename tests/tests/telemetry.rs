@@ -5,32 +5,66 @@
 
 mod support;
 
+#[path = "telemetry/health.rs"]
+mod health;
+#[path = "telemetry/lag.rs"]
+mod lag;
+#[path = "telemetry/lag_rocketmq.rs"]
+mod lag_rocketmq;
+
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
 use waybill_core::telemetry::names;
 use waybill_core::{
     handler_fn, HandlerError, InMemoryIdempotencyStore, IncomingMessage, MemoryBroker, Message,
     Processor, Publisher, RetryPolicy,
 };
 
-/// The process's recorder, installed once for every test of this binary.
-fn snapshotter() -> &'static Snapshotter {
-    static SNAPSHOTTER: OnceLock<Snapshotter> = OnceLock::new();
-    SNAPSHOTTER.get_or_init(|| {
-        let recorder = DebuggingRecorder::new();
-        let snapshotter = recorder.snapshotter();
-        recorder
-            .install()
-            .expect("no other metrics recorder in this test binary");
-        waybill_core::telemetry::describe();
-        snapshotter
-    })
+/// A recorder that keeps every value as the code left it. (metrics-util's debugging recorder
+/// resets counters, gauges and histograms at each snapshot, so tests of one binary that
+/// snapshot concurrently would reset each other's gauges.)
+struct Recording(Registry<Key, AtomicStorage>);
+
+impl Recorder for Recording {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.0
+            .get_or_create_counter(key, |c| Counter::from_arc(Arc::clone(c)))
+    }
+
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| Gauge::from_arc(Arc::clone(g)))
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| Histogram::from_arc(Arc::clone(h)))
+    }
 }
 
-/// A recorded value, totalled over snapshots.
+/// The process's recorder, installed once for every test of this binary.
+fn recording() -> &'static Registry<Key, AtomicStorage> {
+    static RECORDING: OnceLock<&'static Recording> = OnceLock::new();
+    let recording = RECORDING.get_or_init(|| {
+        let recording: &'static Recording = Box::leak(Box::new(Recording(Registry::atomic())));
+        metrics::set_global_recorder(recording)
+            .expect("no other metrics recorder in this test binary");
+        waybill_core::telemetry::describe();
+        recording
+    });
+    &recording.0
+}
+
+/// A recorded value.
 #[derive(Clone, Debug)]
 enum Value {
     Counter(u64),
@@ -46,43 +80,30 @@ struct Series {
     value: Value,
 }
 
-/// Everything recorded so far. A snapshot of the recording recorder drains counters and
-/// histograms, and the tests of this binary snapshot concurrently, so every snapshot is
-/// folded into one running total that all of them read.
+/// Everything recorded so far, as it stands now.
 fn series() -> Vec<Series> {
-    type Totals = BTreeMap<(String, BTreeMap<String, String>), Value>;
-    static TOTALS: OnceLock<Mutex<Totals>> = OnceLock::new();
-    let mut totals = TOTALS.get_or_init(Default::default).lock().expect("totals");
-    for (key, _, _, value) in snapshotter().snapshot().into_vec() {
-        let key = key.key();
-        let labels = key
-            .labels()
+    let registry = recording();
+    let labels = |key: &Key| {
+        key.labels()
             .map(|l| (l.key().to_owned(), l.value().to_owned()))
-            .collect();
-        let entry = (key.name().to_owned(), labels);
-        let merged = match (totals.remove(&entry), value) {
-            (Some(Value::Counter(a)), DebugValue::Counter(b)) => Value::Counter(a + b),
-            (None, DebugValue::Counter(b)) => Value::Counter(b),
-            (Some(Value::Histogram(mut a)), DebugValue::Histogram(b)) => {
-                a.extend(b.into_iter().map(|v| v.into_inner()));
-                Value::Histogram(a)
-            }
-            (None, DebugValue::Histogram(b)) => {
-                Value::Histogram(b.into_iter().map(|v| v.into_inner()).collect())
-            }
-            (_, DebugValue::Gauge(g)) => Value::Gauge(g.into_inner()),
-            (previous, other) => panic!("{entry:?} changed kind: {previous:?} then {other:?}"),
-        };
-        totals.insert(entry, merged);
+            .collect()
+    };
+    let series = |key: &Key, value| Series {
+        name: key.name().to_owned(),
+        labels: labels(key),
+        value,
+    };
+    let mut all = Vec::new();
+    for (key, c) in registry.get_counter_handles() {
+        all.push(series(&key, Value::Counter(c.load(SeqCst))));
     }
-    totals
-        .iter()
-        .map(|((name, labels), value)| Series {
-            name: name.clone(),
-            labels: labels.clone(),
-            value: value.clone(),
-        })
-        .collect()
+    for (key, g) in registry.get_gauge_handles() {
+        all.push(series(&key, Value::Gauge(f64::from_bits(g.load(SeqCst)))));
+    }
+    for (key, h) in registry.get_histogram_handles() {
+        all.push(series(&key, Value::Histogram(h.data())));
+    }
+    all
 }
 
 /// The series named `name` whose labels include `with`.
@@ -151,7 +172,7 @@ async fn wait_until(mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_counts_what_happened_to_each_message() {
-    snapshotter();
+    recording();
     let broker = MemoryBroker::new();
     let (topic, group) = ("wb-metrics-orders", "wb-metrics-billing");
     let subscriber = broker.subscriber(topic, group).unwrap();
@@ -254,7 +275,7 @@ async fn the_processor_counts_what_happened_to_each_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_reports_its_backlog_and_what_it_published() {
-    snapshotter();
+    recording();
     let db = support::outbox_db::Db::sqlite().await;
     let support::outbox_db::Db::Sqlite { pool, .. } = &db else {
         unreachable!("a SQLite database")
@@ -330,7 +351,7 @@ async fn the_relay_reports_its_backlog_and_what_it_published() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_publishes_are_counted_by_outcome() {
-    snapshotter();
+    recording();
     let config = support::rabbitmq::config();
     let publisher = waybill_rabbitmq::RabbitPublisher::connect(config.clone())
         .await

@@ -19,6 +19,8 @@ pub(crate) struct RelayInstruments {
     pending: Gauge,
     oldest_pending_age: Gauge,
     dead_rows: Gauge,
+    shards_owned: Gauge,
+    ready: Gauge,
 }
 
 impl RelayInstruments {
@@ -30,6 +32,8 @@ impl RelayInstruments {
             pending: gauge!(names::RELAY_PENDING, &labels),
             oldest_pending_age: gauge!(names::RELAY_OLDEST_PENDING_AGE, &labels),
             dead_rows: gauge!(names::RELAY_DEAD_ROWS, &labels),
+            shards_owned: gauge!(names::RELAY_SHARDS_OWNED, &labels),
+            ready: gauge!(names::RELAY_READY, &labels),
         }
     }
 
@@ -39,6 +43,11 @@ impl RelayInstruments {
 
     pub fn batch_done(&self, took: Duration) {
         self.batch_duration.record(took.as_secs_f64());
+    }
+
+    pub fn health(&self, ready: bool, shards_owned: usize) {
+        self.ready.set(if ready { 1.0 } else { 0.0 });
+        self.shards_owned.set(shards_owned as f64);
     }
 
     pub fn backlog(&self, backlog: &Backlog) {

@@ -98,6 +98,17 @@ impl Leases {
         }
     }
 
+    /// `Ok` while the last lease round is recent enough that the leases it took still hold
+    /// (whether or not it won any shard); else why not.
+    pub async fn round_current(&self) -> Result<(), &'static str> {
+        let state = self.state.lock().await;
+        match state.valid_until {
+            Some(until) if Instant::now() < until => Ok(()),
+            Some(_) => Err("no shard lease round succeeded within the lease time"),
+            None => Err("no shard lease round has succeeded yet"),
+        }
+    }
+
     /// How many shards are held now (0 while leases may have lapsed).
     pub async fn owned_count(&self) -> usize {
         let state = self.state.lock().await;

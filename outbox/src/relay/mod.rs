@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tracing::{debug, error, info, warn};
-use waybill_core::{Message, PublishError, PublishOutcome, Publisher};
+use waybill_core::{Health, Message, Outage, PublishError, PublishOutcome, Publisher};
 
 pub use config::{RelayConfig, RelayConfigBuilder};
 use leases::Leases;
@@ -98,7 +98,7 @@ struct Counters {
 /// PostgreSQL transaction ids are server-wide, and so is MySQL's list of running
 /// transactions: a transaction left open anywhere on the server (any database) holds
 /// relaying back until it ends. Keep business transactions short and
-/// watch `waybill_outbox_oldest_pending_age_seconds`.
+/// watch `waybill.relay.oldest_pending_age` (`waybill_relay_oldest_pending_age` in Prometheus).
 pub struct Relay {
     store: Arc<dyn RelayStore>,
     publisher: Arc<dyn Publisher>,
@@ -107,6 +107,9 @@ pub struct Relay {
     leases: Leases,
     wait_alerts: WaitAlerts,
     instruments: RelayInstruments,
+    /// When the database, and the lease rounds, began failing health checks.
+    database_outage: Outage,
+    lease_outage: Outage,
 }
 
 impl Relay {
@@ -119,6 +122,8 @@ impl Relay {
             counters: Counters::default(),
             leases: Leases::default(),
             wait_alerts: WaitAlerts::default(),
+            database_outage: Outage::default(),
+            lease_outage: Outage::default(),
         }
     }
 
@@ -455,13 +460,6 @@ impl Relay {
                 last_cleanup = Some(Instant::now());
                 self.clean_up().await;
             }
-            if last_sample.is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE_EVERY) {
-                last_sample = Some(Instant::now());
-                // Sets the backlog gauges; a failure shows in the batch that follows.
-                if let Err(e) = self.backlog().await {
-                    debug!(error = %e, "backlog sample failed");
-                }
-            }
             let idle = match self.relay_once().await {
                 Ok(n) => {
                     failures = 0;
@@ -474,6 +472,18 @@ impl Relay {
                 }
                 Err(e) => return Err(e),
             };
+            if last_sample.is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE_EVERY) {
+                last_sample = Some(Instant::now());
+                // After the batch (the first one takes the leases): sets the backlog and
+                // health gauges; a failure shows in the batch that follows.
+                if let Err(e) = self.backlog().await {
+                    debug!(error = %e, "backlog sample failed");
+                }
+                let health = self.health().await;
+                if !health.is_ready() {
+                    warn!(relay = %self.config.name, %health, "relay not ready");
+                }
+            }
             if !idle {
                 continue;
             }
@@ -522,6 +532,28 @@ impl Relay {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         self.store.ping().await
+    }
+
+    /// How the relay is doing, checked now: the database answers, the broker answers (the
+    /// publisher's own check, see [`Publisher::health`]), and the last shard lease round is
+    /// recent enough that its leases hold. The worst of the three decides; a `NotReady` part
+    /// says since when. A relay that was never run reports `NotReady` ("no shard lease round
+    /// has succeeded yet"); holding no shard (more relays than shards) is still ready.
+    ///
+    /// Also sets the `waybill.relay.ready` and `waybill.relay.shards_owned` gauges; a running
+    /// relay checks every 15 s so the gauges stay current without a probe.
+    pub async fn health(&self) -> Health {
+        let database = self.database_outage.judge(if self.ping().await {
+            Ok(())
+        } else {
+            Err("the outbox database does not answer")
+        });
+        let broker = self.publisher.health().await;
+        let leases = self.lease_outage.judge(self.leases.round_current().await);
+        let health = database.worst(broker).worst(leases);
+        self.instruments
+            .health(health.is_ready(), self.shards_owned().await);
+        health
     }
 }
 

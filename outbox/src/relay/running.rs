@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use waybill_core::Health;
 
 use super::{Relay, RelayStats};
 use crate::error::OutboxError;
@@ -55,6 +56,14 @@ impl RunningRelay {
     /// A database error.
     pub async fn backlog(&self) -> Result<Backlog, OutboxError> {
         self.relay.backlog().await
+    }
+
+    /// How the relay is doing ([`Relay::health`]), or `Stopped` once its task ended.
+    pub async fn health(&self) -> Health {
+        if self.task.is_finished() {
+            return Health::stopped("the relay has stopped");
+        }
+        self.relay.health().await
     }
 
     /// Whether the relay has stopped (after a shutdown or on an error).

@@ -167,4 +167,13 @@ impl Publisher for MemoryPublisher {
             idle.await;
         }
     }
+
+    /// `Ready` (the broker is in this process) until the publisher is closed.
+    async fn health(&self) -> crate::Health {
+        if self.lifecycle.closed.load(SeqCst) {
+            crate::Health::stopped("publisher is closed")
+        } else {
+            crate::Health::ready()
+        }
+    }
 }

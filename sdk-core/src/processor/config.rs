@@ -32,6 +32,8 @@ pub struct ProcessorConfig {
     pub(crate) claim_lease: Duration,
     pub(crate) drain_timeout: Duration,
     pub(crate) redelivery_hold: Duration,
+    pub(crate) degraded_failure_ratio: f64,
+    pub(crate) lag_interval: Duration,
 }
 
 impl ProcessorConfig {
@@ -104,6 +106,8 @@ impl ProcessorBuilder {
                 claim_lease: Duration::from_secs(60),
                 drain_timeout: Duration::from_secs(30),
                 redelivery_hold: Duration::from_secs(30),
+                degraded_failure_ratio: 0.5,
+                lag_interval: Duration::from_secs(15),
             },
             max_buffered: None,
         }
@@ -180,12 +184,30 @@ impl ProcessorBuilder {
         self
     }
 
+    /// The share of handler runs that must fail, over the last 30 to 60 s and at least 10
+    /// runs, for [`RunningProcessor::health`](crate::RunningProcessor::health) to report
+    /// `Degraded` (default 0.5). A degraded processor still works (it stays ready); the state
+    /// is for dashboards and alerts.
+    pub fn degraded_failure_ratio(mut self, ratio: f64) -> Self {
+        self.config.degraded_failure_ratio = ratio;
+        self
+    }
+
+    /// How often the consumer lag is read from the broker into the `waybill.consumer.lag`
+    /// gauge (default 15 s), when the subscriber offers a
+    /// [`lag_probe`](crate::Subscriber::lag_probe).
+    pub fn lag_interval(mut self, interval: Duration) -> Self {
+        self.config.lag_interval = interval;
+        self
+    }
+
     /// Validates and returns the processor.
     ///
     /// # Errors
     /// [`ConfigError`] naming the field: `group` (empty or unusable), `idempotency` (neither a
     /// store nor [`at_least_once_effects`](Self::at_least_once_effects)), `concurrency`
-    /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero).
+    /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero),
+    /// `degraded_failure_ratio` (not above 0 and at most 1), `lag_interval` (zero).
     pub fn build(self) -> Result<crate::Processor, ConfigError> {
         let mut config = self.config;
         if config.group.is_empty() {
@@ -220,6 +242,21 @@ impl ProcessorBuilder {
             return Err(ConfigError::new(
                 "drain_timeout",
                 "must be greater than zero",
+            ));
+        }
+        if config.lag_interval.is_zero() {
+            return Err(ConfigError::new(
+                "lag_interval",
+                "must be greater than zero",
+            ));
+        }
+        if !(config.degraded_failure_ratio > 0.0 && config.degraded_failure_ratio <= 1.0) {
+            return Err(ConfigError::new(
+                "degraded_failure_ratio",
+                format!(
+                    "{} is not above 0 and at most 1",
+                    config.degraded_failure_ratio
+                ),
             ));
         }
         if config.idempotency.is_none() && !config.at_least_once_effects {

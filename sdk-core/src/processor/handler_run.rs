@@ -33,6 +33,7 @@ pub(crate) async fn run_handler(
     let outcome = AssertUnwindSafe(shared.handler.handle(incoming))
         .catch_unwind()
         .await;
+    shared.health.handler_ran(matches!(outcome, Ok(Ok(()))));
     if let Some(i) = instruments {
         i.in_flight.decrement(1.0);
         let end = match &outcome {

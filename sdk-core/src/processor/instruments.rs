@@ -25,6 +25,8 @@ pub(crate) struct Instruments {
     pub handler_panics: Counter,
     pub settle_errors: Counter,
     pub in_flight: Gauge,
+    /// `waybill.processor.ready`: 1 while receiving works, 0 while it fails or once stopped.
+    pub ready: Gauge,
     run_ok: Histogram,
     run_error: Histogram,
     run_panic: Histogram,
@@ -46,7 +48,10 @@ impl Instruments {
             all.push((key, value.to_owned()));
             all
         };
+        let ready = gauge!(names::PROCESSOR_READY, &labels);
+        ready.set(1.0); // registered at a delivery: receiving works
         Self {
+            ready,
             consumed: counter!(names::CONSUMED_MESSAGES, &labels),
             retries: counter!(names::RETRIES, &labels),
             dead_lettered: counter!(names::DEAD_LETTERED, &labels),

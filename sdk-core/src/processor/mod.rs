@@ -4,6 +4,7 @@ mod claims;
 mod config;
 mod counters;
 mod handler_run;
+mod health_watch;
 mod instruments;
 mod key_scheduler;
 mod parked;

@@ -10,6 +10,7 @@ use super::claims::{self, Acquisition};
 use super::config::ProcessorConfig;
 use super::counters::{Counters, Event};
 use super::handler_run::run_handler;
+use super::health_watch::HealthWatch;
 use super::parked::ParkedSettlements;
 use crate::dead_letter::{DeadLetterRecord, ErrorClass};
 use crate::delivery::Delivery;
@@ -31,6 +32,8 @@ pub(crate) struct Shared {
     pub running: Option<Arc<Semaphore>>,
     /// Retry and dead-letter settlements whose copy found no destination yet.
     pub parked: ParkedSettlements,
+    /// Receive failures and recent handler runs, for `RunningProcessor::health`.
+    pub health: Arc<HealthWatch>,
 }
 
 /// How a delivery left the pipeline.

@@ -4,15 +4,18 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::config::{Ordering, ProcessorBuilder, ProcessorConfig};
 use super::counters::{Counters, CountersSnapshot, Event};
+use super::health_watch::HealthWatch;
 use super::key_scheduler::{spawn_single, KeyScheduler};
 use super::parked::ParkedSettlements;
 use super::pipeline::Shared;
 use crate::broker_error::BrokerError;
 use crate::handler::Handler;
+use crate::health::Health;
+use crate::lag::{ConsumerLag, LagProbe};
 use crate::subscriber::Subscriber;
 
 /// The consumer runtime. It owns acknowledgement; handlers only return results.
@@ -114,9 +117,18 @@ impl Processor {
         H: Handler,
     {
         let (stop, stopping) = watch::channel(false);
+        let lag_probe = subscriber.lag_probe();
+        if let Some(probe) = &lag_probe {
+            tokio::spawn(sample_lag(
+                Arc::clone(probe),
+                self.config.lag_interval,
+                stopping.clone(),
+            ));
+        }
         let counters = Arc::new(Counters::default());
         let running = (self.config.max_buffered > self.config.concurrency)
             .then(|| Arc::new(Semaphore::new(self.config.concurrency)));
+        let health = Arc::new(HealthWatch::new(self.config.degraded_failure_ratio));
         let shared = Arc::new(Shared {
             group: Arc::from(self.config.group.as_str()),
             config: self.config,
@@ -125,10 +137,13 @@ impl Processor {
             stopping,
             running,
             parked: ParkedSettlements::default(),
+            health: Arc::clone(&health),
         });
         let task = tokio::spawn(fetch_loop(subscriber, shared));
         RunningProcessor {
             counters,
+            health,
+            lag_probe,
             stop,
             task,
         }
@@ -139,6 +154,8 @@ impl Processor {
 /// would, without waiting.
 pub struct RunningProcessor {
     counters: Arc<Counters>,
+    health: Arc<HealthWatch>,
+    lag_probe: Option<Arc<dyn LagProbe>>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), ProcessorError>>,
 }
@@ -147,6 +164,34 @@ impl RunningProcessor {
     /// The counters right now.
     pub fn counters(&self) -> CountersSnapshot {
         self.counters.snapshot()
+    }
+
+    /// How the processor is doing: `Stopped` once its task ended (shutdown, end of the
+    /// subscription, or an error it cannot recover from; [`wait`](Self::wait) tells which),
+    /// `NotReady` with the outage's start while receiving fails (the broker is unreachable;
+    /// the processor keeps retrying), `Degraded` while at least the
+    /// [`degraded_failure_ratio`](crate::ProcessorBuilder::degraded_failure_ratio) of the
+    /// recent handler runs failed, else `Ready`. Cheap: it reads state, it sends nothing.
+    pub fn health(&self) -> Health {
+        if self.task.is_finished() {
+            return Health::stopped("the processor has stopped");
+        }
+        self.health.health()
+    }
+
+    /// The consumer group's lag, read from the broker now (and recorded in the
+    /// `waybill.consumer.lag` gauges).
+    ///
+    /// # Errors
+    /// [`BrokerError`]: permanent when the subscriber offers no
+    /// [`lag_probe`](crate::Subscriber::lag_probe), else the probe's error.
+    pub async fn lag(&self) -> Result<ConsumerLag, BrokerError> {
+        let probe = self.lag_probe.as_ref().ok_or_else(|| {
+            BrokerError::permanent("lag", "this subscriber cannot report consumer lag")
+        })?;
+        let lag = probe.lag().await?;
+        lag.record();
+        Ok(lag)
     }
 
     /// Whether the processor has stopped (shutdown finished, subscription ended, or a fatal error).
@@ -174,10 +219,30 @@ impl RunningProcessor {
             counters,
             stop: _stop,
             task,
+            health: _,
+            lag_probe: _,
         } = self;
         task.await
             .map_err(|e| ProcessorError::Task(e.to_string()))??;
         Ok(counters.snapshot())
+    }
+}
+
+/// Reads the lag every `interval` into the gauges until the processor stops.
+async fn sample_lag(
+    probe: Arc<dyn LagProbe>,
+    interval: std::time::Duration,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        match probe.lag().await {
+            Ok(lag) => lag.record(),
+            Err(e) => debug!(error = %e, "consumer lag sample failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
     }
 }
 
@@ -219,6 +284,10 @@ async fn fetch_loop<S: Subscriber>(
                     break Ok(());
                 }
                 receive_failures = 0;
+                shared.health.received();
+                if let Some(i) = shared.counters.instruments() {
+                    i.ready.set(1.0);
+                }
                 let from_group = &delivery.message().origin().group;
                 if config.idempotency.is_some() && !group_checked && **from_group != *config.group {
                     // Claims are scoped by the Processor's name: members of one broker group
@@ -240,6 +309,10 @@ async fn fetch_loop<S: Subscriber>(
             Ok(None) => break Ok(()),
             Err(e) if e.is_transient() => {
                 shared.counters.bump(Event::ReceiveError);
+                shared.health.receive_failed(&e);
+                if let Some(i) = shared.counters.instruments() {
+                    i.ready.set(0.0);
+                }
                 receive_failures = receive_failures.saturating_add(1);
                 let wait = config.retry.delay_for(receive_failures);
                 warn!(error = %e, ?wait, "receive failed; retrying");
@@ -261,6 +334,9 @@ async fn fetch_loop<S: Subscriber>(
         );
     }
     let closed = subscriber.close().await.map_err(ProcessorError::Close);
+    if let Some(i) = shared.counters.instruments() {
+        i.ready.set(0.0);
+    }
     info!(group = %config.group, "processor stopped");
     outcome.and(closed)
 }

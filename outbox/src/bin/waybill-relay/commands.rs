@@ -124,6 +124,8 @@ async fn relay(database: Database, s: Settings) -> Result<(), String> {
         "broker_url is required (--broker-url, --broker-url-file, WAYBILL_BROKER_URL, \
              WAYBILL_BROKER_URL_FILE or the file)",
     )?;
+    // Before the relay: it registers its instruments when it is made.
+    let metrics = monitoring::install_recorder()?;
     let publisher = publisher_for(&broker_url).await?;
     let relay = Arc::new(match database {
         Database::Postgres(pool) => Relay::postgres(pool, Arc::clone(&publisher), s.relay),
@@ -133,8 +135,8 @@ async fn relay(database: Database, s: Settings) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(s.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", s.listen))?;
-    tracing::info!(listen = %s.listen, "serving /metrics and /healthz");
-    let server = tokio::spawn(monitoring::serve(listener, Arc::clone(&relay)));
+    tracing::info!(listen = %s.listen, "serving /livez, /readyz (/healthz) and /metrics");
+    let server = tokio::spawn(monitoring::serve(listener, Arc::clone(&relay), metrics));
     let outcome = relay
         .run(shutdown_signal())
         .await

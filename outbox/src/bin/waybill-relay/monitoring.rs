@@ -1,127 +1,94 @@
-//! `/metrics` (Prometheus text format) and `/healthz` over a minimal HTTP/1.1 responder.
+//! The sidecar's HTTP endpoints, on axum: `/livez`, `/readyz` (and its alias `/healthz`) and
+//! `/metrics`, the Prometheus text format of every instrument the relay, its publisher and
+//! its backend record through the `metrics` facade (names in `waybill_core::telemetry`,
+//! dots turned into underscores).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use waybill_outbox::Relay;
 
-/// Serves the two endpoints until the process exits.
-pub async fn serve(listener: TcpListener, relay: Arc<Relay>) {
-    loop {
-        let Ok((mut socket, _)) = listener.accept().await else {
-            continue;
-        };
-        let relay = Arc::clone(&relay);
-        tokio::spawn(async move {
-            let Some(request) = read_head(&mut socket).await else {
-                return;
-            };
-            let path = request.split_whitespace().nth(1).unwrap_or("/");
-            let (status, body) = match path {
-                "/metrics" => match metrics(&relay).await {
-                    Ok(text) => ("200 OK", text),
-                    Err(e) => ("503 Service Unavailable", format!("database error: {e}\n")),
-                },
-                "/healthz" if relay.ping().await => ("200 OK", "ok\n".to_owned()),
-                "/healthz" => (
-                    "503 Service Unavailable",
-                    "database unreachable\n".to_owned(),
-                ),
-                _ => ("404 Not Found", "try /metrics or /healthz\n".to_owned()),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = socket.write_all(response.as_bytes()).await;
-            let _ = socket.shutdown().await;
-        });
-    }
-}
+/// Bucket bounds (seconds) of the duration histograms: publish confirms, handler runs and
+/// relay batches, from a millisecond to a minute.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
+];
 
-/// Reads the request head (up to the blank line, at most 8 KiB, within 5 s).
-async fn read_head(socket: &mut tokio::net::TcpStream) -> Option<String> {
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 512];
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
-        let read = tokio::time::timeout_at(deadline, socket.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if read == 0 {
-            break;
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs the Prometheus recorder for the process (before the relay registers its
+/// instruments) and describes waybill's instruments.
+pub fn install_recorder() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("duration".to_owned()), &DURATION_BUCKETS)
+        .map_err(|e| format!("metrics buckets: {e}"))?
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    waybill_core::telemetry::describe();
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(UPKEEP_EVERY).await;
+            upkeep.run_upkeep();
         }
-        head.extend_from_slice(&chunk[..read]);
-    }
-    Some(String::from_utf8_lossy(&head).into_owned())
+    });
+    Ok(handle)
 }
 
-async fn metrics(relay: &Relay) -> Result<String, waybill_outbox::OutboxError> {
-    let backlog = relay.backlog().await?;
-    let stats = relay.stats();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
+#[derive(Clone)]
+struct Endpoints {
+    relay: Arc<Relay>,
+    metrics: PrometheusHandle,
+}
+
+/// Serves the endpoints until the process exits.
+pub async fn serve(listener: TcpListener, relay: Arc<Relay>, metrics: PrometheusHandle) {
+    let app = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(readyz))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async { (StatusCode::NOT_FOUND, "try /livez, /readyz or /metrics\n") })
+        .with_state(Endpoints { relay, metrics });
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!(error = %e, "the monitoring endpoints stopped");
+    }
+}
+
+/// The process answers: it is live (it exits when the relay stops).
+async fn livez() -> &'static str {
+    "live\n"
+}
+
+/// 200 while the relay is ready (database and broker reachable, lease round current), else
+/// 503; the body says the state, the reason and the shards held.
+async fn readyz(State(endpoints): State<Endpoints>) -> Response {
+    let health = endpoints.relay.health().await;
+    let shards = endpoints.relay.shards_owned().await;
+    let status = if health.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    metric(
-        "waybill_outbox_pending_rows",
-        "gauge",
-        "Outbox rows waiting to be relayed.",
-        backlog.pending as f64,
-    );
-    metric(
-        "waybill_outbox_oldest_pending_age_seconds",
-        "gauge",
-        "Age of the oldest waiting row.",
-        backlog.oldest_age_seconds,
-    );
-    metric(
-        "waybill_outbox_dead_rows",
-        "gauge",
-        "Rows marked dead after the attempt cap.",
-        backlog.dead as f64,
-    );
-    metric(
-        "waybill_relay_published_total",
-        "counter",
-        "Rows published with a confirm and deleted.",
-        stats.published as f64,
-    );
-    metric(
-        "waybill_relay_failures_total",
-        "counter",
-        "Publish attempts that failed.",
-        stats.failed as f64,
-    );
-    metric(
-        "waybill_relay_destination_missing_total",
-        "counter",
-        "Publish attempts that found no destination (topic or queue not created yet); the rows wait for it up to the destination wait. Alert when it grows.",
-        stats.destination_missing as f64,
-    );
-    metric(
-        "waybill_relay_dead_total",
-        "counter",
-        "Rows this relay marked dead.",
-        stats.dead as f64,
-    );
-    metric(
-        "waybill_relay_shards_owned",
-        "gauge",
-        "Shards this relay holds a lease on.",
-        relay.shards_owned().await as f64,
-    );
-    metric(
-        "waybill_relay_batches_total",
-        "counter",
-        "Batches claimed.",
-        stats.batches as f64,
-    );
-    Ok(out)
+    (status, format!("{health}\nshards owned: {shards}\n")).into_response()
+}
+
+/// The recorder's text, with the backlog gauges read from the database just before.
+async fn render_metrics(State(endpoints): State<Endpoints>) -> Response {
+    if let Err(e) = endpoints.relay.backlog().await {
+        tracing::debug!(error = %e, "backlog read for /metrics failed; gauges keep their last value");
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        endpoints.metrics.render(),
+    )
+        .into_response()
 }

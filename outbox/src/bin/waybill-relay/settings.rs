@@ -156,7 +156,7 @@ pub struct RelayFlags {
     /// [default: 3600].
     #[arg(long, global = true, env = "WAYBILL_DESTINATION_WAIT_SECS")]
     pub destination_wait_secs: Option<u64>,
-    /// Address for /metrics and /healthz [default: 127.0.0.1:9464].
+    /// Address for /livez, /readyz (alias /healthz) and /metrics [default: 127.0.0.1:9464].
     #[arg(long, global = true, env = "WAYBILL_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Apply the migrations before relaying.

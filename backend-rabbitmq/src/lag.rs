@@ -1,0 +1,80 @@
+//! Consumer lag on RabbitMQ: the messages ready in a group's work queue, and its dead-letter
+//! queue's depth, read with passive declares on a connection of the probe's own.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use tokio::sync::Mutex;
+use waybill_core::{BrokerError, ConsumerLag, LagProbe, PartitionLag};
+
+use crate::config::RabbitConfig;
+use crate::connect::connect;
+use crate::error_class::broker_error;
+use crate::topology_names::QueueNames;
+
+/// Reads a group's queues. AMQP 0-9-1 reports a queue's *ready* messages only; the messages
+/// consumers hold unacknowledged are counted by the management plugin's HTTP API, not over
+/// AMQP, so this lag leaves out what the group's processors are handling right now (their
+/// `waybill.processor.in_flight` gauge shows it).
+pub(crate) struct RabbitLagProbe {
+    pub config: RabbitConfig,
+    pub names: Arc<QueueNames>,
+    pub group: String,
+    /// A connection and channel opened at the first reading, opened again after a loss.
+    pub link: Mutex<Option<(Connection, Channel)>>,
+}
+
+#[async_trait]
+impl LagProbe for RabbitLagProbe {
+    async fn lag(&self) -> Result<ConsumerLag, BrokerError> {
+        let mut link = self.link.lock().await;
+        let usable = link
+            .as_ref()
+            .is_some_and(|(c, ch)| c.status().connected() && ch.status().connected());
+        if !usable {
+            let connection = connect(&self.config, "waybill-lag").await?;
+            let channel = connection
+                .create_channel()
+                .await
+                .map_err(|e| broker_error("lag", e))?;
+            *link = Some((connection, channel));
+        }
+        let (_, channel) = link.as_ref().expect("opened above");
+        let ready = match ready_messages(channel, &self.names.work).await {
+            Ok(n) => n,
+            Err(e) => {
+                *link = None;
+                return Err(broker_error("lag", e));
+            }
+        };
+        let dead = ready_messages(channel, &self.names.dead_letter).await.ok();
+        Ok(ConsumerLag {
+            system: "rabbitmq",
+            group: self.group.clone(),
+            partitions: vec![PartitionLag {
+                destination: self.names.exchange.clone(),
+                partition: self.names.work.clone(),
+                lag: ready,
+            }],
+            dead_letter_depth: dead,
+        })
+    }
+}
+
+/// The ready messages of `queue` (a passive declare: fails when the queue does not exist).
+async fn ready_messages(channel: &Channel, queue: &str) -> Result<u64, lapin::Error> {
+    let declared = channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(u64::from(declared.message_count()))
+}
