@@ -10,6 +10,8 @@ use waybill_core::{Message, Subscriber};
 use waybill_outbox::Outbox;
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitSubscriber};
 
+#[path = "sidecar/prometheus_scrape.rs"]
+mod prometheus_scrape;
 
 const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
 

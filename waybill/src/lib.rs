@@ -53,6 +53,8 @@ pub mod redis {
 }
 
 #[cfg(test)]
+mod ops_assets;
+#[cfg(test)]
 mod readme_metrics;
 #[cfg(test)]
 mod readme_quick_start;
