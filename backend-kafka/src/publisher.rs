@@ -132,8 +132,10 @@ impl KafkaPublisher {
 #[async_trait]
 impl Publisher for KafkaPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let publish = self.publish_unmetered(topic, message);
-        waybill_core::telemetry::metered("kafka", topic, publish).await
+        waybill_core::telemetry::metered("kafka", topic, message, |m| {
+            self.publish_unmetered(topic, m)
+        })
+        .await
     }
 
     async fn publish_batch(
@@ -141,8 +143,10 @@ impl Publisher for KafkaPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let publish = self.publish_batch_unmetered(topic, messages);
-        waybill_core::telemetry::metered_batch("kafka", topic, publish).await
+        waybill_core::telemetry::metered_batch("kafka", topic, messages, |m| {
+            self.publish_batch_unmetered(topic, m)
+        })
+        .await
     }
 
     /// Refuses further publishes (as not sent), then waits until every message handed over

@@ -168,8 +168,10 @@ impl RabbitPublisher {
 #[async_trait]
 impl Publisher for RabbitPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let publish = self.publish_unmetered(topic, message);
-        waybill_core::telemetry::metered("rabbitmq", topic, publish).await
+        waybill_core::telemetry::metered("rabbitmq", topic, message, |m| {
+            self.publish_unmetered(topic, m)
+        })
+        .await
     }
 
     async fn publish_batch(
@@ -177,8 +179,10 @@ impl Publisher for RabbitPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let publish = self.publish_batch_unmetered(topic, messages);
-        waybill_core::telemetry::metered_batch("rabbitmq", topic, publish).await
+        waybill_core::telemetry::metered_batch("rabbitmq", topic, messages, |m| {
+            self.publish_batch_unmetered(topic, m)
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), BrokerError> {

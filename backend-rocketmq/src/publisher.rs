@@ -428,8 +428,10 @@ fn millis(d: std::time::Duration) -> u32 {
 #[async_trait]
 impl Publisher for RocketPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        let publish = self.publish_unmetered(topic, message);
-        waybill_core::telemetry::metered("rocketmq", topic, publish).await
+        waybill_core::telemetry::metered("rocketmq", topic, message, |m| {
+            self.publish_unmetered(topic, m)
+        })
+        .await
     }
 
     async fn publish_batch(
@@ -437,8 +439,10 @@ impl Publisher for RocketPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        let publish = self.publish_batch_unmetered(topic, messages);
-        waybill_core::telemetry::metered_batch("rocketmq", topic, publish).await
+        waybill_core::telemetry::metered_batch("rocketmq", topic, messages, |m| {
+            self.publish_batch_unmetered(topic, m)
+        })
+        .await
     }
 
     /// Refuses further publishes and stops the producer.

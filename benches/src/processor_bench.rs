@@ -110,4 +110,45 @@ pub async fn run(n: usize) {
         on / raw,
         on / off
     );
+    // And with OpenTelemetry tracing on as well: every handled message's `process` span goes
+    // through tracing-opentelemetry and the SDK's batch processor to an exporter that drops it.
+    install_tracing();
+    let traced = rate(n, processor_run(n, Ordering::PerKey, true).await);
+    println!(
+        "{:<44} {traced:>12.0} msgs/s  {:>5.2}x raw  {:>5.2}x both off",
+        "  ... with metrics and OpenTelemetry traces",
+        traced / raw,
+        traced / off
+    );
+}
+
+/// An exporter that drops every span (the cost measured is waybill's and the SDK's, not a
+/// collector's).
+#[derive(Debug)]
+struct Discard;
+
+impl opentelemetry_sdk::trace::SpanExporter for Discard {
+    async fn export(
+        &self,
+        _batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// A global tracing subscriber with the OpenTelemetry layer, and the W3C propagator.
+fn install_tracing() {
+    use opentelemetry::trace::TracerProvider as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(Discard)
+        .build();
+    let tracer = provider.tracer("waybill-bench");
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    opentelemetry::global::set_tracer_provider(provider);
+    let subscriber =
+        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    tracing::subscriber::set_global_default(subscriber).expect("no other tracing subscriber");
 }

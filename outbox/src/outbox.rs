@@ -101,8 +101,7 @@ impl Outbox {
         message: &Message,
     ) -> Result<(), OutboxError> {
         check_enqueue(topic, message, self.max_message_bytes)?;
-        tx.insert_rows(topic, std::slice::from_ref(message), None)
-            .await
+        insert_traced(tx, topic, std::slice::from_ref(message), None).await
     }
 
     /// Writes `message` for `topic` in `tx`, to be published no earlier than `not_before`
@@ -125,12 +124,8 @@ impl Outbox {
         not_before: SystemTime,
     ) -> Result<(), OutboxError> {
         check_enqueue(topic, message, self.max_message_bytes)?;
-        tx.insert_rows(
-            topic,
-            std::slice::from_ref(message),
-            Some(unix_ms(not_before)),
-        )
-        .await
+        let not_before = Some(unix_ms(not_before));
+        insert_traced(tx, topic, std::slice::from_ref(message), not_before).await
     }
 
     /// Writes several messages for `topic` in `tx`, in order.
@@ -149,6 +144,31 @@ impl Outbox {
         if messages.is_empty() {
             return Ok(());
         }
-        tx.insert_rows(topic, messages, None).await
+        insert_traced(tx, topic, messages, None).await
     }
+}
+
+/// Inserts `messages` inside one `create {topic}` span each; with the `otel` feature and an
+/// OpenTelemetry layer, the rows carry their span's context (see [`waybill_core::spans`]).
+async fn insert_traced<T: OutboxTransaction>(
+    tx: &mut T,
+    topic: &str,
+    messages: &[Message],
+    not_before: Option<i64>,
+) -> Result<(), OutboxError> {
+    let mut spans = Vec::with_capacity(messages.len());
+    let mut carrying = Vec::new();
+    for m in messages {
+        let (span, copy) = waybill_core::spans::create_span(topic, m);
+        spans.push(span);
+        carrying.extend(copy);
+    }
+    let rows = if carrying.len() == messages.len() {
+        &carrying[..]
+    } else {
+        messages
+    };
+    let inserted = tx.insert_rows(topic, rows, not_before).await;
+    drop(spans); // the spans cover the insert
+    inserted
 }

@@ -52,6 +52,7 @@ pub mod broker_url;
 pub mod codec;
 pub mod header_names;
 pub mod secret;
+pub mod spans;
 pub mod telemetry;
 pub mod tls_files;
 pub mod wire_time;

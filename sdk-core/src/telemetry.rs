@@ -207,26 +207,47 @@ pub fn record_result(
     );
 }
 
-/// Awaits `publish` (one message of `system` to `destination`) and records its result.
-pub async fn metered(
+/// Publishes `message` of `system` to `destination` with `publish`, inside its
+/// `send {destination}` span ([`crate::spans::send_span`], which with the `otel` feature puts
+/// the span's context into the message's headers first), and records the result.
+pub async fn metered<F, Fut>(
     system: &'static str,
     destination: &str,
-    publish: impl Future<Output = Result<Receipt, PublishError>>,
-) -> Result<Receipt, PublishError> {
+    message: crate::Message,
+    publish: F,
+) -> Result<Receipt, PublishError>
+where
+    F: FnOnce(crate::Message) -> Fut,
+    Fut: Future<Output = Result<Receipt, PublishError>>,
+{
+    let mut message = message;
+    let span = crate::spans::send_span(system, destination, &mut message);
     let started = Instant::now();
-    let result = publish.await;
+    let result = tracing::Instrument::instrument(publish(message), span).await;
     record_result(system, destination, &result, started.elapsed());
     result
 }
 
-/// Awaits `publish` (a batch of `system` to `destination`) and records each result.
-pub async fn metered_batch(
+/// As [`metered`], for a batch: one `send` span per message, open until the batch is decided,
+/// and one recorded result per message.
+pub async fn metered_batch<F, Fut>(
     system: &'static str,
     destination: &str,
-    publish: impl Future<Output = Vec<Result<Receipt, PublishError>>>,
-) -> Vec<Result<Receipt, PublishError>> {
+    messages: Vec<crate::Message>,
+    publish: F,
+) -> Vec<Result<Receipt, PublishError>>
+where
+    F: FnOnce(Vec<crate::Message>) -> Fut,
+    Fut: Future<Output = Vec<Result<Receipt, PublishError>>>,
+{
+    let mut messages = messages;
+    let spans: Vec<tracing::Span> = messages
+        .iter_mut()
+        .map(|m| crate::spans::send_span(system, destination, m))
+        .collect();
     let started = Instant::now();
-    let results = publish.await;
+    let results = publish(messages).await;
+    drop(spans);
     record_results(system, destination, &results, started.elapsed());
     results
 }

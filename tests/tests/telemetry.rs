@@ -11,6 +11,8 @@ mod health;
 mod lag;
 #[path = "telemetry/lag_rocketmq.rs"]
 mod lag_rocketmq;
+#[path = "telemetry/traces.rs"]
+mod traces;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::SeqCst;

@@ -141,18 +141,18 @@ impl Publisher for MemoryPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
         self.lifecycle.in_flight.fetch_add(1, SeqCst);
         let _guard = InFlight(&self.lifecycle);
-        let started = std::time::Instant::now();
-        let result = if self.lifecycle.closed.load(SeqCst) {
-            Err(PublishError::not_sent(
-                topic,
-                message,
-                "publisher is closed",
-            ))
-        } else {
-            Self::store(&self.broker, topic, message).await
-        };
-        crate::telemetry::record_result("memory", topic, &result, started.elapsed());
-        result
+        crate::telemetry::metered("memory", topic, message, |message| async move {
+            if self.lifecycle.closed.load(SeqCst) {
+                Err(PublishError::not_sent(
+                    topic,
+                    message,
+                    "publisher is closed",
+                ))
+            } else {
+                Self::store(&self.broker, topic, message).await
+            }
+        })
+        .await
     }
 
     async fn close(&self) -> Result<(), BrokerError> {

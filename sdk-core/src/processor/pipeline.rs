@@ -56,14 +56,26 @@ pub(crate) enum Outcome {
 /// Runs one delivery through claim → handle → classify → settle, inside a span carrying its id.
 pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
     let incoming = delivery.message();
+    let topic = &incoming.origin().topic;
     let span = tracing::info_span!(
         "waybill.handle",
         message_id = %incoming.message().id(),
-        topic = %incoming.origin().topic,
+        topic = %topic,
         group = %shared.config.group,
         attempt = incoming.attempt(),
         trace_id = tracing::field::Empty,
+        otel.name = %format_args!("process {topic}"),
+        otel.kind = "consumer",
+        messaging.operation.name = "process",
+        messaging.destination.name = %topic,
+        messaging.consumer.group.name = %shared.config.group,
+        messaging.message.id = %incoming.message().id(),
+        messaging.destination.partition.id = tracing::field::Empty,
     );
+    if let Some(partition) = incoming.origin().partition {
+        span.record("messaging.destination.partition.id", partition);
+    }
+    crate::spans::continue_trace(&span, incoming.message());
     if !span.is_disabled() {
         if let Some(trace) = incoming.message().trace_parent() {
             span.record("trace_id", trace.trace_id());
