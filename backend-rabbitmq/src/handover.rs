@@ -22,6 +22,23 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// Consumers the broker counts on `queue` right now (a passive declare).
 pub(crate) async fn consumer_count(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
+    Ok(queue_counts(channel, queue).await?.consumers)
+}
+
+/// What a passive declare of a queue reports.
+pub(crate) struct QueueCounts {
+    /// Messages ready for delivery (not those consumers hold unacknowledged).
+    pub ready: u32,
+    /// Consumers attached.
+    pub consumers: u32,
+}
+
+/// The ready messages and consumers of `queue` (a passive declare: fails when the queue does
+/// not exist, closing the channel).
+pub(crate) async fn queue_counts(
+    channel: &Channel,
+    queue: &str,
+) -> Result<QueueCounts, lapin::Error> {
     let declared = channel
         .queue_declare(
             queue.into(),
@@ -32,7 +49,10 @@ pub(crate) async fn consumer_count(channel: &Channel, queue: &str) -> Result<u32
             FieldTable::default(),
         )
         .await?;
-    Ok(declared.consumer_count())
+    Ok(QueueCounts {
+        ready: declared.message_count(),
+        consumers: declared.consumer_count(),
+    })
 }
 
 /// Waits, for at most `limit`, until `queue` has no more than `others` consumers, i.e. the

@@ -4,8 +4,6 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use tokio::sync::Mutex;
 use waybill_core::{BrokerError, ConsumerLag, LagProbe, PartitionLag};
@@ -13,6 +11,7 @@ use waybill_core::{BrokerError, ConsumerLag, LagProbe, PartitionLag};
 use crate::config::RabbitConfig;
 use crate::connect::connect;
 use crate::error_class::broker_error;
+use crate::handover::queue_counts;
 use crate::topology_names::QueueNames;
 
 /// Reads a group's queues. AMQP 0-9-1 reports a queue's *ready* messages only; the messages
@@ -66,15 +65,5 @@ impl LagProbe for RabbitLagProbe {
 
 /// The ready messages of `queue` (a passive declare: fails when the queue does not exist).
 async fn ready_messages(channel: &Channel, queue: &str) -> Result<u64, lapin::Error> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(u64::from(declared.message_count()))
+    Ok(u64::from(queue_counts(channel, queue).await?.ready))
 }

@@ -63,6 +63,14 @@ async fn fresh_database() -> (sqlx::PgPool, String, String) {
     (admin, db, url)
 }
 
+/// Drops a database [`fresh_database`] made.
+async fn drop_database(admin: &sqlx::PgPool, db: &str) {
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .execute(admin)
+        .await
+        .unwrap();
+}
+
 /// The summed value of the Prometheus samples named `name` (exactly) whose labels contain
 /// every one of `with`, from a `/metrics` response; `None` when there is none.
 fn sample(metrics: &str, name: &str, with: &[&str]) -> Option<f64> {
@@ -302,10 +310,7 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         .await
         .unwrap();
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_database(&admin, &db).await;
 }
 
 /// Enqueues 200 messages over 10 keys into a fresh SQLite outbox, runs the sidecar against

@@ -17,7 +17,7 @@ use waybill_core::Message;
 use waybill_outbox::Outbox;
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig};
 
-use super::{amqp_url, fresh_database, http_get, RELAY};
+use super::{amqp_url, drop_database, fresh_database, http_get, RELAY};
 
 fn prometheus_addr() -> String {
     std::env::var("WAYBILL_PROMETHEUS_URL")
@@ -269,8 +269,5 @@ async fn prometheus_sees_the_backlog_drain_the_lag_fall_and_the_dead_letter() {
         .await
         .unwrap();
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    drop_database(&admin, &db).await;
 }
