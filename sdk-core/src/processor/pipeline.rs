@@ -59,9 +59,6 @@ pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
     let topic = &incoming.origin().topic;
     let span = tracing::info_span!(
         "waybill.handle",
-        message_id = %incoming.message().id(),
-        topic = %topic,
-        group = %shared.config.group,
         attempt = incoming.attempt(),
         trace_id = tracing::field::Empty,
         otel.name = %format_args!("process {topic}"),
