@@ -139,17 +139,17 @@ async fn render(State(metrics): State<PrometheusHandle>) -> impl axum::response:
 
 async fn livez(State(running): State<Arc<RunningProcessor>>) -> (StatusCode, String) {
     let health = running.health();
-    let status = if health.is_live() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, format!("{health}\n"))
+    answer(health.is_live(), &health)
 }
 
 async fn readyz(State(running): State<Arc<RunningProcessor>>) -> (StatusCode, String) {
     let health = running.health();
-    let status = if health.is_ready() {
+    answer(health.is_ready(), &health)
+}
+
+/// 200 or 503, with the health as the body.
+fn answer(ok: bool, health: &waybill::Health) -> (StatusCode, String) {
+    let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

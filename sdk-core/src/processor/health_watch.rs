@@ -1,6 +1,7 @@
 //! What a running processor knows about its own health: whether receiving fails, and how many
 //! handler runs failed lately.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,8 @@ pub(crate) const MIN_RUNS: u64 = 10;
 
 /// Receive failures and recent handler runs, shared by the fetch loop and the handlers.
 pub(crate) struct HealthWatch {
+    /// Set while receiving fails: lets a good receive skip the outage's lock.
+    failing: AtomicBool,
     receive: Outage,
     last_receive_error: Mutex<Option<String>>,
     runs: Mutex<Windows>,
@@ -39,6 +42,7 @@ impl HealthWatch {
     /// handler runs failed.
     pub fn new(degraded_ratio: f64) -> Self {
         Self {
+            failing: AtomicBool::new(false),
             receive: Outage::default(),
             last_receive_error: Mutex::new(None),
             runs: Mutex::new(Windows {
@@ -50,15 +54,21 @@ impl HealthWatch {
         }
     }
 
-    /// A receive returned a delivery (or the end of the subscription).
-    pub fn received(&self) {
-        self.receive.recovered();
+    /// A receive returned a delivery (or the end of the subscription); `true` when that ends
+    /// an outage. Costs one atomic load while receiving works (it runs for every delivery).
+    pub fn received(&self) -> bool {
+        let ended = self.failing.load(Relaxed) && self.failing.swap(false, Relaxed);
+        if ended {
+            self.receive.recovered();
+        }
+        ended
     }
 
     /// A receive failed with `error` (the fetch loop retries it).
     pub fn receive_failed(&self, error: &dyn std::fmt::Display) {
-        self.receive.failed();
         *lock(&self.last_receive_error) = Some(error.to_string());
+        self.receive.failed();
+        self.failing.store(true, Relaxed);
     }
 
     /// A handler run ended, `ok` or not.
@@ -160,7 +170,8 @@ mod tests {
         assert_eq!(health.state(), HealthState::NotReady);
         assert!(health.reason().unwrap().contains("connection refused"));
         assert!(health.since().is_some());
-        watch.received();
+        assert!(watch.received(), "the outage ends");
         assert!(watch.health().is_ready());
+        assert!(!watch.received(), "no outage to end");
     }
 }

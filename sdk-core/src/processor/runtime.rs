@@ -284,9 +284,11 @@ async fn fetch_loop<S: Subscriber>(
                     break Ok(());
                 }
                 receive_failures = 0;
-                shared.health.received();
-                if let Some(i) = shared.counters.instruments() {
-                    i.ready.set(1.0);
+                // Ready is set when the gauge is registered; only the end of an outage sets it.
+                if shared.health.received() {
+                    if let Some(i) = shared.counters.instruments() {
+                        i.ready.set(1.0);
+                    }
                 }
                 let from_group = &delivery.message().origin().group;
                 if config.idempotency.is_some() && !group_checked && **from_group != *config.group {
