@@ -17,8 +17,9 @@
 //!   marker in the handler's transaction, and [`InboxPurger`], which deletes expired rows in
 //!   the background (`purge_every`).
 //!
-//! The `waybill-relay` binary (features `sidecar` plus a broker) runs the relay as a sidecar
-//! and inspects the outbox from the command line.
+//! The `waybill` command line (package `waybill-cli`) runs the relay as a sidecar
+//! (`waybill relay`) and inspects the outbox (`waybill outbox …`); this crate depends on no
+//! broker crate.
 
 mod error;
 mod inbox_purger;

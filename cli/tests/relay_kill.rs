@@ -1,4 +1,4 @@
-//! The `waybill-relay` process killed with SIGKILL over and over while it relays 10,000
+//! `waybill relay` killed with SIGKILL over and over while it relays 10,000
 //! messages to a real RabbitMQ, on PostgreSQL, MariaDB and SQLite: nothing is lost, republished
 //! copies keep their ids, and the consumer's SQL inbox drops them (0 duplicate effects, per-key
 //! order held).
@@ -19,7 +19,7 @@ use outbox_db::{numbered, out_of_order_keys, Db};
 use waybill_core::{handler_fn, HandlerError, IncomingMessage, Ordering, Processor};
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitSubscriber};
 
-const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
+use super::WAYBILL as RELAY;
 const MESSAGES: usize = 10_000;
 const KILLS: usize = 10;
 
@@ -31,6 +31,7 @@ fn amqp_url() -> String {
 fn start_relay(db: &Db) -> Child {
     Command::new(RELAY)
         .args([
+            "relay",
             "--database-url",
             &db.url(),
             "--broker-url",

@@ -1,4 +1,4 @@
-//! The `waybill-relay` process against real PostgreSQL, SQLite, RabbitMQ and Kafka: migrate, relay in key
+//! `waybill relay` against real PostgreSQL, SQLite, RabbitMQ and Kafka: migrate, relay in key
 //! order, serve /metrics, /livez and /readyz, stop cleanly on SIGTERM.
 
 use std::io::{Read, Write};
@@ -10,10 +10,10 @@ use waybill_core::{Message, Subscriber};
 use waybill_outbox::Outbox;
 use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitSubscriber};
 
-#[path = "sidecar/prometheus_scrape.rs"]
+#[path = "prometheus_scrape.rs"]
 mod prometheus_scrape;
 
-const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
+use super::WAYBILL as RELAY;
 
 fn admin_url() -> String {
     std::env::var("WAYBILL_POSTGRES_URL")
@@ -56,7 +56,7 @@ async fn fresh_database() -> (sqlx::PgPool, String, String) {
         .unwrap();
     let url = format!("{}/{db}", admin_url().rsplit_once('/').unwrap().0);
     let migrated = Command::new(RELAY)
-        .args(["migrate", "--database-url", &url])
+        .args(["outbox", "migrate", "--database-url", &url])
         .status()
         .unwrap();
     assert!(migrated.success(), "waybill-relay migrate");
@@ -159,6 +159,7 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(RELAY)
         .args([
+            "relay",
             "--database-url",
             &url,
             "--broker-url",
@@ -273,6 +274,7 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
     // The inspection commands.
     let cli = |args: &[&str]| {
         let out = Command::new(RELAY)
+            .arg("outbox")
             .args(args)
             .args(["--database-url", &url])
             .output()
@@ -323,7 +325,7 @@ async fn relay_sqlite_outbox_in_key_order(
     let dir = std::env::temp_dir().join(format!("{topic}.db"));
     let url = format!("sqlite://{}", dir.display());
     let migrated = Command::new(RELAY)
-        .args(["migrate", "--database-url", &url])
+        .args(["outbox", "migrate", "--database-url", &url])
         .status()
         .unwrap();
     assert!(migrated.success(), "waybill-relay migrate");
@@ -344,7 +346,7 @@ async fn relay_sqlite_outbox_in_key_order(
 
     let mut child = Command::new(RELAY)
         .args([
-            "run",
+            "relay",
             "--database-url",
             &url,
             "--broker-url",
@@ -429,7 +431,6 @@ async fn the_sidecar_relays_to_rocketmq_in_key_order() {
     consumer.close().await.unwrap();
 }
 
-#[cfg(feature = "rocketmq")]
 #[test]
 fn probe_send() {
     fn send<T: Send>() {}

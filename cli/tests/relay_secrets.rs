@@ -1,10 +1,10 @@
-//! The `waybill-relay` process reading its URLs from files (the container convention for
+//! `waybill relay` reading its URLs from files (the container convention for
 //! secrets), and keeping passwords out of what it prints when a server refuses them.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const RELAY: &str = env!("CARGO_BIN_EXE_waybill-relay");
+use super::WAYBILL as RELAY;
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -40,7 +40,7 @@ fn the_database_url_comes_from_the_file_named_by_the_environment() {
         &format!("sqlite://{}", db.display()),
     );
     let out = Command::new(RELAY)
-        .arg("migrate")
+        .args(["outbox", "migrate"])
         .env("WAYBILL_DATABASE_URL_FILE", &url_file)
         .env_remove("WAYBILL_DATABASE_URL")
         .output()
@@ -52,7 +52,7 @@ fn the_database_url_comes_from_the_file_named_by_the_environment() {
     );
     // `pending` reads the outbox table: it exists only if migrate ran on that database.
     let pending = Command::new(RELAY)
-        .arg("pending")
+        .args(["outbox", "pending"])
         .arg("--database-url-file")
         .arg(&url_file)
         .env_remove("WAYBILL_DATABASE_URL_FILE")
@@ -63,7 +63,7 @@ fn the_database_url_comes_from_the_file_named_by_the_environment() {
     assert!(String::from_utf8_lossy(&pending.stdout).contains("PENDING"));
 
     let missing = Command::new(RELAY)
-        .arg("migrate")
+        .args(["outbox", "migrate"])
         .env("WAYBILL_DATABASE_URL_FILE", scratch("no-such-secret"))
         .env_remove("WAYBILL_DATABASE_URL")
         .output()
@@ -86,7 +86,7 @@ fn a_broker_refusing_the_password_from_a_file_is_reported_without_it() {
         &format!("amqp://guest:{secret}@127.0.0.1:5672/%2f"),
     );
     let out = Command::new(RELAY)
-        .args(["run", "--migrate", "--listen", "127.0.0.1:0"])
+        .args(["relay", "--migrate", "--listen", "127.0.0.1:0"])
         .arg("--database-url")
         .arg(format!("sqlite://{}", db.display()))
         .arg("--broker-url-file")
@@ -109,7 +109,7 @@ fn a_database_refusing_the_password_from_a_file_is_reported_without_it() {
         &format!("mysql://root:{secret}@127.0.0.1:3306/mysql"),
     );
     let out = Command::new(RELAY)
-        .arg("migrate")
+        .args(["outbox", "migrate"])
         .arg("--database-url-file")
         .arg(&url_file)
         .output()

@@ -192,7 +192,7 @@ async fn prometheus_sees_the_backlog_drain_the_lag_fall_and_the_dead_letter() {
     let relay_listen = free_address();
     let _relay = Running(
         Command::new(RELAY)
-            .args(["--database-url", &url, "--broker-url", &amqp_url()])
+            .args(["relay", "--database-url", &url, "--broker-url", &amqp_url()])
             .args(["--listen", &relay_listen, "--destination-wait-secs", "600"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

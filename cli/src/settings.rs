@@ -12,19 +12,40 @@ use waybill_outbox::{DeadFilter, RelayConfig};
 use crate::secret_file::direct_or_file;
 use waybill_core::secret::mask_url_password as masked_url;
 
-/// Publishes the transactional outbox of a PostgreSQL, SQLite or MySQL/MariaDB database to a
-/// broker, and inspects it.
+/// waybill's command line for operators: relays the transactional outbox of a PostgreSQL,
+/// SQLite or MySQL/MariaDB database to a broker, inspects and repairs it.
 ///
-/// Every setting can also come from the environment (WAYBILL_DATABASE_URL, ...) or from the
-/// TOML file given with --config (keys as the long flags, with underscores). The URLs, which
-/// hold passwords, can be read from files instead (--database-url-file, --broker-url-file,
-/// WAYBILL_*_URL_FILE, *_url_file keys); passwords are masked in every message. On SIGTERM or
-/// SIGINT the batch in flight finishes, the shard leases are released and the process exits 0.
+/// Exit codes: 0 done; 1 an operation failed (a server unreachable or refusing); 2 invalid
+/// usage or settings; 3 a filter matched nothing, so nothing was changed.
 #[derive(Debug, Parser)]
-#[command(name = "waybill-relay", version)]
+#[command(name = "waybill", version)]
 pub struct Cli {
+    /// Print JSON (an array of objects, or one object) instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Relay the outbox to the broker until SIGTERM or SIGINT (the sidecar).
+    ///
+    /// Every setting can also come from the environment (WAYBILL_DATABASE_URL, ...) or from
+    /// the TOML file given with --config (keys as the long flags, with underscores). The URLs,
+    /// which hold passwords, can be read from files instead (--database-url-file,
+    /// --broker-url-file, WAYBILL_*_URL_FILE, *_url_file keys); passwords are masked in every
+    /// message. On SIGTERM or SIGINT the batch in flight finishes, the shard leases are
+    /// released and the process exits 0.
+    Relay(RelayArgs),
+    /// The outbox: apply the migrations, show the backlog, list, replay or purge dead rows.
+    Outbox(OutboxArgs),
+}
+
+/// Where the database is (flags, environment or the TOML file).
+#[derive(Debug, Default, Args)]
+pub struct DatabaseArgs {
     /// TOML file with settings (database_url, broker_url, batch_size, ...).
     #[arg(long, global = true, env = "WAYBILL_CONFIG")]
     pub config: Option<PathBuf>,
@@ -39,15 +60,29 @@ pub struct Cli {
     /// File holding the database URL (a mounted secret; one trailing line break is ignored).
     #[arg(long, global = true, env = "WAYBILL_DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
+}
+
+/// `waybill relay`: the database, the broker and the relay's settings.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     #[command(flatten)]
     pub relay: RelayFlags,
 }
 
-/// What to do.
+/// `waybill outbox`: the database and what to do with its outbox.
+#[derive(Debug, Args)]
+pub struct OutboxArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(subcommand)]
+    pub command: OutboxCommand,
+}
+
+/// Outbox commands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Relay until SIGTERM or SIGINT (the default).
-    Run,
+pub enum OutboxCommand {
     /// Apply the migrations and exit.
     Migrate,
     /// Pending and dead rows per topic, with the oldest pending age.
@@ -251,9 +286,10 @@ impl DatabaseKind {
     }
 }
 
-impl Cli {
-    /// Merges flags and environment with the file, applies defaults and validates.
-    pub fn settings(&mut self) -> Result<Settings, String> {
+impl DatabaseArgs {
+    /// Merges these and the relay's flags and environment with the file, applies defaults and
+    /// validates.
+    pub fn settings(self, relay: RelayFlags) -> Result<Settings, String> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -264,11 +300,10 @@ impl Cli {
             None => RelayFlags::default(),
         }
         .read_url_files()?;
-        let given = std::mem::take(&mut self.relay);
         let given = RelayFlags {
-            database_url: self.database_url.take(),
-            database_url_file: self.database_url_file.take(),
-            ..given
+            database_url: self.database_url,
+            database_url_file: self.database_url_file,
+            ..relay
         }
         .read_url_files()?;
         let flags = given.or(file);
@@ -317,6 +352,15 @@ impl Cli {
 mod tests {
     use super::*;
 
+    /// The settings `waybill relay ARGS` runs with.
+    fn relay_settings(args: &[&str]) -> Result<Settings, String> {
+        let cli = Cli::parse_from(["waybill", "relay"].iter().chain(args));
+        match cli.command {
+            Command::Relay(relay) => relay.database.settings(relay.relay),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_in() {
         let dir = std::env::temp_dir().join(format!("waybill-relay-{}", std::process::id()));
@@ -328,14 +372,8 @@ mod tests {
              destination_wait_secs = 90\n",
         )
         .unwrap();
-        let mut cli = Cli::parse_from([
-            "waybill-relay",
-            "--config",
-            file.to_str().unwrap(),
-            "--shard-count",
-            "8",
-        ]);
-        let s = cli.settings().unwrap();
+        let s =
+            relay_settings(&["--config", file.to_str().unwrap(), "--shard-count", "8"]).unwrap();
         assert_eq!(s.database_url, "sqlite://x.db");
         assert!(!s.relay.name().is_empty());
         assert_eq!(s.relay.shard_count(), 8, "the flag wins over the file");
@@ -361,14 +399,13 @@ mod tests {
             ),
         )
         .unwrap();
-        let mut cli = Cli::parse_from([
-            "waybill-relay",
+        let s = relay_settings(&[
             "--config",
             config.to_str().unwrap(),
             "--database-url-file",
             database.to_str().unwrap(),
-        ]);
-        let s = cli.settings().unwrap();
+        ])
+        .unwrap();
         assert_eq!(s.database_url, "postgres://relay:from-file@db/shop");
         assert_eq!(
             s.broker_url.as_deref(),
@@ -376,12 +413,9 @@ mod tests {
         );
 
         let missing = dir.join("no-such-file");
-        let mut cli = Cli::parse_from([
-            "waybill-relay",
-            "--database-url-file",
-            missing.to_str().unwrap(),
-        ]);
-        let err = cli.settings().err().unwrap();
+        let err = relay_settings(&["--database-url-file", missing.to_str().unwrap()])
+            .err()
+            .unwrap();
         assert!(err.contains("no-such-file"), "{err}");
     }
 
@@ -394,12 +428,8 @@ mod tests {
 
     #[test]
     fn database_urls_name_their_database() {
-        let mut cli = Cli::parse_from([
-            "waybill-relay",
-            "--database-url",
-            "mysql://relay:secret@127.0.0.1:3306/shop",
-        ]);
-        let s = cli.settings().unwrap();
+        let s = relay_settings(&["--database-url", "mysql://relay:secret@127.0.0.1:3306/shop"])
+            .unwrap();
         assert_eq!(DatabaseKind::of(&s.database_url), Ok(DatabaseKind::Mysql));
         assert_eq!(
             DatabaseKind::of("mariadb://127.0.0.1/shop"),
@@ -419,10 +449,15 @@ mod tests {
 
     #[test]
     fn bad_values_are_refused_with_the_setting_named() {
-        let mut cli =
-            Cli::parse_from(["waybill-relay", "--database-url", "x", "--batch-size", "0"]);
-        assert!(cli.settings().err().unwrap().contains("batch_size"));
-        assert!(Cli::try_parse_from(["waybill-relay", "--batch-size", "lots"]).is_err());
+        let err = relay_settings(&["--database-url", "x", "--batch-size", "0"])
+            .err()
+            .unwrap();
+        assert!(err.contains("batch_size"), "{err}");
+        assert!(Cli::try_parse_from(["waybill", "relay", "--batch-size", "lots"]).is_err());
+        assert!(
+            Cli::try_parse_from(["waybill", "outbox", "pending", "--batch-size", "5"]).is_err(),
+            "relay settings are refused where they mean nothing"
+        );
         let unfiltered = FilterFlags {
             topic: None,
             ids: vec![],

@@ -1,0 +1,54 @@
+//! `waybill`: the operator's program. `waybill relay` runs the outbox relay as a sidecar,
+//! `waybill outbox …` inspects and repairs the outbox. See `--help` and the README's
+//! operator's section; the exit codes are documented on [`exit::Failure`].
+
+mod broker;
+mod database;
+mod exit;
+mod monitoring;
+mod outbox;
+mod output;
+mod relay;
+mod secret_file;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use exit::{Failure, Outcome};
+use settings::{Cli, Command, RelayFlags};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match execute(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("waybill: {failure}");
+            failure.exit_code()
+        }
+    }
+}
+
+async fn execute(cli: Cli) -> Outcome {
+    match cli.command {
+        Command::Relay(args) => {
+            let settings = args.database.settings(args.relay).map_err(Failure::Usage)?;
+            relay::run(settings).await
+        }
+        Command::Outbox(args) => {
+            let settings = args
+                .database
+                .settings(RelayFlags::default())
+                .map_err(Failure::Usage)?;
+            outbox::run(args.command, settings, cli.json).await
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The `waybill` program against real servers: `waybill relay` (the sidecar) relaying,
+//! killed, reading secrets from files and scraped by Prometheus; `waybill outbox` inspecting;
+//! `waybill dlq` redriving broker dead letters.
+
+/// The program under test, built by cargo beside this test.
+const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
+
+#[path = "outbox_commands.rs"]
+mod outbox_commands;
+#[path = "relay_kill.rs"]
+mod relay_kill;
+#[path = "relay_secrets.rs"]
+mod relay_secrets;
+#[path = "relay_sidecar.rs"]
+mod relay_sidecar;
