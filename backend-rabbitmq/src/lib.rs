@@ -55,6 +55,7 @@ mod confirm_channel;
 #[cfg(feature = "testkit")]
 mod conformance_target;
 mod connect;
+mod dead_letter_queue;
 mod error_class;
 mod foreign_id;
 mod handover;
@@ -75,6 +76,7 @@ pub use admin::{delete_group_topology, delete_topic};
 pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
 #[cfg(feature = "testkit")]
 pub use conformance_target::RabbitTarget;
+pub use dead_letter_queue::RabbitDeadLetters;
 pub use name_rules::{validate_name, MAX_NAME_BYTES};
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;

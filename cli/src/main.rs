@@ -1,9 +1,11 @@
 //! `waybill`: the operator's program. `waybill relay` runs the outbox relay as a sidecar,
-//! `waybill outbox …` inspects and repairs the outbox. See `--help` and the README's
+//! `waybill outbox …` inspects and repairs the outbox, `waybill dlq …` lists, replays and
+//! purges a consumer group's dead letters on the broker. See `--help` and the README's
 //! operator's section; the exit codes are documented on [`exit::Failure`].
 
 mod broker;
 mod database;
+mod dlq;
 mod exit;
 mod monitoring;
 mod outbox;
@@ -50,5 +52,6 @@ async fn execute(cli: Cli) -> Outcome {
                 .map_err(Failure::Usage)?;
             outbox::run(args.command, settings, cli.json).await
         }
+        Command::Dlq(args) => dlq::run(args, cli.json).await,
     }
 }

@@ -41,6 +41,125 @@ pub enum Command {
     Relay(RelayArgs),
     /// The outbox: apply the migrations, show the backlog, list, replay or purge dead rows.
     Outbox(OutboxArgs),
+    /// A consumer group's dead letters on the broker: list, show, replay, purge.
+    ///
+    /// A replay sends each selected dead letter back to its group (or --to another topic)
+    /// with its original id, the attempt count reset and a waybill-replayed-at header, and
+    /// removes the dead letter only after the broker confirmed the copy: a replay that is
+    /// killed can bring a message twice (an inbox drops the copy), never lose one. Replayed
+    /// messages keep their order per key. RabbitMQ (amqp://, amqps://) so far.
+    Dlq(DlqArgs),
+}
+
+/// `waybill dlq`: the broker, the topic and group, and what to do.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// amqp://... or amqps://... (RabbitMQ)
+    #[arg(
+        long,
+        global = true,
+        env = "WAYBILL_BROKER_URL",
+        hide_env_values = true
+    )]
+    pub broker_url: Option<String>,
+    /// File holding the broker URL (a mounted secret; one trailing line break is ignored).
+    #[arg(long, global = true, env = "WAYBILL_BROKER_URL_FILE")]
+    pub broker_url_file: Option<PathBuf>,
+    /// The topic the group consumes.
+    #[arg(long, global = true)]
+    pub topic: Option<String>,
+    /// The consumer group whose dead letters these are.
+    #[arg(long, global = true)]
+    pub group: Option<String>,
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// Dead-letter commands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, oldest first (nothing is removed).
+    List {
+        #[command(flatten)]
+        filter: DeadLetterFlags,
+    },
+    /// Everything one dead letter holds: record, headers, payload.
+    Show {
+        /// The message id.
+        #[arg(long)]
+        id: waybill_core::MessageId,
+    },
+    /// Publish dead letters again, then remove them.
+    Replay {
+        #[command(flatten)]
+        filter: DeadLetterFlags,
+        /// Publish to this topic instead of the group's own queue.
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many messages per second [default: as fast as confirms come].
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Show what would move; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Remove dead letters without replaying them (needs a filter or --all).
+    Purge {
+        #[command(flatten)]
+        filter: DeadLetterFlags,
+    },
+}
+
+/// Which dead letters.
+#[derive(Debug, Args)]
+pub struct DeadLetterFlags {
+    /// Only this message id (repeatable).
+    #[arg(long = "id")]
+    pub ids: Vec<waybill_core::MessageId>,
+    /// Only dead letters whose last failure was of this class: transient, permanent or panic.
+    #[arg(long)]
+    pub error_class: Option<waybill_core::ErrorClass>,
+    /// Only dead letters whose last failure is at least this many seconds old.
+    #[arg(long)]
+    pub older_than_secs: Option<u64>,
+    /// At most this many (list: 100 unless given).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Every dead letter, also those without a record (required to purge without a filter).
+    #[arg(long)]
+    pub all: bool,
+}
+
+impl DeadLetterFlags {
+    /// The library's filter.
+    pub fn to_filter(&self) -> waybill_core::redrive::DeadLetterFilter {
+        waybill_core::redrive::DeadLetterFilter {
+            message_ids: self.ids.clone(),
+            error_class: self.error_class,
+            older_than: self.older_than_secs.map(Duration::from_secs),
+            limit: self.limit,
+            all: self.all,
+        }
+    }
+}
+
+impl DlqArgs {
+    /// The broker URL (from the flag, the environment or the file named), the topic and the
+    /// group.
+    ///
+    /// # Errors
+    /// A message naming what is missing or unreadable.
+    pub fn location(&mut self) -> Result<(String, String, String), String> {
+        let url = direct_or_file(
+            "broker_url",
+            self.broker_url.take(),
+            self.broker_url_file.take().as_deref(),
+        )?
+        .ok_or("broker_url is required (--broker-url, --broker-url-file, WAYBILL_BROKER_URL)")?;
+        let topic = self.topic.take().ok_or("--topic is required")?;
+        let group = self.group.take().ok_or("--group is required")?;
+        Ok((url, topic, group))
+    }
 }
 
 /// Where the database is (flags, environment or the TOML file).

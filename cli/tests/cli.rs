@@ -5,6 +5,8 @@
 /// The program under test, built by cargo beside this test.
 const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
 
+#[path = "dlq_rabbitmq.rs"]
+mod dlq_rabbitmq;
 #[path = "outbox_commands.rs"]
 mod outbox_commands;
 #[path = "relay_kill.rs"]

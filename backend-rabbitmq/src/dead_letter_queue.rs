@@ -1,0 +1,416 @@
+//! A group's dead-letter queue for operators: list, replay, purge (see `waybill_core::redrive`
+//! for the rules every backend's redrive keeps).
+//!
+//! A command reads the whole queue with `basic.get` first — as many messages as it held when
+//! the command started (so it ends even while new dead letters arrive), at most [`MAX_SCAN`]
+//! — holding every message unacknowledged; then it acts on those its filter selects; then it
+//! gives the others back (`basic.nack` with requeue, in the order they were read), so the
+//! queue keeps its order whether the broker puts returned messages back at their place or at
+//! the back. A crash gives them back as well (the broker requeues what a closed channel
+//! held), and RabbitMQ's quorum queues put such messages *behind* the later ones: that is why
+//! a replay orders each key's letters by their records, not by their places in the queue
+//! (`waybill_core::redrive::replay_order`). The dead-letter queue's delivery limit is out of
+//! reach, so reading a dead letter again and again never drops it.
+//!
+//! A replay publishes each selected dead letter to its group's work queue through the
+//! default exchange (only that group receives it: the topic's exchange would also reach every
+//! other group bound to it), or with [`ReplayOptions::to`] to another topic's exchange, on one
+//! confirm channel, and acknowledges the dead letter only after the broker confirmed the
+//! copy. Publishes are pipelined, but never two of one key at once: a message waits for the
+//! confirm of its key's previous one, so the replayed messages of a key reach the queue in
+//! the order they failed, and a refused publish stops the replay before any later message of
+//! its key was sent.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::SystemTime;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
+use lapin::{Acker, Channel, Connection, PublisherConfirm};
+use waybill_core::redrive::{
+    replay_order, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions,
+};
+use waybill_core::{validate_name, BrokerError, ConfigError, MessageId};
+
+use crate::config::RabbitConfig;
+use crate::confirm_channel::{confirmed, send, unroutable};
+use crate::connect::connect;
+use crate::error_class::{broker_error, reply_code};
+use crate::handover::queue_counts;
+use crate::topology::check_lengths;
+use crate::topology_names::QueueNames;
+use crate::wire;
+
+/// Publishes a replay keeps unconfirmed at once (never two of one key).
+const REPLAY_WINDOW: usize = 256;
+
+/// The most dead letters one command reads: they are held unacknowledged, and in memory,
+/// until it ends. A larger queue is worked through by running the command again.
+pub const MAX_SCAN: u32 = 100_000;
+
+/// The dead-letter queue `<topic>.<group>.dlq` of one topic and consumer group.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), waybill_core::BrokerError> {
+/// use waybill_core::redrive::{DeadLetterFilter, ReplayOptions};
+/// use waybill_rabbitmq::{RabbitConfig, RabbitDeadLetters};
+///
+/// let config = RabbitConfig::builder("amqp://guest:guest@127.0.0.1:5672/%2f").build().unwrap();
+/// let dead = RabbitDeadLetters::new(config, "orders", "billing")?;
+/// for letter in dead.list(&DeadLetterFilter::default()).await? {
+///     println!("{} {:?}", letter.message.id(), letter.record.map(|r| r.error_message));
+/// }
+/// let report = dead.replay(&DeadLetterFilter::default(), &ReplayOptions::default()).await?;
+/// println!("replayed {}", report.replayed);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct RabbitDeadLetters {
+    config: RabbitConfig,
+    topic: String,
+    group: String,
+    names: QueueNames,
+}
+
+/// What a scan does with the dead letters its filter selects.
+enum Action<'a> {
+    List,
+    Replay(&'a ReplayOptions),
+    Purge,
+}
+
+impl RabbitDeadLetters {
+    /// The dead-letter queue of `group` on `topic` (no connection is made yet).
+    ///
+    /// # Errors
+    /// A permanent error for a topic or group name RabbitMQ cannot take.
+    pub fn new(config: RabbitConfig, topic: &str, group: &str) -> Result<Self, BrokerError> {
+        let invalid = |e: ConfigError| BrokerError::permanent("dead letters", e.to_string());
+        validate_name("topic", topic).map_err(invalid)?;
+        validate_name("group", group).map_err(invalid)?;
+        let names = QueueNames::new(topic, group);
+        check_lengths(&names, &config).map_err(invalid)?;
+        Ok(Self {
+            config,
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            names,
+        })
+    }
+
+    /// The queue's name.
+    pub fn queue(&self) -> &str {
+        &self.names.dead_letter
+    }
+
+    /// The dead letters `filter` selects, oldest first, up to its limit; nothing is removed.
+    ///
+    /// # Errors
+    /// The broker unreachable, or a permanent error naming the queue when it does not exist.
+    pub async fn list(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, BrokerError> {
+        let mut listed = Vec::new();
+        self.scan(filter, Action::List, &mut listed).await?;
+        Ok(listed)
+    }
+
+    /// Publishes the dead letters `filter` selects again (see the module docs), each removed
+    /// only after its copy is confirmed; dead letters without a record are left and counted.
+    ///
+    /// # Errors
+    /// As for [`RabbitDeadLetters::list`]; a refused publish (the destination missing, the
+    /// work queue full) stops the replay with the error, after the confirmed ones were
+    /// removed, and leaves the rest in the queue.
+    pub async fn replay(
+        &self,
+        filter: &DeadLetterFilter,
+        options: &ReplayOptions,
+    ) -> Result<RedriveReport, BrokerError> {
+        self.scan(filter, Action::Replay(options), &mut Vec::new())
+            .await
+    }
+
+    /// Removes the dead letters `filter` selects without replaying them.
+    ///
+    /// # Errors
+    /// A permanent error for a filter that narrows nothing without `all` (nothing removed);
+    /// otherwise as for [`RabbitDeadLetters::list`].
+    pub async fn purge(&self, filter: &DeadLetterFilter) -> Result<RedriveReport, BrokerError> {
+        filter
+            .check_purge()
+            .map_err(|e| BrokerError::permanent("purge", e))?;
+        self.scan(filter, Action::Purge, &mut Vec::new()).await
+    }
+
+    async fn scan(
+        &self,
+        filter: &DeadLetterFilter,
+        action: Action<'_>,
+        listed: &mut Vec<DeadLetter>,
+    ) -> Result<RedriveReport, BrokerError> {
+        let connection = connect(&self.config, "waybill-dlq").await?;
+        let outcome = self.scan_on(&connection, filter, action, listed).await;
+        let _ = connection.close(200, "redrive done".into()).await;
+        outcome
+    }
+
+    async fn scan_on(
+        &self,
+        connection: &Connection,
+        filter: &DeadLetterFilter,
+        action: Action<'_>,
+        listed: &mut Vec<DeadLetter>,
+    ) -> Result<RedriveReport, BrokerError> {
+        let reader = connection
+            .create_channel()
+            .await
+            .map_err(|e| broker_error("dead letters", e))?;
+        let depth = match queue_counts(&reader, &self.names.dead_letter).await {
+            Ok(counts) => counts.ready.min(MAX_SCAN),
+            Err(e) if reply_code(&e) == Some(404) => {
+                return Err(BrokerError::permanent(
+                    "dead letters",
+                    format!(
+                        "the dead-letter queue {} does not exist: no subscriber of group {:?} \
+                         on topic {:?} has declared it on this broker",
+                        self.names.dead_letter, self.group, self.topic
+                    ),
+                ))
+            }
+            Err(e) => return Err(broker_error("dead letters", e)),
+        };
+        // Everything is read (and held) before anything is removed: a replay orders each
+        // key's letters over the whole queue, and what stays is given back in read order.
+        let mut read: Vec<(Acker, DeadLetter)> = Vec::with_capacity(depth as usize);
+        while read.len() < depth as usize {
+            let got = reader
+                .basic_get(
+                    self.names.dead_letter.as_str().into(),
+                    BasicGetOptions { no_ack: false },
+                )
+                .await
+                .map_err(|e| broker_error("dead letters", e))?;
+            let Some(got) = got else { break };
+            let delivery = got.delivery;
+            let letter = DeadLetter::read(wire::message(&delivery.properties, delivery.data));
+            read.push((delivery.acker, letter));
+        }
+        let now = SystemTime::now();
+        let mut selected = Vec::new();
+        for (i, (_, letter)) in read.iter().enumerate() {
+            if filter.limit.is_some_and(|limit| selected.len() >= limit) {
+                break;
+            }
+            if filter.matches(letter, now) {
+                selected.push(i);
+            }
+        }
+        let mut report = RedriveReport {
+            scanned: read.len() as u64,
+            matched: selected.len() as u64,
+            dry_run: matches!(action, Action::Replay(o) if o.dry_run),
+            ..RedriveReport::default()
+        };
+        let mut removed = vec![false; read.len()];
+        let mut failure = None;
+        match action {
+            Action::List => listed.extend(selected.iter().map(|&i| read[i].1.clone())),
+            Action::Purge => {
+                for &i in &selected {
+                    ack(&read[i].0).await?;
+                    removed[i] = true;
+                    report.purged += 1;
+                }
+            }
+            Action::Replay(options) => {
+                let (with_record, without): (Vec<usize>, Vec<usize>) =
+                    selected.iter().partition(|&&i| read[i].1.record.is_ok());
+                report.skipped_without_record = without.len() as u64;
+                if !options.dry_run {
+                    let target = self.target(options.to.as_deref());
+                    let mut replayer =
+                        Replayer::open(connection, &self.config, options, target).await?;
+                    let letters: Vec<&DeadLetter> =
+                        with_record.iter().map(|&i| &read[i].1).collect();
+                    for j in replay_order(&letters) {
+                        let i = with_record[j];
+                        let (acker, letter) = &read[i];
+                        let sent = replayer
+                            .send(letter, acker.clone(), i, now, &mut report, &mut removed)
+                            .await;
+                        if let Err(e) = sent {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
+                    if let Err(e) = replayer.drain(&mut report, &mut removed).await {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        for ((acker, _), removed) in read.iter().zip(&removed) {
+            if !removed {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            }
+        }
+        match failure {
+            Some(e) => {
+                let reason = format!(
+                    "{}; {} dead letters were replayed and removed before it, the rest stay in {}",
+                    e.reason(),
+                    report.replayed,
+                    self.names.dead_letter
+                );
+                Err(if e.is_destination_missing() {
+                    BrokerError::destination_missing("replay", reason)
+                } else {
+                    BrokerError::new(e.class(), "replay", reason)
+                })
+            }
+            None => Ok(report),
+        }
+    }
+
+    /// Where a replay publishes: `(exchange, routing key)`.
+    fn target<'a>(&'a self, to: Option<&'a str>) -> (&'a str, &'a str) {
+        match to {
+            Some(topic) => (topic, ""),
+            None => ("", self.names.work.as_str()),
+        }
+    }
+}
+
+async fn ack(acker: &Acker) -> Result<(), BrokerError> {
+    acker
+        .ack(BasicAckOptions::default())
+        .await
+        .map(|_| ())
+        .map_err(|e| broker_error("dead letters", e))
+}
+
+/// One publish awaiting its confirm, and the dead letter it removes once confirmed.
+struct InFlight {
+    confirm: PublisherConfirm,
+    dead_letter: Acker,
+    place: usize,
+    key: Option<String>,
+    id: MessageId,
+}
+
+/// The confirm channel of a replay and its pipeline.
+struct Replayer {
+    channel: Channel,
+    confirm_timeout: std::time::Duration,
+    exchange: String,
+    routing_key: String,
+    pace: Pace,
+    in_flight: VecDeque<InFlight>,
+    keys: HashSet<String>,
+}
+
+impl Replayer {
+    async fn open(
+        connection: &Connection,
+        config: &RabbitConfig,
+        options: &ReplayOptions,
+        (exchange, routing_key): (&str, &str),
+    ) -> Result<Self, BrokerError> {
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| broker_error("replay", e))?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| broker_error("replay", e))?;
+        Ok(Self {
+            channel,
+            confirm_timeout: config.confirm_timeout,
+            exchange: exchange.to_owned(),
+            routing_key: routing_key.to_owned(),
+            pace: Pace::new(options.rate),
+            in_flight: VecDeque::new(),
+            keys: HashSet::new(),
+        })
+    }
+
+    /// Publishes the replay of `letter`, first waiting for the confirms in flight when its
+    /// key has one of them or the window is full.
+    async fn send(
+        &mut self,
+        letter: &DeadLetter,
+        dead_letter: Acker,
+        place: usize,
+        now: SystemTime,
+        report: &mut RedriveReport,
+        removed: &mut [bool],
+    ) -> Result<(), BrokerError> {
+        let key = letter.message.key().map(str::to_owned);
+        let busy_key = key.as_ref().is_some_and(|k| self.keys.contains(k));
+        if busy_key || self.in_flight.len() >= REPLAY_WINDOW {
+            self.drain(report, removed).await?;
+        }
+        self.pace.next().await;
+        let message = letter.replay_message(now);
+        let confirm = send(
+            &self.channel,
+            &self.exchange,
+            &self.routing_key,
+            &message,
+            None,
+        )
+        .await
+        .map_err(|r| BrokerError::from_publish("replay", r.outcome, r.reason))?;
+        if let Some(k) = &key {
+            self.keys.insert(k.clone());
+        }
+        self.in_flight.push_back(InFlight {
+            confirm,
+            dead_letter,
+            place,
+            key,
+            id: message.id(),
+        });
+        Ok(())
+    }
+
+    /// Waits for every confirm in flight, removing each confirmed message's dead letter; the
+    /// first refusal is returned after the others were settled (they hold other keys).
+    async fn drain(
+        &mut self,
+        report: &mut RedriveReport,
+        removed: &mut [bool],
+    ) -> Result<(), BrokerError> {
+        let mut first_failure = None;
+        while let Some(sent) = self.in_flight.pop_front() {
+            if let Some(k) = &sent.key {
+                self.keys.remove(k);
+            }
+            let refusal = match confirmed(sent.confirm, self.confirm_timeout).await {
+                Ok(None) => None,
+                Ok(Some(_returned)) => Some(unroutable(&self.exchange, &self.routing_key)),
+                Err(refusal) => Some(refusal),
+            };
+            match refusal {
+                None => {
+                    ack(&sent.dead_letter).await?;
+                    removed[sent.place] = true;
+                    report.replayed += 1;
+                }
+                Some(refusal) => {
+                    first_failure.get_or_insert(BrokerError::from_publish(
+                        "replay",
+                        refusal.outcome,
+                        format!("the replay of {} was refused: {}", sent.id, refusal.reason),
+                    ));
+                }
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+}

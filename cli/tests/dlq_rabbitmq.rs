@@ -1,0 +1,306 @@
+//! `waybill dlq` on a real RabbitMQ: a consumer group dead-letters 120 messages over three
+//! keys (a handler bug), the bug is fixed, and the operator replays them — once through a
+//! `waybill dlq replay` killed with SIGKILL half way, then to the end. Every message is
+//! applied exactly once (the inbox drops the copies the killed replay left behind), in its
+//! key's order; a dead letter another tool put there (no record) is left, shown, and purged
+//! only with `--all`; dry runs, unfiltered purges and filters matching nothing change nothing.
+
+use std::collections::HashMap;
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use serde_json::Value;
+use waybill_core::redrive::DeadLetterFilter;
+use waybill_core::{
+    handler_fn, ErrorClass, HandlerError, InMemoryIdempotencyStore, IncomingMessage, Message,
+    MessageId, Ordering, Processor, Publisher,
+};
+use waybill_rabbitmq::{
+    delete_group_topology, RabbitConfig, RabbitDeadLetters, RabbitPublisher, RabbitSubscriber,
+};
+
+use super::WAYBILL;
+
+const KEYS: usize = 3;
+const PER_KEY: usize = 40;
+const GROUP: &str = "billing";
+
+fn amqp_url() -> String {
+    std::env::var("WAYBILL_RABBITMQ_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+fn config() -> RabbitConfig {
+    RabbitConfig::builder(amqp_url())
+        .retry_tiers([Duration::from_millis(250)])
+        .build()
+        .expect("valid test config")
+}
+
+/// `waybill dlq ARGS --broker-url … --topic TOPIC --group billing`.
+fn dlq(topic: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(WAYBILL);
+    command.arg("dlq").args(args).args([
+        "--broker-url",
+        &amqp_url(),
+        "--topic",
+        topic,
+        "--group",
+        GROUP,
+    ]);
+    command
+}
+
+fn output(command: &mut Command) -> Output {
+    command.output().expect("run waybill")
+}
+
+fn text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// The dead letters `waybill dlq list --json` prints with `extra` flags.
+fn listed(topic: &str, extra: &[&str]) -> Vec<Value> {
+    let out = output(dlq(topic, &["list", "--json", "--limit", "1000"]).args(extra));
+    assert!(out.status.success(), "{}", text(&out));
+    match serde_json::from_slice(&out.stdout).expect("JSON") {
+        Value::Array(rows) => rows,
+        other => panic!("not an array: {other}"),
+    }
+}
+
+/// Puts a message without any waybill header into the dead-letter queue, as another tool
+/// would.
+async fn put_foreign_dead_letter(queue: &str) {
+    let connection = Connection::connect(&amqp_url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            b"from another tool",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+}
+
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_killed() {
+    let topic = format!(
+        "wb-dlq-{}",
+        &MessageId::new().to_string().replace('-', "")[20..]
+    );
+    let config = config();
+    let store = Arc::new(InMemoryIdempotencyStore::default());
+
+    // Version 1 of the handler has a bug: every message is dead-lettered.
+    let subscriber = RabbitSubscriber::connect(config.clone(), &topic, GROUP)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
+                amqp_url()
+            )
+        });
+    let broken = Processor::builder(GROUP)
+        .ordering(Ordering::PerKey)
+        .idempotency(store.clone())
+        .build()
+        .unwrap()
+        .start(
+            subscriber,
+            handler_fn(|_m: IncomingMessage| async {
+                Err(HandlerError::permanent("version 1 cannot read this order"))
+            }),
+        );
+    let publisher = RabbitPublisher::connect(config.clone()).await.unwrap();
+    for seq in 0..PER_KEY {
+        for key in 0..KEYS {
+            let message = Message::new(format!("{seq}"))
+                .with_key(format!("k{key}"))
+                .with_header("seq", seq.to_string());
+            publisher.publish(&topic, message).await.unwrap();
+        }
+    }
+    let total = (KEYS * PER_KEY) as u64;
+    wait_until(
+        "every message dead-lettered",
+        Duration::from_secs(60),
+        || broken.counters().dead_lettered == total,
+    )
+    .await;
+    broken.shutdown().await.unwrap();
+    let dead = RabbitDeadLetters::new(config.clone(), &topic, GROUP).unwrap();
+    put_foreign_dead_letter(dead.queue()).await;
+
+    // Listing removes nothing, and the library's filters select by class, id and limit.
+    assert_eq!(listed(&topic, &[]).len(), KEYS * PER_KEY, "records only");
+    let all = listed(&topic, &["--all"]);
+    assert_eq!(all.len(), KEYS * PER_KEY + 1, "with the foreign one");
+    let foreign = all
+        .iter()
+        .find(|row| row["error_class"] == "no record")
+        .expect("the foreign dead letter is listed")["message_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first = &listed(&topic, &[])[0];
+    assert_eq!(first["error_class"], "permanent", "{first}");
+    assert_eq!(first["key"], "k0", "oldest first: {first}");
+    let by_class = dead
+        .list(&DeadLetterFilter {
+            error_class: Some(ErrorClass::Transient),
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(by_class.is_empty(), "no transient dead letters");
+    let limited = dead
+        .list(&DeadLetterFilter {
+            limit: Some(5),
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 5);
+    assert_eq!(
+        listed(&topic, &["--all"]).len(),
+        KEYS * PER_KEY + 1,
+        "reading with a limit gave everything back"
+    );
+
+    // What changes nothing: a dry run, an unfiltered purge, a filter matching nothing.
+    let dry = output(&mut dlq(&topic, &["replay", "--dry-run"]));
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(
+        text(&dry).contains(&format!("would replay {total} of {total}")),
+        "{}",
+        text(&dry)
+    );
+    let unfiltered = output(&mut dlq(&topic, &["purge"]));
+    assert_eq!(unfiltered.status.code(), Some(2), "{}", text(&unfiltered));
+    assert!(text(&unfiltered).contains("--all"), "{}", text(&unfiltered));
+    let nothing = output(&mut dlq(&topic, &["replay", "--error-class", "panic"]));
+    assert_eq!(nothing.status.code(), Some(3), "{}", text(&nothing));
+    assert_eq!(listed(&topic, &["--all"]).len(), KEYS * PER_KEY + 1);
+    let unknown = output(
+        Command::new(WAYBILL)
+            .args(["dlq", "list", "--broker-url", "nats://127.0.0.1:4222"])
+            .args(["--topic", &topic, "--group", GROUP]),
+    );
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+
+    // Version 2 works: it records what it applied, in order per key.
+    let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let ledger = applied.clone();
+    let subscriber = RabbitSubscriber::connect(config.clone(), &topic, GROUP)
+        .await
+        .unwrap();
+    let fixed = Processor::builder(GROUP)
+        .ordering(Ordering::PerKey)
+        .idempotency(store.clone())
+        .build()
+        .unwrap()
+        .start(
+            subscriber,
+            handler_fn(move |m: IncomingMessage| {
+                let ledger = ledger.clone();
+                async move {
+                    let key = m.message().key().unwrap_or_default().to_owned();
+                    let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
+                    ledger.lock().unwrap().push((key, seq));
+                    Ok(())
+                }
+            }),
+        );
+
+    // A replay killed half way (40 messages a second, killed after about one second) ...
+    let mut killed = dlq(&topic, &["replay", "--rate", "40"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the replay under way", Duration::from_secs(30), || {
+        applied.lock().unwrap().len() >= 20
+    })
+    .await;
+    assert!(
+        killed.try_wait().unwrap().is_none(),
+        "the replay is still running when it is killed"
+    );
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = listed(&topic, &[]).len();
+    assert!(
+        (1..KEYS * PER_KEY).contains(&left),
+        "the kill happened half way: {left} dead letters left"
+    );
+
+    // ... then run again to the end (--all selects the foreign dead letter too, which a
+    // replay leaves: its origin is unknown).
+    let rerun = output(&mut dlq(&topic, &["replay", "--all", "--json"]));
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let report: Value = serde_json::from_slice(&rerun.stdout).expect("JSON");
+    assert_eq!(report["replayed"], left as u64, "{report}");
+    assert_eq!(report["skipped_without_record"], 1, "{report}");
+    wait_until(
+        "every replayed message applied",
+        Duration::from_secs(60),
+        || applied.lock().unwrap().len() >= KEYS * PER_KEY,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fixed.shutdown().await.unwrap();
+    let applied = applied.lock().unwrap().clone();
+    assert_eq!(applied.len(), KEYS * PER_KEY, "each applied once");
+    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
+    for (key, seq) in applied {
+        per_key.entry(key).or_default().push(seq);
+    }
+    for (key, seqs) in &per_key {
+        assert_eq!(
+            seqs,
+            &(0..PER_KEY).collect::<Vec<_>>(),
+            "key {key} applied in order"
+        );
+    }
+
+    // The foreign dead letter stays until it is purged with --all.
+    let shown = output(&mut dlq(&topic, &["show", "--id", &foreign, "--json"]));
+    assert!(shown.status.success(), "{}", text(&shown));
+    let detail: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(detail["payload"], "from another tool", "{detail}");
+    assert!(detail["record"]["missing"].is_string(), "{detail}");
+    let purged = output(&mut dlq(&topic, &["purge", "--all"]));
+    assert!(purged.status.success(), "{}", text(&purged));
+    assert!(text(&purged).contains("purged 1 of 1"), "{}", text(&purged));
+    assert!(listed(&topic, &["--all"]).is_empty());
+
+    publisher.close().await.unwrap();
+    delete_group_topology(&config, &topic, GROUP, true)
+        .await
+        .unwrap();
+}
