@@ -6,6 +6,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::RDKafkaErrorCode;
 use tracing::warn;
+use waybill_core::preflight::{Check, PreflightReport, Verdict};
 use waybill_core::BrokerError;
 
 use crate::config::KafkaConfig;
@@ -162,13 +163,34 @@ pub struct DurabilityReport {
     pub layout: TopicLayout,
     /// The topic's `min.insync.replicas`, when the cluster reports it.
     pub min_insync_replicas: Option<i32>,
-    /// Why a confirmed message could still be lost; empty when none.
+    /// The topic's `unclean.leader.election.enable`, when the cluster reports it.
+    pub unclean_leader_election: Option<bool>,
+    /// Each setting checked: replication, `min.insync.replicas`,
+    /// `unclean.leader.election.enable`, with the reason and the fix.
+    pub checks: Vec<Check>,
+    /// The reasons of the checks that did not pass; empty when all did.
     pub warnings: Vec<String>,
 }
 
-/// Checks that `acks=all` makes a confirmed message survive a broker loss on `topic`: at
-/// least 3 replicas and `min.insync.replicas` of at least 2. Each shortfall becomes a warning
-/// (also logged); waybill still publishes.
+impl DurabilityReport {
+    /// The checks as a preflight report (target `kafka topic <name>`).
+    pub fn to_preflight(&self) -> PreflightReport {
+        PreflightReport {
+            target: format!("kafka topic {}", self.topic),
+            checks: self.checks.clone(),
+        }
+    }
+}
+
+/// Checks that `acks=all` makes a confirmed message survive a broker loss on `topic`:
+///
+/// - replication: 3 or more passes, 2 warns, 1 fails (that broker's disk is the only copy);
+/// - `min.insync.replicas`: 2 or more passes, 1 fails (one replica confirms alone), unreadable
+///   warns;
+/// - `unclean.leader.election.enable`: false passes, true fails (an out-of-sync replica may
+///   become leader and drop confirmed messages), unreadable warns.
+///
+/// Each shortfall is also logged; waybill still publishes.
 ///
 /// # Errors
 /// [`BrokerError`]: permanent when the topic does not exist.
@@ -180,39 +202,29 @@ pub async fn durability_preflight(
         BrokerError::permanent("preflight", format!("topic {topic} does not exist"))
     })?;
     let admin = client(config)?;
-    let min_insync = match admin
+    let settings = match admin
         .describe_configs(&[ResourceSpecifier::Topic(topic)], &options())
         .await
     {
-        Ok(results) => results.into_iter().find_map(|r| {
-            r.ok()?
-                .get("min.insync.replicas")?
-                .value
-                .as_deref()?
-                .parse::<i32>()
-                .ok()
-        }),
+        Ok(results) => results.into_iter().find_map(Result::ok),
         Err(e) => {
             warn!(error = %e, topic, "could not read the topic configuration");
             None
         }
     };
-    let mut warnings = Vec::new();
-    if layout.replication < 3 {
-        warnings.push(format!(
-            "{topic} has {} replica(s): losing that broker's disk loses confirmed messages; use 3",
-            layout.replication
-        ));
-    }
-    match min_insync {
-        Some(n) if n < 2 => warnings.push(format!(
-            "{topic} has min.insync.replicas={n}: acks=all is confirmed by a single replica; use 2"
-        )),
-        Some(_) => {}
-        None => warnings.push(format!(
-            "{topic}: min.insync.replicas could not be read; check that it is at least 2"
-        )),
-    }
+    let setting = |name: &str| -> Option<String> { settings.as_ref()?.get(name)?.value.clone() };
+    let min_insync = setting("min.insync.replicas").and_then(|v| v.parse::<i32>().ok());
+    let unclean = setting("unclean.leader.election.enable").and_then(|v| v.parse::<bool>().ok());
+    let checks = vec![
+        replication_check(topic, layout.replication),
+        min_insync_check(topic, min_insync),
+        unclean_check(topic, unclean),
+    ];
+    let warnings: Vec<String> = checks
+        .iter()
+        .filter(|c| c.verdict != Verdict::Pass)
+        .map(|c| c.reason.clone())
+        .collect();
     for w in &warnings {
         warn!(topic, "{w}");
     }
@@ -220,6 +232,68 @@ pub async fn durability_preflight(
         topic: topic.to_owned(),
         layout,
         min_insync_replicas: min_insync,
+        unclean_leader_election: unclean,
+        checks,
         warnings,
     })
+}
+
+fn replication_check(topic: &str, replicas: i32) -> Check {
+    const NAME: &str = "replication";
+    let fix = "create the topic with replication factor 3 (or reassign its partitions)";
+    match replicas {
+        n if n >= 3 => Check::pass(NAME, format!("{topic} has {n} replicas")),
+        2 => Check::warn(
+            NAME,
+            format!("{topic} has 2 replicas: one broker down leaves no spare copy"),
+            fix,
+        ),
+        n => Check::fail(
+            NAME,
+            format!(
+                "{topic} has {n} replica(s): losing that broker's disk loses confirmed messages"
+            ),
+            fix,
+        ),
+    }
+}
+
+fn min_insync_check(topic: &str, min_insync: Option<i32>) -> Check {
+    const NAME: &str = "min.insync.replicas";
+    let fix = "set min.insync.replicas=2 on the topic (kafka-configs --alter --add-config)";
+    match min_insync {
+        Some(n) if n >= 2 => Check::pass(NAME, format!("{topic} has min.insync.replicas={n}")),
+        Some(n) => Check::fail(
+            NAME,
+            format!(
+                "{topic} has min.insync.replicas={n}: acks=all is confirmed by a single replica"
+            ),
+            fix,
+        ),
+        None => Check::warn(
+            NAME,
+            format!("{topic}: min.insync.replicas could not be read"),
+            "check that it is at least 2",
+        ),
+    }
+}
+
+fn unclean_check(topic: &str, unclean: Option<bool>) -> Check {
+    const NAME: &str = "unclean.leader.election.enable";
+    match unclean {
+        Some(false) => Check::pass(NAME, format!("{topic} elects only in-sync leaders")),
+        Some(true) => Check::fail(
+            NAME,
+            format!(
+                "{topic} allows unclean leader election: an out-of-sync replica may lead and \
+                 drop confirmed messages"
+            ),
+            "set unclean.leader.election.enable=false on the topic",
+        ),
+        None => Check::warn(
+            NAME,
+            format!("{topic}: unclean.leader.election.enable could not be read"),
+            "check that it is false",
+        ),
+    }
 }

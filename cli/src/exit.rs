@@ -12,6 +12,9 @@ pub enum Failure {
     Usage(String),
     /// Exit code 3: the filter matched nothing, so nothing was changed.
     NothingMatched(String),
+    /// Exit code 4: a check found a setting that can lose confirmed messages (a preflight
+    /// FAIL).
+    CheckFailed(String),
 }
 
 impl Failure {
@@ -21,6 +24,7 @@ impl Failure {
             Self::Failed(_) => 1,
             Self::Usage(_) => 2,
             Self::NothingMatched(_) => 3,
+            Self::CheckFailed(_) => 4,
         })
     }
 }
@@ -28,7 +32,9 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Failed(m) | Self::Usage(m) | Self::NothingMatched(m) => f.write_str(m),
+            Self::Failed(m) | Self::Usage(m) | Self::NothingMatched(m) | Self::CheckFailed(m) => {
+                f.write_str(m)
+            }
         }
     }
 }

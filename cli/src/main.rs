@@ -1,6 +1,7 @@
 //! `waybill`: the operator's program. `waybill relay` runs the outbox relay as a sidecar,
 //! `waybill outbox …` inspects and repairs the outbox, `waybill dlq …` lists, replays and
-//! purges a consumer group's dead letters on the broker. See `--help` and the README's
+//! purges a consumer group's dead letters on the broker, `waybill preflight` checks what the
+//! broker's settings do to the guarantee. See `--help` and the README's
 //! operator's section; the exit codes are documented on [`exit::Failure`].
 
 mod broker;
@@ -10,6 +11,7 @@ mod exit;
 mod monitoring;
 mod outbox;
 mod output;
+mod preflight;
 mod relay;
 mod secret_file;
 mod settings;
@@ -53,5 +55,6 @@ async fn execute(cli: Cli) -> Outcome {
             outbox::run(args.command, settings, cli.json).await
         }
         Command::Dlq(args) => dlq::run(args, cli.json).await,
+        Command::Preflight(args) => preflight::run(args, cli.json).await,
     }
 }

@@ -13,10 +13,12 @@ use crate::secret_file::direct_or_file;
 use waybill_core::secret::mask_url_password as masked_url;
 
 /// waybill's command line for operators: relays the transactional outbox of a PostgreSQL,
-/// SQLite or MySQL/MariaDB database to a broker, inspects and repairs it.
+/// SQLite or MySQL/MariaDB database to a broker and repairs it, redrives a consumer group's
+/// dead letters on the broker, and checks what the broker's settings do to the guarantee.
 ///
 /// Exit codes: 0 done; 1 an operation failed (a server unreachable or refusing); 2 invalid
-/// usage or settings; 3 a filter matched nothing, so nothing was changed.
+/// usage or settings; 3 a filter matched nothing, so nothing was changed; 4 a preflight check
+/// failed.
 #[derive(Debug, Parser)]
 #[command(name = "waybill", version)]
 pub struct Cli {
@@ -49,6 +51,40 @@ pub enum Command {
     /// killed can bring a message twice (an inbox drops the copy), never lose one. Replayed
     /// messages keep their order per key. RabbitMQ (amqp://, amqps://) so far.
     Dlq(DlqArgs),
+    /// Durability preflight: checks each topic's broker settings, PASS, WARN or FAIL with the
+    /// reason and the fix; exits 4 when a check fails. Kafka (kafka://, kafkas://) so far.
+    Preflight(PreflightArgs),
+}
+
+/// `waybill preflight`: the broker and the topics to check.
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// kafka://host:port[,host:port] or kafkas://... (see `waybill relay --help`)
+    #[arg(long, env = "WAYBILL_BROKER_URL", hide_env_values = true)]
+    pub broker_url: Option<String>,
+    /// File holding the broker URL (a mounted secret; one trailing line break is ignored).
+    #[arg(long, env = "WAYBILL_BROKER_URL_FILE")]
+    pub broker_url_file: Option<PathBuf>,
+    /// A topic to check (repeatable).
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+}
+
+impl PreflightArgs {
+    /// The broker URL, from the flag, the environment or the file named.
+    ///
+    /// # Errors
+    /// A message naming what is missing or unreadable.
+    pub fn broker_url(&mut self) -> Result<String, String> {
+        direct_or_file(
+            "broker_url",
+            self.broker_url.take(),
+            self.broker_url_file.take().as_deref(),
+        )?
+        .ok_or_else(|| {
+            "broker_url is required (--broker-url, --broker-url-file, WAYBILL_BROKER_URL)".into()
+        })
+    }
 }
 
 /// `waybill dlq`: the broker, the topic and group, and what to do.

@@ -9,6 +9,8 @@ const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
 mod dlq_rabbitmq;
 #[path = "outbox_commands.rs"]
 mod outbox_commands;
+#[path = "preflight_kafka.rs"]
+mod preflight_kafka;
 #[path = "relay_kill.rs"]
 mod relay_kill;
 #[path = "relay_secrets.rs"]

@@ -51,6 +51,7 @@ pub mod backend_kit;
 pub mod broker_url;
 pub mod codec;
 pub mod header_names;
+pub mod preflight;
 pub mod redrive;
 pub mod secret;
 pub mod spans;
