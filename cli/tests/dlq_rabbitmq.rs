@@ -15,8 +15,8 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::Value;
 use waybill_core::redrive::DeadLetterFilter;
 use waybill_core::{
-    handler_fn, ErrorClass, HandlerError, InMemoryIdempotencyStore, IncomingMessage, Message,
-    MessageId, Ordering, Processor, Publisher,
+    handler_fn, ErrorClass, Handler, HandlerError, InMemoryIdempotencyStore, IncomingMessage,
+    Message, MessageId, Ordering, Processor, Publisher, RunningProcessor,
 };
 use waybill_rabbitmq::{
     delete_group_topology, RabbitConfig, RabbitDeadLetters, RabbitPublisher, RabbitSubscriber,
@@ -98,6 +98,28 @@ async fn put_foreign_dead_letter(queue: &str) {
     connection.close(200, "done".into()).await.unwrap();
 }
 
+/// A per-key processor of the group on `topic`, over the shared `store`, running `handler`.
+async fn start_group(
+    topic: &str,
+    store: &Arc<InMemoryIdempotencyStore>,
+    handler: impl Handler,
+) -> RunningProcessor {
+    let subscriber = RabbitSubscriber::connect(config(), topic, GROUP)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
+                amqp_url()
+            )
+        });
+    Processor::builder(GROUP)
+        .ordering(Ordering::PerKey)
+        .idempotency(store.clone())
+        .build()
+        .unwrap()
+        .start(subscriber, handler)
+}
+
 async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
@@ -116,25 +138,14 @@ async fn dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_
     let store = Arc::new(InMemoryIdempotencyStore::default());
 
     // Version 1 of the handler has a bug: every message is dead-lettered.
-    let subscriber = RabbitSubscriber::connect(config.clone(), &topic, GROUP)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
-                amqp_url()
-            )
-        });
-    let broken = Processor::builder(GROUP)
-        .ordering(Ordering::PerKey)
-        .idempotency(store.clone())
-        .build()
-        .unwrap()
-        .start(
-            subscriber,
-            handler_fn(|_m: IncomingMessage| async {
-                Err(HandlerError::permanent("version 1 cannot read this order"))
-            }),
-        );
+    let broken = start_group(
+        &topic,
+        &store,
+        handler_fn(|_m: IncomingMessage| async {
+            Err(HandlerError::permanent("version 1 cannot read this order"))
+        }),
+    )
+    .await;
     let publisher = RabbitPublisher::connect(config.clone()).await.unwrap();
     for seq in 0..PER_KEY {
         for key in 0..KEYS {
@@ -215,26 +226,20 @@ async fn dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_
     // Version 2 works: it records what it applied, in order per key.
     let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
     let ledger = applied.clone();
-    let subscriber = RabbitSubscriber::connect(config.clone(), &topic, GROUP)
-        .await
-        .unwrap();
-    let fixed = Processor::builder(GROUP)
-        .ordering(Ordering::PerKey)
-        .idempotency(store.clone())
-        .build()
-        .unwrap()
-        .start(
-            subscriber,
-            handler_fn(move |m: IncomingMessage| {
-                let ledger = ledger.clone();
-                async move {
-                    let key = m.message().key().unwrap_or_default().to_owned();
-                    let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
-                    ledger.lock().unwrap().push((key, seq));
-                    Ok(())
-                }
-            }),
-        );
+    let fixed = start_group(
+        &topic,
+        &store,
+        handler_fn(move |m: IncomingMessage| {
+            let ledger = ledger.clone();
+            async move {
+                let key = m.message().key().unwrap_or_default().to_owned();
+                let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
+                ledger.lock().unwrap().push((key, seq));
+                Ok(())
+            }
+        }),
+    )
+    .await;
 
     // A replay killed half way (40 messages a second, killed after about one second) ...
     let mut killed = dlq(&topic, &["replay", "--rate", "40"])
