@@ -12,7 +12,9 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use support::rabbitmq::{config, kill, rabbitmqctl, require_broker, start_again};
+use support::rabbitmq::{
+    config, heal_after_restart, kill, rabbitmqctl, require_broker, start_again,
+};
 use waybill_core::{Message, MessageId, Publisher, Subscriber};
 use waybill_rabbitmq::{delete_group_topology, RabbitPublisher, RabbitSubscriber};
 
@@ -127,6 +129,9 @@ async fn first_arrivals_out_of_order(cut: Cut) -> Vec<String> {
     delete_group_topology(&config(), &topic, group, true)
         .await
         .unwrap();
+    if matches!(cut, Cut::KillBroker) {
+        heal_after_restart().await;
+    }
 
     order
         .iter()

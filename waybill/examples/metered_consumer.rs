@@ -12,7 +12,7 @@
 //!
 //! A message whose payload is `poison` is refused as permanent (dead-lettered); the others
 //! take `--handle-ms` each. It runs until SIGTERM or Ctrl-C. The Prometheus scrape test in
-//! `outbox/tests/sidecar.rs` runs it beside the relay sidecar.
+//! `cli/tests/prometheus_scrape.rs` runs it beside the relay sidecar (`waybill relay`).
 //!
 //! `cargo run -p waybill --features rabbitmq --example metered_consumer -- --topic orders
 //! --group billing --listen 127.0.0.1:9465` (`--broker-url` for another server than the

@@ -65,6 +65,30 @@ fn pid_command() -> Option<String> {
     }
 }
 
+/// Restarts the rabbit application when RabbitMQ lost its dead-letter worker supervisor, as
+/// `scripts/brokers start rabbitmq` does. RabbitMQ 3.10 loses it when a quorum queue with
+/// at-least-once dead-lettering is deleted while it still recovers after a restart (the
+/// worker crashes twice and the supervisor gives up); every such queue declared afterwards,
+/// by any later test, then fails with INTERNAL_ERROR. Tests that restart the broker call this
+/// after deleting their queues.
+pub async fn heal_after_restart() {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::task::spawn_blocking(|| {
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["eval", "whereis(rabbit_fifo_dlx_sup)."])
+            .output()
+            .expect("rabbitmqctl is installed (Debian package rabbitmq-server)");
+        if String::from_utf8_lossy(&out.stdout).trim() == "undefined" {
+            eprintln!("RabbitMQ lost its dead-letter worker supervisor; restarting the app");
+            rabbitmqctl(&["stop_app"]);
+            rabbitmqctl(&["start_app"]);
+            rabbitmqctl(&["await_startup"]);
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// Stops and starts the RabbitMQ application inside the running node, or runs the command in
 /// WAYBILL_RABBITMQ_RESTART_APP instead. The node's process stays, so the proof holds no
 /// process ids: the client seeing the outage is the proof.
