@@ -297,3 +297,28 @@ fn unclean_check(topic: &str, unclean: Option<bool>) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_check_passes_warns_or_fails_at_its_threshold() {
+        let verdict = |c: Check| c.verdict;
+        assert_eq!(verdict(replication_check("t", 3)), Verdict::Pass);
+        assert_eq!(verdict(replication_check("t", 2)), Verdict::Warn);
+        assert_eq!(verdict(replication_check("t", 1)), Verdict::Fail);
+        assert_eq!(verdict(min_insync_check("t", Some(2))), Verdict::Pass);
+        assert_eq!(verdict(min_insync_check("t", Some(1))), Verdict::Fail);
+        assert_eq!(verdict(min_insync_check("t", None)), Verdict::Warn);
+        assert_eq!(verdict(unclean_check("t", Some(false))), Verdict::Pass);
+        assert_eq!(verdict(unclean_check("t", Some(true))), Verdict::Fail);
+        assert_eq!(verdict(unclean_check("t", None)), Verdict::Warn);
+        let failed = replication_check("orders", 1);
+        assert!(failed.reason.contains("orders has 1 replica"), "{failed:?}");
+        assert!(failed
+            .fix
+            .is_some_and(|f| f.contains("replication factor 3")));
+        assert!(replication_check("t", 3).fix.is_none());
+    }
+}
