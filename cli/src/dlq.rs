@@ -8,7 +8,7 @@ use waybill_core::BrokerError;
 use waybill_rabbitmq::{RabbitConfig, RabbitDeadLetters};
 
 use crate::exit::{Failure, Outcome};
-use crate::output::{summary, Rows};
+use crate::output::{changed, Rows};
 use crate::settings::{DlqArgs, DlqCommand};
 
 /// Longest payload `show` prints (the rest is counted, not printed).
@@ -133,13 +133,7 @@ fn finish(json: bool, report: &RedriveReport, sentence: &str, all: bool) -> Outc
         "skipped_without_record": report.skipped_without_record,
         "dry_run": report.dry_run,
     });
-    println!("{}", summary(json, sentence, object));
-    if report.matched == 0 && !all {
-        return Err(Failure::NothingMatched(
-            "no dead letter matches the filter; nothing changed".into(),
-        ));
-    }
-    Ok(())
+    changed(json, sentence, object, report.matched, all, "dead letter")
 }
 
 fn without_record(report: &RedriveReport) -> String {

@@ -6,7 +6,7 @@ use waybill_outbox::OutboxInspector;
 
 use crate::database::open;
 use crate::exit::{Failure, Outcome};
-use crate::output::{summary, Rows};
+use crate::output::{changed, summary, Rows};
 use crate::settings::{DeadCommand, OutboxCommand, Settings};
 
 /// Runs `command` against the database of `settings`.
@@ -78,10 +78,11 @@ async fn dead_rows(inspector: &OutboxInspector, command: DeadCommand, json: bool
                 .map_err(|e| e.to_string())?;
             changed(
                 json,
-                n,
-                filter.all,
                 &format!("{n} dead rows made pending again"),
                 json!({ "replayed": n }),
+                n,
+                filter.all,
+                "dead row",
             )
         }
         DeadCommand::Purge { filter } => {
@@ -91,22 +92,12 @@ async fn dead_rows(inspector: &OutboxInspector, command: DeadCommand, json: bool
                 .map_err(|e| e.to_string())?;
             changed(
                 json,
-                n,
-                filter.all,
                 &format!("{n} dead rows deleted"),
                 json!({ "purged": n }),
+                n,
+                filter.all,
+                "dead row",
             )
         }
     }
-}
-
-/// Prints what changed; a filter (not `--all`) that matched nothing is exit code 3.
-fn changed(json: bool, n: u64, all: bool, sentence: &str, object: serde_json::Value) -> Outcome {
-    println!("{}", summary(json, sentence, object));
-    if n == 0 && !all {
-        return Err(Failure::NothingMatched(
-            "no dead row matches the filter; nothing changed".into(),
-        ));
-    }
-    Ok(())
 }

@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::exit::{Failure, Outcome};
+
 /// Rows with named columns, printed as a table or as a JSON array of objects (the keys are
 /// the column names in lower case).
 pub struct Rows {
@@ -74,13 +76,32 @@ impl Rows {
     }
 }
 
-/// A summary of what a command changed: a sentence, or one JSON object with `json`.
+/// A summary of what a command did: a sentence, or one JSON object with `json`.
 pub fn summary(json: bool, sentence: &str, object: Value) -> String {
     if json {
         object.to_string()
     } else {
         sentence.to_owned()
     }
+}
+
+/// Prints what a replay or purge changed; a filter (not `--all`) that selected none of the
+/// `things` is exit code 3.
+pub fn changed(
+    json: bool,
+    sentence: &str,
+    object: Value,
+    selected: u64,
+    all: bool,
+    things: &str,
+) -> Outcome {
+    println!("{}", summary(json, sentence, object));
+    if selected == 0 && !all {
+        return Err(Failure::NothingMatched(format!(
+            "no {things} matches the filter; nothing changed"
+        )));
+    }
+    Ok(())
 }
 
 fn cell(value: &Value) -> String {

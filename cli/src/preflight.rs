@@ -11,7 +11,7 @@ use crate::settings::PreflightArgs;
 
 /// Checks every topic of `args`; exit code 4 when a check fails.
 pub async fn run(mut args: PreflightArgs, json: bool) -> Outcome {
-    let url = args.broker_url().map_err(Failure::Usage)?;
+    let url = args.broker.url().map_err(Failure::Usage)?;
     let scheme = url.split("://").next().unwrap_or_default();
     let reports = match scheme {
         "kafka" | "kafkas" => kafka(&url, &args.topics).await?,

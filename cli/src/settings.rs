@@ -59,23 +59,36 @@ pub enum Command {
 /// `waybill preflight`: the broker and the topics to check.
 #[derive(Debug, Args)]
 pub struct PreflightArgs {
-    /// kafka://host:port[,host:port] or kafkas://... (see `waybill relay --help`)
-    #[arg(long, env = "WAYBILL_BROKER_URL", hide_env_values = true)]
-    pub broker_url: Option<String>,
-    /// File holding the broker URL (a mounted secret; one trailing line break is ignored).
-    #[arg(long, env = "WAYBILL_BROKER_URL_FILE")]
-    pub broker_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// A topic to check (repeatable).
     #[arg(long = "topic", required = true)]
     pub topics: Vec<String>,
 }
 
-impl PreflightArgs {
+/// Where the broker is, for the commands that talk to one without relaying.
+#[derive(Debug, Args)]
+pub struct BrokerArgs {
+    /// amqp://... or amqps://... (RabbitMQ), kafka://host:port[,host:port] or kafkas://...
+    /// (Kafka); see `waybill relay --help` for the options
+    #[arg(
+        long,
+        global = true,
+        env = "WAYBILL_BROKER_URL",
+        hide_env_values = true
+    )]
+    pub broker_url: Option<String>,
+    /// File holding the broker URL (a mounted secret; one trailing line break is ignored).
+    #[arg(long, global = true, env = "WAYBILL_BROKER_URL_FILE")]
+    pub broker_url_file: Option<PathBuf>,
+}
+
+impl BrokerArgs {
     /// The broker URL, from the flag, the environment or the file named.
     ///
     /// # Errors
     /// A message naming what is missing or unreadable.
-    pub fn broker_url(&mut self) -> Result<String, String> {
+    pub fn url(&mut self) -> Result<String, String> {
         direct_or_file(
             "broker_url",
             self.broker_url.take(),
@@ -90,17 +103,8 @@ impl PreflightArgs {
 /// `waybill dlq`: the broker, the topic and group, and what to do.
 #[derive(Debug, Args)]
 pub struct DlqArgs {
-    /// amqp://... or amqps://... (RabbitMQ)
-    #[arg(
-        long,
-        global = true,
-        env = "WAYBILL_BROKER_URL",
-        hide_env_values = true
-    )]
-    pub broker_url: Option<String>,
-    /// File holding the broker URL (a mounted secret; one trailing line break is ignored).
-    #[arg(long, global = true, env = "WAYBILL_BROKER_URL_FILE")]
-    pub broker_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// The topic the group consumes.
     #[arg(long, global = true)]
     pub topic: Option<String>,
@@ -186,12 +190,7 @@ impl DlqArgs {
     /// # Errors
     /// A message naming what is missing or unreadable.
     pub fn location(&mut self) -> Result<(String, String, String), String> {
-        let url = direct_or_file(
-            "broker_url",
-            self.broker_url.take(),
-            self.broker_url_file.take().as_deref(),
-        )?
-        .ok_or("broker_url is required (--broker-url, --broker-url-file, WAYBILL_BROKER_URL)")?;
+        let url = self.broker.url()?;
         let topic = self.topic.take().ok_or("--topic is required")?;
         let group = self.group.take().ok_or("--group is required")?;
         Ok((url, topic, group))
