@@ -19,6 +19,10 @@ pub enum ErrorClass {
     Permanent,
     /// The handler panicked on the last attempt.
     Panic,
+    /// Not handled: an earlier message of its key was dead-lettered while the Processor ran
+    /// in [`DeadLetterMode::HoldKey`](crate::DeadLetterMode::HoldKey), and the key is held
+    /// behind it ([`DeadLetterRecord::held_behind`] names that message).
+    Held,
 }
 
 impl ErrorClass {
@@ -28,6 +32,7 @@ impl ErrorClass {
             Self::Transient => "transient",
             Self::Permanent => "permanent",
             Self::Panic => "panic",
+            Self::Held => "held",
         }
     }
 }
@@ -46,6 +51,7 @@ impl FromStr for ErrorClass {
             "transient" => Ok(Self::Transient),
             "permanent" => Ok(Self::Permanent),
             "panic" => Ok(Self::Panic),
+            "held" => Ok(Self::Held),
             other => Err(RecordError::Invalid {
                 name: names::DL_ERROR_CLASS,
                 value: other.to_owned(),
@@ -93,6 +99,9 @@ pub struct DeadLetterRecord {
     pub error_class: ErrorClass,
     /// Message of the last failure.
     pub error_message: String,
+    /// For a message of class [`ErrorClass::Held`]: the earlier dead message of its key it was
+    /// held behind. A replay sends it after that message.
+    pub held_behind: Option<MessageId>,
 }
 
 /// Longest error message kept in a record; longer ones are cut at a char boundary.
@@ -120,12 +129,28 @@ impl DeadLetterRecord {
             last_failure_at,
             error_class,
             error_message: truncate(error_message.into()),
+            held_behind: None,
         }
+    }
+
+    /// A record for `incoming`, dead-lettered unhandled because its key is held behind the
+    /// dead message `behind` (key-holding mode).
+    pub fn held_behind(incoming: &IncomingMessage, behind: MessageId, now: SystemTime) -> Self {
+        let mut record = Self::for_delivery(
+            incoming,
+            incoming.attempt(),
+            now,
+            now,
+            ErrorClass::Held,
+            format!("held behind {behind}: an earlier message of its key is dead-lettered"),
+        );
+        record.held_behind = Some(behind);
+        record
     }
 
     /// Writes the record as `waybill-dl-*` headers (overwriting an older record).
     pub fn write_to(&self, headers: &mut Headers) {
-        for name in [names::DL_PARTITION, names::DL_OFFSET] {
+        for name in [names::DL_PARTITION, names::DL_OFFSET, names::DL_HELD_BEHIND] {
             headers.remove(name);
         }
         headers.insert(names::DL_MESSAGE_ID, self.message_id.to_string());
@@ -148,6 +173,9 @@ impl DeadLetterRecord {
         );
         headers.insert(names::DL_ERROR_CLASS, self.error_class.as_str());
         headers.insert(names::DL_ERROR_MESSAGE, self.error_message.clone());
+        if let Some(behind) = self.held_behind {
+            headers.insert(names::DL_HELD_BEHIND, behind.to_string());
+        }
     }
 
     /// Reads a record back from headers written by [`DeadLetterRecord::write_to`].
@@ -190,6 +218,10 @@ impl DeadLetterRecord {
             last_failure_at: time(names::DL_LAST_FAILURE_AT)?,
             error_class: get(names::DL_ERROR_CLASS)?.parse()?,
             error_message: get(names::DL_ERROR_MESSAGE)?.to_owned(),
+            held_behind: headers
+                .get(names::DL_HELD_BEHIND)
+                .map(|v| v.parse().map_err(|_| invalid(names::DL_HELD_BEHIND, v)))
+                .transpose()?,
         })
     }
 }
@@ -223,6 +255,7 @@ mod tests {
             last_failure_at: UNIX_EPOCH + Duration::from_millis(9_000),
             error_class: ErrorClass::Transient,
             error_message: "db timeout".into(),
+            held_behind: None,
         }
     }
 
@@ -238,6 +271,18 @@ mod tests {
         no_position.offset = None;
         no_position.write_to(&mut headers);
         assert_eq!(DeadLetterRecord::read_from(&headers).unwrap(), no_position);
+
+        let mut held = record();
+        held.error_class = ErrorClass::Held;
+        held.held_behind = Some(MessageId::new());
+        held.write_to(&mut headers);
+        assert_eq!(DeadLetterRecord::read_from(&headers).unwrap(), held);
+        record().write_to(&mut headers);
+        assert_eq!(
+            DeadLetterRecord::read_from(&headers).unwrap().held_behind,
+            None,
+            "a newer record without a hold clears the old one"
+        );
     }
 
     #[test]

@@ -38,12 +38,15 @@ pub const DL_ATTEMPTS: &str = "waybill-dl-attempts";
 pub const DL_FIRST_FAILURE_AT: &str = "waybill-dl-first-failure-at";
 /// Dead-letter record: last failure time, Unix milliseconds.
 pub const DL_LAST_FAILURE_AT: &str = "waybill-dl-last-failure-at";
-/// Dead-letter record: error class (`transient`, `permanent`, `panic`).
+/// Dead-letter record: error class (`transient`, `permanent`, `panic`, `held`).
 pub const DL_ERROR_CLASS: &str = "waybill-dl-error-class";
 /// Dead-letter record: error message of the last failure.
 pub const DL_ERROR_MESSAGE: &str = "waybill-dl-error-message";
 /// Dead-letter record: id of the dead-lettered message.
 pub const DL_MESSAGE_ID: &str = "waybill-dl-message-id";
+/// Dead-letter record, key-holding mode only: id of the earlier dead message of the same key
+/// that this one was held behind (it was dead-lettered without being handled).
+pub const DL_HELD_BEHIND: &str = "waybill-dl-held-behind";
 
 /// Set by a dead-letter replay on the copy it sends back (Unix milliseconds): an idempotency
 /// store that has the message id marked as dead-lettered reopens it for this copy instead of

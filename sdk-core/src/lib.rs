@@ -31,9 +31,11 @@ mod headers;
 mod health;
 mod idempotency;
 mod incoming;
+mod key_holds;
 mod lag;
 mod memory_broker;
 mod memory_idempotency;
+mod memory_key_holds;
 mod message;
 mod message_id;
 mod processor;
@@ -74,12 +76,14 @@ pub use idempotency::{
     Claim, ClaimToken, Completion, HeldClaim, IdempotencyStore, StoreError, StoreErrorKind,
 };
 pub use incoming::{IncomingMessage, Origin};
+pub use key_holds::{DeadLetterMode, KeyHold, KeyHoldStore};
 pub use lag::{ConsumerLag, LagProbe, PartitionLag};
 pub use memory_broker::{
     AckContext, AckFault, DeliveryContext, DeliveryFault, FaultInjector, MemoryBroker,
     MemoryBrokerBuilder, MemoryPublisher, MemorySubscriber, PublishContext, PublishFault,
 };
 pub use memory_idempotency::InMemoryIdempotencyStore;
+pub use memory_key_holds::InMemoryKeyHolds;
 pub use message::{Message, WireError};
 pub use message_id::{InvalidMessageId, MessageId};
 pub use processor::{

@@ -140,6 +140,7 @@ impl DeadLetter {
             names::DL_LAST_FAILURE_AT,
             names::DL_ERROR_CLASS,
             names::DL_ERROR_MESSAGE,
+            names::DL_HELD_BEHIND,
         ] {
             headers.remove(name);
         }
@@ -152,6 +153,9 @@ impl DeadLetter {
 /// indices into `letters`. Each key's dead letters go in the order they failed — by the
 /// record's `last_failure_at`, then by message id (ids made by `MessageId::new` grow with
 /// their creation in a process) — and take the places the key's letters had in the queue.
+/// A letter held behind another one of the selection ([`ErrorClass::Held`], key-holding
+/// mode) goes right after it and the letters held before it, whenever that one failed last:
+/// a head that was replayed and failed again is still replayed before the messages it held.
 ///
 /// The queue's own order is not enough: a broker that gives a message back after a reader
 /// crashed (a replay killed before the message's copy was stored) may put it behind the
@@ -164,16 +168,34 @@ pub fn replay_order(letters: &[&DeadLetter]) -> Vec<usize> {
             by_key.entry(key).or_default().push(i);
         }
     }
+    let failed = |i: usize| {
+        let record = letters[i].record.as_ref().ok();
+        (
+            record.map_or(SystemTime::UNIX_EPOCH, |r| r.last_failure_at),
+            letters[i].message.id(),
+        )
+    };
     let mut sorted: HashMap<&str, VecDeque<usize>> = by_key
         .into_iter()
-        .map(|(key, mut places)| {
-            places.sort_by_key(|&i| {
-                let failed = letters[i]
+        .map(|(key, places)| {
+            let by_id: HashMap<MessageId, usize> = places
+                .iter()
+                .map(|&i| (letters[i].message.id(), i))
+                .collect();
+            // A held letter sorts as its head (followed), then by its own failure.
+            let anchor = |i: usize| {
+                letters[i]
                     .record
                     .as_ref()
-                    .map(|r| r.last_failure_at)
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                (failed, letters[i].message.id())
+                    .ok()
+                    .and_then(|r| r.held_behind)
+                    .and_then(|head| by_id.get(&head).copied())
+                    .filter(|&head| head != i)
+            };
+            let mut places = places.clone();
+            places.sort_by_key(|&i| match anchor(i) {
+                Some(head) => (failed(head), true, failed(i)),
+                None => (failed(i), false, failed(i)),
             });
             (key, places.into())
         })
@@ -271,6 +293,7 @@ mod tests {
             last_failure_at: now - dead_for,
             error_class: class,
             error_message: "boom".into(),
+            held_behind: None,
         };
         let mut headers = message.headers().clone();
         record.write_to(&mut headers);
@@ -349,6 +372,7 @@ mod tests {
                 last_failure_at: failed_at(secs),
                 error_class: ErrorClass::Permanent,
                 error_message: "boom".into(),
+                held_behind: None,
             };
             let mut headers = message.headers().clone();
             record.write_to(&mut headers);
@@ -375,6 +399,47 @@ mod tests {
         let c2 = letter("c", 5);
         assert!(c1.message.id() < c2.message.id());
         assert_eq!(replay_order(&[&c2, &c1]), vec![1, 0]);
+    }
+
+    #[test]
+    fn letters_held_behind_a_head_are_replayed_after_it_even_when_it_failed_again_later() {
+        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs);
+        let letter = |secs: u64, behind: Option<MessageId>| {
+            let message = Message::new("x").with_key("k");
+            let record = DeadLetterRecord {
+                message_id: message.id(),
+                origin: "orders".into(),
+                partition: None,
+                offset: None,
+                group: "g".into(),
+                attempts: 1,
+                first_failure_at: at(secs),
+                last_failure_at: at(secs),
+                error_class: behind.map_or(ErrorClass::Permanent, |_| ErrorClass::Held),
+                error_message: "boom".into(),
+                held_behind: behind,
+            };
+            let mut headers = message.headers().clone();
+            record.write_to(&mut headers);
+            DeadLetter::read(message.with_headers(headers))
+        };
+        // v died first; x died, held y and z, was replayed and died again at 10; w was held
+        // behind a head that is not in the selection (replayed on its own).
+        let v = letter(1, None);
+        let x = letter(10, None);
+        let y = letter(3, Some(x.message.id()));
+        let z = letter(4, Some(x.message.id()));
+        let w = letter(12, Some(MessageId::new()));
+        let read = [&z, &w, &y, &x, &v];
+        let order: Vec<MessageId> = replay_order(&read)
+            .into_iter()
+            .map(|i| read[i].message.id())
+            .collect();
+        let expected: Vec<MessageId> = [&v, &x, &y, &z, &w]
+            .iter()
+            .map(|l| l.message.id())
+            .collect();
+        assert_eq!(order, expected);
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,6 +1,7 @@
 //! Every idempotency store against the same store suite on its real server (in-memory,
 //! PostgreSQL, SQLite, MySQL/MariaDB, Redis, Redis layered over PostgreSQL); the suite shown to catch broken
-//! stores; and the Redis stores' bad input and restarts.
+//! stores; the key-hold checks on the SQL inboxes and in memory; and the Redis stores' bad
+//! input and restarts.
 
 mod store_targets;
 mod support;
@@ -44,6 +45,18 @@ async fn the_mysql_inbox_passes_the_store_suite() {
     let db = support::outbox_db::mysql::MySqlTestDb::migrated().await;
     run(&targets::MySql(db.pool.clone())).await.assert_passed();
     db.drop_db().await;
+}
+
+/// The held keys of `DeadLetterMode::HoldKey` on each SQL inbox's own database, and in memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sql_inboxes_and_the_in_memory_store_hold_keys() {
+    use waybill_core::testkit::key_hold_conformance::check_key_hold_store;
+    check_key_hold_store(&waybill_core::InMemoryKeyHolds::new()).await;
+    for db in [Db::postgres().await, Db::sqlite().await, Db::mysql().await] {
+        println!("key holds on {}", db.kind());
+        check_key_hold_store(&*db.key_holds()).await;
+        db.drop_db().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

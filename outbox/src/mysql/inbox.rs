@@ -38,18 +38,27 @@ const RECORDED: &str = "SELECT CAST(COUNT(*) AS SIGNED) FROM waybill_inbox \
 /// mode, [`MySqlIdempotencyStore::mark_done_in`], writes the processed marker in the
 /// handler's own transaction, so the business effect and the marker commit or roll back
 /// together. Times are the server's (`UTC_TIMESTAMP(6)`), so consumers' clocks do not matter.
+///
+/// It is also the group's [`KeyHoldStore`](waybill_core::KeyHoldStore) for key-holding dead
+/// letters ([`DeadLetterMode::HoldKey`](waybill_core::DeadLetterMode::HoldKey)): held keys
+/// live in the `waybill_key_hold` table of the same database.
 #[derive(Clone, Debug)]
 pub struct MySqlIdempotencyStore {
     pool: MySqlPool,
     retention: Duration,
 }
 
-fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
+pub(super) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
     let error = classify(error, None);
     StoreError::new(operation, error.to_string()).with_source(error)
 }
 
 impl MySqlIdempotencyStore {
+    /// The pool it runs on.
+    pub(super) fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
     /// A store over `pool` that remembers handled messages for `retention`.
     ///
     /// The retention must exceed how late a duplicate can arrive (broker redelivery horizon,

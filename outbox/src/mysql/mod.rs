@@ -13,6 +13,7 @@
 mod horizon;
 mod inbox;
 mod inspect;
+mod key_holds;
 mod leases;
 mod outbox;
 mod store;
@@ -60,7 +61,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<sqlx::MySqlPool,
 
 /// Creates or updates the waybill tables (outbox, shard leases, inbox) in a MySQL or MariaDB
 /// database, after checking the server version. Idempotent; run it at start or with
-/// `waybill-relay migrate`. MySQL cannot roll DDL back: a migration that fails halfway leaves
+/// `waybill outbox migrate`. MySQL cannot roll DDL back: a migration that fails halfway leaves
 /// what it created, and running it again completes it (`IF NOT EXISTS` throughout).
 ///
 /// # Errors

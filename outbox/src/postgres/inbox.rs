@@ -31,6 +31,10 @@ const FINISH: &str = "INSERT INTO waybill_inbox \
 /// mode: [`PgIdempotencyStore::mark_done_in`] writes the processed marker in the handler's own
 /// transaction, so the business effect and the marker commit or roll back together, and a
 /// redelivery after a crash at any point can never apply the effect twice.
+///
+/// It is also the group's [`KeyHoldStore`](waybill_core::KeyHoldStore) for key-holding dead
+/// letters ([`DeadLetterMode::HoldKey`](waybill_core::DeadLetterMode::HoldKey)): held keys
+/// live in the `waybill_key_hold` table of the same database.
 #[derive(Clone, Debug)]
 pub struct PgIdempotencyStore {
     pool: PgPool,
@@ -38,6 +42,11 @@ pub struct PgIdempotencyStore {
 }
 
 impl PgIdempotencyStore {
+    /// The pool it runs on.
+    pub(super) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// A store over `pool` that remembers handled messages for `retention`.
     ///
     /// The retention must exceed how late a duplicate can arrive (broker redelivery horizon,
@@ -137,7 +146,7 @@ impl PgIdempotencyStore {
     }
 }
 
-fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
+pub(super) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
     let error = classify(error, None);
     StoreError::new(operation, error.to_string()).with_source(error)
 }

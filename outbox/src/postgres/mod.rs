@@ -2,6 +2,7 @@
 
 mod inbox;
 mod inspect;
+mod key_holds;
 mod outbox;
 mod store;
 mod wakeups;
@@ -74,7 +75,7 @@ fn require_tls_support(mode: PgSslMode, tls_built: bool) -> Result<(), OutboxErr
 }
 
 /// Creates or updates the waybill tables (outbox, shard leases, inbox) in a PostgreSQL
-/// database. Idempotent; run it at start or with `waybill-relay migrate`.
+/// database. Idempotent; run it at start or with `waybill outbox migrate`.
 ///
 /// # Errors
 /// [`OutboxError::Migration`] when a migration fails or the recorded ones do not match.

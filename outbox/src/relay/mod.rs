@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tracing::{debug, error, info, warn};
-use waybill_core::{Health, Message, Outage, PublishError, PublishOutcome, Publisher};
+use waybill_core::{
+    DeadLetterMode, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
+};
 
 pub use config::{RelayConfig, RelayConfigBuilder};
 use leases::Leases;
@@ -77,7 +79,9 @@ struct Counters {
 /// inbox drops the copy), never out of order.
 ///
 /// **Failures.** A key whose row fails is parked with backoff while other keys flow; after
-/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on. A
+/// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on —
+/// or, under [`DeadLetterMode::HoldKey`] (see [`RelayConfigBuilder::dead_letter_mode`]), its
+/// later rows stay pending behind the dead one until it is replayed or purged. A
 /// destination that does not exist yet ([`PublishOutcome::NoDestination`]: a topic not
 /// created, a queue not bound yet) is not permanent: the row and its key wait for it with
 /// backoff and a `warn` log (at most one per topic every 30 s) for up to `destination_wait`
@@ -209,7 +213,12 @@ impl Relay {
         }
         let rows = self
             .store
-            .ready(self.config.shard_count, &shards, self.config.batch_size)
+            .ready(
+                self.config.shard_count,
+                &shards,
+                self.config.batch_size,
+                self.config.dead_letter_mode == DeadLetterMode::HoldKey,
+            )
             .await?;
         if rows.is_empty() {
             return Ok(0);
@@ -504,6 +513,10 @@ impl Relay {
         let Some(retention) = self.config.dead_retention else {
             return;
         };
+        if self.config.dead_letter_mode == DeadLetterMode::HoldKey {
+            // A dead row holds its key's later rows: deleting it by age would release them.
+            return;
+        }
         let filter = DeadFilter {
             older_than: Some(retention),
             ..DeadFilter::default()

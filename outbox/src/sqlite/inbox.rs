@@ -30,6 +30,10 @@ const FINISH: &str = "INSERT INTO waybill_inbox \
 /// transactional mode: [`SqliteIdempotencyStore::mark_done_in`] writes the processed marker in
 /// the handler's own transaction, so the business effect and the marker commit or roll back
 /// together.
+///
+/// It is also the group's [`KeyHoldStore`](waybill_core::KeyHoldStore) for key-holding dead
+/// letters ([`DeadLetterMode::HoldKey`](waybill_core::DeadLetterMode::HoldKey)): held keys
+/// live in the `waybill_key_hold` table of the same database.
 #[derive(Clone, Debug)]
 pub struct SqliteIdempotencyStore {
     pool: SqlitePool,
@@ -40,12 +44,17 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
+pub(super) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
     let error = classify(error, None);
     StoreError::new(operation, error.to_string()).with_source(error)
 }
 
 impl SqliteIdempotencyStore {
+    /// The pool it runs on.
+    pub(super) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// A store over `pool` that remembers handled messages for `retention`.
     ///
     /// The retention must exceed how late a duplicate can arrive (broker redelivery horizon,

@@ -11,6 +11,7 @@
 
 mod inbox;
 mod inspect;
+mod key_holds;
 mod outbox;
 mod store;
 
@@ -56,7 +57,7 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<sqlx::SqlitePool
 }
 
 /// Creates or updates the waybill tables (outbox, shard leases, inbox) in a SQLite database.
-/// Idempotent; run it at start or with `waybill-relay migrate`.
+/// Idempotent; run it at start or with `waybill outbox migrate`.
 ///
 /// # Errors
 /// [`OutboxError::Migration`] when a migration fails or the recorded ones do not match.

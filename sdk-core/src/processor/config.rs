@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::config_error::{validate_name, ConfigError};
 use crate::idempotency::IdempotencyStore;
+use crate::key_holds::{DeadLetterMode, KeyHoldStore};
 use crate::retry_policy::RetryPolicy;
 
 /// How the processor orders handling.
@@ -34,6 +35,8 @@ pub struct ProcessorConfig {
     pub(crate) redelivery_hold: Duration,
     pub(crate) degraded_failure_ratio: f64,
     pub(crate) lag_interval: Duration,
+    pub(crate) dead_letter_mode: DeadLetterMode,
+    pub(crate) key_holds: Option<Arc<dyn KeyHoldStore>>,
 }
 
 impl ProcessorConfig {
@@ -51,6 +54,11 @@ impl ProcessorConfig {
     pub fn ordering(&self) -> Ordering {
         self.ordering
     }
+
+    /// What a dead letter does to the later messages of its key.
+    pub fn dead_letter_mode(&self) -> DeadLetterMode {
+        self.dead_letter_mode
+    }
 }
 
 impl std::fmt::Debug for ProcessorConfig {
@@ -66,6 +74,7 @@ impl std::fmt::Debug for ProcessorConfig {
             .field("claim_lease", &self.claim_lease)
             .field("drain_timeout", &self.drain_timeout)
             .field("redelivery_hold", &self.redelivery_hold)
+            .field("dead_letter_mode", &self.dead_letter_mode)
             .finish()
     }
 }
@@ -108,6 +117,8 @@ impl ProcessorBuilder {
                 redelivery_hold: Duration::from_secs(30),
                 degraded_failure_ratio: 0.5,
                 lag_interval: Duration::from_secs(15),
+                dead_letter_mode: DeadLetterMode::MoveOn,
+                key_holds: None,
             },
             max_buffered: None,
         }
@@ -201,13 +212,60 @@ impl ProcessorBuilder {
         self
     }
 
+    /// What a dead letter does to the later messages of its key (default
+    /// [`DeadLetterMode::MoveOn`]; see [`DeadLetterMode`] for the trade-off).
+    /// [`DeadLetterMode::HoldKey`] needs [`key_holds`](Self::key_holds) and
+    /// [`Ordering::PerKey`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use waybill_core::{DeadLetterMode, InMemoryIdempotencyStore, InMemoryKeyHolds, Ordering, Processor};
+    ///
+    /// let store = Arc::new(InMemoryIdempotencyStore::default());
+    /// let holding = Processor::builder("billing")
+    ///     .idempotency(store.clone())
+    ///     .dead_letter_mode(DeadLetterMode::HoldKey)
+    ///     .key_holds(Arc::new(InMemoryKeyHolds::new()))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(holding.config().dead_letter_mode(), DeadLetterMode::HoldKey);
+    ///
+    /// let without_store = Processor::builder("billing")
+    ///     .idempotency(store.clone())
+    ///     .dead_letter_mode(DeadLetterMode::HoldKey)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(without_store.field(), "dead_letter_mode");
+    /// let unordered = Processor::builder("billing")
+    ///     .idempotency(store)
+    ///     .ordering(Ordering::Unordered)
+    ///     .dead_letter_mode(DeadLetterMode::HoldKey)
+    ///     .key_holds(Arc::new(InMemoryKeyHolds::new()))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(unordered.to_string().contains("PerKey"), "{unordered}");
+    /// ```
+    pub fn dead_letter_mode(mut self, mode: DeadLetterMode) -> Self {
+        self.config.dead_letter_mode = mode;
+        self
+    }
+
+    /// Where the group records its held keys under [`DeadLetterMode::HoldKey`]: a store
+    /// shared by every member of the group (the SQL inboxes of `waybill-outbox` are one).
+    pub fn key_holds(mut self, store: Arc<dyn KeyHoldStore>) -> Self {
+        self.config.key_holds = Some(store);
+        self
+    }
+
     /// Validates and returns the processor.
     ///
     /// # Errors
     /// [`ConfigError`] naming the field: `group` (empty or unusable), `idempotency` (neither a
     /// store nor [`at_least_once_effects`](Self::at_least_once_effects)), `concurrency`
     /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero),
-    /// `degraded_failure_ratio` (not above 0 and at most 1), `lag_interval` (zero).
+    /// `degraded_failure_ratio` (not above 0 and at most 1), `lag_interval` (zero),
+    /// `dead_letter_mode` ([`DeadLetterMode::HoldKey`] without a
+    /// [`key_holds`](Self::key_holds) store, or with [`Ordering::Unordered`]).
     pub fn build(self) -> Result<crate::Processor, ConfigError> {
         let mut config = self.config;
         if config.group.is_empty() {
@@ -265,6 +323,23 @@ impl ProcessorBuilder {
                 "no idempotency store: give one with .idempotency(store), or call \
                  .at_least_once_effects() to accept that a redelivered message is handled again",
             ));
+        }
+        if config.dead_letter_mode == DeadLetterMode::HoldKey {
+            if config.key_holds.is_none() {
+                return Err(ConfigError::new(
+                    "dead_letter_mode",
+                    "HoldKey needs a store for the held keys, shared by the group: give one \
+                     with .key_holds(store) (the SQL inbox stores of waybill-outbox, or \
+                     InMemoryKeyHolds for a single instance)",
+                ));
+            }
+            if config.ordering == Ordering::Unordered {
+                return Err(ConfigError::new(
+                    "dead_letter_mode",
+                    "HoldKey keeps a key's order through a repair, so it needs \
+                     Ordering::PerKey",
+                ));
+            }
         }
         Ok(crate::Processor::from_config(config))
     }

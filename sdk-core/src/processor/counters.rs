@@ -23,6 +23,8 @@ pub(crate) enum Event {
     StoreError,
     LeaseLost,
     ReceiveError,
+    /// A message dead-lettered unhandled behind its key's dead message (also `DeadLettered`).
+    HeldBack,
     /// A claim was taken (metrics only).
     ClaimAcquired,
 }
@@ -42,6 +44,7 @@ pub(crate) struct Counters {
     pub store_errors: AtomicU64,
     pub leases_lost: AtomicU64,
     pub receive_errors: AtomicU64,
+    pub held_back: AtomicU64,
     /// The metrics handles, registered at the first delivery (its destination names them).
     instruments: OnceLock<Instruments>,
 }
@@ -95,6 +98,7 @@ impl Counters {
                 instruments.map(|i| &i.claims_lease_lost),
             ),
             Event::ReceiveError => (Some(&self.receive_errors), None),
+            Event::HeldBack => (Some(&self.held_back), None),
             Event::ClaimAcquired => (None, instruments.map(|i| &i.claims_acquired)),
         };
         if let Some(atomic) = atomic {
@@ -120,6 +124,7 @@ impl Counters {
             store_errors: self.store_errors.load(Relaxed),
             leases_lost: self.leases_lost.load(Relaxed),
             receive_errors: self.receive_errors.load(Relaxed),
+            held_back: self.held_back.load(Relaxed),
         }
     }
 }
@@ -157,6 +162,10 @@ pub struct CountersSnapshot {
     pub leases_lost: u64,
     /// Transient receive errors.
     pub receive_errors: u64,
+    /// Messages dead-lettered unhandled because an earlier message of their key is dead
+    /// ([`DeadLetterMode::HoldKey`](crate::DeadLetterMode::HoldKey); also counted in
+    /// `dead_lettered`).
+    pub held_back: u64,
 }
 
 impl CountersSnapshot {

@@ -6,6 +6,7 @@ mod counters;
 mod handler_run;
 mod health_watch;
 mod instruments;
+mod key_holding;
 mod key_scheduler;
 mod parked;
 mod pipeline;

@@ -11,6 +11,7 @@ use super::config::ProcessorConfig;
 use super::counters::{Counters, Event};
 use super::handler_run::run_handler;
 use super::health_watch::HealthWatch;
+use super::key_holding::{self, HoldCheck};
 use super::parked::ParkedSettlements;
 use crate::dead_letter::{DeadLetterRecord, ErrorClass};
 use crate::delivery::Delivery;
@@ -119,6 +120,23 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
             drop(slot);
             return settle_copy(shared, delivery, claim, parked.settlement).await;
         }
+        let head = match key_holding::check(shared, delivery.message()).await {
+            HoldCheck::Go { head } => head,
+            HoldCheck::HeldBehind(behind) => {
+                drop(slot);
+                let record =
+                    DeadLetterRecord::held_behind(delivery.message(), behind, SystemTime::now());
+                debug!(held_behind = %behind, "its key is held: dead-lettered unhandled");
+                shared.counters.bump(Event::HeldBack);
+                return settle_copy(shared, delivery, claim, Settlement::DeadLetter(record)).await;
+            }
+            HoldCheck::Abandon => {
+                drop(slot);
+                claims::release(shared, claim.as_ref()).await;
+                shared.counters.bump(Event::Abandoned);
+                return Outcome::GivenBack;
+            }
+        };
         delivery.set_claim(claim.clone());
         let result = claims::with_renewal(
             shared,
@@ -131,6 +149,9 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
                 shared.counters.bump(Event::Handled);
                 claims::finish(shared, claim.as_ref(), Completion::Handled).await;
                 drop(slot);
+                if head {
+                    key_holding::release(shared, delivery.message()).await;
+                }
                 settle(shared, delivery, Settlement::Ack).await;
                 return Outcome::Settled;
             }
@@ -143,7 +164,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
         let first = *first_failure_at.get_or_insert(now);
         copy_failures += 1;
         let decision = match failure.class {
-            ErrorClass::Permanent => RetryDecision::GiveUp,
+            ErrorClass::Permanent | ErrorClass::Held => RetryDecision::GiveUp,
             ErrorClass::Transient | ErrorClass::Panic => {
                 shared
                     .config
@@ -174,6 +195,11 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
                 return settle_copy(shared, delivery, claim, Settlement::Retry(request)).await;
             }
             RetryDecision::GiveUp => {
+                if !key_holding::hold(shared, delivery.message()).await {
+                    claims::release(shared, claim.as_ref()).await;
+                    shared.counters.bump(Event::Abandoned);
+                    return Outcome::GivenBack;
+                }
                 let record = DeadLetterRecord::for_delivery(
                     delivery.message(),
                     attempt,

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use waybill_core::{IdempotencyStore, IncomingMessage, Message, MessageId, Publisher};
+use waybill_core::{
+    IdempotencyStore, IncomingMessage, KeyHoldStore, Message, MessageId, Publisher,
+};
 use waybill_outbox::{
     InboxPurger, MySqlIdempotencyStore, Outbox, OutboxInspector, PgIdempotencyStore, Relay,
     RelayConfig, SqliteIdempotencyStore,
@@ -240,6 +242,15 @@ impl Db {
 
     /// The SQL inbox of this database.
     pub fn inbox(&self) -> Arc<dyn IdempotencyStore> {
+        match self {
+            Self::Postgres(db) => Arc::new(PgIdempotencyStore::new(db.pool.clone(), DAY)),
+            Self::Sqlite { pool, .. } => Arc::new(SqliteIdempotencyStore::new(pool.clone(), DAY)),
+            Self::Mysql(db) => Arc::new(MySqlIdempotencyStore::new(db.pool.clone(), DAY)),
+        }
+    }
+
+    /// The held keys of `DeadLetterMode::HoldKey`, in this database (the SQL inbox's).
+    pub fn key_holds(&self) -> Arc<dyn KeyHoldStore> {
         match self {
             Self::Postgres(db) => Arc::new(PgIdempotencyStore::new(db.pool.clone(), DAY)),
             Self::Sqlite { pool, .. } => Arc::new(SqliteIdempotencyStore::new(pool.clone(), DAY)),
