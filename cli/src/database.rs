@@ -1,7 +1,13 @@
 //! The database behind a URL: PostgreSQL, SQLite or MySQL/MariaDB.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use waybill_core::secret::mask_url_password as masked_url;
-use waybill_outbox::OutboxInspector;
+use waybill_core::KeyHoldStore;
+use waybill_outbox::{
+    MySqlIdempotencyStore, OutboxInspector, PgIdempotencyStore, SqliteIdempotencyStore,
+};
 
 use crate::exit::Failure;
 use crate::settings::DatabaseKind;
@@ -56,6 +62,17 @@ impl Database {
             Self::Postgres(pool) => OutboxInspector::postgres(pool.clone()),
             Self::Sqlite(pool) => OutboxInspector::sqlite(pool.clone()),
             Self::Mysql(pool) => OutboxInspector::mysql(pool.clone()),
+        }
+    }
+
+    /// The held keys of consumer groups whose inbox is this database.
+    pub fn key_holds(&self) -> Arc<dyn KeyHoldStore> {
+        // The retention only matters to markers, which this store does not write.
+        let retention = Duration::from_secs(7 * 24 * 3600);
+        match self {
+            Self::Postgres(pool) => Arc::new(PgIdempotencyStore::new(pool.clone(), retention)),
+            Self::Sqlite(pool) => Arc::new(SqliteIdempotencyStore::new(pool.clone(), retention)),
+            Self::Mysql(pool) => Arc::new(MySqlIdempotencyStore::new(pool.clone(), retention)),
         }
     }
 }

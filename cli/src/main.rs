@@ -1,6 +1,7 @@
 //! `waybill`: the operator's program. `waybill relay` runs the outbox relay as a sidecar,
 //! `waybill outbox …` inspects and repairs the outbox, `waybill dlq …` lists, replays and
-//! purges a consumer group's dead letters on the broker, `waybill preflight` checks what the
+//! purges a consumer group's dead letters on the broker, `waybill holds …` lists and releases
+//! the keys a group holds behind its dead messages, `waybill preflight` checks what the
 //! broker's settings do to the guarantee. See `--help` and the README's
 //! operator's section; the exit codes are documented on [`exit::Failure`].
 
@@ -8,6 +9,7 @@ mod broker;
 mod database;
 mod dlq;
 mod exit;
+mod holds;
 mod monitoring;
 mod outbox;
 mod output;
@@ -55,6 +57,7 @@ async fn execute(cli: Cli) -> Outcome {
             outbox::run(args.command, settings, cli.json).await
         }
         Command::Dlq(args) => dlq::run(args, cli.json).await,
+        Command::Holds(args) => holds::run(args, cli.json).await,
         Command::Preflight(args) => preflight::run(args, cli.json).await,
     }
 }

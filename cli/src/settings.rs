@@ -51,9 +51,46 @@ pub enum Command {
     /// killed can bring a message twice (an inbox drops the copy), never lose one. Replayed
     /// messages keep their order per key. RabbitMQ (amqp://, amqps://) so far.
     Dlq(DlqArgs),
+    /// Keys a consumer group holds behind a dead message (key-holding dead letters): list
+    /// them, or release one so that its later messages are handled again.
+    ///
+    /// The holds live in the group's inbox database (the same URL as its SQL idempotency
+    /// store). A hold lifts by itself when its dead message is replayed and handled; release
+    /// a key only to give that message up.
+    Holds(HoldsArgs),
     /// Durability preflight: checks each topic's broker settings, PASS, WARN or FAIL with the
     /// reason and the fix; exits 4 when a check fails. Kafka (kafka://, kafkas://) so far.
     Preflight(PreflightArgs),
+}
+
+/// `waybill holds`: the inbox database and the group.
+#[derive(Debug, Args)]
+pub struct HoldsArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The consumer group.
+    #[arg(long, global = true)]
+    pub group: Option<String>,
+    #[command(subcommand)]
+    pub command: HoldsCommand,
+}
+
+/// Key-hold commands.
+#[derive(Debug, Subcommand)]
+pub enum HoldsCommand {
+    /// The group's held keys, oldest hold first.
+    List {
+        /// At most this many keys.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Lift the hold on a key: its later messages are handled again as they come (those
+    /// already dead-lettered as held stay in the dead-letter queue until replayed).
+    Release {
+        /// The message key.
+        #[arg(long)]
+        key: String,
+    },
 }
 
 /// `waybill preflight`: the broker and the topics to check.
@@ -156,7 +193,8 @@ pub struct DeadLetterFlags {
     /// Only this message id (repeatable).
     #[arg(long = "id")]
     pub ids: Vec<waybill_core::MessageId>,
-    /// Only dead letters whose last failure was of this class: transient, permanent or panic.
+    /// Only dead letters whose last failure was of this class: transient, permanent, panic or
+    /// held (dead-lettered unhandled behind an earlier dead message of their key).
     #[arg(long)]
     pub error_class: Option<waybill_core::ErrorClass>,
     /// Only dead letters whose last failure is at least this many seconds old.
@@ -345,6 +383,13 @@ pub struct RelayFlags {
     /// [default: 3600].
     #[arg(long, global = true, env = "WAYBILL_DESTINATION_WAIT_SECS")]
     pub destination_wait_secs: Option<u64>,
+    /// Key-holding dead rows: the rows of a key after a dead one stay pending until the dead
+    /// row is replayed (`waybill outbox dead replay`) or purged, so a repaired row is
+    /// published before its successors; dead rows are then never deleted by age [default:
+    /// off, a dead row lets its key move on].
+    #[arg(long, global = true, env = "WAYBILL_HOLD_KEYS")]
+    #[serde(default)]
+    pub hold_keys: bool,
     /// Address for /livez, /readyz (alias /healthz) and /metrics [default: 127.0.0.1:9464].
     #[arg(long, global = true, env = "WAYBILL_LISTEN")]
     pub listen: Option<SocketAddr>,
@@ -391,6 +436,7 @@ impl RelayFlags {
             relay_name: self.relay_name.or(file.relay_name),
             dead_retention_hours: self.dead_retention_hours.or(file.dead_retention_hours),
             destination_wait_secs: self.destination_wait_secs.or(file.destination_wait_secs),
+            hold_keys: self.hold_keys || file.hold_keys,
             listen: self.listen.or(file.listen),
             migrate: self.migrate || file.migrate,
             database_url: self.database_url.or(file.database_url),
@@ -490,6 +536,9 @@ impl DatabaseArgs {
         if let Some(secs) = flags.destination_wait_secs {
             relay = relay.destination_wait(Duration::from_secs(secs));
         }
+        if flags.hold_keys {
+            relay = relay.dead_letter_mode(waybill_core::DeadLetterMode::HoldKey);
+        }
         Ok(Settings {
             database_url,
             broker_url: flags.broker_url,
@@ -523,7 +572,7 @@ mod tests {
         std::fs::write(
             &file,
             "database_url = \"sqlite://x.db\"\nbatch_size = 7\nshard_count = 4\n\
-             destination_wait_secs = 90\n",
+             destination_wait_secs = 90\nhold_keys = true\n",
         )
         .unwrap();
         let s =
@@ -533,7 +582,17 @@ mod tests {
         assert_eq!(s.relay.shard_count(), 8, "the flag wins over the file");
         assert_eq!(s.relay.batch_size(), 7, "the file fills in");
         assert_eq!(s.relay.destination_wait(), Duration::from_secs(90));
+        assert_eq!(
+            s.relay.dead_letter_mode(),
+            waybill_core::DeadLetterMode::HoldKey
+        );
         assert_eq!(s.listen.port(), 9464);
+        let moving_on = relay_settings(&["--database-url", "sqlite://x.db"]).unwrap();
+        assert_eq!(
+            moving_on.relay.dead_letter_mode(),
+            waybill_core::DeadLetterMode::MoveOn,
+            "dead rows let their key move on unless asked"
+        );
     }
 
     #[test]

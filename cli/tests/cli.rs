@@ -1,12 +1,14 @@
 //! The `waybill` program against real servers: `waybill relay` (the sidecar) relaying,
 //! killed, reading secrets from files and scraped by Prometheus; `waybill outbox` inspecting;
-//! `waybill dlq` redriving broker dead letters.
+//! `waybill dlq` redriving broker dead letters; `waybill holds` with key-holding dead letters.
 
 /// The program under test, built by cargo beside this test.
 const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
 
 #[path = "dlq_rabbitmq.rs"]
 mod dlq_rabbitmq;
+#[path = "holds_rabbitmq.rs"]
+mod holds_rabbitmq;
 #[path = "outbox_commands.rs"]
 mod outbox_commands;
 #[path = "preflight_kafka.rs"]

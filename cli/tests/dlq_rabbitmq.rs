@@ -26,14 +26,14 @@ use super::WAYBILL;
 
 const KEYS: usize = 3;
 const PER_KEY: usize = 40;
-const GROUP: &str = "billing";
+pub(crate) const GROUP: &str = "billing";
 
-fn amqp_url() -> String {
+pub(crate) fn amqp_url() -> String {
     std::env::var("WAYBILL_RABBITMQ_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
 }
 
-fn config() -> RabbitConfig {
+pub(crate) fn config() -> RabbitConfig {
     RabbitConfig::builder(amqp_url())
         .retry_tiers([Duration::from_millis(250)])
         .build()
@@ -41,7 +41,7 @@ fn config() -> RabbitConfig {
 }
 
 /// `waybill dlq ARGS --broker-url … --topic TOPIC --group billing`.
-fn dlq(topic: &str, args: &[&str]) -> Command {
+pub(crate) fn dlq(topic: &str, args: &[&str]) -> Command {
     let mut command = Command::new(WAYBILL);
     command.arg("dlq").args(args).args([
         "--broker-url",
@@ -54,16 +54,16 @@ fn dlq(topic: &str, args: &[&str]) -> Command {
     command
 }
 
-fn output(command: &mut Command) -> Output {
+pub(crate) fn output(command: &mut Command) -> Output {
     command.output().expect("run waybill")
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
 /// The dead letters `waybill dlq list --json` prints with `extra` flags.
-fn listed(topic: &str, extra: &[&str]) -> Vec<Value> {
+pub(crate) fn listed(topic: &str, extra: &[&str]) -> Vec<Value> {
     let out = output(dlq(topic, &["list", "--json", "--limit", "1000"]).args(extra));
     assert!(out.status.success(), "{}", text(&out));
     match serde_json::from_slice(&out.stdout).expect("JSON") {
@@ -120,7 +120,7 @@ async fn start_group(
         .start(subscriber, handler)
 }
 
-async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < limit, "{what} within {limit:?}");

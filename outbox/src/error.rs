@@ -14,7 +14,7 @@ pub enum OutboxError {
     #[error("database refused the connection: {0}")]
     Refused(#[source] sqlx::Error),
     /// The waybill tables are missing: the migrations were not applied.
-    #[error("waybill tables are missing; apply the migrations first (`waybill-relay migrate`, or postgres::migrate / sqlite::migrate / mysql::migrate): {0}")]
+    #[error("waybill tables are missing; apply the migrations first (`waybill outbox migrate`, or postgres::migrate / sqlite::migrate / mysql::migrate): {0}")]
     NotMigrated(#[source] sqlx::Error),
     /// The message id is already in the outbox.
     #[error("message {0} is already in the outbox")]

@@ -27,14 +27,16 @@ pub(crate) trait InspectStore: Send + Sync {
 #[async_trait]
 pub(crate) trait RelayStore: InspectStore {
     /// Ready rows of the given shards in `seq` order: committed (and, on PostgreSQL and
-    /// MySQL, with no older transaction still open), not dead, not parked, and with no earlier row of their
-    /// key parked or not yet safe. A row that does not decode comes back as an
-    /// [`Undecodable`](crate::ready::Undecodable) among the others.
+    /// MySQL, with no older transaction still open), not dead, not parked, and with no earlier
+    /// row of their key parked or not yet safe — nor dead, when `held_behind_dead`
+    /// ([`DeadLetterMode::HoldKey`](waybill_core::DeadLetterMode::HoldKey)). A row that does
+    /// not decode comes back as an [`Undecodable`](crate::ready::Undecodable) among the others.
     async fn ready(
         &self,
         shard_count: i64,
         shards: &[i64],
         limit: i64,
+        held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError>;
     /// Deletes confirmed rows.
     async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError>;

@@ -30,6 +30,11 @@ async fn per_key_order_holds_across_batches() {
 }
 
 #[tokio::test]
+async fn a_dead_row_holds_its_key_until_replayed_in_key_holding_mode() {
+    cases::a_dead_row_holds_its_key_until_replayed(Db::postgres().await).await;
+}
+
+#[tokio::test]
 async fn a_poison_row_goes_dead_and_can_be_replayed_and_purged() {
     cases::a_poison_row_goes_dead_and_can_be_replayed_and_purged(Db::postgres().await).await;
 }

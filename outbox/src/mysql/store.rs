@@ -13,11 +13,13 @@ use crate::error::{classify, OutboxError};
 use crate::ready::{decode_ready, ReadyRow};
 use crate::store::{Failure, RelayStore};
 
-/// Ready rows up to the commit-order horizon (`?` 1) of the shards listed in `?` 3 (comma
-/// separated, for the shard count `?` 2), in `seq` order, at most `?` 4. A row waits while an earlier row of its key is parked; dead rows hold
-/// nothing back. Every earlier row of a key is below the horizon too, so none of them can
-/// still be uncommitted. Topic and key are compared byte for byte (`utf8mb4_bin`), and cast
-/// to plain text for reading (sqlx takes a binary collation's column for bytes).
+/// Ready rows, in `seq` order. Its parameters, in order: the commit-order horizon (the
+/// highest safe `seq`); whether a dead row holds back its key's later rows (key-holding
+/// mode); the shard count; the shards, comma separated; the limit. A row waits while an
+/// earlier row of its key is parked. Every earlier row of a key is below the horizon too, so
+/// none of them can still be uncommitted. Topic and key are compared byte for byte
+/// (`utf8mb4_bin`), and cast to plain text for reading (sqlx takes a binary collation's
+/// column for bytes).
 const SELECT_READY: &str = "\
 SELECT seq, message_id, CAST(topic AS CHAR) AS topic, CAST(`key` AS CHAR) AS `key`, \
        payload, headers, created_at_ms, attempts, \
@@ -26,8 +28,8 @@ FROM waybill_outbox o \
 WHERE o.seq <= ? AND NOT o.dead AND o.available_at <= UTC_TIMESTAMP(6) \
   AND NOT EXISTS ( \
       SELECT 1 FROM waybill_outbox p \
-      WHERE p.`key` = o.`key` AND NOT p.dead AND p.seq < o.seq \
-        AND p.available_at > UTC_TIMESTAMP(6)) \
+      WHERE p.`key` = o.`key` AND p.seq < o.seq \
+        AND ((NOT p.dead AND p.available_at > UTC_TIMESTAMP(6)) OR (p.dead AND ?))) \
   AND FIND_IN_SET(MOD(o.shard_hash, ?), ?) \
 ORDER BY seq \
 LIMIT ?";
@@ -71,6 +73,7 @@ impl RelayStore for MySqlStore {
         shard_count: i64,
         shards: &[i64],
         limit: i64,
+        held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError> {
         self.checked
             .get_or_try_init(|| async {
@@ -85,6 +88,7 @@ impl RelayStore for MySqlStore {
         let listed: Vec<String> = shards.iter().map(i64::to_string).collect();
         let rows = sqlx::query(SELECT_READY)
             .bind(safe)
+            .bind(held_behind_dead)
             .bind(shard_count)
             .bind(listed.join(","))
             .bind(limit)

@@ -13,6 +13,7 @@ use super::wakeups::Wakeups;
 
 /// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
 /// safe while a transaction older than its own may still commit (`txid` not below xmin).
+/// An earlier dead row of its key holds a row back when `$4` (key-holding mode).
 /// An infinite creation time reads as NULL, so that only its row fails to decode.
 const SELECT_READY: &str = "\
 SELECT seq, message_id, topic, key, payload, headers, \
@@ -26,8 +27,10 @@ WHERE NOT o.dead \
   AND (o.shard_hash % $2) = ANY($3) \
   AND NOT EXISTS ( \
       SELECT 1 FROM waybill_outbox p \
-      WHERE p.key = o.key AND NOT p.dead AND p.seq < o.seq \
-        AND (p.available_at > now() OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) \
+      WHERE p.key = o.key AND p.seq < o.seq \
+        AND ((NOT p.dead AND (p.available_at > now() \
+                              OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) \
+             OR (p.dead AND $4))) \
 ORDER BY seq \
 LIMIT $1";
 
@@ -57,11 +60,13 @@ impl RelayStore for PgStore {
         shard_count: i64,
         shards: &[i64],
         limit: i64,
+        held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError> {
         let rows = sqlx::query(SELECT_READY)
             .bind(limit)
             .bind(shard_count)
             .bind(shards)
+            .bind(held_behind_dead)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

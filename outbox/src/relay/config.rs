@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use waybill_core::ConfigError;
+use waybill_core::{ConfigError, DeadLetterMode};
 
 /// Relay settings; build with [`RelayConfig::builder`].
 #[derive(Clone, Debug)]
@@ -17,6 +17,7 @@ pub struct RelayConfig {
     pub(crate) name: String,
     pub(crate) dead_retention: Option<Duration>,
     pub(crate) destination_wait: Duration,
+    pub(crate) dead_letter_mode: DeadLetterMode,
 }
 
 impl Default for RelayConfig {
@@ -36,6 +37,7 @@ impl Default for RelayConfig {
             ),
             dead_retention: Some(Duration::from_secs(7 * 24 * 3600)),
             destination_wait: Duration::from_secs(3600),
+            dead_letter_mode: DeadLetterMode::MoveOn,
         }
     }
 }
@@ -67,6 +69,11 @@ impl RelayConfig {
     /// How long a row may wait for a destination that does not exist yet.
     pub fn destination_wait(&self) -> Duration {
         self.destination_wait
+    }
+
+    /// What a dead row does to the later rows of its key.
+    pub fn dead_letter_mode(&self) -> DeadLetterMode {
+        self.dead_letter_mode
     }
 }
 
@@ -121,7 +128,8 @@ impl RelayConfigBuilder {
     }
 
     /// How long dead rows are kept before the relay deletes them; `None` keeps them until
-    /// they are purged or replayed by hand.
+    /// they are purged or replayed by hand. Under [`DeadLetterMode::HoldKey`] the relay
+    /// deletes no dead row by age (deleting one would silently release the rows it holds).
     pub fn dead_retention(mut self, retention: Option<Duration>) -> Self {
         self.0.dead_retention = retention;
         self
@@ -140,6 +148,17 @@ impl RelayConfigBuilder {
     /// permanent failures: oversized, invalid, refused by policy).
     pub fn destination_wait(mut self, wait: Duration) -> Self {
         self.0.destination_wait = wait;
+        self
+    }
+
+    /// What a dead row does to the later rows of its key (default
+    /// [`DeadLetterMode::MoveOn`]: they are published). Under [`DeadLetterMode::HoldKey`] a
+    /// key's rows after a dead one stay pending — held, in the outbox inspection — until the
+    /// dead row is replayed (it is then published first, as its `seq` is the lowest) or
+    /// purged; other keys flow on. Dead rows are then never deleted by age. See
+    /// [`DeadLetterMode`] for the trade-off.
+    pub fn dead_letter_mode(mut self, mode: DeadLetterMode) -> Self {
+        self.0.dead_letter_mode = mode;
         self
     }
 

@@ -21,7 +21,8 @@ WHERE o.dead = 0 \
   AND (o.shard_hash % ?2) IN (SELECT value FROM json_each(?3)) \
   AND NOT EXISTS ( \
       SELECT 1 FROM waybill_outbox p \
-      WHERE p.key = o.key AND p.dead = 0 AND p.seq < o.seq AND p.available_at_ms > ?1) \
+      WHERE p.key = o.key AND p.seq < o.seq \
+        AND ((p.dead = 0 AND p.available_at_ms > ?1) OR (p.dead = 1 AND ?5))) \
 ORDER BY seq \
 LIMIT ?4";
 
@@ -55,12 +56,14 @@ impl RelayStore for SqliteStore {
         shard_count: i64,
         shards: &[i64],
         limit: i64,
+        held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError> {
         let rows = sqlx::query(SELECT_READY)
             .bind(now_ms())
             .bind(shard_count)
             .bind(json_list(shards))
             .bind(limit)
+            .bind(held_behind_dead)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;

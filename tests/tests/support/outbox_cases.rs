@@ -5,9 +5,9 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use waybill_core::{
-    handler_fn, BrokerError, Claim, ClaimToken, Completion, HandlerError, HeldClaim,
-    IncomingMessage, MemoryBroker, Message, MessageId, Ordering, Origin, Processor, PublishError,
-    PublishFault, Publisher, Receipt, Subscriber,
+    handler_fn, BrokerError, Claim, ClaimToken, Completion, DeadLetterMode, HandlerError,
+    HeldClaim, IncomingMessage, MemoryBroker, Message, MessageId, Ordering, Origin, Processor,
+    PublishError, PublishFault, Publisher, Receipt, Subscriber,
 };
 use waybill_outbox::{DeadFilter, Relay, RelayConfig};
 
@@ -248,6 +248,77 @@ pub async fn a_poison_row_goes_dead_and_can_be_replayed_and_purged(db: Db) {
             .await
             .unwrap(),
         1
+    );
+    assert_eq!(db.outbox_rows().await, 0);
+    db.drop_db().await;
+}
+
+/// Under `DeadLetterMode::HoldKey` a dead row holds the later rows of its key: the other keys
+/// flow, the held rows stay pending, and once the cause is fixed and the dead row replayed,
+/// the key's rows are published in their order, each once.
+pub async fn a_dead_row_holds_its_key_until_replayed(db: Db) {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    let broker = MemoryBroker::new();
+    let messages = numbered(30, 3);
+    // Key k1 holds rows 1, 4, 7, ..., 28: row 4 is refused until the fix.
+    let poison = messages[4].id();
+    let broken = Arc::new(AtomicBool::new(true));
+    let switch = Arc::clone(&broken);
+    broker.faults().on_publish(move |ctx| {
+        (ctx.message.id() == poison && switch.load(SeqCst)).then_some(PublishFault::Permanent)
+    });
+    db.enqueue("orders", &messages, true).await;
+    let holding = RelayConfig::builder()
+        .batch_size(100)
+        .max_attempts(3)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .lease_ttl(Duration::from_millis(900))
+        .dead_letter_mode(DeadLetterMode::HoldKey)
+        .build()
+        .unwrap();
+    let relay = db.relay(Arc::new(broker.publisher()), holding);
+    let published_seqs = |key: &str| -> Vec<i64> {
+        broker
+            .messages("orders")
+            .iter()
+            .filter(|m| m.key() == Some(key))
+            .map(|m| m.headers().get("seq").unwrap().parse().unwrap())
+            .collect()
+    };
+    drain_until(&relay, || {
+        relay.stats().dead == 1 && broker.messages("orders").len() >= 21
+    })
+    .await;
+    // More rounds change nothing: the key stays held behind its dead row.
+    for _ in 0..5 {
+        drain(&relay).await;
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(published_seqs("k1"), vec![1], "k1 stops at its dead row");
+    assert_eq!(published_seqs("k0").len(), 10, "other keys flow");
+    assert_eq!(published_seqs("k2").len(), 10, "other keys flow");
+    assert_eq!(db.outbox_rows().await, 9, "the dead row and the 8 it holds");
+    let inspector = db.inspector();
+    let dead = inspector.dead(&DeadFilter::all(), 10).await.unwrap();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].message_id, poison);
+
+    broken.store(false, SeqCst);
+    assert_eq!(
+        inspector.replay(&DeadFilter::ids([poison])).await.unwrap(),
+        1
+    );
+    drain_until(&relay, || broker.messages("orders").len() >= 30).await;
+    let published = broker.messages("orders");
+    let mut ids: Vec<MessageId> = published.iter().map(Message::id).collect();
+    ids.sort();
+    let mut expected: Vec<MessageId> = messages.iter().map(Message::id).collect();
+    expected.sort();
+    assert_eq!(ids, expected, "every row published once");
+    assert_eq!(
+        published_seqs("k1"),
+        (0..10).map(|i| 1 + 3 * i).collect::<Vec<i64>>(),
+        "the replayed row went before the rows it held"
     );
     assert_eq!(db.outbox_rows().await, 0);
     db.drop_db().await;
