@@ -60,7 +60,11 @@ mod error_class;
 mod foreign_id;
 mod handover;
 mod lag;
+#[cfg(feature = "preflight")]
+mod management_api;
 mod name_rules;
+#[cfg(feature = "preflight")]
+mod preflight;
 mod publisher;
 mod settler;
 mod subscriber;
@@ -77,7 +81,11 @@ pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
 #[cfg(feature = "testkit")]
 pub use conformance_target::RabbitTarget;
 pub use dead_letter_queue::RabbitDeadLetters;
+#[cfg(feature = "preflight")]
+pub use management_api::ManagementApi;
 pub use name_rules::{validate_name, MAX_NAME_BYTES};
+#[cfg(feature = "preflight")]
+pub use preflight::rabbitmq_preflight;
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;
 pub use topology_names::QueueNames;

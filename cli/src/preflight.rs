@@ -4,6 +4,7 @@
 use serde_json::json;
 use waybill_core::preflight::{PreflightReport, Verdict};
 use waybill_kafka::{durability_preflight, KafkaConfig};
+use waybill_rabbitmq::{rabbitmq_preflight, ManagementApi};
 
 use crate::exit::{Failure, Outcome};
 use crate::output::Rows;
@@ -15,16 +16,18 @@ pub async fn run(mut args: PreflightArgs, json: bool) -> Outcome {
     let scheme = url.split("://").next().unwrap_or_default();
     let reports = match scheme {
         "kafka" | "kafkas" => kafka(&url, &args.topics).await?,
-        "amqp" | "amqps" | "rocketmq" | "rocketmqs" => {
-            return Err(Failure::Usage(format!(
-                "waybill preflight checks Kafka topics (kafka://, kafkas://) so far; the \
-                 {scheme}:// checks are not written yet"
-            )))
+        "amqp" | "amqps" => rabbitmq(&url, args.management_url.as_deref(), &args.topics).await?,
+        "rocketmq" | "rocketmqs" => {
+            return Err(Failure::Usage(
+                "waybill preflight checks Kafka and RabbitMQ so far; the rocketmq:// checks \
+                 are not written yet"
+                    .into(),
+            ))
         }
         other => {
             return Err(Failure::Usage(format!(
-                "unsupported broker URL scheme {other:?}: waybill preflight takes kafka:// or \
-                 kafkas://"
+                "unsupported broker URL scheme {other:?}: waybill preflight takes kafka://, \
+                 kafkas://, amqp:// or amqps://"
             )))
         }
     };
@@ -65,6 +68,27 @@ async fn kafka(url: &str, topics: &[String]) -> Result<Vec<PreflightReport>, Fai
             .await
             .map_err(|e| Failure::Failed(e.to_string()))?;
         reports.push(report.to_preflight());
+    }
+    Ok(reports)
+}
+
+async fn rabbitmq(
+    url: &str,
+    management_url: Option<&str>,
+    topics: &[String],
+) -> Result<Vec<PreflightReport>, Failure> {
+    let api = match management_url {
+        Some(management) => ManagementApi::at(management, url),
+        None => ManagementApi::beside(url),
+    }
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    let mut reports = Vec::new();
+    for topic in topics {
+        reports.extend(
+            rabbitmq_preflight(&api, topic)
+                .await
+                .map_err(|e| Failure::Failed(e.to_string()))?,
+        );
     }
     Ok(reports)
 }

@@ -59,7 +59,10 @@ pub enum Command {
     /// a key only to give that message up.
     Holds(HoldsArgs),
     /// Durability preflight: checks each topic's broker settings, PASS, WARN or FAIL with the
-    /// reason and the fix; exits 4 when a check fails. Kafka (kafka://, kafkas://) so far.
+    /// reason and the fix; exits 4 when a check fails. Kafka (kafka://, kafkas://): replication,
+    /// min.insync.replicas, unclean leader election. RabbitMQ (amqp://, amqps://), through the
+    /// management HTTP API: cluster size, the exchange, and each bound queue's type,
+    /// durability, replicas, delivery limit and dead-letter route.
     Preflight(PreflightArgs),
 }
 
@@ -101,6 +104,10 @@ pub struct PreflightArgs {
     /// A topic to check (repeatable).
     #[arg(long = "topic", required = true)]
     pub topics: Vec<String>,
+    /// RabbitMQ only: the management HTTP API, http://[USER:PASSWORD@]host:port [default:
+    /// the broker's host on port 15672, with the broker URL's credentials]
+    #[arg(long, env = "WAYBILL_MANAGEMENT_URL", hide_env_values = true)]
+    pub management_url: Option<String>,
 }
 
 /// Where the broker is, for the commands that talk to one without relaying.

@@ -13,6 +13,8 @@ mod holds_rabbitmq;
 mod outbox_commands;
 #[path = "preflight_kafka.rs"]
 mod preflight_kafka;
+#[path = "preflight_rabbitmq.rs"]
+mod preflight_rabbitmq;
 #[path = "relay_kill.rs"]
 mod relay_kill;
 #[path = "relay_secrets.rs"]

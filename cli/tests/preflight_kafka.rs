@@ -77,6 +77,6 @@ async fn a_single_replica_kafka_topic_fails_the_preflight() {
         text(&missing)
     );
 
-    let not_yet = preflight("amqp://guest:guest@127.0.0.1:5672/%2f", &topic);
+    let not_yet = preflight("rocketmq://127.0.0.1:9876", &topic);
     assert_eq!(not_yet.status.code(), Some(2), "{}", text(&not_yet));
 }
