@@ -104,20 +104,40 @@ async fn start_group(
     store: &Arc<InMemoryIdempotencyStore>,
     handler: impl Handler,
 ) -> RunningProcessor {
-    let subscriber = RabbitSubscriber::connect(config(), topic, GROUP)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
-                amqp_url()
-            )
-        });
+    let subscriber = join_group(topic).await;
     Processor::builder(GROUP)
         .ordering(Ordering::PerKey)
         .idempotency(store.clone())
         .build()
         .unwrap()
         .start(subscriber, handler)
+}
+
+/// A subscriber of the group on `topic` (it declares the group's topology).
+pub(crate) async fn join_group(topic: &str) -> RabbitSubscriber {
+    RabbitSubscriber::connect(config(), topic, GROUP)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
+                amqp_url()
+            )
+        })
+}
+
+/// Checks that `applied` holds `0..per_key` once each, in order, for every key.
+pub(crate) fn assert_each_key_applied_once_in_order(applied: &[(String, usize)], per_key: usize) {
+    let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (key, seq) in applied {
+        by_key.entry(key).or_default().push(*seq);
+    }
+    for (key, seqs) in &by_key {
+        assert_eq!(
+            seqs,
+            &(0..per_key).collect::<Vec<_>>(),
+            "key {key} applied once each, in order"
+        );
+    }
 }
 
 pub(crate) async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
@@ -281,17 +301,7 @@ async fn dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_
     fixed.shutdown().await.unwrap();
     let applied = applied.lock().unwrap().clone();
     assert_eq!(applied.len(), KEYS * PER_KEY, "each applied once");
-    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
-    for (key, seq) in applied {
-        per_key.entry(key).or_default().push(seq);
-    }
-    for (key, seqs) in &per_key {
-        assert_eq!(
-            seqs,
-            &(0..PER_KEY).collect::<Vec<_>>(),
-            "key {key} applied in order"
-        );
-    }
+    assert_each_key_applied_once_in_order(&applied, PER_KEY);
 
     // The foreign dead letter stays until it is purged with --all.
     let shown = output(&mut dlq(&topic, &["show", "--id", &foreign, "--json"]));

@@ -5,7 +5,6 @@
 //! once, in its original order, and the hold lifts by itself. `waybill holds` lists the hold
 //! and releases a key by hand.
 
-use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -17,9 +16,12 @@ use waybill_core::{
     Ordering, Processor, Publisher,
 };
 use waybill_outbox::SqliteIdempotencyStore;
-use waybill_rabbitmq::{delete_group_topology, RabbitPublisher, RabbitSubscriber};
+use waybill_rabbitmq::{delete_group_topology, RabbitPublisher};
 
-use super::dlq_rabbitmq::{amqp_url, config, dlq, listed, output, text, wait_until, GROUP};
+use super::dlq_rabbitmq::{
+    assert_each_key_applied_once_in_order, config, dlq, join_group, listed, output, text,
+    wait_until, GROUP,
+};
 use super::WAYBILL;
 
 const KEYS: usize = 3;
@@ -69,14 +71,7 @@ async fn a_held_key_is_applied_in_its_order_once_its_dead_message_is_replayed() 
             }
         })
     };
-    let subscriber = RabbitSubscriber::connect(config(), &topic, GROUP)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
-                amqp_url()
-            )
-        });
+    let subscriber = join_group(&topic).await;
     let running = Processor::builder(GROUP)
         .ordering(Ordering::PerKey)
         .idempotency(store.clone())
@@ -140,17 +135,7 @@ async fn a_held_key_is_applied_in_its_order_once_its_dead_message_is_replayed() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let applied = applied.lock().unwrap().clone();
     assert_eq!(applied.len(), KEYS * PER_KEY, "each applied once");
-    let mut per_key: HashMap<String, Vec<usize>> = HashMap::new();
-    for (key, seq) in applied {
-        per_key.entry(key).or_default().push(seq);
-    }
-    for (key, seqs) in &per_key {
-        assert_eq!(
-            seqs,
-            &(0..PER_KEY).collect::<Vec<_>>(),
-            "key {key} applied in its order"
-        );
-    }
+    assert_each_key_applied_once_in_order(&applied, PER_KEY);
     assert_eq!(
         store.held_behind(GROUP, "k1").await.unwrap(),
         None,

@@ -10,9 +10,9 @@ use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use serde_json::Value;
 use waybill_core::MessageId;
-use waybill_rabbitmq::{delete_group_topology, delete_topic, RabbitSubscriber};
+use waybill_rabbitmq::{delete_group_topology, delete_topic};
 
-use super::dlq_rabbitmq::{amqp_url, config, text, GROUP};
+use super::dlq_rabbitmq::{amqp_url, config, join_group, text, GROUP};
 use super::WAYBILL;
 
 fn preflight(topic: &str, extra: &[&str]) -> Output {
@@ -54,14 +54,7 @@ fn unique(prefix: &str) -> String {
 #[tokio::test]
 async fn a_waybill_group_passes_and_a_classic_transient_queue_fails() {
     let topic = unique("wb-preflight");
-    let subscriber = RabbitSubscriber::connect(config(), &topic, GROUP)
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "RabbitMQ unreachable at {} ({e}): scripts/brokers start rabbitmq",
-                amqp_url()
-            )
-        });
+    let subscriber = join_group(&topic).await;
     let group = preflight(&topic, &[]);
     assert_eq!(
         group.status.code(),

@@ -356,90 +356,70 @@ mod tests {
         assert!(headers.get(names::REPLAYED_AT).is_some());
     }
 
-    #[test]
-    fn a_letter_given_back_behind_its_successors_is_replayed_before_them() {
-        let failed_at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs);
-        let letter = |key: &str, secs: u64| {
-            let message = Message::new("x").with_key(key);
-            let record = DeadLetterRecord {
-                message_id: message.id(),
-                origin: "orders".into(),
-                partition: None,
-                offset: None,
-                group: "g".into(),
-                attempts: 1,
-                first_failure_at: failed_at(secs),
-                last_failure_at: failed_at(secs),
-                error_class: ErrorClass::Permanent,
-                error_message: "boom".into(),
-                held_behind: None,
-            };
-            let mut headers = message.headers().clone();
-            record.write_to(&mut headers);
-            DeadLetter::read(message.with_headers(headers))
+    /// A dead letter of `key` that failed at second `secs` (of an arbitrary epoch), held
+    /// behind `behind` when given.
+    fn failed_at(key: &str, secs: u64, behind: Option<MessageId>) -> DeadLetter {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs);
+        let message = Message::new("x").with_key(key);
+        let record = DeadLetterRecord {
+            message_id: message.id(),
+            origin: "orders".into(),
+            partition: None,
+            offset: None,
+            group: "g".into(),
+            attempts: 1,
+            first_failure_at: at,
+            last_failure_at: at,
+            error_class: behind.map_or(ErrorClass::Permanent, |_| ErrorClass::Held),
+            error_message: "boom".into(),
+            held_behind: behind,
         };
-        // a1 was given back behind a2 and a3; b1 and the foreign letter keep their places.
-        let a1 = letter("a", 1);
-        let a2 = letter("a", 2);
-        let a3 = letter("a", 3);
-        let b1 = letter("b", 1);
-        let foreign = DeadLetter::read(Message::new("y").with_key("a"));
-        let read = [&a2, &b1, &foreign, &a3, &a1];
-        let order: Vec<MessageId> = replay_order(&read)
+        let mut headers = message.headers().clone();
+        record.write_to(&mut headers);
+        DeadLetter::read(message.with_headers(headers))
+    }
+
+    /// The ids of `read` in the order a replay publishes them.
+    fn replayed(read: &[&DeadLetter]) -> Vec<MessageId> {
+        replay_order(read)
             .into_iter()
             .map(|i| read[i].message.id())
-            .collect();
-        let expected: Vec<MessageId> = [&a1, &b1, &foreign, &a2, &a3]
-            .iter()
-            .map(|l| l.message.id())
-            .collect();
-        assert_eq!(order, expected);
+            .collect()
+    }
+
+    fn ids(letters: &[&DeadLetter]) -> Vec<MessageId> {
+        letters.iter().map(|l| l.message.id()).collect()
+    }
+
+    #[test]
+    fn a_letter_given_back_behind_its_successors_is_replayed_before_them() {
+        // a1 was given back behind a2 and a3; b1 and the foreign letter keep their places.
+        let a1 = failed_at("a", 1, None);
+        let a2 = failed_at("a", 2, None);
+        let a3 = failed_at("a", 3, None);
+        let b1 = failed_at("b", 1, None);
+        let foreign = DeadLetter::read(Message::new("y").with_key("a"));
+        assert_eq!(
+            replayed(&[&a2, &b1, &foreign, &a3, &a1]),
+            ids(&[&a1, &b1, &foreign, &a2, &a3])
+        );
         // Equal failure times fall back to the ids' creation order.
-        let c1 = letter("c", 5);
-        let c2 = letter("c", 5);
+        let c1 = failed_at("c", 5, None);
+        let c2 = failed_at("c", 5, None);
         assert!(c1.message.id() < c2.message.id());
         assert_eq!(replay_order(&[&c2, &c1]), vec![1, 0]);
     }
 
     #[test]
     fn letters_held_behind_a_head_are_replayed_after_it_even_when_it_failed_again_later() {
-        let at = |secs: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(1_000 + secs);
-        let letter = |secs: u64, behind: Option<MessageId>| {
-            let message = Message::new("x").with_key("k");
-            let record = DeadLetterRecord {
-                message_id: message.id(),
-                origin: "orders".into(),
-                partition: None,
-                offset: None,
-                group: "g".into(),
-                attempts: 1,
-                first_failure_at: at(secs),
-                last_failure_at: at(secs),
-                error_class: behind.map_or(ErrorClass::Permanent, |_| ErrorClass::Held),
-                error_message: "boom".into(),
-                held_behind: behind,
-            };
-            let mut headers = message.headers().clone();
-            record.write_to(&mut headers);
-            DeadLetter::read(message.with_headers(headers))
-        };
         // v died first; x died, held y and z, was replayed and died again at 10; w was held
         // behind a head that is not in the selection (replayed on its own).
-        let v = letter(1, None);
-        let x = letter(10, None);
-        let y = letter(3, Some(x.message.id()));
-        let z = letter(4, Some(x.message.id()));
-        let w = letter(12, Some(MessageId::new()));
-        let read = [&z, &w, &y, &x, &v];
-        let order: Vec<MessageId> = replay_order(&read)
-            .into_iter()
-            .map(|i| read[i].message.id())
-            .collect();
-        let expected: Vec<MessageId> = [&v, &x, &y, &z, &w]
-            .iter()
-            .map(|l| l.message.id())
-            .collect();
-        assert_eq!(order, expected);
+        let v = failed_at("k", 1, None);
+        let x = failed_at("k", 10, None);
+        let y = failed_at("k", 3, Some(x.message.id()));
+        let z = failed_at("k", 4, Some(x.message.id()));
+        let w = failed_at("k", 12, Some(MessageId::new()));
+        assert_eq!(replayed(&[&z, &w, &y, &x, &v]), ids(&[&v, &x, &y, &z, &w]));
     }
 
     #[tokio::test(start_paused = true)]
