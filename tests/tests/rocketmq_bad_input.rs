@@ -9,8 +9,15 @@ use support::rocketmq::{config, create_topic_for_test, name_server, require_brok
 use waybill_core::{FailureClass, Message, PublishOutcome, Publisher};
 use waybill_rocketmq::{RocketConfig, RocketPublisher, RocketSubscriber};
 
+/// rocketmq-client-rust shares one client instance per client id within a process and
+/// refuses a second configuration under the same id while the first is alive ("ClientPool
+/// configuration conflicts with an existing client-id owner"): the test with a name server
+/// that is down must not overlap the others. Every test holds this while its clients live.
+static ONE_CONFIGURATION_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_topic_is_no_destination_yet_and_hands_the_message_back() {
+    let _alone = ONE_CONFIGURATION_AT_A_TIME.lock().await;
     require_broker().await.close().await;
     let publisher = RocketPublisher::connect(config()).await.unwrap();
     let missing = topic("wb-missing");
@@ -35,6 +42,7 @@ async fn unknown_topic_is_no_destination_yet_and_hands_the_message_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_messages_are_permanent_and_only_they_fail() {
+    let _alone = ONE_CONFIGURATION_AT_A_TIME.lock().await;
     let topic = create_topic_for_test("wb-big").await;
     let publisher = RocketPublisher::connect(config()).await.unwrap();
     let big = Message::new(vec![b'x'; 4 * 1024 * 1024 + 1]).with_key("big");
@@ -75,6 +83,7 @@ async fn oversized_messages_are_permanent_and_only_they_fail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn name_server_down_is_a_clear_transient_error() {
+    let _alone = ONE_CONFIGURATION_AT_A_TIME.lock().await;
     let down = RocketConfig::builder("127.0.0.1:1")
         .send_timeout(Duration::from_secs(2))
         .build()
@@ -98,6 +107,7 @@ async fn name_server_down_is_a_clear_transient_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_names_headers_and_settings_are_refused() {
+    let _alone = ONE_CONFIGURATION_AT_A_TIME.lock().await;
     let publisher = RocketPublisher::connect(config()).await.unwrap();
     let err = publisher
         .publish("orders.v1", Message::new("x"))
