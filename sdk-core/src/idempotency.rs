@@ -231,4 +231,11 @@ pub trait IdempotencyStore: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store could not answer.
     async fn reopen(&self, group: &str, id: MessageId) -> Result<bool, StoreError>;
+
+    /// How long a finished message is remembered, when the store knows (the Processor
+    /// compares it with the [`RedeliveryHorizon`](crate::RedeliveryHorizon) at build).
+    /// `None` (the default) skips that check.
+    fn retention(&self) -> Option<Duration> {
+        None
+    }
 }

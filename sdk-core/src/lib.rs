@@ -42,6 +42,7 @@ mod processor;
 mod publish_error;
 mod publisher;
 mod receipt;
+mod redelivery_horizon;
 mod retry_policy;
 mod settlement;
 mod subscriber;
@@ -93,6 +94,7 @@ pub use processor::{
 pub use publish_error::{PublishError, PublishOutcome};
 pub use publisher::Publisher;
 pub use receipt::{BrokerPosition, Receipt};
+pub use redelivery_horizon::{DedupeWindowCheck, RedeliveryHorizon};
 pub use retry_policy::{RetryDecision, RetryPolicy, RetryPolicyBuilder};
 pub use settlement::{RetryRequest, Settlement};
 pub use subscriber::Subscriber;

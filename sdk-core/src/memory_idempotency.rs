@@ -164,6 +164,10 @@ fn expire(state: &mut StoreState, now: Instant, budget: usize) {
 
 #[async_trait]
 impl IdempotencyStore for InMemoryIdempotencyStore {
+    fn retention(&self) -> Option<Duration> {
+        Some(self.retention)
+    }
+
     async fn claim(
         &self,
         group: &str,

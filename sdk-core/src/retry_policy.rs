@@ -84,6 +84,42 @@ impl RetryPolicy {
         self.max_attempts
     }
 
+    /// The longest a message can spend being retried: the waits between its `max_attempts`
+    /// attempts at their longest (jitter at its top), capped by `max_elapsed`. A copy of a
+    /// message can reach its consumer group up to this long after the first (a retry copy
+    /// published just before the original's acknowledgement was lost, say). Delays a handler
+    /// asks for ([`HandlerError::RetryAfter`](crate::HandlerError)) are not counted, nor a
+    /// broker retry tier longer than the delay it serves.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use waybill_core::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy::builder()
+    ///     .max_attempts(5)
+    ///     .min_delay(Duration::from_millis(100))
+    ///     .max_delay(Duration::from_millis(500))
+    ///     .jitter(false)
+    ///     .build()
+    ///     .unwrap();
+    /// // 100 + 200 + 400 + 500 ms between the five attempts.
+    /// assert_eq!(policy.longest_retry_span(), Duration::from_millis(1_200));
+    /// ```
+    pub fn longest_retry_span(&self) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut base = self.min_delay.min(self.max_delay);
+        for _ in 1..self.max_attempts {
+            let wait = if self.jitter {
+                base.saturating_mul(2)
+            } else {
+                base
+            };
+            total = total.saturating_add(wait);
+            base = base.mul_f64(f64::from(self.factor)).min(self.max_delay);
+        }
+        self.max_elapsed.map_or(total, |cap| total.min(cap))
+    }
+
     /// The backoff delay after the `failures`-th failure (1-based).
     pub fn delay_for(&self, failures: u32) -> Duration {
         let mut builder = ExponentialBuilder::new()
@@ -233,6 +269,36 @@ impl RetryPolicyBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_retry_span_counts_jitter_at_its_top_and_the_elapsed_cap() {
+        let plain = RetryPolicy::builder()
+            .max_attempts(4)
+            .min_delay(Duration::from_secs(1))
+            .max_delay(Duration::from_secs(3))
+            .jitter(false)
+            .build()
+            .unwrap();
+        assert_eq!(plain.longest_retry_span(), Duration::from_secs(1 + 2 + 3));
+        let jittered = RetryPolicy::builder()
+            .max_attempts(4)
+            .min_delay(Duration::from_secs(1))
+            .max_delay(Duration::from_secs(3))
+            .build()
+            .unwrap();
+        assert_eq!(jittered.longest_retry_span(), Duration::from_secs(12));
+        for failures in 1..4 {
+            assert!(jittered.delay_for(failures) <= Duration::from_secs(6));
+        }
+        let capped = RetryPolicy::builder()
+            .max_attempts(40)
+            .max_elapsed(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        assert_eq!(capped.longest_retry_span(), Duration::from_secs(30));
+        let once = RetryPolicy::builder().max_attempts(1).build().unwrap();
+        assert_eq!(once.longest_retry_span(), Duration::ZERO);
+    }
 
     fn policy() -> RetryPolicyBuilder {
         RetryPolicy::builder()

@@ -115,6 +115,10 @@ impl LayeredIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for LayeredIdempotencyStore {
+    fn retention(&self) -> Option<Duration> {
+        self.authority.retention()
+    }
+
     async fn claim(
         &self,
         group: &str,

@@ -172,6 +172,10 @@ fn millis(duration: Duration) -> u64 {
 
 #[async_trait]
 impl IdempotencyStore for RedisIdempotencyStore {
+    fn retention(&self) -> Option<Duration> {
+        Some(self.config.retention)
+    }
+
     async fn claim(
         &self,
         group: &str,

@@ -181,6 +181,10 @@ async fn finish(
 
 #[async_trait]
 impl IdempotencyStore for MySqlIdempotencyStore {
+    fn retention(&self) -> Option<Duration> {
+        Some(self.retention)
+    }
+
     async fn claim(
         &self,
         group: &str,

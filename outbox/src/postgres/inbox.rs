@@ -153,6 +153,10 @@ pub(super) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreE
 
 #[async_trait]
 impl IdempotencyStore for PgIdempotencyStore {
+    fn retention(&self) -> Option<Duration> {
+        Some(self.retention)
+    }
+
     async fn claim(
         &self,
         group: &str,

@@ -75,6 +75,34 @@ impl RelayConfig {
     pub fn dead_letter_mode(&self) -> DeadLetterMode {
         self.dead_letter_mode
     }
+
+    /// How late this relay can publish another copy of a message it published before: the
+    /// backoffs between a row's `max_attempts` attempts at their longest, plus the
+    /// destination wait (a publish whose outcome was ambiguous is tried again, and its first
+    /// copy may have arrived). Give it to the consumers for their dedupe window check:
+    /// `ProcessorBuilder::late_copies("outbox relay", config.longest_republish_span())`. A
+    /// dead row that an operator replays later is not counted: add the age of the dead rows
+    /// you would still replay.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use waybill_outbox::RelayConfig;
+    ///
+    /// let config = RelayConfig::builder()
+    ///     .max_attempts(4)
+    ///     .backoff(Duration::from_secs(1), Duration::from_secs(3))
+    ///     .destination_wait(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// // 1 + 2 + 3 s of backoff, and the destination wait.
+    /// assert_eq!(config.longest_republish_span(), Duration::from_secs(66));
+    /// ```
+    pub fn longest_republish_span(&self) -> Duration {
+        let attempts = u32::try_from(self.max_attempts).unwrap_or(0);
+        (1..attempts)
+            .map(|failures| super::backoff(failures, self.backoff_min, self.backoff_max))
+            .fold(self.destination_wait, Duration::saturating_add)
+    }
 }
 
 /// Builds a [`RelayConfig`]; `build()` validates.

@@ -132,6 +132,10 @@ impl SqliteIdempotencyStore {
 
 #[async_trait]
 impl IdempotencyStore for SqliteIdempotencyStore {
+    fn retention(&self) -> Option<Duration> {
+        Some(self.retention)
+    }
+
     async fn claim(
         &self,
         group: &str,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::config_error::{validate_name, ConfigError};
 use crate::idempotency::IdempotencyStore;
 use crate::key_holds::{DeadLetterMode, KeyHoldStore};
+use crate::redelivery_horizon::{DedupeWindowCheck, RedeliveryHorizon};
 use crate::retry_policy::RetryPolicy;
 
 /// How the processor orders handling.
@@ -37,6 +38,9 @@ pub struct ProcessorConfig {
     pub(crate) lag_interval: Duration,
     pub(crate) dead_letter_mode: DeadLetterMode,
     pub(crate) key_holds: Option<Arc<dyn KeyHoldStore>>,
+    pub(crate) dedupe_window_check: DedupeWindowCheck,
+    /// The sources of late copies the application named; the retry policy is added at build.
+    pub(crate) late_copies: RedeliveryHorizon,
 }
 
 impl ProcessorConfig {
@@ -58,6 +62,18 @@ impl ProcessorConfig {
     /// What a dead letter does to the later messages of its key.
     pub fn dead_letter_mode(&self) -> DeadLetterMode {
         self.dead_letter_mode
+    }
+
+    /// How late a copy of a handled message can still arrive: the retry policy's
+    /// [`longest_retry_span`](RetryPolicy::longest_retry_span) and every source named with
+    /// [`ProcessorBuilder::late_copies`].
+    pub fn redelivery_horizon(&self) -> RedeliveryHorizon {
+        let mut horizon = RedeliveryHorizon::default();
+        horizon.add("retry policy", self.retry.longest_retry_span());
+        for (source, late_by) in self.late_copies.sources() {
+            horizon.add(source.clone(), *late_by);
+        }
+        horizon
     }
 }
 
@@ -119,6 +135,8 @@ impl ProcessorBuilder {
                 lag_interval: Duration::from_secs(15),
                 dead_letter_mode: DeadLetterMode::MoveOn,
                 key_holds: None,
+                dedupe_window_check: DedupeWindowCheck::Warn,
+                late_copies: RedeliveryHorizon::default(),
             },
             max_buffered: None,
         }
@@ -257,6 +275,47 @@ impl ProcessorBuilder {
         self
     }
 
+    /// Names a source of late copies of a message and how late they can come, for the dedupe
+    /// window check: the outbox relay's republish span (`RelayConfig::longest_republish_span`
+    /// in `waybill-outbox`), how far back an operator may replay (a Kafka topic's retention,
+    /// the age of the dead letters you would still replay). Repeatable; the spans add up.
+    pub fn late_copies(mut self, source: impl Into<String>, late_by: Duration) -> Self {
+        self.config.late_copies.add(source, late_by);
+        self
+    }
+
+    /// What [`build`](Self::build) does when the idempotency store's
+    /// [`retention`](IdempotencyStore::retention) is shorter than the
+    /// [`redelivery_horizon`](ProcessorConfig::redelivery_horizon): warn (the default),
+    /// refuse, or nothing. A copy arriving after the store forgot its message is handled again.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use waybill_core::{DedupeWindowCheck, InMemoryIdempotencyStore, Processor};
+    ///
+    /// let one_hour = Arc::new(InMemoryIdempotencyStore::new(Duration::from_secs(3600), 1_000));
+    /// let refused = Processor::builder("billing")
+    ///     .idempotency(one_hour.clone())
+    ///     .late_copies("kafka retention", Duration::from_secs(7 * 24 * 3600))
+    ///     .dedupe_window_check(DedupeWindowCheck::Refuse)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(refused.field(), "idempotency");
+    /// assert!(refused.to_string().contains("kafka retention"), "{refused}");
+    ///
+    /// let within = Processor::builder("billing")
+    ///     .idempotency(one_hour)
+    ///     .late_copies("outbox relay", Duration::from_secs(600))
+    ///     .dedupe_window_check(DedupeWindowCheck::Refuse)
+    ///     .build();
+    /// assert!(within.is_ok());
+    /// ```
+    pub fn dedupe_window_check(mut self, check: DedupeWindowCheck) -> Self {
+        self.config.dedupe_window_check = check;
+        self
+    }
+
     /// Validates and returns the processor.
     ///
     /// # Errors
@@ -265,7 +324,9 @@ impl ProcessorBuilder {
     /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero),
     /// `degraded_failure_ratio` (not above 0 and at most 1), `lag_interval` (zero),
     /// `dead_letter_mode` ([`DeadLetterMode::HoldKey`] without a
-    /// [`key_holds`](Self::key_holds) store, or with [`Ordering::Unordered`]).
+    /// [`key_holds`](Self::key_holds) store, or with [`Ordering::Unordered`]), and
+    /// `idempotency` again under [`DedupeWindowCheck::Refuse`] when the store's retention is
+    /// shorter than the redelivery horizon.
     pub fn build(self) -> Result<crate::Processor, ConfigError> {
         let mut config = self.config;
         if config.group.is_empty() {
@@ -341,6 +402,29 @@ impl ProcessorBuilder {
                 ));
             }
         }
+        check_dedupe_window(&config)?;
         Ok(crate::Processor::from_config(config))
     }
+}
+
+/// Compares the store's retention with the redelivery horizon, as the configuration asks.
+fn check_dedupe_window(config: &ProcessorConfig) -> Result<(), ConfigError> {
+    let Some(retention) = config.idempotency.as_ref().and_then(|s| s.retention()) else {
+        return Ok(());
+    };
+    let horizon = config.redelivery_horizon();
+    if config.dedupe_window_check == DedupeWindowCheck::Off || retention >= horizon.total() {
+        return Ok(());
+    }
+    let problem = format!(
+        "the idempotency store remembers handled messages for {} s, but a copy can arrive up \
+         to {horizon} later: such a copy would be handled again; keep markers longer, or \
+         shorten what arrives late",
+        retention.as_secs()
+    );
+    if config.dedupe_window_check == DedupeWindowCheck::Refuse {
+        return Err(ConfigError::new("idempotency", problem));
+    }
+    tracing::warn!(group = %config.group, "{problem}");
+    Ok(())
 }
