@@ -79,13 +79,17 @@ impl ManagementApi {
                 ),
             ));
         }
-        let mut api = Self::with_base(base.clone(), &amqp)?;
-        if !base.username().is_empty() {
-            api.user = decode(base.username());
-            api.password = decode(base.password().unwrap_or_default());
-            let _ = base.set_username("");
-            let _ = base.set_password(None);
-            api.base = base;
+        let own_credentials = (!base.username().is_empty()).then(|| {
+            (
+                decode(base.username()),
+                decode(base.password().unwrap_or_default()),
+            )
+        });
+        let _ = base.set_username("");
+        let _ = base.set_password(None);
+        let mut api = Self::with_base(base, &amqp)?;
+        if let Some((user, password)) = own_credentials {
+            (api.user, api.password) = (user, password);
         }
         Ok(api)
     }

@@ -25,6 +25,8 @@ mod error;
 mod inbox_purger;
 mod inbox_retention;
 mod inspect;
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+mod key_hold_row;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 mod outbox;

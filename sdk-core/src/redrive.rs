@@ -177,7 +177,7 @@ pub fn replay_order(letters: &[&DeadLetter]) -> Vec<usize> {
     };
     let mut sorted: HashMap<&str, VecDeque<usize>> = by_key
         .into_iter()
-        .map(|(key, places)| {
+        .map(|(key, mut places)| {
             let by_id: HashMap<MessageId, usize> = places
                 .iter()
                 .map(|&i| (letters[i].message.id(), i))
@@ -192,7 +192,6 @@ pub fn replay_order(letters: &[&DeadLetter]) -> Vec<usize> {
                     .and_then(|head| by_id.get(&head).copied())
                     .filter(|&head| head != i)
             };
-            let mut places = places.clone();
             places.sort_by_key(|&i| match anchor(i) {
                 Some(head) => (failed(head), true, failed(i)),
                 None => (failed(i), false, failed(i)),

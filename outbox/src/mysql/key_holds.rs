@@ -1,9 +1,9 @@
 //! Held keys on MySQL and MariaDB (`waybill_key_hold`), beside the inbox markers.
 
-use std::time::{Duration, SystemTime};
-
 use async_trait::async_trait;
 use waybill_core::{KeyHold, KeyHoldStore, MessageId, StoreError};
+
+use crate::key_hold_row::{key_hold, KeyHoldRow};
 
 use super::inbox::{store_error, MySqlIdempotencyStore};
 
@@ -102,7 +102,7 @@ impl KeyHoldStore for MySqlIdempotencyStore {
     }
 
     async fn holds(&self, group: &str, limit: usize) -> Result<Vec<KeyHold>, StoreError> {
-        let rows: Vec<(String, uuid::Uuid, i64)> = sqlx::query_as(
+        let rows: Vec<KeyHoldRow> = sqlx::query_as(
             "SELECT CAST(`key` AS CHAR), behind, \
                     CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01', since) DIV 1000 AS SIGNED) \
              FROM waybill_key_hold WHERE group_name = ? ORDER BY since, `key` LIMIT ?",
@@ -112,14 +112,6 @@ impl KeyHoldStore for MySqlIdempotencyStore {
         .fetch_all(self.pool())
         .await
         .map_err(|e| store_error("list key holds", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, behind, since_ms)| KeyHold {
-                key,
-                behind: MessageId::from_uuid(behind),
-                since: SystemTime::UNIX_EPOCH
-                    + Duration::from_millis(u64::try_from(since_ms).unwrap_or(0)),
-            })
-            .collect())
+        Ok(rows.into_iter().map(key_hold).collect())
     }
 }

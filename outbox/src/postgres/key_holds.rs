@@ -1,9 +1,9 @@
 //! Held keys on PostgreSQL (`waybill_key_hold`), beside the inbox markers.
 
-use std::time::{Duration, SystemTime};
-
 use async_trait::async_trait;
 use waybill_core::{KeyHold, KeyHoldStore, MessageId, StoreError};
+
+use crate::key_hold_row::{key_hold, KeyHoldRow};
 
 use super::inbox::{store_error, PgIdempotencyStore};
 
@@ -65,8 +65,8 @@ impl KeyHoldStore for PgIdempotencyStore {
     }
 
     async fn holds(&self, group: &str, limit: usize) -> Result<Vec<KeyHold>, StoreError> {
-        let rows: Vec<(String, uuid::Uuid, f64)> = sqlx::query_as(
-            "SELECT key, behind, EXTRACT(EPOCH FROM since)::float8 FROM waybill_key_hold \
+        let rows: Vec<KeyHoldRow> = sqlx::query_as(
+            "SELECT key, behind, (EXTRACT(EPOCH FROM since) * 1000)::bigint FROM waybill_key_hold \
              WHERE group_name = $1 ORDER BY since, key LIMIT $2",
         )
         .bind(group)
@@ -74,13 +74,6 @@ impl KeyHoldStore for PgIdempotencyStore {
         .fetch_all(self.pool())
         .await
         .map_err(|e| store_error("list key holds", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, behind, since)| KeyHold {
-                key,
-                behind: MessageId::from_uuid(behind),
-                since: SystemTime::UNIX_EPOCH + Duration::from_secs_f64(since.max(0.0)),
-            })
-            .collect())
+        Ok(rows.into_iter().map(key_hold).collect())
     }
 }

@@ -1,17 +1,12 @@
 //! Held keys on SQLite (`waybill_key_hold`), beside the inbox markers.
 
-use std::time::{Duration, SystemTime};
-
 use async_trait::async_trait;
 use waybill_core::{KeyHold, KeyHoldStore, MessageId, StoreError};
 
-use super::inbox::{store_error, SqliteIdempotencyStore};
+use crate::key_hold_row::{key_hold, KeyHoldRow};
+use crate::row::now_ms;
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+use super::inbox::{store_error, SqliteIdempotencyStore};
 
 /// Held keys live in the inbox's database file, so they survive restarts (and are shared by
 /// the processes that open the same file). Each operation is one statement.
@@ -71,7 +66,7 @@ impl KeyHoldStore for SqliteIdempotencyStore {
     }
 
     async fn holds(&self, group: &str, limit: usize) -> Result<Vec<KeyHold>, StoreError> {
-        let rows: Vec<(String, uuid::Uuid, i64)> = sqlx::query_as(
+        let rows: Vec<KeyHoldRow> = sqlx::query_as(
             "SELECT key, behind, since FROM waybill_key_hold \
              WHERE group_name = ?1 ORDER BY since, key LIMIT ?2",
         )
@@ -80,14 +75,6 @@ impl KeyHoldStore for SqliteIdempotencyStore {
         .fetch_all(self.pool())
         .await
         .map_err(|e| store_error("list key holds", e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(key, behind, since)| KeyHold {
-                key,
-                behind: MessageId::from_uuid(behind),
-                since: SystemTime::UNIX_EPOCH
-                    + Duration::from_millis(u64::try_from(since).unwrap_or(0)),
-            })
-            .collect())
+        Ok(rows.into_iter().map(key_hold).collect())
     }
 }

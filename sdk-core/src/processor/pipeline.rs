@@ -92,6 +92,8 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
     let mut copy_failures = 0u32;
     let mut first_failure_at = delivery.message().first_failure_at();
     let mut parked = shared.parked.get(id);
+    // The key's hold is read once per delivery, not again before each in-process retry.
+    let mut heads_its_key: Option<bool> = None;
     if let Some(parked) = &parked {
         let wait = parked
             .not_before
@@ -120,7 +122,11 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
             drop(slot);
             return settle_copy(shared, delivery, claim, parked.settlement).await;
         }
-        let head = match key_holding::check(shared, delivery.message()).await {
+        let checked = match heads_its_key {
+            Some(head) => HoldCheck::Go { head },
+            None => key_holding::check(shared, delivery.message()).await,
+        };
+        let head = match checked {
             HoldCheck::Go { head } => head,
             HoldCheck::HeldBehind(behind) => {
                 drop(slot);
@@ -137,6 +143,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
                 return Outcome::GivenBack;
             }
         };
+        heads_its_key = Some(head);
         delivery.set_claim(claim.clone());
         let result = claims::with_renewal(
             shared,
