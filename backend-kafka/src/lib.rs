@@ -11,6 +11,8 @@
 //!   not-before header and dead-letters to a per-group topic with the record headers.
 //! - [`TransactionalPublisher`]: Kafka transactions (begin, send, offsets, commit, abort) for
 //!   consume-transform-produce, in addition to (never instead of) the idempotency store.
+//! - [`KafkaDeadLetters`]: a group's dead-letter topic for operators — list, replay (back to
+//!   the group's retry topic, in per-key order, removed only once confirmed) and purge.
 //! - [`create_topic`], [`ensure_group_topics`], [`delete_topics`], [`durability_preflight`].
 //!
 //! | verb | what it means on Kafka |
@@ -29,8 +31,10 @@ mod config;
 #[cfg(feature = "testkit")]
 mod conformance_target;
 mod connect_probe;
+mod dead_letter_topic;
 mod error_class;
 mod lag;
+mod log_range;
 mod names;
 mod offsets;
 mod partitioner;
@@ -49,6 +53,7 @@ pub use admin::{
 pub use config::{KafkaConfig, KafkaConfigBuilder};
 #[cfg(feature = "testkit")]
 pub use conformance_target::KafkaTarget;
+pub use dead_letter_topic::{KafkaDeadLetters, MAX_SCAN as MAX_DEAD_LETTER_SCAN};
 pub use names::{validate_topic, GroupTopics};
 pub use partitioner::{java_partition, murmur2};
 pub use publisher::KafkaPublisher;

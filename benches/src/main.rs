@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
@@ -23,6 +23,8 @@
 //!   (`WAYBILL_REDIS_URL`, default local; at most 50,000 messages).
 //! - `outbox-backlog`: a backlog of 1,000,000 rows (or `--messages N`) drained by one relay:
 //!   throughput and the process's peak RSS.
+//! - `redrive`: replaying a group's dead letters (RabbitMQ queue, Kafka topic) against
+//!   publishing the same messages directly to where the replay sends them (at most 20,000).
 
 // The raw RocketMQ client's futures nest deeply; proving them Send needs a higher limit.
 #![recursion_limit = "256"]
@@ -33,6 +35,7 @@ mod outbox_bench;
 mod outbox_mysql_bench;
 mod processor_bench;
 mod rabbitmq_bench;
+mod redrive_bench;
 mod rocketmq_bench;
 mod store_bench;
 
@@ -56,10 +59,10 @@ fn main() -> ExitCode {
                 }
             },
             "processor" | "rabbitmq" | "kafka" | "rocketmq" | "outbox" | "outbox-backlog"
-            | "stores" => suite = arg,
+            | "stores" | "redrive" => suite = arg,
             "-h" | "--help" => {
                 println!(
-                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores] [--messages N]"
+                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive] [--messages N]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -96,6 +99,13 @@ fn main() -> ExitCode {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
             runtime.block_on(rabbitmq_bench::run(&url, messages.min(50_000)))
+        }
+        "redrive" => {
+            let url = std::env::var("WAYBILL_RABBITMQ_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+            let brokers = std::env::var("WAYBILL_KAFKA_BROKERS")
+                .unwrap_or_else(|_| "127.0.0.1:9092".to_owned());
+            runtime.block_on(redrive_bench::run(&url, &brokers, messages.min(20_000)))
         }
         _ => unreachable!("suite names are checked above"),
     }

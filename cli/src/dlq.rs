@@ -5,6 +5,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use waybill_core::redrive::{DeadLetter, DeadLetterFilter, RedriveReport, ReplayOptions};
 use waybill_core::BrokerError;
+use waybill_kafka::{KafkaConfig, KafkaDeadLetters};
 use waybill_rabbitmq::{RabbitConfig, RabbitDeadLetters};
 
 use crate::exit::{Failure, Outcome};
@@ -98,23 +99,72 @@ pub async fn run(mut args: DlqArgs, json: bool) -> Outcome {
     }
 }
 
-/// The dead-letter queue of `group` on `topic` at the broker `url`.
-fn dead_letters_at(url: &str, topic: &str, group: &str) -> Result<RabbitDeadLetters, Failure> {
+/// A group's dead letters on one of the brokers whose redrive is written.
+enum DeadLetters {
+    Rabbit(RabbitDeadLetters),
+    Kafka(KafkaDeadLetters),
+}
+
+impl DeadLetters {
+    /// Where the dead letters live: the queue or topic.
+    fn queue(&self) -> &str {
+        match self {
+            Self::Rabbit(dead) => dead.queue(),
+            Self::Kafka(dead) => dead.topic(),
+        }
+    }
+
+    async fn list(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, BrokerError> {
+        match self {
+            Self::Rabbit(dead) => dead.list(filter).await,
+            Self::Kafka(dead) => dead.list(filter).await,
+        }
+    }
+
+    async fn replay(
+        &self,
+        filter: &DeadLetterFilter,
+        options: &ReplayOptions,
+    ) -> Result<RedriveReport, BrokerError> {
+        match self {
+            Self::Rabbit(dead) => dead.replay(filter, options).await,
+            Self::Kafka(dead) => dead.replay(filter, options).await,
+        }
+    }
+
+    async fn purge(&self, filter: &DeadLetterFilter) -> Result<RedriveReport, BrokerError> {
+        match self {
+            Self::Rabbit(dead) => dead.purge(filter).await,
+            Self::Kafka(dead) => dead.purge(filter).await,
+        }
+    }
+}
+
+/// The dead letters of `group` on `topic` at the broker `url`.
+fn dead_letters_at(url: &str, topic: &str, group: &str) -> Result<DeadLetters, Failure> {
     let scheme = url.split("://").next().unwrap_or_default();
+    let usage = |e: &dyn std::fmt::Display| Failure::Usage(e.to_string());
     match scheme {
         "amqp" | "amqps" => {
-            let config = RabbitConfig::builder(url)
-                .build()
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            RabbitDeadLetters::new(config, topic, group).map_err(|e| Failure::Usage(e.to_string()))
+            let config = RabbitConfig::builder(url).build().map_err(|e| usage(&e))?;
+            let dead = RabbitDeadLetters::new(config, topic, group).map_err(|e| usage(&e))?;
+            Ok(DeadLetters::Rabbit(dead))
         }
-        "kafka" | "kafkas" | "rocketmq" | "rocketmqs" => Err(Failure::Usage(format!(
-            "waybill dlq reads RabbitMQ dead-letter queues (amqp://, amqps://) so far; for \
-             {scheme}://, read the group's dead-letter topic with the backend's \
+        "kafka" | "kafkas" => {
+            let config = KafkaConfig::from_url(url)
+                .and_then(|builder| builder.build())
+                .map_err(|e| usage(&e))?;
+            let dead = KafkaDeadLetters::new(config, topic, group).map_err(|e| usage(&e))?;
+            Ok(DeadLetters::Kafka(dead))
+        }
+        "rocketmq" | "rocketmqs" => Err(Failure::Usage(format!(
+            "waybill dlq reads RabbitMQ dead-letter queues and Kafka dead-letter topics so far; \
+             for {scheme}://, read the group's dead-letter topic with the backend's \
              dead_letters() subscriber"
         ))),
         other => Err(Failure::Usage(format!(
-            "unsupported broker URL scheme {other:?}: waybill dlq takes amqp:// or amqps://"
+            "unsupported broker URL scheme {other:?}: waybill dlq takes amqp://, amqps://, \
+             kafka:// or kafkas://"
         ))),
     }
 }

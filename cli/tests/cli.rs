@@ -1,10 +1,13 @@
 //! The `waybill` program against real servers: `waybill relay` (the sidecar) relaying,
 //! killed, reading secrets from files and scraped by Prometheus; `waybill outbox` inspecting;
-//! `waybill dlq` redriving broker dead letters; `waybill holds` with key-holding dead letters.
+//! `waybill dlq` redriving broker dead letters (RabbitMQ and Kafka); `waybill holds` with
+//! key-holding dead letters.
 
 /// The program under test, built by cargo beside this test.
 const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
 
+#[path = "dlq_kafka.rs"]
+mod dlq_kafka;
 #[path = "dlq_rabbitmq.rs"]
 mod dlq_rabbitmq;
 #[path = "holds_rabbitmq.rs"]

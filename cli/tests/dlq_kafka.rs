@@ -1,0 +1,254 @@
+//! `waybill dlq` on the Kafka-protocol test broker: a consumer group dead-letters 60 messages
+//! over three keys (a handler bug) and one more of a fourth key, the bug is fixed, and the
+//! operator replays the one alone (behind dead letters that stay: it is hidden by a marker),
+//! then the rest — once through a `waybill dlq replay` killed with SIGKILL half way, then to
+//! the end. Every message is applied exactly once, in its key's order; a dead letter another
+//! client put there (no record) is left and purged only with `--all`; afterwards the group's
+//! committed offsets have passed every dead letter.
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use waybill_core::{
+    handler_fn, Handler, HandlerError, InMemoryIdempotencyStore, IncomingMessage, Message,
+    MessageId, Ordering, Processor, Publisher, RunningProcessor,
+};
+use waybill_kafka::{
+    create_topic, java_partition, KafkaConfig, KafkaDeadLetters, KafkaPublisher, KafkaSubscriber,
+};
+
+use super::dlq_rabbitmq::{assert_each_key_applied_once_in_order, output, text, wait_until};
+use super::WAYBILL;
+
+const KEYS: usize = 3;
+const PER_KEY: usize = 20;
+const PARTITIONS: i32 = 3;
+const GROUP: &str = "billing";
+
+fn brokers() -> String {
+    std::env::var("WAYBILL_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_owned())
+}
+
+fn config() -> KafkaConfig {
+    KafkaConfig::builder(brokers())
+        .build()
+        .expect("valid test config")
+}
+
+/// `waybill dlq ARGS --broker-url kafka://… --topic TOPIC --group billing`.
+fn dlq(topic: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(WAYBILL);
+    command.arg("dlq").args(args).args([
+        "--broker-url",
+        &format!("kafka://{}", brokers()),
+        "--topic",
+        topic,
+        "--group",
+        GROUP,
+    ]);
+    command
+}
+
+/// The dead letters `waybill dlq list --json` prints with `extra` flags.
+fn listed(topic: &str, extra: &[&str]) -> Vec<Value> {
+    let out = output(dlq(topic, &["list", "--json", "--limit", "1000"]).args(extra));
+    assert!(out.status.success(), "{}", text(&out));
+    match serde_json::from_slice(&out.stdout).expect("JSON") {
+        Value::Array(rows) => rows,
+        other => panic!("not an array: {other}"),
+    }
+}
+
+/// A per-key processor of the group on `topic`, over the shared `store`, running `handler`.
+async fn start_group(
+    topic: &str,
+    store: &Arc<InMemoryIdempotencyStore>,
+    handler: impl Handler,
+) -> RunningProcessor {
+    let subscriber = KafkaSubscriber::connect(config(), topic, GROUP)
+        .await
+        .unwrap();
+    Processor::builder(GROUP)
+        .ordering(Ordering::PerKey)
+        .idempotency(store.clone())
+        .build()
+        .unwrap()
+        .start(subscriber, handler)
+}
+
+/// A key that lands on the same partition as `other`.
+fn key_beside(other: &str) -> String {
+    let partition = |key: &str| java_partition(key.as_bytes(), PARTITIONS as u32);
+    (0..)
+        .map(|i| format!("solo-{i}"))
+        .find(|key| partition(key) == partition(other))
+        .expect("some key shares the partition")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_killed() {
+    let topic = format!(
+        "wb-dlq-{}",
+        &MessageId::new().to_string().replace('-', "")[20..]
+    );
+    let config = config();
+    create_topic(&config, &topic, PARTITIONS, 1)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "the Kafka-protocol broker at {} refused ({e}): scripts/brokers start kafka",
+                brokers()
+            )
+        });
+    let store = Arc::new(InMemoryIdempotencyStore::default());
+
+    // Version 1 of the handler has a bug: every message is dead-lettered.
+    let broken = start_group(
+        &topic,
+        &store,
+        handler_fn(|_m: IncomingMessage| async {
+            Err(HandlerError::permanent("version 1 cannot read this order"))
+        }),
+    )
+    .await;
+    let publisher = KafkaPublisher::connect(config.clone()).await.unwrap();
+    for seq in 0..PER_KEY {
+        for key in 0..KEYS {
+            let message = Message::new(format!("{seq}"))
+                .with_key(format!("k{key}"))
+                .with_header("seq", seq.to_string());
+            publisher.publish(&topic, message).await.unwrap();
+        }
+    }
+    let solo_key = key_beside("k0");
+    let solo = Message::new("solo")
+        .with_key(solo_key.clone())
+        .with_header("seq", "0");
+    let solo_id = solo.id().to_string();
+    publisher.publish(&topic, solo).await.unwrap();
+    let total = (KEYS * PER_KEY + 1) as u64;
+    wait_until(
+        "every message dead-lettered",
+        Duration::from_secs(60),
+        || broken.counters().dead_lettered == total,
+    )
+    .await;
+    broken.shutdown().await.unwrap();
+    let dead = KafkaDeadLetters::new(config.clone(), &topic, GROUP).unwrap();
+    publisher
+        .publish(dead.topic(), Message::new("from another client"))
+        .await
+        .unwrap();
+
+    // Listing removes nothing; a dry run and a filter matching nothing change nothing.
+    assert_eq!(listed(&topic, &[]).len(), total as usize, "records only");
+    assert_eq!(listed(&topic, &["--all"]).len(), total as usize + 1);
+    let dry = output(&mut dlq(&topic, &["replay", "--dry-run"]));
+    assert!(
+        text(&dry).contains(&format!("would replay {total} of {total}")),
+        "{}",
+        text(&dry)
+    );
+    let nothing = output(&mut dlq(&topic, &["replay", "--error-class", "panic"]));
+    assert_eq!(nothing.status.code(), Some(3), "{}", text(&nothing));
+    let unfiltered = output(&mut dlq(&topic, &["purge"]));
+    assert_eq!(unfiltered.status.code(), Some(2), "{}", text(&unfiltered));
+    assert_eq!(listed(&topic, &["--all"]).len(), total as usize + 1);
+
+    // Version 2 works: it records what it applied, in order per key.
+    let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let ledger = applied.clone();
+    let fixed = start_group(
+        &topic,
+        &store,
+        handler_fn(move |m: IncomingMessage| {
+            let ledger = ledger.clone();
+            async move {
+                let key = m.message().key().unwrap_or_default().to_owned();
+                let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
+                ledger.lock().unwrap().push((key, seq));
+                Ok(())
+            }
+        }),
+    )
+    .await;
+
+    // The solo letter alone: it sits behind k0's letters in its partition, which stay, so
+    // a marker hides it from then on.
+    let one = output(&mut dlq(&topic, &["replay", "--id", &solo_id]));
+    assert!(one.status.success(), "{}", text(&one));
+    assert!(text(&one).contains("replayed 1 of 1"), "{}", text(&one));
+    wait_until("the solo letter applied", Duration::from_secs(30), || {
+        applied.lock().unwrap().len() == 1
+    })
+    .await;
+    assert_eq!(applied.lock().unwrap()[0].0, solo_key);
+    let left = listed(&topic, &[]);
+    assert_eq!(left.len(), KEYS * PER_KEY, "the solo letter is gone");
+    assert!(left.iter().all(|row| row["message_id"] != solo_id.as_str()));
+
+    // A replay killed half way (10 messages a second, killed once two waves arrived) ...
+    let mut killed = dlq(&topic, &["replay", "--rate", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("the replay under way", Duration::from_secs(30), || {
+        applied.lock().unwrap().len() > 20
+    })
+    .await;
+    assert!(
+        killed.try_wait().unwrap().is_none(),
+        "the replay is still running when it is killed"
+    );
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    let left = listed(&topic, &[]).len();
+    assert!(
+        (1..KEYS * PER_KEY).contains(&left),
+        "the kill happened half way: {left} dead letters left"
+    );
+
+    // ... then run again to the end (--all selects the foreign dead letter too, which a
+    // replay leaves: its origin is unknown).
+    let rerun = output(&mut dlq(&topic, &["replay", "--all", "--json"]));
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let report: Value = serde_json::from_slice(&rerun.stdout).expect("JSON");
+    assert_eq!(report["replayed"], left as u64, "{report}");
+    assert_eq!(report["skipped_without_record"], 1, "{report}");
+    wait_until(
+        "every replayed message applied",
+        Duration::from_secs(60),
+        || applied.lock().unwrap().len() > KEYS * PER_KEY,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    fixed.shutdown().await.unwrap();
+    let applied = applied.lock().unwrap().clone();
+    assert_eq!(applied.len(), KEYS * PER_KEY + 1, "each applied once");
+    let keyed: Vec<(String, usize)> = applied
+        .into_iter()
+        .filter(|(key, _)| key != &solo_key)
+        .collect();
+    assert_each_key_applied_once_in_order(&keyed, PER_KEY);
+
+    // The foreign dead letter stays until it is purged with --all; then the floor has
+    // passed everything and a scan reads nothing.
+    let foreign = listed(&topic, &["--all"]);
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
+    assert_eq!(foreign[0]["error_class"], "no record", "{foreign:?}");
+    let purged = output(&mut dlq(&topic, &["purge", "--all"]));
+    assert!(text(&purged).contains("purged 1 of 1"), "{}", text(&purged));
+    let after = output(&mut dlq(
+        &topic,
+        &["replay", "--all", "--dry-run", "--json"],
+    ));
+    let report: Value = serde_json::from_slice(&after.stdout).expect("JSON");
+    assert_eq!(
+        report["scanned"], 0,
+        "the floor passed every dead letter: {report}"
+    );
+    publisher.close().await.unwrap();
+}
