@@ -63,6 +63,16 @@ impl RocketAdmin {
         })
     }
 
+    /// The admin client, for the other administrative reads of this crate.
+    pub(crate) fn client(&self) -> &Mutex<DefaultMQAdminExt> {
+        self.admin.get()
+    }
+
+    /// The name servers, as error messages name them.
+    pub(crate) fn name_server(&self) -> &str {
+        &self.name_server
+    }
+
     /// Addresses of the master brokers.
     async fn masters(&self) -> Result<Vec<CheetahString>, BrokerError> {
         let admin = self.admin.get().lock().await;

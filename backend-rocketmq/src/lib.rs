@@ -14,6 +14,8 @@
 //!   a check-back answered from the application's database ([`TransactionCheck`]): an
 //!   alternative to the outbox.
 //! - [`RocketAdmin`]: topics and consumer groups, created explicitly.
+//! - [`rocketmq_preflight`]: what the brokers carrying a topic do to a confirmed message
+//!   (flush mode, broker role, slaves, topic permission, topic auto-creation).
 //!
 //! | verb | what it means on RocketMQ |
 //! |---|---|
@@ -62,6 +64,7 @@ mod error_class;
 mod lag;
 mod name_server_probe;
 mod names;
+mod preflight;
 mod publisher;
 mod queue_select;
 mod route_state;
@@ -77,6 +80,7 @@ pub use config::{AcceptedStatuses, RocketConfig, RocketConfigBuilder, StartFrom}
 #[cfg(feature = "testkit")]
 pub use conformance_target::RocketTarget;
 pub use names::{validate_group, validate_topic, GroupTopics, InvalidName};
+pub use preflight::rocketmq_preflight;
 pub use publisher::RocketPublisher;
 pub use queue_select::{java_string_hash, queue_for_key};
 pub use runtime::RocketFuture;

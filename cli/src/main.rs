@@ -25,12 +25,19 @@ use clap::Parser;
 use exit::{Failure, Outcome};
 use settings::{Cli, Command, RelayFlags};
 
+/// What is logged unless `RUST_LOG` says otherwise: waybill's own information, and only the
+/// warnings of the RocketMQ client, whose start and stop chatter at the information level
+/// would bury a command's output.
+const DEFAULT_LOG_FILTER: &str = "info,rocketmq_client_rust=warn,rocketmq_transport=warn";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| DEFAULT_LOG_FILTER.into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -5,6 +5,7 @@ use serde_json::json;
 use waybill_core::preflight::{PreflightReport, Verdict};
 use waybill_kafka::{durability_preflight, KafkaConfig};
 use waybill_rabbitmq::{rabbitmq_preflight, ManagementApi};
+use waybill_rocketmq::{rocketmq_preflight, RocketAdmin, RocketConfig};
 
 use crate::exit::{Failure, Outcome};
 use crate::output::Rows;
@@ -17,17 +18,11 @@ pub async fn run(mut args: PreflightArgs, json: bool) -> Outcome {
     let reports = match scheme {
         "kafka" | "kafkas" => kafka(&url, &args.topics).await?,
         "amqp" | "amqps" => rabbitmq(&url, args.management_url.as_deref(), &args.topics).await?,
-        "rocketmq" | "rocketmqs" => {
-            return Err(Failure::Usage(
-                "waybill preflight checks Kafka and RabbitMQ so far; the rocketmq:// checks \
-                 are not written yet"
-                    .into(),
-            ))
-        }
+        "rocketmq" | "rocketmqs" => rocketmq(&url, &args.topics, &args.groups).await?,
         other => {
             return Err(Failure::Usage(format!(
                 "unsupported broker URL scheme {other:?}: waybill preflight takes kafka://, \
-                 kafkas://, amqp:// or amqps://"
+                 kafkas://, amqp://, amqps://, rocketmq:// or rocketmqs://"
             )))
         }
     };
@@ -91,4 +86,31 @@ async fn rabbitmq(
         );
     }
     Ok(reports)
+}
+
+async fn rocketmq(
+    url: &str,
+    topics: &[String],
+    groups: &[String],
+) -> Result<Vec<PreflightReport>, Failure> {
+    let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
+    let config = RocketConfig::from_url(url)
+        .and_then(|builder| builder.build())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let admin = RocketAdmin::connect(&config)
+        .await
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let mut reports = Vec::new();
+    let mut failure = None;
+    for topic in topics {
+        match rocketmq_preflight(&admin, topic, &groups).await {
+            Ok(report) => reports.push(report),
+            Err(e) => {
+                failure = Some(Failure::Failed(e.to_string()));
+                break;
+            }
+        }
+    }
+    admin.close().await;
+    failure.map_or(Ok(reports), Err)
 }

@@ -108,13 +108,18 @@ pub struct PreflightArgs {
     /// the broker's host on port 15672, with the broker URL's credentials]
     #[arg(long, env = "WAYBILL_MANAGEMENT_URL", hide_env_values = true)]
     pub management_url: Option<String>,
+    /// RocketMQ only: a consumer group whose retry and dead-letter topics must exist
+    /// (repeatable).
+    #[arg(long = "group")]
+    pub groups: Vec<String>,
 }
 
 /// Where the broker is, for the commands that talk to one without relaying.
 #[derive(Debug, Args)]
 pub struct BrokerArgs {
     /// amqp://... or amqps://... (RabbitMQ), kafka://host:port[,host:port] or kafkas://...
-    /// (Kafka); see `waybill relay --help` for the options
+    /// (Kafka), rocketmq://host:port[;host:port] or rocketmqs://... (RocketMQ); see
+    /// `waybill relay --help` for the options
     #[arg(
         long,
         global = true,

@@ -18,6 +18,8 @@ mod outbox_commands;
 mod preflight_kafka;
 #[path = "preflight_rabbitmq.rs"]
 mod preflight_rabbitmq;
+#[path = "preflight_rocketmq.rs"]
+mod preflight_rocketmq;
 #[path = "relay_kill.rs"]
 mod relay_kill;
 #[path = "relay_secrets.rs"]

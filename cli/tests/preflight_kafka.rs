@@ -1,6 +1,6 @@
 //! `waybill preflight` against the Kafka-protocol test broker: its topics have one replica, so
-//! the replication check fails and the command exits 4; a missing topic exits 1, a broker
-//! whose checks are not written yet exits 2.
+//! the replication check fails and the command exits 4; a missing topic exits 1, an
+//! unsupported URL scheme exits 2.
 
 use std::process::{Command, Output};
 
@@ -77,6 +77,6 @@ async fn a_single_replica_kafka_topic_fails_the_preflight() {
         text(&missing)
     );
 
-    let not_yet = preflight("rocketmq://127.0.0.1:9876", &topic);
-    assert_eq!(not_yet.status.code(), Some(2), "{}", text(&not_yet));
+    let unsupported = preflight("nats://127.0.0.1:4222", &topic);
+    assert_eq!(unsupported.status.code(), Some(2), "{}", text(&unsupported));
 }
