@@ -15,8 +15,9 @@ use crate::handover::queue_counts;
 use crate::topology_names::QueueNames;
 
 /// Reads a group's queues. AMQP 0-9-1 reports a queue's *ready* messages only; the messages
-/// consumers hold unacknowledged are counted by the management plugin's HTTP API, not over
-/// AMQP, so this lag leaves out what the group's processors are handling right now (their
+/// consumers hold unacknowledged are counted by the management plugin's HTTP API, which the
+/// probe asks when it has one (`RabbitSubscriber::count_unacknowledged`). Without it the lag
+/// leaves out what the group's processors hold right now (their
 /// `waybill.processor.in_flight` gauge shows it).
 pub(crate) struct RabbitLagProbe {
     pub config: RabbitConfig,
@@ -24,6 +25,9 @@ pub(crate) struct RabbitLagProbe {
     pub group: String,
     /// A connection and channel opened at the first reading, opened again after a loss.
     pub link: Mutex<Option<(Connection, Channel)>>,
+    /// The management API, for the unacknowledged messages.
+    #[cfg(feature = "management")]
+    pub management: Option<crate::ManagementApi>,
 }
 
 #[async_trait]
@@ -50,6 +54,8 @@ impl LagProbe for RabbitLagProbe {
             }
         };
         let dead = ready_messages(channel, &self.names.dead_letter).await.ok();
+        #[cfg(feature = "management")]
+        let ready = ready + self.unacknowledged().await;
         Ok(ConsumerLag {
             system: "rabbitmq",
             group: self.group.clone(),
@@ -60,6 +66,29 @@ impl LagProbe for RabbitLagProbe {
             }],
             dead_letter_depth: dead,
         })
+    }
+}
+
+#[cfg(feature = "management")]
+impl RabbitLagProbe {
+    /// The work queue's unacknowledged messages by the management API; 0, with a warning,
+    /// when there is no API or it does not answer.
+    async fn unacknowledged(&self) -> u64 {
+        let Some(api) = &self.management else {
+            return 0;
+        };
+        match api.get(&["queues", api.vhost(), &self.names.work]).await {
+            Ok(Some(queue)) => queue["messages_unacknowledged"].as_u64().unwrap_or(0),
+            Ok(None) => 0,
+            Err(e) => {
+                tracing::warn!(
+                    error = %e,
+                    queue = %self.names.work,
+                    "unacknowledged messages not read; the lag counts the ready ones only"
+                );
+                0
+            }
+        }
     }
 }
 

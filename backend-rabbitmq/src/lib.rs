@@ -60,10 +60,10 @@ mod error_class;
 mod foreign_id;
 mod handover;
 mod lag;
-#[cfg(feature = "preflight")]
+#[cfg(feature = "management")]
 mod management_api;
 mod name_rules;
-#[cfg(feature = "preflight")]
+#[cfg(feature = "management")]
 mod preflight;
 mod publisher;
 mod settler;
@@ -81,10 +81,10 @@ pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
 #[cfg(feature = "testkit")]
 pub use conformance_target::RabbitTarget;
 pub use dead_letter_queue::RabbitDeadLetters;
-#[cfg(feature = "preflight")]
+#[cfg(feature = "management")]
 pub use management_api::ManagementApi;
 pub use name_rules::{validate_name, MAX_NAME_BYTES};
-#[cfg(feature = "preflight")]
+#[cfg(feature = "management")]
 pub use preflight::rabbitmq_preflight;
 pub use publisher::RabbitPublisher;
 pub use subscriber::RabbitSubscriber;

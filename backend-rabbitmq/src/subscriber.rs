@@ -54,6 +54,9 @@ pub struct RabbitSubscriber {
     /// Consumers other than ours on the queue when the lost session began.
     others_before_loss: Option<u32>,
     closed: bool,
+    /// Where the lag probe reads the work queue's unacknowledged messages.
+    #[cfg(feature = "management")]
+    management: Option<crate::ManagementApi>,
 }
 
 struct Session {
@@ -124,9 +127,22 @@ impl RabbitSubscriber {
             session: None,
             others_before_loss: None,
             closed: false,
+            #[cfg(feature = "management")]
+            management: None,
         };
         subscriber.session = Some(subscriber.open().await?);
         Ok(subscriber)
+    }
+
+    /// Makes the lag probe count the work queue's *unacknowledged* messages too (those the
+    /// group's consumers hold), read from the management HTTP API; AMQP reports only the ready
+    /// ones. The API's figures are refreshed on the broker's statistics interval (5 s by
+    /// default), so that part of the lag trails by up to that much. When the API does not
+    /// answer, a reading falls back to the ready messages and logs a warning.
+    #[cfg(feature = "management")]
+    pub fn count_unacknowledged(mut self, management: crate::ManagementApi) -> Self {
+        self.management = Some(management);
+        self
     }
 
     /// Connects, declares and consumes. After a lost session, first waits until the broker has
@@ -222,9 +238,10 @@ impl Subscriber for RabbitSubscriber {
         Some(&self.group)
     }
 
-    /// The work queue's ready messages and the dead-letter queue's depth, on a connection of
-    /// the probe's own (unacknowledged messages are not visible over AMQP). `None` for a
-    /// dead-letter reader.
+    /// The work queue's ready messages (and, with
+    /// [`count_unacknowledged`](RabbitSubscriber::count_unacknowledged), its unacknowledged
+    /// ones) and the dead-letter queue's depth, on a connection of the probe's own. `None` for
+    /// a dead-letter reader.
     fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
         self.declare_all.then(|| {
             Arc::new(RabbitLagProbe {
@@ -232,6 +249,8 @@ impl Subscriber for RabbitSubscriber {
                 names: Arc::clone(&self.names),
                 group: self.group.to_string(),
                 link: tokio::sync::Mutex::new(None),
+                #[cfg(feature = "management")]
+                management: self.management.clone(),
             }) as Arc<dyn LagProbe>
         })
     }

@@ -144,6 +144,29 @@ async fn rabbitmq_lag_counts_ready_messages_and_the_dead_letter_queue() {
     );
     assert_eq!(before.dead_letter_depth, Some(0));
 
+    // With the management API the prefetched (unacknowledged) ones count too, once the
+    // broker's statistics caught up (every 5 s by default).
+    let management = waybill_rabbitmq::ManagementApi::beside(&support::rabbitmq::url()).unwrap();
+    let counting = waybill_rabbitmq::RabbitSubscriber::connect(config.clone(), &topic, group)
+        .await
+        .unwrap()
+        .count_unacknowledged(management);
+    let full_probe = counting.lag_probe().expect("RabbitMQ reports lag");
+    let started = Instant::now();
+    let with_unacked = loop {
+        let lag = full_probe.lag().await.unwrap();
+        if lag.total() == published || started.elapsed() > Duration::from_secs(20) {
+            break lag;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        with_unacked.total(),
+        published,
+        "ready plus the prefetched, unacknowledged ones: {with_unacked:?}"
+    );
+    drop(counting);
+
     let running = Processor::for_subscriber(&subscriber)
         .at_least_once_effects()
         .build()
