@@ -260,7 +260,9 @@ impl KafkaConfigBuilder {
     }
 
     /// Retried copies a subscriber holds while waiting for their not-before time
-    /// (default 10,000); beyond it, it stops reading until the earliest is due.
+    /// (default 10,000); beyond it, it stops taking records until the earliest is due, and its
+    /// partitions pause as their records wait (polling goes on, so the member stays in its
+    /// group).
     pub fn max_delayed(mut self, n: usize) -> Self {
         self.0.max_delayed = n;
         self

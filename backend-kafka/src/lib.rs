@@ -4,13 +4,17 @@
 //!
 //! - [`KafkaPublisher`]: `acks=all` with the idempotent producer, Java-compatible key
 //!   partitioning (murmur2), pipelined `publish_batch`, receipts with partition and offset,
-//!   errors classified as not sent / ambiguous / permanent with the message handed back.
+//!   errors classified as not sent / ambiguous / permanent with the message handed back; a new
+//!   producer replaces one that hit a fatal error, once the failed one drained.
 //! - [`KafkaSubscriber`]: a consumer group member that stores an offset only up to the lowest
 //!   contiguous completed offset per partition (automatic offset storing off), commits
 //!   periodically, on revoke and on close, retries through a per-group retry topic with a
-//!   not-before header and dead-letters to a per-group topic with the record headers.
+//!   not-before header and dead-letters to a per-group topic with the record headers. It is
+//!   polled all the time (pausing a partition while 500 of its records wait for the reader),
+//!   so a slow handler never gets it evicted from its group.
 //! - [`TransactionalPublisher`]: Kafka transactions (begin, send, offsets, commit, abort) for
-//!   consume-transform-produce, in addition to (never instead of) the idempotency store.
+//!   consume-transform-produce, in addition to (never instead of) the idempotency store;
+//!   never recreated once fenced.
 //! - [`KafkaDeadLetters`]: a group's dead-letter topic for operators — list, replay (back to
 //!   the group's retry topic, in per-key order, removed only once confirmed) and purge.
 //! - [`create_topic`], [`ensure_group_topics`], [`delete_topics`], [`durability_preflight`].
@@ -38,6 +42,8 @@ mod log_range;
 mod names;
 mod offsets;
 mod partitioner;
+mod poller;
+mod producer_slot;
 mod publisher;
 mod security;
 mod settler;

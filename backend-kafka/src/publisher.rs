@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
@@ -15,6 +16,7 @@ use crate::config::KafkaConfig;
 use crate::connect_probe::check_reachable;
 use crate::error_class::{broker_error, publish_outcome};
 use crate::names::check_topic;
+use crate::producer_slot::ProducerSlot;
 use crate::wire::{identity_headers, record_headers, record_size};
 
 /// How long a health check waits for a broker's metadata answer.
@@ -28,8 +30,20 @@ const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 /// one key keep their order in one partition. A failed publish hands the message back as
 /// *not sent*, *ambiguous*, *no destination* (the topic does not exist yet) or *permanent*
 /// (see [`PublishOutcome`]).
+///
+/// **Fatal errors.** When librdkafka raises a fatal error (the idempotent producer lost its
+/// sequence with the broker: `OutOfOrderSequenceNumber`, `UnknownProducerId`, ...), the
+/// producer instance refuses everything from then on. The publisher notices (on the refusal,
+/// on a failed delivery report, or before handing a message over), lets the failed instance
+/// drain (every message handed to it gets its final report), then creates a new producer;
+/// publishing works again without a restart. Meanwhile publishes fail as *not sent*. Messages
+/// of the failed instance are classified as librdkafka documents: purged from its queue or
+/// refused after the error: *not sent*; sent but failed: *ambiguous*. Because nothing is
+/// handed to the new producer before the old one drained, a caller that publishes a key's
+/// next message only after the previous confirm (the outbox relay) never lets a later message
+/// of a key overtake the one it retries.
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    slot: Arc<ProducerSlot>,
     config: KafkaConfig,
     closed: AtomicBool,
     /// When the health check began failing.
@@ -48,25 +62,30 @@ impl KafkaPublisher {
             .create()
             .map_err(|e| broker_error("connect", &e))?;
         check_reachable(&config).await?;
-        Ok(Self::wrap(producer, config))
+        Ok(Self::wrap(producer, config, true))
     }
 
-    /// Wraps an existing producer (the transactional one).
-    pub(crate) fn wrap(producer: FutureProducer, config: KafkaConfig) -> Self {
+    /// Wraps an existing producer; `recreate`: whether a fatal error replaces it (false for
+    /// the transactional producer, whose fencing must stop it).
+    pub(crate) fn wrap(producer: FutureProducer, config: KafkaConfig, recreate: bool) -> Self {
         Self {
-            producer,
+            slot: ProducerSlot::new(producer, config.clone(), recreate),
             config,
             closed: AtomicBool::new(false),
             outage: Outage::default(),
         }
     }
 
+    /// The producer currently in use. Test support only: lets a test drive the real client
+    /// into states it cannot reach through the broker (a fatal error).
+    #[cfg(feature = "testkit")]
+    #[doc(hidden)]
+    pub fn producer_for_tests(&self) -> FutureProducer {
+        self.slot.current()
+    }
+
     /// Hands `message` to librdkafka; the future resolves with its confirm.
-    fn enqueue(
-        &self,
-        topic: &str,
-        message: &Message,
-    ) -> Result<DeliveryFuture, (PublishOutcome, String)> {
+    fn enqueue(&self, topic: &str, message: &Message) -> Result<Pending, (PublishOutcome, String)> {
         if self.closed.load(Ordering::Acquire) {
             return Err((
                 PublishOutcome::NotSent,
@@ -94,21 +113,37 @@ impl KafkaPublisher {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        self.producer
-            .send_result(record)
-            .map_err(|(e, _)| (publish_outcome(&e), e.to_string()))
+        let producer = self
+            .slot
+            .producer()
+            .map_err(|reason| (PublishOutcome::NotSent, reason))?;
+        match producer.send_result(record) {
+            Ok(future) => Ok(Pending { future, producer }),
+            // A refusal after a fatal error: the message was never queued.
+            Err((e, _)) => Err(match self.slot.check(&producer) {
+                Some(fatal) => (PublishOutcome::NotSent, format!("not handed over: {fatal}")),
+                None => (publish_outcome(&e), e.to_string()),
+            }),
+        }
     }
 
     async fn confirmed(
+        &self,
         topic: &str,
         message: Message,
-        pending: Result<DeliveryFuture, (PublishOutcome, String)>,
+        pending: Result<Pending, (PublishOutcome, String)>,
     ) -> Result<Receipt, PublishError> {
         let outcome = match pending {
             Err((outcome, reason)) => Err((outcome, reason)),
-            Ok(future) => match future.await {
+            Ok(Pending { future, producer }) => match future.await {
                 Ok(Ok(delivery)) => Ok(delivery),
-                Ok(Err((e, _))) => Err((publish_outcome(&e), e.to_string())),
+                // A sent message that failed may be in the log (ambiguous), one purged from
+                // the queue was never sent (not sent): `publish_outcome` tells them apart, also
+                // after a fatal error, whose replacement starts here if nothing noticed it yet.
+                Ok(Err((e, _))) => Err(match self.slot.check(&producer) {
+                    Some(fatal) => (publish_outcome(&e), format!("{e}; {fatal}")),
+                    None => (publish_outcome(&e), e.to_string()),
+                }),
                 Err(_) => Err((
                     PublishOutcome::Ambiguous,
                     "the producer dropped the delivery report".to_owned(),
@@ -127,6 +162,12 @@ impl KafkaPublisher {
             Err((outcome, reason)) => Err(PublishError::new(outcome, topic, message, reason)),
         }
     }
+}
+
+/// A message handed to librdkafka: its confirm, and the producer instance that holds it.
+struct Pending {
+    future: DeliveryFuture,
+    producer: FutureProducer,
 }
 
 #[async_trait]
@@ -153,7 +194,7 @@ impl Publisher for KafkaPublisher {
     /// was confirmed or failed (at most the delivery timeout).
     async fn close(&self) -> Result<(), BrokerError> {
         self.closed.store(true, Ordering::Release);
-        let producer = self.producer.clone();
+        let producer = self.slot.current();
         let timeout = self.config.delivery_timeout;
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
@@ -167,7 +208,7 @@ impl Publisher for KafkaPublisher {
         if self.closed.load(Ordering::Acquire) {
             return Health::stopped("publisher is closed");
         }
-        let producer = self.producer.clone();
+        let producer = self.slot.current();
         let brokers = self.config.brokers().to_owned();
         let answer = tokio::task::spawn_blocking(move || {
             producer
@@ -192,7 +233,7 @@ impl KafkaPublisher {
         message: Message,
     ) -> Result<Receipt, PublishError> {
         let pending = self.enqueue(topic, &message);
-        Self::confirmed(topic, message, pending).await
+        self.confirmed(topic, message, pending).await
     }
 
     /// Hands every message to librdkafka first, then waits for all confirms: one round trip
@@ -229,7 +270,7 @@ impl KafkaPublisher {
         join_all(
             pending
                 .into_iter()
-                .map(|(m, p)| Self::confirmed(topic, m, p)),
+                .map(|(m, p)| self.confirmed(topic, m, p)),
         )
         .await
     }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::{ClientContext, Message as _};
+use rdkafka::ClientContext;
 use waybill_core::backend_kit::{IntakeTopics, RecordPosition};
 use waybill_core::{BrokerError, Delivery, LagProbe, Subscriber};
 
@@ -16,14 +16,15 @@ use crate::error_class::broker_error;
 use crate::lag::KafkaLagProbe;
 use crate::names::check_topic;
 use crate::offsets::Offsets;
+use crate::poller::{Flow, PollResult, Poller};
 use crate::publisher::KafkaPublisher;
 use crate::settler::{KafkaIntake, StoreOffsets};
-use crate::wire;
 
 /// Tracks partition assignments so that acknowledgements of a partition this consumer lost
-/// never store offsets for its new owner.
+/// never store offsets for its new owner, and records read before a revoke are dropped.
 pub(crate) struct TrackingContext {
     offsets: Arc<Offsets>,
+    flow: Arc<Flow>,
 }
 
 impl ClientContext for TrackingContext {}
@@ -31,18 +32,23 @@ impl ClientContext for TrackingContext {}
 impl ConsumerContext for TrackingContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(partitions) = rebalance {
+            tracing::debug!(partitions = partitions.count(), "partitions revoked");
             // Commit what is stored before the partitions move.
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "nothing committed on revoke");
             }
             for p in partitions.elements() {
-                self.offsets.revoked(&(p.topic().to_owned(), p.partition()));
+                let partition = (p.topic().to_owned(), p.partition());
+                self.flow.on_revoked(partition.clone());
+                self.offsets.revoked(&partition);
             }
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(partitions) = rebalance {
+            tracing::debug!(partitions = partitions.count(), "partitions assigned");
+            self.flow.on_assigned(consumer, partitions);
             for p in partitions.elements() {
                 self.offsets
                     .assigned(&(p.topic().to_owned(), p.partition()));
@@ -63,8 +69,18 @@ impl ConsumerContext for TrackingContext {
 /// - **Dead letter**: the copy with the record headers goes to `<topic>.<group>.dlq`
 ///   (confirmed), then the original is acknowledged.
 /// - A delivery dropped unsettled is delivered again by this subscriber.
+/// - **Backpressure keeps the membership.** The consumer is polled all the time on a thread
+///   of its own, also while nobody asks for the next delivery (a Processor whose buffer is
+///   full behind a slow handler, or an intake holding `max_delayed` retried copies). A
+///   partition with 500 records waiting for the reader is *paused* (nothing more of it is
+///   fetched) and resumed once the reader took it down to 250, so a handler slower than
+///   `max.poll.interval.ms` never gets the member evicted from its group (which would deliver
+///   everything uncommitted again), and memory stays bounded per partition.
 pub struct KafkaSubscriber {
     consumer: Arc<StreamConsumer<TrackingContext>>,
+    flow: Arc<Flow>,
+    poller: Poller,
+    polled: tokio::sync::mpsc::UnboundedReceiver<PollResult>,
     intake: KafkaIntake,
     closed: bool,
     /// The subscribed topics, for the lag probe.
@@ -128,10 +144,12 @@ impl KafkaSubscriber {
             check_topic(t).map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
         }
         let offsets = Arc::new(Offsets::default());
+        let flow = Arc::new(Flow::default());
         let consumer: StreamConsumer<TrackingContext> = config
             .consumer(group)
             .create_with_context(TrackingContext {
                 offsets: Arc::clone(&offsets),
+                flow: Arc::clone(&flow),
             })
             .map_err(|e| broker_error("subscribe", &e))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -151,8 +169,13 @@ impl KafkaSubscriber {
                 max_delayed: config.max_delayed,
             },
         );
+        let (poller, polled) = Poller::spawn(Arc::clone(&consumer), Arc::clone(&flow))
+            .map_err(|e| BrokerError::transient("subscribe", format!("no poll thread: {e}")))?;
         Ok(Self {
             consumer,
+            flow,
+            poller,
+            polled,
             intake,
             closed: false,
             topics: topics.to_vec(),
@@ -197,15 +220,23 @@ impl Subscriber for KafkaSubscriber {
                         return Ok(Some(delivery));
                     }
                 }
-                received = self.consumer.recv(), if !full => {
-                    let record = received.map_err(|e| broker_error("receive", &e))?;
-                    let at = RecordPosition {
-                        queue: (record.topic().to_owned(), record.partition()),
-                        topic: record.topic(),
-                        queue_id: record.partition(),
-                        offset: record.offset(),
+                polled = self.polled.recv(), if !full => {
+                    let Some(polled) = polled else {
+                        return Err(BrokerError::transient("receive", "the consumer's poll task stopped"));
                     };
-                    if let Some(delivery) = self.intake.accept(at, wire::message(&record)) {
+                    self.flow.taken(&polled);
+                    let record = polled.map_err(|e| broker_error("receive", &e))?;
+                    if self.flow.is_stale(&record) {
+                        continue;
+                    }
+                    let (topic, partition) = record.partition.clone();
+                    let at = RecordPosition {
+                        queue: record.partition,
+                        topic: &topic,
+                        queue_id: partition,
+                        offset: record.offset,
+                    };
+                    if let Some(delivery) = self.intake.accept(at, record.message) {
                         return Ok(Some(delivery));
                     }
                 }
@@ -220,9 +251,13 @@ impl Subscriber for KafkaSubscriber {
             return Ok(());
         }
         self.closed = true;
+        let poll_thread = self.poller.stop();
         self.intake.clear();
         let consumer = Arc::clone(&self.consumer);
         tokio::task::spawn_blocking(move || {
+            if let Some(thread) = poll_thread {
+                let _ = thread.join();
+            }
             if let Err(e) = consumer.commit_consumer_state(CommitMode::Sync) {
                 tracing::debug!(error = %e, "nothing committed on close");
             }

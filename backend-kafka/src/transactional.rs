@@ -25,6 +25,15 @@ use crate::subscriber::KafkaSubscriber;
 /// outside it, and a zombie producer fenced after its timeout may still have acted. Keep the
 /// store (or the transactional inbox) for effects outside Kafka.
 ///
+/// **Fencing is final.** When another instance starts with the same `transactional.id`, the
+/// broker fences this one (zombie fencing): librdkafka raises a fatal error, `begin`,
+/// `send_offsets`, `commit` and `abort` then fail with a *permanent* [`BrokerError`] and
+/// `send` with a *not sent* [`PublishError`], both saying the producer is fatal and not
+/// recreated. Unlike [`KafkaPublisher`], which replaces its producer after a fatal error, this
+/// publisher never recreates itself: the newer instance owns the id, and a fenced zombie that
+/// came back to life would write next to it. Drop it; create a new one only where this
+/// instance is known to be the rightful owner again.
+///
 /// Not every Kafka-protocol broker implements transactions; a broker that does not answers
 /// `begin`/`commit` with an error, which is returned as is.
 pub struct TransactionalPublisher {
@@ -34,6 +43,18 @@ pub struct TransactionalPublisher {
 }
 
 fn txn_error(operation: &'static str, e: &KafkaError) -> BrokerError {
+    if let KafkaError::Transaction(t) = e {
+        if t.is_fatal() {
+            return BrokerError::permanent(
+                operation,
+                format!(
+                    "{e}: fatal, this producer can no longer be used (fenced by a newer \
+                     instance with the same transactional.id, or its producer state was lost); \
+                     it is not recreated"
+                ),
+            );
+        }
+    }
     let class = match e {
         KafkaError::Transaction(t) if t.is_retriable() || t.txn_requires_abort() => {
             FailureClass::Transient
@@ -62,17 +83,26 @@ impl TransactionalPublisher {
             .map_err(|e| BrokerError::transient("init transactions", e.to_string()))?
             .map_err(|e| txn_error("init transactions", &e))?;
         Ok(Self {
-            inner: KafkaPublisher::wrap(producer.clone(), config),
+            inner: KafkaPublisher::wrap(producer.clone(), config, false),
             producer,
             timeout,
         })
     }
 
+    /// The producer. Test support only: lets a test drive the real client into a fatal error.
+    #[cfg(feature = "testkit")]
+    #[doc(hidden)]
+    pub fn producer_for_tests(&self) -> FutureProducer {
+        self.producer.clone()
+    }
+
     /// Opens a transaction.
     ///
     /// # Errors
-    /// [`BrokerError`] when one is already open or the producer was fenced.
+    /// [`BrokerError`] when one is already open, or *permanent* for good once the producer
+    /// was fenced (or hit another fatal error).
     pub fn begin(&self) -> Result<(), BrokerError> {
+        self.usable("begin transaction")?;
         self.producer
             .begin_transaction()
             .map_err(|e| txn_error("begin transaction", &e))
@@ -82,7 +112,9 @@ impl TransactionalPublisher {
     /// the transaction commits.
     ///
     /// # Errors
-    /// [`PublishError`] with the message handed back; then abort the transaction.
+    /// [`PublishError`] with the message handed back; then abort the transaction. After a
+    /// fatal error (fenced) every send fails as *not sent*: nothing of an unfinished
+    /// transaction of a fenced producer becomes visible.
     pub async fn send(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
         waybill_core::Publisher::publish(&self.inner, topic, message).await
     }
@@ -97,6 +129,7 @@ impl TransactionalPublisher {
         subscriber: &KafkaSubscriber,
         offsets: &[(String, i32, i64)],
     ) -> Result<(), BrokerError> {
+        self.usable("send offsets")?;
         let consumer = subscriber.consumer();
         let metadata = consumer.group_metadata().ok_or_else(|| {
             BrokerError::transient(
@@ -122,8 +155,10 @@ impl TransactionalPublisher {
     /// Commits the open transaction: every message sent in it (and the offsets) at once.
     ///
     /// # Errors
-    /// [`BrokerError`]: transient ones mean abort and try the whole transaction again.
+    /// [`BrokerError`]: transient ones mean abort and try the whole transaction again;
+    /// *permanent* for good once the producer was fenced.
     pub async fn commit(&self) -> Result<(), BrokerError> {
+        self.usable("commit transaction")?;
         let producer = self.producer.clone();
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || producer.commit_transaction(timeout))
@@ -138,12 +173,30 @@ impl TransactionalPublisher {
     /// # Errors
     /// [`BrokerError`] when the broker cannot be told.
     pub async fn abort(&self) -> Result<(), BrokerError> {
+        self.usable("abort transaction")?;
         let producer = self.producer.clone();
         let timeout = self.timeout;
         tokio::task::spawn_blocking(move || producer.abort_transaction(timeout))
             .await
             .map_err(|e| BrokerError::transient("abort transaction", e.to_string()))?
             .map_err(|e| txn_error("abort transaction", &e))
+    }
+}
+
+impl TransactionalPublisher {
+    /// Refuses (permanently) once the producer hit a fatal error: it is never recreated.
+    fn usable(&self, operation: &'static str) -> Result<(), BrokerError> {
+        match self.producer.client().fatal_error() {
+            None => Ok(()),
+            Some((code, reason)) => Err(BrokerError::permanent(
+                operation,
+                format!(
+                    "fatal producer error {code:?} ({reason}): this producer can no longer be \
+                     used (fenced by a newer instance with the same transactional.id, or its \
+                     producer state was lost); it is not recreated"
+                ),
+            )),
+        }
     }
 }
 

@@ -41,7 +41,10 @@ pub type BoxError = Box<dyn StdError + Send + Sync>;
 pub enum HandlerError {
     /// Might succeed later: retried with the policy's backoff.
     Transient(BoxError),
-    /// Might succeed after the given delay (a downstream said "come back later").
+    /// Might succeed after the given delay (a downstream said "come back later"). A delay up
+    /// to the retry policy's `max_in_process_delay` (default 30 s) is waited out in the
+    /// consumer; a longer one goes to the broker's delayed retry at once (see
+    /// [`crate::RetryPolicy`]).
     RetryAfter(Duration, BoxError),
     /// Will never succeed (malformed payload, business rule violated): dead-lettered at once.
     Permanent(BoxError),

@@ -15,6 +15,12 @@ use crate::config_error::ConfigError;
 /// `in_process_attempts` is unset every retry stays in process, which is what keeps per-key
 /// order intact: a broker-side retry lets later messages of the same key overtake.
 ///
+/// A delay the handler asks for ([`crate::HandlerError::RetryAfter`]) longer than
+/// `max_in_process_delay` (default 30 s) is never waited out in process: the copy goes to the
+/// broker's delayed retry at once, so a long wait does not hold a consumer slot (and the
+/// key's line) for that long. Like every broker-side retry, it lets the key's later messages
+/// go first.
+///
 /// ```
 /// use std::time::Duration;
 /// use waybill_core::RetryPolicy;
@@ -37,6 +43,7 @@ pub struct RetryPolicy {
     factor: f32,
     jitter: bool,
     max_elapsed: Option<Duration>,
+    max_in_process_delay: Duration,
 }
 
 /// What to do after a failed attempt.
@@ -60,13 +67,15 @@ impl Default for RetryPolicy {
             factor: 2.0,
             jitter: true,
             max_elapsed: None,
+            max_in_process_delay: Duration::from_secs(30),
         }
     }
 }
 
 impl RetryPolicy {
     /// A builder starting from the defaults: 12 attempts, all in process, 200 ms doubling to
-    /// at most 10 s, with jitter (which only adds), no elapsed-time cap.
+    /// at most 10 s, with jitter (which only adds), no elapsed-time cap, requested delays
+    /// over 30 s handed to the broker.
     ///
     /// The defaults ride out an ordinary infrastructure blip: the 11 waits between the 12
     /// attempts add up to at least 62 s, so a handler whose database or downstream service is
@@ -141,7 +150,8 @@ impl RetryPolicy {
     ///
     /// `failed_attempt` is the 1-based attempt number that just failed (across instances),
     /// `copy_failures` the failures of this delivered copy so far (this one included),
-    /// `requested` a delay the handler asked for (`RetryAfter`).
+    /// `requested` a delay the handler asked for (`RetryAfter`); one longer than
+    /// `max_in_process_delay` is always [`RetryDecision::Broker`].
     pub fn decide(
         &self,
         failed_attempt: u32,
@@ -161,7 +171,9 @@ impl RetryPolicy {
                 return RetryDecision::GiveUp;
             }
         }
+        let too_long_to_hold = requested.is_some_and(|d| d > self.max_in_process_delay);
         match self.in_process_attempts {
+            _ if too_long_to_hold => RetryDecision::Broker(delay),
             Some(n) if copy_failures >= n => RetryDecision::Broker(delay),
             _ => RetryDecision::InProcess(delay),
         }
@@ -218,12 +230,21 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// Longest delay asked for by a handler (`RetryAfter`) that is waited out inside the
+    /// consumer (default 30 s, greater than zero); a longer one goes to the broker's delayed
+    /// retry at once.
+    pub fn max_in_process_delay(mut self, d: Duration) -> Self {
+        self.policy.max_in_process_delay = d;
+        self
+    }
+
     /// Validates and returns the policy.
     ///
     /// # Errors
     /// [`ConfigError`] naming the field: `retry.max_attempts` (zero), `retry.min_delay` (zero),
     /// `retry.max_delay` (below `min_delay`), `retry.factor` (below 1 or not finite),
-    /// `retry.in_process_attempts` (zero), `retry.max_elapsed` (zero).
+    /// `retry.in_process_attempts` (zero), `retry.max_elapsed` (zero),
+    /// `retry.max_in_process_delay` (zero).
     pub fn build(self) -> Result<RetryPolicy, ConfigError> {
         let p = self.policy;
         if p.max_attempts == 0 {
@@ -260,6 +281,12 @@ impl RetryPolicyBuilder {
             return Err(ConfigError::new(
                 "retry.max_elapsed",
                 "must be greater than zero when set",
+            ));
+        }
+        if p.max_in_process_delay.is_zero() {
+            return Err(ConfigError::new(
+                "retry.max_in_process_delay",
+                "must be greater than zero",
             ));
         }
         Ok(p)
@@ -353,6 +380,29 @@ mod tests {
     }
 
     #[test]
+    fn a_requested_delay_past_the_cap_goes_to_the_broker() {
+        let p = policy()
+            .max_in_process_delay(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let now = SystemTime::now();
+        assert_eq!(
+            p.decide(1, 1, now, Some(Duration::from_secs(5))),
+            RetryDecision::InProcess(Duration::from_secs(5)),
+            "at the cap: held"
+        );
+        assert_eq!(
+            p.decide(1, 1, now, Some(Duration::from_secs(6))),
+            RetryDecision::Broker(Duration::from_secs(6)),
+            "past the cap: not held in the consumer"
+        );
+        assert!(matches!(
+            p.decide(1, 1, now, None),
+            RetryDecision::InProcess(_)
+        ));
+    }
+
+    #[test]
     fn gives_up_past_max_elapsed() {
         let p = policy()
             .max_elapsed(Duration::from_secs(1))
@@ -380,6 +430,10 @@ mod tests {
         assert_eq!(
             field(policy().max_elapsed(Duration::ZERO)),
             "retry.max_elapsed"
+        );
+        assert_eq!(
+            field(policy().max_in_process_delay(Duration::ZERO)),
+            "retry.max_in_process_delay"
         );
     }
 }

@@ -1,13 +1,110 @@
 //! Bad input against a real Kafka-protocol broker: each gets a clear error and the message is
-//! handed back.
+//! handed back. Also a handler that misbehaves by blocking far longer than the consumer may go
+//! without polling: the subscriber rides it out without losing its group membership.
 
 mod support;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::kafka::{config, create_topic_for_test, require_broker, topic};
-use waybill_core::{FailureClass, Message, PublishOutcome, Publisher};
-use waybill_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
+use support::kafka::{brokers, config, create_topic_for_test, require_broker, topic};
+use waybill_core::{
+    handler_fn, FailureClass, IncomingMessage, Message, Processor, PublishOutcome, Publisher,
+};
+use waybill_kafka::{create_topic, KafkaConfig, KafkaPublisher, KafkaSubscriber};
+
+/// A handler blocks on one message for twice `max.poll.interval.ms` while a hundred more
+/// arrive; the Processor (concurrency 1, four buffered) stops asking for deliveries. Before
+/// the subscriber polled in a task of its own, librdkafka then took the member for wedged
+/// ("Application maximum poll interval exceeded"), left the group, and after rejoining read
+/// everything uncommitted again: the handler saw messages twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_blocking_past_the_poll_interval_does_not_get_the_consumer_evicted() {
+    // Shows the consumer's errors (an eviction's among them) in the test output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+    require_broker().await;
+    let topic = topic("wb-slow");
+    create_topic(&config(), &topic, 1, 1).await.unwrap();
+    let poll_interval = Duration::from_secs(6);
+    let consumer_config = KafkaConfig::builder(brokers())
+        .session_timeout(poll_interval)
+        .commit_interval(Duration::from_millis(200))
+        .property("topic.metadata.propagation.max.ms", "3000")
+        .property(
+            "max.poll.interval.ms",
+            poll_interval.as_millis().to_string(),
+        )
+        .build()
+        .unwrap();
+    let total = 101;
+    let messages: Vec<Message> = std::iter::once(Message::new("slow").with_key("k-slow"))
+        .chain((1..total).map(|i| Message::new(format!("m{i}")).with_key(format!("k{i}"))))
+        .collect();
+    let publisher = KafkaPublisher::connect(config()).await.unwrap();
+    for result in publisher.publish_batch(&topic, messages).await {
+        result.expect("published");
+    }
+
+    let seen: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let handler = {
+        let seen = Arc::clone(&seen);
+        handler_fn(move |m: IncomingMessage| {
+            let seen = Arc::clone(&seen);
+            async move {
+                let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
+                *seen.lock().unwrap().entry(payload.clone()).or_default() += 1;
+                if payload == "slow" {
+                    tokio::time::sleep(poll_interval * 2).await;
+                }
+                Ok(())
+            }
+        })
+    };
+    let group = format!("{topic}-handlers");
+    let subscriber = KafkaSubscriber::connect(consumer_config, &topic, &group)
+        .await
+        .unwrap();
+    let running = Processor::builder(group)
+        .at_least_once_effects()
+        .concurrency(1)
+        .max_buffered(4)
+        .build()
+        .unwrap()
+        .start(subscriber, handler);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while seen.lock().unwrap().len() < total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {total} messages handled",
+            seen.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // An evicted member rejoins at its next poll and reads the uncommitted tail again: give
+    // such copies time to show.
+    tokio::time::sleep(poll_interval + Duration::from_secs(2)).await;
+    let totals = running.shutdown().await.unwrap();
+    let seen = seen.lock().unwrap();
+    let mut twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    twice.sort();
+    assert!(
+        twice.is_empty() && totals.receive_errors == 0,
+        "the consumer left its group while the handler blocked: {} consumer errors (an \
+         evicted member gets librdkafka's \"Application maximum poll interval exceeded\"), \
+         {} messages handled more than once, e.g. {:?}",
+        totals.receive_errors,
+        twice.len(),
+        &twice[..twice.len().min(5)]
+    );
+    assert_eq!(seen.len(), total, "every message handled");
+}
 
 #[tokio::test]
 async fn an_unknown_topic_is_no_destination_yet_and_the_message_comes_back() {

@@ -250,6 +250,62 @@ async fn retry_after_is_honoured_and_attempts_travel_to_the_broker_retry() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_longer_than_the_cap_goes_to_the_broker_instead_of_holding_the_key() {
+    let broker = MemoryBroker::new();
+    let sub = broker.subscriber("t", "g").unwrap();
+    let publisher = broker.publisher();
+    for payload in ["first", "second"] {
+        publisher
+            .publish("t", Message::new(payload).with_key("k"))
+            .await
+            .unwrap();
+    }
+    let handled: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let handler = {
+        let handled = Arc::clone(&handled);
+        handler_fn(move |m: IncomingMessage| {
+            let handled = Arc::clone(&handled);
+            async move {
+                let payload = String::from_utf8_lossy(m.message().payload()).into_owned();
+                if payload == "first" && m.attempt() == 1 {
+                    return Err(HandlerError::retry_after(
+                        Duration::from_secs(3600),
+                        "come back in an hour",
+                    ));
+                }
+                handled.lock().unwrap().push(payload);
+                Ok(())
+            }
+        })
+    };
+    let running = Processor::builder("g")
+        .at_least_once_effects()
+        .ordering(Ordering::PerKey)
+        .retry(
+            RetryPolicy::builder()
+                .max_in_process_delay(Duration::from_secs(1))
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap()
+        .start(sub, handler);
+    wait_for(|| running.counters().handled == 1).await;
+    let totals = running.shutdown().await.unwrap();
+    assert_eq!(
+        *handled.lock().unwrap(),
+        ["second"],
+        "the hour is not waited out in the consumer: the key goes on"
+    );
+    assert_eq!(totals.retried, 1, "handed to the broker's delayed retry");
+    assert_eq!(
+        broker.pending("t", "g"),
+        1,
+        "the retried copy waits in the broker for its hour"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_key_does_not_stall_other_keys() {
     let broker = MemoryBroker::new();
     let sub = broker.subscriber("t", "g").unwrap();
@@ -404,7 +460,14 @@ async fn shutdown_gives_back_a_retrying_key_with_everything_queued_behind_it() {
     let running = Processor::builder("g")
         .at_least_once_effects()
         .ordering(Ordering::PerKey)
-        .retry(fast_policy(10))
+        .retry(
+            RetryPolicy::builder()
+                .max_attempts(10)
+                .min_delay(Duration::from_millis(2))
+                .max_in_process_delay(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+        )
         .build()
         .unwrap()
         .start(sub, handler);
