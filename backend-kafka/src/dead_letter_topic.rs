@@ -111,7 +111,7 @@ impl KafkaDeadLetters {
     }
 
     /// The dead-letter topic's name.
-    pub fn topic(&self) -> &str {
+    pub fn dead_letter_topic(&self) -> &str {
         &self.names.dead_letter
     }
 
@@ -475,7 +475,7 @@ mod tests {
     fn the_names_derive_from_topic_and_group() {
         let config = KafkaConfig::builder("127.0.0.1:9092").build().unwrap();
         let dead = KafkaDeadLetters::new(config.clone(), "orders", "billing").unwrap();
-        assert_eq!(dead.topic(), "orders.billing.dlq");
+        assert_eq!(dead.dead_letter_topic(), "orders.billing.dlq");
         assert_eq!(dead.marker_topic, "orders.billing.dlq.redriven");
         assert_eq!(dead.reader_group, "billing.dlq-reader");
         assert!(KafkaDeadLetters::new(config, "orders v1", "billing").is_err());

@@ -150,7 +150,7 @@ async fn kafka(brokers: &str, n: usize) {
         .await
         .expect("connect");
     for result in publisher
-        .publish_batch(dead.topic(), dead_letters(&topic, n))
+        .publish_batch(dead.dead_letter_topic(), dead_letters(&topic, n))
         .await
     {
         result.expect("dead letter stored");

@@ -110,7 +110,7 @@ impl DeadLetters {
     fn queue(&self) -> &str {
         match self {
             Self::Rabbit(dead) => dead.queue(),
-            Self::Kafka(dead) => dead.topic(),
+            Self::Kafka(dead) => dead.dead_letter_topic(),
         }
     }
 

@@ -138,7 +138,10 @@ async fn kafka_dead_letters_are_replayed_once_each_in_key_order_even_when_a_repl
     broken.shutdown().await.unwrap();
     let dead = KafkaDeadLetters::new(config.clone(), &topic, GROUP).unwrap();
     publisher
-        .publish(dead.topic(), Message::new("from another client"))
+        .publish(
+            dead.dead_letter_topic(),
+            Message::new("from another client"),
+        )
         .await
         .unwrap();
 
