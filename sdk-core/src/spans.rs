@@ -116,8 +116,12 @@ mod otel {
     struct Writer<'a>(&'a mut Headers);
 
     impl Injector for Writer<'_> {
+        /// Leaves out empty values: W3C lets an empty `tracestate` be omitted, and RocketMQ
+        /// refuses a message with an empty property (the publish failed as permanent).
         fn set(&mut self, key: &str, value: String) {
-            self.0.insert(key, value);
+            if !value.is_empty() {
+                self.0.insert(key, value);
+            }
         }
     }
 
@@ -158,6 +162,21 @@ mod otel {
             opentelemetry::global::get_text_map_propagator(|p| {
                 p.inject_context(&context, &mut Writer(headers));
             });
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn an_empty_trace_header_is_left_out() {
+            let mut headers = Headers::new();
+            let mut writer = Writer(&mut headers);
+            writer.set(header_names::TRACESTATE, String::new());
+            writer.set(header_names::TRACEPARENT, "00-1-2-01".to_owned());
+            assert!(!headers.contains(header_names::TRACESTATE));
+            assert_eq!(headers.get(header_names::TRACEPARENT), Some("00-1-2-01"));
         }
     }
 }
