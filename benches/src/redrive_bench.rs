@@ -48,6 +48,20 @@ fn fresh(name: &str) -> String {
     format!("wb-bench-{name}-{}", &MessageId::new().to_string()[24..])
 }
 
+/// What `work` gives, and how long it took.
+async fn timed<T>(work: impl std::future::Future<Output = T>) -> (T, Duration) {
+    let started = Instant::now();
+    let out = work.await;
+    (out, started.elapsed())
+}
+
+/// Publishes `messages` to `topic` as one batch; every one must be confirmed.
+async fn publish_all(publisher: &dyn Publisher, topic: &str, messages: Vec<Message>) {
+    for result in publisher.publish_batch(topic, messages).await {
+        result.expect("confirmed");
+    }
+}
+
 fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
@@ -103,29 +117,15 @@ async fn rabbitmq(url: &str, n: usize) {
     let publisher = RabbitPublisher::connect(config.clone())
         .await
         .expect("connect");
-    for result in publisher
-        .publish_batch(&fill, dead_letters(&topic, n))
-        .await
-    {
-        result.expect("dead letter stored");
-    }
+    publish_all(&publisher, &fill, dead_letters(&topic, n)).await;
 
-    let started = Instant::now();
-    let report = dead
-        .replay(&DeadLetterFilter::default(), &ReplayOptions::default())
-        .await
-        .expect("replay");
-    let replay = started.elapsed();
-    assert_eq!(report.replayed, n as u64, "{report:?}");
+    let (report, replay) =
+        timed(dead.replay(&DeadLetterFilter::default(), &ReplayOptions::default())).await;
+    assert_eq!(report.expect("replay").replayed, n as u64);
 
-    let started = Instant::now();
-    for result in publisher
-        .publish_batch(&topic, dead_letters(&topic, n))
+    let direct = timed(publish_all(&publisher, &topic, dead_letters(&topic, n)))
         .await
-    {
-        result.expect("confirmed");
-    }
-    let direct = started.elapsed();
+        .1;
     print("RabbitMQ", n, replay, direct);
     publisher.close().await.expect("close");
     let _ = connection.close(200, "OK".into()).await;
@@ -149,30 +149,21 @@ async fn kafka(brokers: &str, n: usize) {
     let publisher = KafkaPublisher::connect(config.clone())
         .await
         .expect("connect");
-    for result in publisher
-        .publish_batch(dead.dead_letter_topic(), dead_letters(&topic, n))
-        .await
-    {
-        result.expect("dead letter stored");
-    }
+    publish_all(
+        &publisher,
+        dead.dead_letter_topic(),
+        dead_letters(&topic, n),
+    )
+    .await;
 
-    let started = Instant::now();
-    let report = dead
-        .replay(&DeadLetterFilter::default(), &ReplayOptions::default())
-        .await
-        .expect("replay");
-    let replay = started.elapsed();
-    assert_eq!(report.replayed, n as u64, "{report:?}");
+    let (report, replay) =
+        timed(dead.replay(&DeadLetterFilter::default(), &ReplayOptions::default())).await;
+    assert_eq!(report.expect("replay").replayed, n as u64);
 
     let retry = format!("{topic}.{GROUP}.retry");
-    let started = Instant::now();
-    for result in publisher
-        .publish_batch(&retry, dead_letters(&topic, n))
+    let direct = timed(publish_all(&publisher, &retry, dead_letters(&topic, n)))
         .await
-    {
-        result.expect("confirmed");
-    }
-    let direct = started.elapsed();
+        .1;
     print("Kafka", n, replay, direct);
     publisher.close().await.expect("close");
 }

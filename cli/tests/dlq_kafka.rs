@@ -7,19 +7,22 @@
 //! committed offsets have passed every dead letter.
 
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 use waybill_core::{
-    handler_fn, Handler, HandlerError, InMemoryIdempotencyStore, IncomingMessage, Message,
-    MessageId, Ordering, Processor, Publisher, RunningProcessor,
+    Handler, InMemoryIdempotencyStore, Message, MessageId, Ordering, Processor, Publisher,
+    RunningProcessor,
 };
 use waybill_kafka::{
     create_topic, java_partition, KafkaConfig, KafkaDeadLetters, KafkaPublisher, KafkaSubscriber,
 };
 
-use super::dlq_rabbitmq::{assert_each_key_applied_once_in_order, output, text, wait_until};
+use super::dlq_rabbitmq::{
+    assert_each_key_applied_once_in_order, broken_handler, output, publish_keyed,
+    recording_handler, text, wait_until,
+};
 use super::WAYBILL;
 
 const KEYS: usize = 3;
@@ -105,23 +108,9 @@ async fn kafka_dead_letters_are_replayed_once_each_in_key_order_even_when_a_repl
     let store = Arc::new(InMemoryIdempotencyStore::default());
 
     // Version 1 of the handler has a bug: every message is dead-lettered.
-    let broken = start_group(
-        &topic,
-        &store,
-        handler_fn(|_m: IncomingMessage| async {
-            Err(HandlerError::permanent("version 1 cannot read this order"))
-        }),
-    )
-    .await;
+    let broken = start_group(&topic, &store, broken_handler()).await;
     let publisher = KafkaPublisher::connect(config.clone()).await.unwrap();
-    for seq in 0..PER_KEY {
-        for key in 0..KEYS {
-            let message = Message::new(format!("{seq}"))
-                .with_key(format!("k{key}"))
-                .with_header("seq", seq.to_string());
-            publisher.publish(&topic, message).await.unwrap();
-        }
-    }
+    publish_keyed(&publisher, &topic, KEYS, PER_KEY).await;
     let solo_key = key_beside("k0");
     let solo = Message::new("solo")
         .with_key(solo_key.clone())
@@ -161,22 +150,8 @@ async fn kafka_dead_letters_are_replayed_once_each_in_key_order_even_when_a_repl
     assert_eq!(listed(&topic, &["--all"]).len(), total as usize + 1);
 
     // Version 2 works: it records what it applied, in order per key.
-    let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
-    let ledger = applied.clone();
-    let fixed = start_group(
-        &topic,
-        &store,
-        handler_fn(move |m: IncomingMessage| {
-            let ledger = ledger.clone();
-            async move {
-                let key = m.message().key().unwrap_or_default().to_owned();
-                let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
-                ledger.lock().unwrap().push((key, seq));
-                Ok(())
-            }
-        }),
-    )
-    .await;
+    let (applied, recording) = recording_handler();
+    let fixed = start_group(&topic, &store, recording).await;
 
     // The solo letter alone: it sits behind k0's letters in its partition, which stay, so
     // a marker hides it from then on.

@@ -125,6 +125,47 @@ pub(crate) async fn join_group(topic: &str) -> RabbitSubscriber {
         })
 }
 
+/// Version 1 of the scenario's handler: a bug dead-letters every message.
+pub(crate) fn broken_handler() -> impl Handler {
+    handler_fn(|_m: IncomingMessage| async {
+        Err(HandlerError::permanent("version 1 cannot read this order"))
+    })
+}
+
+/// Version 2: applies every message, recording its key and `seq` header in the list returned.
+pub(crate) fn recording_handler() -> (Arc<Mutex<Vec<(String, usize)>>>, impl Handler) {
+    let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let ledger = applied.clone();
+    let handler = handler_fn(move |m: IncomingMessage| {
+        let ledger = ledger.clone();
+        async move {
+            let key = m.message().key().unwrap_or_default().to_owned();
+            let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
+            ledger.lock().unwrap().push((key, seq));
+            Ok(())
+        }
+    });
+    (applied, handler)
+}
+
+/// Publishes `per_key` messages on each of the keys `k0`… `k{keys-1}`, taking turns, each
+/// with its number in the `seq` header.
+pub(crate) async fn publish_keyed(
+    publisher: &dyn Publisher,
+    topic: &str,
+    keys: usize,
+    per_key: usize,
+) {
+    for seq in 0..per_key {
+        for key in 0..keys {
+            let message = Message::new(format!("{seq}"))
+                .with_key(format!("k{key}"))
+                .with_header("seq", seq.to_string());
+            publisher.publish(topic, message).await.unwrap();
+        }
+    }
+}
+
 /// Checks that `applied` holds `0..per_key` once each, in order, for every key.
 pub(crate) fn assert_each_key_applied_once_in_order(applied: &[(String, usize)], per_key: usize) {
     let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
@@ -158,23 +199,9 @@ async fn dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_
     let store = Arc::new(InMemoryIdempotencyStore::default());
 
     // Version 1 of the handler has a bug: every message is dead-lettered.
-    let broken = start_group(
-        &topic,
-        &store,
-        handler_fn(|_m: IncomingMessage| async {
-            Err(HandlerError::permanent("version 1 cannot read this order"))
-        }),
-    )
-    .await;
+    let broken = start_group(&topic, &store, broken_handler()).await;
     let publisher = RabbitPublisher::connect(config.clone()).await.unwrap();
-    for seq in 0..PER_KEY {
-        for key in 0..KEYS {
-            let message = Message::new(format!("{seq}"))
-                .with_key(format!("k{key}"))
-                .with_header("seq", seq.to_string());
-            publisher.publish(&topic, message).await.unwrap();
-        }
-    }
+    publish_keyed(&publisher, &topic, KEYS, PER_KEY).await;
     let total = (KEYS * PER_KEY) as u64;
     wait_until(
         "every message dead-lettered",
@@ -244,22 +271,8 @@ async fn dead_letters_are_replayed_once_each_in_key_order_even_when_a_replay_is_
     assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
 
     // Version 2 works: it records what it applied, in order per key.
-    let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
-    let ledger = applied.clone();
-    let fixed = start_group(
-        &topic,
-        &store,
-        handler_fn(move |m: IncomingMessage| {
-            let ledger = ledger.clone();
-            async move {
-                let key = m.message().key().unwrap_or_default().to_owned();
-                let seq = m.message().headers().get("seq").unwrap().parse().unwrap();
-                ledger.lock().unwrap().push((key, seq));
-                Ok(())
-            }
-        }),
-    )
-    .await;
+    let (applied, recording) = recording_handler();
+    let fixed = start_group(&topic, &store, recording).await;
 
     // A replay killed half way (40 messages a second, killed after about one second) ...
     let mut killed = dlq(&topic, &["replay", "--rate", "40"])
