@@ -132,9 +132,12 @@ pub(crate) fn broken_handler() -> impl Handler {
     })
 }
 
+/// What the recording handler applied: key and `seq` of each message, in order.
+pub(crate) type Applied = Arc<Mutex<Vec<(String, usize)>>>;
+
 /// Version 2: applies every message, recording its key and `seq` header in the list returned.
-pub(crate) fn recording_handler() -> (Arc<Mutex<Vec<(String, usize)>>>, impl Handler) {
-    let applied: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+pub(crate) fn recording_handler() -> (Applied, impl Handler) {
+    let applied: Applied = Arc::default();
     let ledger = applied.clone();
     let handler = handler_fn(move |m: IncomingMessage| {
         let ledger = ledger.clone();
