@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
+use lapin::options::{ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions};
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties, ExchangeKind};
 use waybill_core::redrive::{DeadLetterFilter, ReplayOptions};
@@ -128,6 +128,9 @@ async fn rabbitmq(url: &str, n: usize) {
         .1;
     print("RabbitMQ", n, replay, direct);
     publisher.close().await.expect("close");
+    let _ = channel
+        .exchange_delete(fill.as_str().into(), ExchangeDeleteOptions::default())
+        .await;
     let _ = connection.close(200, "OK".into()).await;
     let _ = delete_group_topology(&config, &topic, GROUP, true).await;
 }
