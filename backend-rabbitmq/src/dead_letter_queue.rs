@@ -1,9 +1,10 @@
 //! A group's dead-letter queue for operators: list, replay, purge (see `waybill_core::redrive`
 //! for the rules every backend's redrive keeps).
 //!
-//! A command reads the whole queue with `basic.get` first — as many messages as it held when
-//! the command started (so it ends even while new dead letters arrive), at most [`MAX_SCAN`]
-//! — holding every message unacknowledged; then it acts on those its filter selects; then it
+//! A command reads the whole queue first, through a consumer whose prefetch window is the
+//! queue's depth — as many messages as it held when the command started (so it ends even
+//! while new dead letters arrive), at most [`MAX_SCAN`] — holding every message
+//! unacknowledged; then it acts on those its filter selects; then it
 //! gives the others back (`basic.nack` with requeue, in the order they were read), so the
 //! queue keeps its order whether the broker puts returned messages back at their place or at
 //! the back. A crash gives them back as well (the broker requeues what a closed channel
@@ -24,7 +25,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
+use futures_util::future::{join_all, try_join_all};
+use lapin::options::{BasicAckOptions, BasicNackOptions, ConfirmSelectOptions};
 use lapin::{Acker, Channel, Connection, PublisherConfirm};
 use waybill_core::redrive::{
     replay_order, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions,
@@ -36,6 +38,7 @@ use crate::confirm_channel::{confirmed, send, unroutable};
 use crate::connect::connect;
 use crate::error_class::{broker_error, reply_code};
 use crate::handover::queue_counts;
+use crate::queue_snapshot::read_held;
 use crate::topology::check_lengths;
 use crate::topology_names::QueueNames;
 use crate::wire;
@@ -180,20 +183,15 @@ impl RabbitDeadLetters {
         };
         // Everything is read (and held) before anything is removed: a replay orders each
         // key's letters over the whole queue, and what stays is given back in read order.
-        let mut read: Vec<(Acker, DeadLetter)> = Vec::with_capacity(depth as usize);
-        while read.len() < depth as usize {
-            let got = reader
-                .basic_get(
-                    self.names.dead_letter.as_str().into(),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await
-                .map_err(|e| broker_error("dead letters", e))?;
-            let Some(got) = got else { break };
-            let delivery = got.delivery;
-            let letter = DeadLetter::read(wire::message(&delivery.properties, delivery.data));
-            read.push((delivery.acker, letter));
-        }
+        let read: Vec<(Acker, DeadLetter)> = read_held(&reader, &self.names.dead_letter, depth)
+            .await
+            .map_err(|e| broker_error("dead letters", e))?
+            .into_iter()
+            .map(|delivery| {
+                let message = wire::message(&delivery.properties, delivery.data);
+                (delivery.acker, DeadLetter::read(message))
+            })
+            .collect();
         let now = SystemTime::now();
         let mut selected = Vec::new();
         for (i, (_, letter)) in read.iter().enumerate() {
@@ -215,11 +213,11 @@ impl RabbitDeadLetters {
         match action {
             Action::List => listed.extend(selected.iter().map(|&i| read[i].1.clone())),
             Action::Purge => {
+                ack_all(selected.iter().map(|&i| &read[i].0)).await?;
                 for &i in &selected {
-                    ack(&read[i].0).await?;
                     removed[i] = true;
-                    report.purged += 1;
                 }
+                report.purged = selected.len() as u64;
             }
             Action::Replay(options) => {
                 let (with_record, without): (Vec<usize>, Vec<usize>) =
@@ -248,16 +246,15 @@ impl RabbitDeadLetters {
                 }
             }
         }
-        for ((acker, _), removed) in read.iter().zip(&removed) {
-            if !removed {
-                let _ = acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await;
-            }
-        }
+        // Given back together: the frames go out in one write, in read order.
+        let give_back = read.iter().zip(&removed).filter(|(_, removed)| !**removed);
+        join_all(give_back.map(|((acker, _), _)| {
+            acker.nack(BasicNackOptions {
+                requeue: true,
+                multiple: false,
+            })
+        }))
+        .await;
         match failure {
             Some(e) => {
                 let reason = format!(
@@ -285,11 +282,11 @@ impl RabbitDeadLetters {
     }
 }
 
-async fn ack(acker: &Acker) -> Result<(), BrokerError> {
-    acker
-        .ack(BasicAckOptions::default())
+/// Acknowledges every delivery of `ackers` at once (their frames go out together).
+async fn ack_all<'a>(ackers: impl Iterator<Item = &'a Acker>) -> Result<(), BrokerError> {
+    try_join_all(ackers.map(|acker| acker.ack(BasicAckOptions::default())))
         .await
-        .map(|_| ())
+        .map(drop)
         .map_err(|e| broker_error("dead letters", e))
 }
 
@@ -387,6 +384,7 @@ impl Replayer {
         removed: &mut [bool],
     ) -> Result<(), BrokerError> {
         let mut first_failure = None;
+        let mut copied = Vec::with_capacity(self.in_flight.len());
         while let Some(sent) = self.in_flight.pop_front() {
             if let Some(k) = &sent.key {
                 self.keys.remove(k);
@@ -397,11 +395,7 @@ impl Replayer {
                 Err(refusal) => Some(refusal),
             };
             match refusal {
-                None => {
-                    ack(&sent.dead_letter).await?;
-                    removed[sent.place] = true;
-                    report.replayed += 1;
-                }
+                None => copied.push((sent.dead_letter, sent.place)),
                 Some(refusal) => {
                     first_failure.get_or_insert(BrokerError::from_publish(
                         "replay",
@@ -410,6 +404,11 @@ impl Replayer {
                     ));
                 }
             }
+        }
+        ack_all(copied.iter().map(|(dead_letter, _)| dead_letter)).await?;
+        for (_, place) in copied {
+            removed[place] = true;
+            report.replayed += 1;
         }
         first_failure.map_or(Ok(()), Err)
     }
