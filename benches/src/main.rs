@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
@@ -25,10 +25,13 @@
 //!   throughput and the process's peak RSS.
 //! - `redrive`: replaying a group's dead letters (RabbitMQ queue, Kafka topic) against
 //!   publishing the same messages directly to where the replay sends them (at most 20,000).
+//! - `audit`: the sent log against a group's inbox on PostgreSQL, 1,000,000 ids each (or
+//!   `--messages N`): time and the process's peak RSS.
 
 // The raw RocketMQ client's futures nest deeply; proving them Send needs a higher limit.
 #![recursion_limit = "256"]
 
+mod audit_bench;
 mod kafka_bench;
 mod outbox_backlog_bench;
 mod outbox_bench;
@@ -59,10 +62,10 @@ fn main() -> ExitCode {
                 }
             },
             "processor" | "rabbitmq" | "kafka" | "rocketmq" | "outbox" | "outbox-backlog"
-            | "stores" | "redrive" => suite = arg,
+            | "stores" | "redrive" | "audit" => suite = arg,
             "-h" | "--help" => {
                 println!(
-                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive] [--messages N]"
+                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit] [--messages N]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -81,6 +84,11 @@ fn main() -> ExitCode {
         "outbox" => runtime.block_on(outbox_bench::run(messages.min(200_000))),
         "stores" => runtime.block_on(store_bench::run(messages.min(50_000))),
         "outbox-backlog" => runtime.block_on(outbox_backlog_bench::run(if explicit_messages {
+            messages
+        } else {
+            1_000_000
+        })),
+        "audit" => runtime.block_on(audit_bench::run(if explicit_messages {
             messages
         } else {
             1_000_000

@@ -29,7 +29,7 @@ impl Publisher for Discard {
 }
 
 /// A `/proc/self/status` figure in MiB (`VmRSS` now, `VmHWM` the peak).
-fn status_mib(field: &str) -> f64 {
+pub(crate) fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

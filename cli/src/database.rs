@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use waybill_core::secret::mask_url_password as masked_url;
 use waybill_core::KeyHoldStore;
+use waybill_outbox::audit::AuditDatabase;
 use waybill_outbox::{
     MySqlIdempotencyStore, OutboxInspector, PgIdempotencyStore, SqliteIdempotencyStore,
 };
@@ -62,6 +63,15 @@ impl Database {
             Self::Postgres(pool) => OutboxInspector::postgres(pool.clone()),
             Self::Sqlite(pool) => OutboxInspector::sqlite(pool.clone()),
             Self::Mysql(pool) => OutboxInspector::mysql(pool.clone()),
+        }
+    }
+
+    /// This database as an audit reads it (its sent log, or its inbox).
+    pub fn audit_source(&self) -> AuditDatabase {
+        match self {
+            Self::Postgres(pool) => AuditDatabase::Postgres(pool.clone()),
+            Self::Sqlite(pool) => AuditDatabase::Sqlite(pool.clone()),
+            Self::Mysql(pool) => AuditDatabase::MySql(pool.clone()),
         }
     }
 

@@ -2,9 +2,11 @@
 //! `waybill outbox …` inspects and repairs the outbox, `waybill dlq …` lists, replays and
 //! purges a consumer group's dead letters on the broker, `waybill holds …` lists and releases
 //! the keys a group holds behind its dead messages, `waybill preflight` checks what the
-//! broker's settings do to the guarantee. See `--help` and the README's
+//! broker's settings do to the guarantee, `waybill audit` compares what the relay sent with
+//! what the consumer groups applied. See `--help` and the README's
 //! operator's section; the exit codes are documented on [`exit::Failure`].
 
+mod audit;
 mod broker;
 mod database;
 mod dlq;
@@ -66,5 +68,6 @@ async fn execute(cli: Cli) -> Outcome {
         Command::Dlq(args) => dlq::run(args, cli.json).await,
         Command::Holds(args) => holds::run(args, cli.json).await,
         Command::Preflight(args) => preflight::run(args, cli.json).await,
+        Command::Audit(args) => audit::run(args, cli.json).await,
     }
 }

@@ -17,8 +17,8 @@ use waybill_core::secret::mask_url_password as masked_url;
 /// dead letters on the broker, and checks what the broker's settings do to the guarantee.
 ///
 /// Exit codes: 0 done; 1 an operation failed (a server unreachable or refusing); 2 invalid
-/// usage or settings; 3 a filter matched nothing, so nothing was changed; 4 a preflight check
-/// failed.
+/// usage or settings; 3 a filter matched nothing (or an audit window held no data), so nothing
+/// was changed; 4 a check failed (a preflight FAIL, an audit gap above --max-gap).
 #[derive(Debug, Parser)]
 #[command(name = "waybill", version)]
 pub struct Cli {
@@ -49,7 +49,8 @@ pub enum Command {
     /// with its original id, the attempt count reset and a waybill-replayed-at header, and
     /// removes the dead letter only after the broker confirmed the copy: a replay that is
     /// killed can bring a message twice (an inbox drops the copy), never lose one. Replayed
-    /// messages keep their order per key. RabbitMQ (amqp://, amqps://) so far.
+    /// messages keep their order per key. RabbitMQ (amqp://, amqps://) and Kafka (kafka://,
+    /// kafkas://).
     Dlq(DlqArgs),
     /// Keys a consumer group holds behind a dead message (key-holding dead letters): list
     /// them, or release one so that its later messages are handled again.
@@ -64,6 +65,49 @@ pub enum Command {
     /// management HTTP API: cluster size, the exchange, and each bound queue's type,
     /// durability, replicas, delivery limit and dead-letter route.
     Preflight(PreflightArgs),
+    /// Reconciliation: the messages the relay confirmed (its sent log, kept with
+    /// --sent-log-retention-hours) against what each consumer group finished (its SQL
+    /// inbox), per topic and group: sent, applied, dead-lettered, missing (not finished after
+    /// --grace), unexpected (applied, never sent). Exits 4 when a group's gap, (missing +
+    /// unexpected) / sent, is above --max-gap; 3 when the window holds no data. Reads only.
+    Audit(AuditArgs),
+}
+
+/// `waybill audit`: the databases, what to compare and the window.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The outbox database, which holds the sent log (and the inbox, unless
+    /// --inbox-database-url names another).
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// The consumer groups' inbox database, when it is not the outbox's.
+    #[arg(long, env = "WAYBILL_INBOX_DATABASE_URL", hide_env_values = true)]
+    pub inbox_database_url: Option<String>,
+    /// A topic whose sent messages every --group must apply (repeatable).
+    #[arg(long = "topic", required = true)]
+    pub topics: Vec<String>,
+    /// A consumer group to audit (repeatable).
+    #[arg(long = "group", required = true)]
+    pub groups: Vec<String>,
+    /// The window's start: an RFC 3339 time (2026-12-04T10:00:00Z) or a time ago (90m, 2h,
+    /// 7d).
+    #[arg(long)]
+    pub since: String,
+    /// The window's end, as --since [default: now].
+    #[arg(long)]
+    pub until: Option<String>,
+    /// How long after its confirm a message may still be unfinished without counting as
+    /// missing (30s, 5m, 1h).
+    #[arg(long, default_value = "5m")]
+    pub grace: String,
+    /// The largest gap that passes, a fraction (0.001) or a percentage (0.1%).
+    #[arg(long, default_value = "0.1%")]
+    pub max_gap: String,
+    /// Also write the gauges waybill_audit_gap, waybill_audit_missing and
+    /// waybill_audit_unexpected in Prometheus's text format to this file (for node_exporter's
+    /// textfile collector); the file is replaced whole.
+    #[arg(long)]
+    pub prometheus_file: Option<PathBuf>,
 }
 
 /// `waybill holds`: the inbox database and the group.
@@ -390,6 +434,10 @@ pub struct RelayFlags {
     /// Hours dead rows are kept; 0 keeps them until purged [default: 168].
     #[arg(long, global = true, env = "WAYBILL_DEAD_RETENTION_HOURS")]
     pub dead_retention_hours: Option<u64>,
+    /// Hours the sent log keeps each confirmed message (id, topic, key, broker position) for
+    /// `waybill audit`; 0 keeps no sent log [default: 0].
+    #[arg(long, global = true, env = "WAYBILL_SENT_LOG_RETENTION_HOURS")]
+    pub sent_log_retention_hours: Option<u64>,
     /// Seconds a row may wait for a destination (topic, exchange, queue) that does not exist
     /// yet before it is dead; its key waits meanwhile; 0 makes such rows dead at once
     /// [default: 3600].
@@ -447,6 +495,9 @@ impl RelayFlags {
             lease_ttl_ms: self.lease_ttl_ms.or(file.lease_ttl_ms),
             relay_name: self.relay_name.or(file.relay_name),
             dead_retention_hours: self.dead_retention_hours.or(file.dead_retention_hours),
+            sent_log_retention_hours: self
+                .sent_log_retention_hours
+                .or(file.sent_log_retention_hours),
             destination_wait_secs: self.destination_wait_secs.or(file.destination_wait_secs),
             hold_keys: self.hold_keys || file.hold_keys,
             listen: self.listen.or(file.listen),
@@ -544,6 +595,10 @@ impl DatabaseArgs {
         }
         if let Some(hours) = flags.dead_retention_hours {
             relay = relay.dead_retention((hours > 0).then(|| Duration::from_secs(hours * 3600)));
+        }
+        if let Some(hours) = flags.sent_log_retention_hours {
+            relay =
+                relay.sent_log_retention((hours > 0).then(|| Duration::from_secs(hours * 3600)));
         }
         if let Some(secs) = flags.destination_wait_secs {
             relay = relay.destination_wait(Duration::from_secs(secs));

@@ -1,11 +1,13 @@
 //! The `waybill` program against real servers: `waybill relay` (the sidecar) relaying,
 //! killed, reading secrets from files and scraped by Prometheus; `waybill outbox` inspecting;
 //! `waybill dlq` redriving broker dead letters (RabbitMQ and Kafka); `waybill holds` with
-//! key-holding dead letters.
+//! key-holding dead letters; `waybill audit` reconciling a sent log with an inbox.
 
 /// The program under test, built by cargo beside this test.
 const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
 
+#[path = "audit_rabbitmq.rs"]
+mod audit_rabbitmq;
 #[path = "dlq_kafka.rs"]
 mod dlq_kafka;
 #[path = "dlq_rabbitmq.rs"]

@@ -35,7 +35,7 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 /// A new, migrated PostgreSQL database: the server's admin pool, the database's name and URL.
-async fn fresh_database() -> (sqlx::PgPool, String, String) {
+pub(crate) async fn fresh_database() -> (sqlx::PgPool, String, String) {
     let admin = PgPoolOptions::new()
         .max_connections(1)
         .connect(&admin_url())
@@ -64,7 +64,7 @@ async fn fresh_database() -> (sqlx::PgPool, String, String) {
 }
 
 /// Drops a database [`fresh_database`] made.
-async fn drop_database(admin: &sqlx::PgPool, db: &str) {
+pub(crate) async fn drop_database(admin: &sqlx::PgPool, db: &str) {
     sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .execute(admin)
         .await

@@ -69,6 +69,9 @@ pub enum OutboxError {
         #[source]
         source: sqlx::Error,
     },
+    /// An audit cannot compare what the databases returned (the message says why).
+    #[error("audit: {0}")]
+    Audit(String),
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

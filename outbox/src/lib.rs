@@ -12,6 +12,7 @@
 //!   leases, wakes on `LISTEN/NOTIFY` (PostgreSQL) or polls, parks failing keys with backoff and
 //!   marks poison rows dead after an attempt cap.
 //! - [`OutboxInspector`]: backlog per topic, dead rows, replay and purge.
+//! - [`audit`]: reconciliation of the relay's sent log with the consumers' inbox markers.
 //! - [`PgIdempotencyStore`], [`SqliteIdempotencyStore`] and [`MySqlIdempotencyStore`]: the
 //!   SQL inbox implementing [`waybill_core::IdempotencyStore`], with a transactional mode that writes the processed
 //!   marker in the handler's transaction, and [`InboxPurger`], which deletes expired rows in
@@ -21,6 +22,8 @@
 //! (`waybill relay`) and inspects the outbox (`waybill outbox …`); this crate depends on no
 //! broker crate.
 
+#[cfg(any(feature = "postgres", feature = "sqlite", feature = "mysql"))]
+pub mod audit;
 mod error;
 mod inbox_purger;
 mod inbox_retention;

@@ -38,8 +38,11 @@ pub(crate) trait RelayStore: InspectStore {
         limit: i64,
         held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError>;
-    /// Deletes confirmed rows.
-    async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError>;
+    /// Deletes confirmed rows; with `sent_log`, first records each in the sent log (its id,
+    /// topic, key and broker position, confirmed now), both in one transaction.
+    async fn delete(&self, confirmed: &[Confirmed], sent_log: bool) -> Result<(), OutboxError>;
+    /// Deletes sent-log entries confirmed more than `retention` ago; returns how many.
+    async fn purge_sent(&self, retention: Duration) -> Result<u64, OutboxError>;
     /// Records a failed attempt: the row waits `backoff`, or is dead when `dead`; starts (or
     /// keeps) its destination waiting time when the destination was missing, clears it
     /// otherwise.
@@ -56,6 +59,13 @@ pub(crate) trait RelayStore: InspectStore {
     async fn release_leases(&self, owner: &str) -> Result<(), OutboxError>;
     /// Waits until new rows may be there (a notification) or `pause` passed.
     async fn wait_for_rows(&self, pause: Duration);
+}
+
+/// A row the broker confirmed, and where the broker put it.
+pub(crate) struct Confirmed {
+    pub seq: i64,
+    /// The broker's position as text ([`waybill_core::BrokerPosition`]'s `Display`).
+    pub position: String,
 }
 
 /// A failed publish attempt of one row.

@@ -38,3 +38,47 @@ pub enum BrokerPosition {
     /// A single ordered log (the in-memory broker): sequence number within the topic.
     Sequence(u64),
 }
+
+/// A short, stable text for logs and the outbox's sent log: `partition 2 offset 17`,
+/// `delivery tag 5`, `queue 3 offset 40 (broker id …)`, `sequence 9`.
+impl std::fmt::Display for BrokerPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::PartitionOffset { partition, offset } => {
+                write!(f, "partition {partition} offset {offset}")
+            }
+            Self::DeliveryTag(tag) => write!(f, "delivery tag {tag}"),
+            Self::QueueOffset {
+                broker_message_id,
+                queue_id,
+                queue_offset,
+            } => write!(
+                f,
+                "queue {queue_id} offset {queue_offset} (broker id {broker_message_id})"
+            ),
+            Self::Sequence(n) => write!(f, "sequence {n}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BrokerPosition;
+
+    #[test]
+    fn positions_read_as_text() {
+        let log = BrokerPosition::PartitionOffset {
+            partition: 2,
+            offset: 17,
+        };
+        assert_eq!(log.to_string(), "partition 2 offset 17");
+        assert_eq!(BrokerPosition::DeliveryTag(5).to_string(), "delivery tag 5");
+        let queue = BrokerPosition::QueueOffset {
+            broker_message_id: "AC1".into(),
+            queue_id: 3,
+            queue_offset: 40,
+        };
+        assert_eq!(queue.to_string(), "queue 3 offset 40 (broker id AC1)");
+        assert_eq!(BrokerPosition::Sequence(9).to_string(), "sequence 9");
+    }
+}

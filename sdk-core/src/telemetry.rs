@@ -34,6 +34,9 @@
 //! | `waybill.processor.ready` | gauge | `1` | destination, group | 1 while the processor is ready (subscriber receiving, handler failures below the limit), else 0 |
 //! | `waybill.consumer.lag` | gauge | `{message}` | `messaging.system`, destination, group, `messaging.destination.partition.id` | messages not yet consumed by the group, per partition (Kafka), message queue (RocketMQ) or queue (RabbitMQ: ready plus unacknowledged) |
 //! | `waybill.consumer.dead_letter_depth` | gauge | `{message}` | `messaging.system`, destination, group | messages waiting in the group's dead-letter queue (RabbitMQ) |
+//! | `waybill.audit.gap` | gauge | `1` | group | (missing + unexpected) / sent at the group's last audit (`waybill_outbox::audit`) |
+//! | `waybill.audit.missing` | gauge | `{message}` | destination, group | messages sent in the audited window and not finished by the group after the grace period |
+//! | `waybill.audit.unexpected` | gauge | `{message}` | group | messages the group applied in the audited window that the sent log does not hold |
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -87,9 +90,15 @@ pub mod names {
     pub const CONSUMER_LAG: &str = "waybill.consumer.lag";
     /// Messages waiting in a group's dead-letter queue.
     pub const DEAD_LETTER_DEPTH: &str = "waybill.consumer.dead_letter_depth";
+    /// An audit's `(missing + unexpected) / sent` for a group.
+    pub const AUDIT_GAP: &str = "waybill.audit.gap";
+    /// Messages an audit found sent but not finished by a group after the grace period.
+    pub const AUDIT_MISSING: &str = "waybill.audit.missing";
+    /// Messages an audit found applied by a group but never sent.
+    pub const AUDIT_UNEXPECTED: &str = "waybill.audit.unexpected";
 
     /// Every name above, for dashboards and tests that cross-check them.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 24] = [
         SENT_MESSAGES,
         OPERATION_DURATION,
         CONSUMED_MESSAGES,
@@ -111,6 +120,9 @@ pub mod names {
         PROCESSOR_READY,
         CONSUMER_LAG,
         DEAD_LETTER_DEPTH,
+        AUDIT_GAP,
+        AUDIT_MISSING,
+        AUDIT_UNEXPECTED,
     ];
 }
 
@@ -189,6 +201,20 @@ pub fn describe() {
         DEAD_LETTER_DEPTH,
         messages,
         "Messages waiting in the group's dead-letter queue"
+    );
+    describe_gauge!(
+        AUDIT_GAP,
+        "Missing plus unexpected messages over sent ones, at the last audit"
+    );
+    describe_gauge!(
+        AUDIT_MISSING,
+        messages,
+        "Messages sent but not finished by the group after the grace period"
+    );
+    describe_gauge!(
+        AUDIT_UNEXPECTED,
+        messages,
+        "Messages the group applied that were never sent"
     );
 }
 

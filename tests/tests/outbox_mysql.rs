@@ -484,3 +484,8 @@ async fn a_relay_without_the_process_privilege_refuses_to_run() {
     admin(&format!("DROP USER '{user}'@'%'")).await;
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn the_sent_log_reconciles_with_the_inbox() {
+    cases::the_sent_log_reconciles_with_the_inbox(Db::mysql().await).await;
+}

@@ -525,3 +525,8 @@ async fn wait_for_listener(db: &TestDb) {
 /// Sessions of the test database that issued LISTEN.
 const LISTENING: &str = "SELECT count(*) FROM pg_stat_activity \
      WHERE datname = current_database() AND query ILIKE 'LISTEN%'";
+
+#[tokio::test]
+async fn the_sent_log_reconciles_with_the_inbox() {
+    cases::the_sent_log_reconciles_with_the_inbox(Db::postgres().await).await;
+}

@@ -249,3 +249,8 @@ async fn a_handler_slower_than_its_lease_has_one_effect() {
 async fn a_stale_holder_cannot_commit_its_marker() {
     cases::a_stale_holder_cannot_commit_its_marker(Db::sqlite().await).await;
 }
+
+#[tokio::test]
+async fn the_sent_log_reconciles_with_the_inbox() {
+    cases::the_sent_log_reconciles_with_the_inbox(Db::sqlite().await).await;
+}

@@ -17,9 +17,10 @@ use crate::inbox_purger::InboxPurger;
 /// group, id, dead, retention (µs), token. Whether it was recorded is read back with
 /// [`RECORDED`]: the affected-rows count cannot tell a repeated completion from a refused one.
 const FINISH: &str = "INSERT INTO waybill_inbox \
-       (group_name, message_id, done, dead, expires_at, token) \
-     VALUES (?, ?, TRUE, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?) \
+       (group_name, message_id, done, dead, expires_at, token, done_at) \
+     VALUES (?, ?, TRUE, ?, UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND, ?, UTC_TIMESTAMP(6)) \
      ON DUPLICATE KEY UPDATE \
+       done_at = IF(token <=> VALUES(token), VALUES(done_at), done_at), \
        done = IF(token <=> VALUES(token), TRUE, done), \
        dead = IF(token <=> VALUES(token), VALUES(dead), dead), \
        expires_at = IF(token <=> VALUES(token), VALUES(expires_at), expires_at)";

@@ -11,7 +11,7 @@ use super::horizon::Horizon;
 use super::leases::LAPSED;
 use crate::error::{classify, OutboxError};
 use crate::ready::{decode_ready, ReadyRow};
-use crate::store::{Failure, RelayStore};
+use crate::store::{Confirmed, Failure, RelayStore};
 
 /// Ready rows, in `seq` order. Its parameters, in order: the commit-order horizon (the
 /// highest safe `seq`); whether a dead row holds back its key's later rows (key-holding
@@ -101,18 +101,57 @@ impl RelayStore for MySqlStore {
             .map_err(db)
     }
 
-    async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError> {
-        if seqs.is_empty() {
+    async fn delete(&self, confirmed: &[Confirmed], sent_log: bool) -> Result<(), OutboxError> {
+        if confirmed.is_empty() {
             return Ok(());
         }
-        let mut query = QueryBuilder::<MySql>::new("DELETE FROM waybill_outbox WHERE seq IN (");
-        let mut list = query.separated(", ");
-        for seq in seqs {
-            list.push_bind(*seq);
+        let mut delete = QueryBuilder::<MySql>::new("DELETE FROM waybill_outbox WHERE seq IN (");
+        let mut list = delete.separated(", ");
+        for row in confirmed {
+            list.push_bind(row.seq);
         }
-        query.push(")");
-        query.build().execute(&self.pool).await.map_err(db)?;
-        Ok(())
+        delete.push(")");
+        if !sent_log {
+            delete.build().execute(&self.pool).await.map_err(db)?;
+            return Ok(());
+        }
+        // The positions come in as a derived table joined to the rows by seq.
+        let mut log = QueryBuilder::<MySql>::new(
+            "INSERT IGNORE INTO waybill_sent \
+               (message_id, topic, `key`, position, confirmed_at) \
+             SELECT o.message_id, o.topic, o.`key`, c.position, UTC_TIMESTAMP(6) \
+             FROM waybill_outbox o JOIN (",
+        );
+        for (i, row) in confirmed.iter().enumerate() {
+            log.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
+            });
+            log.push_bind(row.seq);
+            log.push(if i == 0 { " AS seq, " } else { ", " });
+            log.push_bind(row.position.as_str());
+            if i == 0 {
+                log.push(" AS position");
+            }
+        }
+        log.push(") c ON o.seq = c.seq");
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        log.build().execute(&mut *tx).await.map_err(db)?;
+        delete.build().execute(&mut *tx).await.map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn purge_sent(&self, retention: Duration) -> Result<u64, OutboxError> {
+        let done = sqlx::query(
+            "DELETE FROM waybill_sent \
+             WHERE confirmed_at < UTC_TIMESTAMP(6) - INTERVAL ? MICROSECOND",
+        )
+        .bind(micros(retention))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
     }
 
     async fn park(&self, seq: i64, failure: &Failure<'_>) -> Result<(), OutboxError> {

@@ -15,10 +15,11 @@ use crate::inbox_purger::InboxPurger;
 /// `$3` seconds; returns a row only when `$4` is the current holder's token (or the lapsed
 /// entry is gone and nobody else claimed it).
 const FINISH: &str = "INSERT INTO waybill_inbox \
-       (group_name, message_id, done, dead, expires_at, token) \
-     VALUES ($1, $2, true, $5, now() + make_interval(secs => $3), $4) \
+       (group_name, message_id, done, dead, expires_at, token, done_at) \
+     VALUES ($1, $2, true, $5, now() + make_interval(secs => $3), $4, now()) \
      ON CONFLICT (group_name, message_id) DO UPDATE \
-       SET done = true, dead = excluded.dead, expires_at = excluded.expires_at \
+       SET done = true, dead = excluded.dead, expires_at = excluded.expires_at, \
+         done_at = excluded.done_at \
        WHERE waybill_inbox.token IS NOT DISTINCT FROM excluded.token \
      RETURNING 1";
 

@@ -7,7 +7,7 @@ use sqlx::PgPool;
 
 use crate::error::{classify, OutboxError};
 use crate::ready::{decode_ready, ReadyRow};
-use crate::store::{Failure, LeasePlan, RelayStore};
+use crate::store::{Confirmed, Failure, LeasePlan, RelayStore};
 
 use super::wakeups::Wakeups;
 
@@ -33,6 +33,18 @@ WHERE NOT o.dead \
              OR (p.dead AND $4))) \
 ORDER BY seq \
 LIMIT $1";
+
+/// Deletes the confirmed rows `$1` and records them in the sent log with their positions `$2`,
+/// in one statement (so one transaction); a message already logged keeps its first entry.
+const LOG_AND_DELETE: &str = "\
+WITH gone AS ( \
+    DELETE FROM waybill_outbox o \
+    USING unnest($1::bigint[], $2::text[]) AS c(seq, position) \
+    WHERE o.seq = c.seq \
+    RETURNING o.message_id, o.topic, o.key, c.position) \
+INSERT INTO waybill_sent (message_id, topic, key, position) \
+SELECT message_id, topic, key, position FROM gone \
+ON CONFLICT (message_id) DO NOTHING";
 
 /// The outbox tables of one PostgreSQL database.
 pub(crate) struct PgStore {
@@ -76,13 +88,35 @@ impl RelayStore for PgStore {
             .map_err(db)
     }
 
-    async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError> {
-        sqlx::query("DELETE FROM waybill_outbox WHERE seq = ANY($1)")
-            .bind(seqs)
+    async fn delete(&self, confirmed: &[Confirmed], sent_log: bool) -> Result<(), OutboxError> {
+        let seqs: Vec<i64> = confirmed.iter().map(|c| c.seq).collect();
+        if !sent_log {
+            sqlx::query("DELETE FROM waybill_outbox WHERE seq = ANY($1)")
+                .bind(&seqs)
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+            return Ok(());
+        }
+        let positions: Vec<&str> = confirmed.iter().map(|c| c.position.as_str()).collect();
+        sqlx::query(LOG_AND_DELETE)
+            .bind(&seqs)
+            .bind(&positions)
             .execute(&self.pool)
             .await
             .map_err(db)?;
         Ok(())
+    }
+
+    async fn purge_sent(&self, retention: Duration) -> Result<u64, OutboxError> {
+        let done = sqlx::query(
+            "DELETE FROM waybill_sent WHERE confirmed_at < now() - make_interval(secs => $1)",
+        )
+        .bind(retention.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(done.rows_affected())
     }
 
     async fn park(&self, seq: i64, failure: &Failure<'_>) -> Result<(), OutboxError> {

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use tracing::{debug, error, info, warn};
 use waybill_core::{
-    DeadLetterMode, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
+    BrokerPosition, DeadLetterMode, Health, Message, Outage, PublishError, PublishOutcome,
+    Publisher,
 };
 
 pub use config::{RelayConfig, RelayConfigBuilder};
@@ -27,7 +28,7 @@ use crate::error::OutboxError;
 use crate::inspect::{Backlog, DeadFilter};
 use crate::ready::{ReadyRow, Undecodable};
 use crate::row::OutboxRow;
-use crate::store::{Failure, RelayStore};
+use crate::store::{Confirmed, Failure, RelayStore};
 use instruments::{RelayInstruments, BACKLOG_SAMPLE_EVERY};
 
 /// How often the relay deletes dead rows past their retention.
@@ -259,18 +260,26 @@ impl Relay {
                 )
             }
         });
-        let mut outcomes: Vec<Option<Result<(), PublishError>>> =
+        let mut outcomes: Vec<Option<Result<BrokerPosition, PublishError>>> =
             (0..round.len()).map(|_| None).collect();
         for (positions, results) in join_all(publishes).await {
             for (i, result) in positions.iter().zip(results) {
-                outcomes[*i] = Some(result.map(|_| ()));
+                outcomes[*i] = Some(result.map(|receipt| receipt.position));
             }
         }
+        let sent_log = self.config.sent_log_retention.is_some();
         let mut confirmed = Vec::new();
         let mut failed = vec![false; round.len()];
         for (i, outcome) in outcomes.into_iter().enumerate() {
             match outcome {
-                Some(Ok(())) => confirmed.push(round[i].seq),
+                Some(Ok(position)) => confirmed.push(Confirmed {
+                    seq: round[i].seq,
+                    position: if sent_log {
+                        position.to_string()
+                    } else {
+                        String::new()
+                    },
+                }),
                 Some(Err(e)) => {
                     failed[i] = true;
                     self.park(&round[i], &e).await?;
@@ -288,7 +297,7 @@ impl Relay {
             }
         }
         if !confirmed.is_empty() {
-            self.store.delete(&confirmed).await?;
+            self.store.delete(&confirmed, sent_log).await?;
             self.counters
                 .published
                 .fetch_add(confirmed.len() as u64, Relaxed);
@@ -508,8 +517,20 @@ impl Relay {
         }
     }
 
-    /// Deletes dead rows past the retention (errors are logged; the next round retries).
+    /// Deletes dead rows and sent-log entries past their retention (errors are logged; the
+    /// next round retries).
     async fn clean_up(&self) {
+        if let Some(retention) = self.config.sent_log_retention {
+            match self.store.purge_sent(retention).await {
+                Ok(0) => {}
+                Ok(n) => info!(
+                    entries = n,
+                    ?retention,
+                    "deleted sent-log entries past retention"
+                ),
+                Err(e) => warn!(error = %e, "sent-log cleanup failed"),
+            }
+        }
         let Some(retention) = self.config.dead_retention else {
             return;
         };

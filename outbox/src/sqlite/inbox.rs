@@ -16,10 +16,11 @@ use crate::row::now_ms;
 /// `?3` (Unix ms); returns a row only when `?4` is the current holder's token (or the lapsed
 /// entry is gone and nobody else claimed it).
 const FINISH: &str = "INSERT INTO waybill_inbox \
-       (group_name, message_id, done, dead, expires_at_ms, token) \
-     VALUES (?1, ?2, 1, ?5, ?3, ?4) \
+       (group_name, message_id, done, dead, expires_at_ms, token, done_at_ms) \
+     VALUES (?1, ?2, 1, ?5, ?3, ?4, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)) \
      ON CONFLICT (group_name, message_id) DO UPDATE \
-       SET done = 1, dead = excluded.dead, expires_at_ms = excluded.expires_at_ms \
+       SET done = 1, dead = excluded.dead, expires_at_ms = excluded.expires_at_ms, \
+         done_at_ms = excluded.done_at_ms \
        WHERE waybill_inbox.token IS excluded.token \
      RETURNING 1";
 

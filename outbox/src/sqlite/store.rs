@@ -8,7 +8,7 @@ use sqlx::SqlitePool;
 use crate::error::{classify, OutboxError};
 use crate::ready::{decode_ready, ReadyRow};
 use crate::row::now_ms;
-use crate::store::{Failure, LeasePlan, RelayStore};
+use crate::store::{Confirmed, Failure, LeasePlan, RelayStore};
 
 /// Ready rows of the given shards (`?3`, a JSON array) in `seq` order. SQLite commits one
 /// writer at a time, so a committed row never has an older row still to come.
@@ -25,6 +25,13 @@ WHERE o.dead = 0 \
         AND ((p.dead = 0 AND p.available_at_ms > ?1) OR (p.dead = 1 AND ?5))) \
 ORDER BY seq \
 LIMIT ?4";
+
+/// Records the rows `?1` (a JSON array of `[seq, position]`) in the sent log, confirmed at
+/// `?2` (Unix ms); a message already logged keeps its first entry.
+const LOG_SENT: &str = "\
+INSERT OR IGNORE INTO waybill_sent (message_id, topic, key, position, confirmed_at_ms) \
+SELECT o.message_id, o.topic, o.key, c.value ->> '$[1]', ?2 \
+FROM json_each(?1) AS c JOIN waybill_outbox o ON o.seq = c.value ->> '$[0]'";
 
 /// The outbox tables of one SQLite database.
 pub(crate) struct SqliteStore {
@@ -73,13 +80,36 @@ impl RelayStore for SqliteStore {
             .map_err(db)
     }
 
-    async fn delete(&self, seqs: &[i64]) -> Result<(), OutboxError> {
+    async fn delete(&self, confirmed: &[Confirmed], sent_log: bool) -> Result<(), OutboxError> {
+        let seqs: Vec<i64> = confirmed.iter().map(|c| c.seq).collect();
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        if sent_log {
+            let pairs: Vec<(i64, &str)> = confirmed
+                .iter()
+                .map(|c| (c.seq, c.position.as_str()))
+                .collect();
+            sqlx::query(LOG_SENT)
+                .bind(serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".into()))
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         sqlx::query("DELETE FROM waybill_outbox WHERE seq IN (SELECT value FROM json_each(?1))")
-            .bind(json_list(seqs))
+            .bind(json_list(&seqs))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
+    }
+
+    async fn purge_sent(&self, retention: Duration) -> Result<u64, OutboxError> {
+        let done = sqlx::query("DELETE FROM waybill_sent WHERE confirmed_at_ms < ?1")
+            .bind(now_ms().saturating_sub(ms(retention)))
             .execute(&self.pool)
             .await
             .map_err(db)?;
-        Ok(())
+        Ok(done.rows_affected())
     }
 
     async fn park(&self, seq: i64, failure: &Failure<'_>) -> Result<(), OutboxError> {

@@ -813,3 +813,137 @@ pub async fn another_relay_takes_over_lapsed_shards(db: Db) {
     );
     db.drop_db().await;
 }
+
+/// The sent log and the audit on this database: a relay keeping a sent log records every
+/// confirmed row (and deletes entries past its retention at start); the inbox records when
+/// each message was finished; an audit of the two counts applied, dead-lettered, missing and
+/// unexpected messages per topic.
+pub async fn the_sent_log_reconciles_with_the_inbox(db: Db) {
+    use waybill_outbox::audit::{Audit, AuditWindow};
+
+    let old_entry = match db.kind() {
+        "postgres" => {
+            "INSERT INTO waybill_sent (message_id, topic, position, confirmed_at) \
+             VALUES (gen_random_uuid(), 'old', 'x', now() - interval '2 hours')"
+        }
+        "sqlite" => {
+            "INSERT INTO waybill_sent (message_id, topic, position, confirmed_at_ms) \
+             VALUES (randomblob(16), 'old', 'x', \
+                     CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER) - 7200000)"
+        }
+        _ => {
+            "INSERT INTO waybill_sent (message_id, topic, position, confirmed_at) \
+             VALUES (RANDOM_BYTES(16), 'old', 'x', UTC_TIMESTAMP(6) - INTERVAL 2 HOUR)"
+        }
+    };
+    db.execute(old_entry).await;
+    let orders = numbered(50, 5);
+    let payments = numbered(5, 5);
+    db.enqueue("orders", &orders, true).await;
+    db.enqueue("payments", &payments, true).await;
+    let broker = MemoryBroker::new();
+    let config = RelayConfig::builder()
+        .batch_size(20)
+        .poll_interval(Duration::from_millis(20))
+        .sent_log_retention(Some(Duration::from_secs(3600)))
+        .build()
+        .unwrap();
+    let relay = db.relay(Arc::new(broker.publisher()), config);
+    // The relay's own loop, which also cleans up, until everything is published.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let watch = async {
+        for _ in 0..800 {
+            if broker.messages("orders").len() == 50 && broker.messages("payments").len() == 5 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let _ = stop.send(());
+    };
+    let (ran, ()) = tokio::join!(
+        relay.run(async {
+            let _ = stopped.await;
+        }),
+        watch
+    );
+    ran.unwrap();
+    assert_eq!(broker.messages("orders").len(), 50);
+    assert_eq!(db.count("SELECT COUNT(*) FROM waybill_sent").await, 55);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM waybill_sent WHERE topic = 'old'")
+            .await,
+        0,
+        "an entry past the retention is deleted"
+    );
+
+    // Group g finishes 48 orders, dead-letters one, leaves one claimed but unfinished, and
+    // applies one message nobody sent.
+    let store = db.inbox();
+    let finish = |id: MessageId, completion: Completion| {
+        let store = store.clone();
+        async move {
+            let token = acquired(store.claim("g", id, super::outbox_db::DAY).await.unwrap());
+            store.complete("g", id, token, completion).await.unwrap();
+        }
+    };
+    for message in &orders[..48] {
+        finish(message.id(), Completion::Handled).await;
+    }
+    finish(orders[48].id(), Completion::DeadLettered).await;
+    acquired(
+        store
+            .claim("g", orders[49].id(), super::outbox_db::DAY)
+            .await
+            .unwrap(),
+    );
+    let stray = MessageId::new();
+    finish(stray, Completion::Handled).await;
+
+    let audit = Audit::new(db.audit_source(), db.audit_source());
+    let now = SystemTime::now();
+    let window = AuditWindow::new(
+        now - Duration::from_secs(600),
+        now + Duration::from_secs(60),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let report = audit
+        .run(
+            &["orders".to_owned(), "payments".to_owned()],
+            &["g".to_owned()],
+            &window,
+        )
+        .await
+        .unwrap();
+    let group = &report.groups[0];
+    let orders_audit = group.topics.iter().find(|t| t.topic == "orders").unwrap();
+    assert_eq!(
+        (
+            orders_audit.sent,
+            orders_audit.applied,
+            orders_audit.dead_lettered,
+            orders_audit.missing
+        ),
+        (50, 48, 1, 1),
+        "{group:?}"
+    );
+    assert_eq!(orders_audit.missing_samples, vec![orders[49].id()]);
+    let payments_audit = group.topics.iter().find(|t| t.topic == "payments").unwrap();
+    assert_eq!(payments_audit.missing, 5, "nobody applied the payments");
+    assert_eq!(group.unexpected, 1);
+    assert_eq!(group.unexpected_samples, vec![stray]);
+
+    // A window before anything was sent holds nothing.
+    let before = AuditWindow::new(
+        now - Duration::from_secs(7200),
+        now - Duration::from_secs(3600),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let empty = audit
+        .run(&["orders".to_owned()], &["g".to_owned()], &before)
+        .await
+        .unwrap();
+    assert!(empty.is_empty(), "{empty:?}");
+    db.drop_db().await;
+}

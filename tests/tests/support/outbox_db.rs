@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use waybill_core::{
     IdempotencyStore, IncomingMessage, KeyHoldStore, Message, MessageId, Publisher,
 };
+use waybill_outbox::audit::AuditDatabase;
 use waybill_outbox::{
     InboxPurger, MySqlIdempotencyStore, Outbox, OutboxInspector, PgIdempotencyStore, Relay,
     RelayConfig, SqliteIdempotencyStore,
@@ -241,6 +242,15 @@ impl Db {
     }
 
     /// The SQL inbox of this database.
+    /// This database as an audit reads it.
+    pub fn audit_source(&self) -> AuditDatabase {
+        match self {
+            Self::Postgres(db) => AuditDatabase::Postgres(db.pool.clone()),
+            Self::Sqlite { pool, .. } => AuditDatabase::Sqlite(pool.clone()),
+            Self::Mysql(db) => AuditDatabase::MySql(db.pool.clone()),
+        }
+    }
+
     pub fn inbox(&self) -> Arc<dyn IdempotencyStore> {
         match self {
             Self::Postgres(db) => Arc::new(PgIdempotencyStore::new(db.pool.clone(), DAY)),
