@@ -67,6 +67,7 @@ mod names;
 mod preflight;
 mod publisher;
 mod queue_select;
+mod queue_tracker;
 mod route_state;
 mod runtime;
 mod security;

@@ -1,10 +1,10 @@
 //! Consuming a topic in a consumer group, with the group's retry topic.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer, MessageQueueListener};
+use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
@@ -19,6 +19,7 @@ use crate::error_class::broker_error;
 use crate::lag::RocketLagProbe;
 use crate::names::GroupTopics;
 use crate::publisher::RocketPublisher;
+use crate::queue_tracker::QueueTracker;
 use crate::runtime::{client_runtime, Erased, RocketFuture};
 use crate::wire;
 
@@ -38,32 +39,6 @@ impl OffsetCommitter<MessageQueue> for CommitOffsets {
 
 /// Turns polled messages into deliveries settled with offsets committed in the client.
 type RocketIntake = LogIntake<MessageQueue, CommitOffsets>;
-
-/// Follows the queues a rebalance gives and takes on one topic, so that acknowledgements of a
-/// queue this consumer lost never commit offsets for its new owner. One per subscribed topic;
-/// they share the offset tracker.
-struct QueueTracker {
-    offsets: Arc<InFlightOffsets<MessageQueue>>,
-    held: Mutex<HashSet<MessageQueue>>,
-}
-
-impl MessageQueueListener for QueueTracker {
-    fn message_queue_changed(
-        &self,
-        _topic: &str,
-        _all: &HashSet<MessageQueue>,
-        assigned: &HashSet<MessageQueue>,
-    ) {
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        for lost in held.difference(assigned) {
-            self.offsets.revoked(lost);
-        }
-        for gained in assigned.difference(&held) {
-            self.offsets.assigned(gained);
-        }
-        *held = assigned.clone();
-    }
-}
 
 /// Consumes `topic` (and the group's retry topic) in a consumer group, with
 /// acknowledgements the SDK controls (a lite pull consumer with automatic commit off).
@@ -176,13 +151,12 @@ impl RocketSubscriber {
             .build()
             .map_err(|e| broker_error("subscribe", &e))?;
         let offsets = Arc::new(InFlightOffsets::default());
+        // The client keeps one listener per consumer (each subscribe replaces it), called
+        // with each topic's assignment in turn: one tracker follows every topic.
+        let tracker = QueueTracker::new(Arc::clone(&offsets));
         for topic in topics {
-            let tracker = QueueTracker {
-                offsets: Arc::clone(&offsets),
-                held: Mutex::new(HashSet::new()),
-            };
             consumer
-                .subscribe_with_listener(topic, "*", tracker)
+                .subscribe_with_listener(topic, "*", tracker.clone())
                 .await
                 .map_err(|e| broker_error("subscribe", &e))?;
         }
