@@ -301,7 +301,8 @@ impl<'a> Removal<'a> {
         Ok(Self {
             dead,
             log,
-            publisher: KafkaPublisher::connect(dead.config.clone()).await?,
+            // `run` probed the cluster a moment ago.
+            publisher: KafkaPublisher::connect_reached(dead.config.clone())?,
             marked,
             gone: HashSet::new(),
             action,

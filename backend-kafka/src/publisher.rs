@@ -57,11 +57,17 @@ impl KafkaPublisher {
     /// [`BrokerError`]: permanent for an invalid librdkafka setting, transient when no broker
     /// answers within 10 s (the message names the bootstrap servers).
     pub async fn connect(config: KafkaConfig) -> Result<Self, BrokerError> {
+        let publisher = Self::connect_reached(config)?;
+        check_reachable(&publisher.config).await?;
+        Ok(publisher)
+    }
+
+    /// A publisher for a cluster the caller has just found reachable: no second probe.
+    pub(crate) fn connect_reached(config: KafkaConfig) -> Result<Self, BrokerError> {
         let producer: FutureProducer = config
             .producer()
             .create()
             .map_err(|e| broker_error("connect", &e))?;
-        check_reachable(&config).await?;
         Ok(Self::wrap(producer, config, true))
     }
 
