@@ -1,5 +1,6 @@
 //! The README's demo command balances: on the embedded default (SQLite and the in-memory
-//! broker with faults), on a real RabbitMQ and on a Kafka-protocol broker.
+//! broker with faults), with its data on MariaDB/MySQL, on a real RabbitMQ and on a
+//! Kafka-protocol broker.
 
 use std::process::Command;
 
@@ -30,6 +31,29 @@ fn figure(ledger: &str, name: &str) -> u64 {
 fn the_embedded_demo_balances_with_faults_and_relay_crashes() {
     let ledger = run(&["--orders", "600", "--fault-percent", "10"]);
     assert!(ledger.contains("OK"), "{ledger}");
+    assert_eq!(figure(&ledger, "orders placed"), 600);
+    assert_eq!(figure(&ledger, "applied twice"), 0);
+    assert_eq!(figure(&ledger, "relay crashes"), 2);
+    assert!(
+        figure(&ledger, "duplicates skipped") > 0,
+        "faults produced duplicates: {ledger}"
+    );
+}
+
+#[test]
+fn the_demo_balances_with_its_data_on_mysql() {
+    let url = std::env::var("WAYBILL_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".to_owned());
+    let ledger = run(&[
+        "--orders",
+        "600",
+        "--fault-percent",
+        "10",
+        "--database",
+        &url,
+    ]);
+    assert!(ledger.contains("OK"), "{ledger}");
+    assert!(ledger.contains("MySQL/MariaDB database"), "{ledger}");
     assert_eq!(figure(&ledger, "orders placed"), 600);
     assert_eq!(figure(&ledger, "applied twice"), 0);
     assert_eq!(figure(&ledger, "relay crashes"), 2);

@@ -10,15 +10,14 @@
 //! its counters as `key=value` pairs.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
 use waybill_core::{BoxError, Ordering, Processor};
 use waybill_examples::order_service::books::Books;
 use waybill_examples::order_service::brokers::GROUP;
+use waybill_examples::order_service::service_db::ServiceDb;
 use waybill_kafka::{KafkaConfig, KafkaSubscriber};
-use waybill_outbox::SqliteIdempotencyStore;
 
 /// Applies orders from Kafka exactly once.
 #[derive(Parser)]
@@ -45,14 +44,9 @@ struct Options {
 }
 
 async fn run(o: Options) -> Result<(), BoxError> {
-    let pool =
-        waybill_outbox::sqlite::connect(&format!("sqlite://{}", o.database.display()), 4).await?;
-    waybill_outbox::sqlite::migrate(&pool).await?;
-    let inbox = Arc::new(SqliteIdempotencyStore::new(
-        pool.clone(),
-        Duration::from_secs(7 * 24 * 3600),
-    ));
-    let books = Books::create(pool.clone(), Arc::clone(&inbox)).await?;
+    let db = ServiceDb::sqlite(&o.database).await?;
+    db.migrate().await?;
+    let books = Books::create(db.clone()).await?;
     let config = KafkaConfig::builder(&o.kafka_brokers)
         .session_timeout(Duration::from_secs(6))
         .commit_interval(Duration::from_millis(o.commit_interval_ms))
@@ -60,7 +54,7 @@ async fn run(o: Options) -> Result<(), BoxError> {
     let subscriber = KafkaSubscriber::connect(config, &o.topic, GROUP).await?;
     let running = Processor::builder(GROUP)
         .ordering(Ordering::PerKey)
-        .idempotency(inbox)
+        .idempotency(db.idempotency())
         .build()?
         .start(subscriber, books.handler());
     loop {

@@ -1,6 +1,6 @@
 //! The order service: the seed scenario of waybill, end to end.
 //!
-//! Each order is placed in one SQLite transaction that writes the order row and its outbox row.
+//! Each order is placed in one database transaction that writes the order row and its outbox row.
 //! The relay publishes committed rows with confirms; it is crashed (aborted mid-batch) and
 //! restarted every 250 orders, so confirmed rows are published again with the same id. An
 //! idempotent consumer writes the billing row and its inbox marker in one transaction, and
@@ -10,7 +10,8 @@
 //! The embedded default is waybill's in-memory broker with injected faults (ambiguous
 //! confirms, duplicate deliveries, acks lost after the work) and a SQLite file in the temp
 //! directory: no server needed. `--broker rabbitmq` runs the same service on a RabbitMQ
-//! server, `--broker kafka` on a Kafka cluster, `--broker rocketmq` on a RocketMQ cluster.
+//! server, `--broker kafka` on a Kafka cluster, `--broker rocketmq` on a RocketMQ cluster;
+//! `--database mysql://…` keeps the service's data on a MySQL or MariaDB server.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -22,8 +23,9 @@ use waybill_examples::order_service::books::Books;
 use waybill_examples::order_service::brokers::{DemoBroker, GROUP};
 use waybill_examples::order_service::ledger::RunLedger;
 use waybill_examples::order_service::orders::is_malformed;
+use waybill_examples::order_service::service_db::ServiceDb;
 use waybill_examples::order_service::shop::Shop;
-use waybill_outbox::{Relay, RelayConfig, RelayStats, SqliteIdempotencyStore};
+use waybill_outbox::{Relay, RelayConfig, RelayStats};
 
 /// Places orders through the transactional outbox and applies them exactly once.
 #[derive(Parser)]
@@ -47,14 +49,16 @@ struct Options {
     /// The RocketMQ name servers for --broker rocketmq.
     #[arg(long, default_value = "127.0.0.1:9876")]
     rocketmq_namesrv: String,
-    /// SQLite file of the service [default: a new file in the temp directory, removed after].
+    /// The service's database: a SQLite file, or mysql://user[:password]@host:port for a
+    /// MySQL 8.0+ or MariaDB 10.6+ server, on which the run creates a database of its own and
+    /// drops it afterwards [default: a new SQLite file in the temp directory, removed after].
     #[arg(long)]
-    database: Option<std::path::PathBuf>,
+    database: Option<String>,
 }
 
 const CRASH_EVERY: u64 = 250;
 
-fn relay(pool: &sqlx::SqlitePool, publisher: &Arc<dyn Publisher>) -> Arc<Relay> {
+fn relay(db: &ServiceDb, publisher: &Arc<dyn Publisher>) -> Arc<Relay> {
     let config = RelayConfig::builder()
         .name("order-service-relay")
         .poll_interval(Duration::from_millis(20))
@@ -62,7 +66,7 @@ fn relay(pool: &sqlx::SqlitePool, publisher: &Arc<dyn Publisher>) -> Arc<Relay> 
         .backoff(Duration::from_millis(5), Duration::from_millis(100))
         .build()
         .expect("valid relay settings");
-    Arc::new(Relay::sqlite(pool.clone(), Arc::clone(publisher), config))
+    Arc::new(db.relay(Arc::clone(publisher), config))
 }
 
 fn add(sum: &mut RelayStats, s: RelayStats) {
@@ -84,15 +88,28 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
             )
         }
     };
-    let pool = waybill_outbox::sqlite::connect(&format!("sqlite://{}", path.display()), 8).await?;
-    let shop = Shop::create(pool.clone()).await?;
-    let inbox = Arc::new(SqliteIdempotencyStore::new(
-        pool.clone(),
-        Duration::from_secs(7 * 24 * 3600),
-    ));
+    let db = match &o.database {
+        Some(url) if url.starts_with("mysql://") => ServiceDb::mysql(url).await?,
+        _ => ServiceDb::sqlite(path).await?,
+    };
+    let outcome = serve(o, &broker, &db, path).await;
+    let closed = db.close().await;
+    let ledger = outcome?;
+    closed?;
+    Ok(ledger)
+}
+
+/// Places the orders, relays and consumes them on `db`, and reads the ledger.
+async fn serve(
+    o: &Options,
+    broker: &DemoBroker,
+    db: &ServiceDb,
+    path: &std::path::Path,
+) -> Result<RunLedger, BoxError> {
+    let shop = Shop::create(db.clone()).await?;
     // Markers older than their retention are deleted in the background while the service runs.
-    let _inbox_purger = inbox.purge_every(Duration::from_secs(3600));
-    let books = Books::create(pool.clone(), Arc::clone(&inbox)).await?;
+    let _inbox_purger = db.purge_every(Duration::from_secs(3600));
+    let books = Books::create(db.clone()).await?;
     let running = Processor::builder(GROUP)
         .ordering(Ordering::PerKey)
         .retry(
@@ -101,20 +118,20 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
                 .min_delay(Duration::from_millis(5))
                 .build()?,
         )
-        .idempotency(inbox)
+        .idempotency(db.idempotency())
         .build()?
         .start(broker.subscriber().await?, books.handler());
 
     let publisher = broker.publisher().await?;
     let mut ledger = RunLedger {
         setup: format!(
-            "{}, SQLite at {}",
+            "{}, {}",
             broker.describe(o.fault_percent),
-            path.display()
+            db.describe(path)
         ),
         ..RunLedger::default()
     };
-    let mut current = relay(&pool, &publisher);
+    let mut current = relay(db, &publisher);
     let mut task = {
         let r = Arc::clone(&current);
         tokio::spawn(async move { r.run(std::future::pending()).await })
@@ -129,12 +146,12 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
             let _ = task.await;
             ledger.relay_crashes += 1;
             add(&mut ledger.relay, current.stats());
-            current = relay(&pool, &publisher);
+            current = relay(db, &publisher);
             let r = Arc::clone(&current);
             task = tokio::spawn(async move { r.run(std::future::pending()).await });
         }
     }
-    let inspector = waybill_outbox::OutboxInspector::sqlite(pool.clone());
+    let inspector = db.inspector();
     for _ in 0..6_000 {
         let c = running.counters();
         let left = inspector.backlog().await?.pending;
@@ -152,17 +169,11 @@ async fn run(o: &Options, path: &std::path::Path) -> Result<RunLedger, BoxError>
     publisher.close().await?;
     let backlog = inspector.backlog().await?;
     ledger.outbox_left = (backlog.pending + backlog.dead) as u64;
-    ledger.last_publish_error = sqlx::query_scalar(
-        "SELECT last_error FROM waybill_outbox WHERE last_error IS NOT NULL \
-         ORDER BY seq DESC LIMIT 1",
-    )
-    .fetch_optional(&pool)
-    .await?;
+    ledger.last_publish_error = db.last_publish_error().await?;
     ledger.placed = shop.orders().await?;
     ledger.applied = books.orders().await?;
     ledger.applied_twice = books.applied_twice().await?;
     ledger.dead_lettered = broker.dead_letters_and_cleanup().await?;
-    pool.close().await;
     Ok(ledger)
 }
 
@@ -176,7 +187,8 @@ async fn main() -> ExitCode {
         .init();
     let options = Options::parse();
     let (path, temporary) = match &options.database {
-        Some(path) => (path.clone(), false),
+        Some(url) if url.starts_with("mysql://") => (std::path::PathBuf::new(), false),
+        Some(path) => (std::path::PathBuf::from(path), false),
         None => (
             std::env::temp_dir().join(format!("order-service-{}.db", std::process::id())),
             true,

@@ -5,4 +5,5 @@ pub mod books;
 pub mod brokers;
 pub mod ledger;
 pub mod orders;
+pub mod service_db;
 pub mod shop;

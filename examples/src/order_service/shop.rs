@@ -1,30 +1,31 @@
 //! The producing side: placing an order writes the order row and its outbox row in one
 //! transaction.
 
-use sqlx::SqlitePool;
-use waybill_outbox::{Outbox, OutboxError};
+use waybill_core::BoxError;
+use waybill_outbox::Outbox;
 
 use super::orders::order;
+use super::service_db::ServiceDb;
 
 /// The shop's tables and its outbox.
 pub struct Shop {
-    pool: SqlitePool,
+    db: ServiceDb,
     outbox: Outbox,
 }
 
 impl Shop {
-    /// Creates the `orders` table (the waybill tables come from the migrations).
+    /// Applies the waybill migrations and creates the `orders` table.
     ///
     /// # Errors
     /// A database error.
-    pub async fn create(pool: SqlitePool) -> Result<Self, OutboxError> {
-        waybill_outbox::sqlite::migrate(&pool).await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, body TEXT NOT NULL)")
-            .execute(&pool)
-            .await
-            .map_err(OutboxError::Database)?;
+    pub async fn create(db: ServiceDb) -> Result<Self, BoxError> {
+        db.migrate().await?;
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS orders (id VARCHAR(64) PRIMARY KEY, body TEXT NOT NULL)",
+        )
+        .await?;
         Ok(Self {
-            pool,
+            db,
             outbox: Outbox::new(),
         })
     }
@@ -34,28 +35,40 @@ impl Shop {
     ///
     /// # Errors
     /// A database error; then neither row exists.
-    pub async fn place(&self, topic: &str, i: u64) -> Result<(), OutboxError> {
+    pub async fn place(&self, topic: &str, i: u64) -> Result<(), BoxError> {
         let message = order(i);
-        let mut tx = self.pool.begin().await.map_err(OutboxError::Database)?;
-        sqlx::query("INSERT INTO orders (id, body) VALUES (?1, ?2)")
-            .bind(message.key())
-            .bind(String::from_utf8_lossy(message.payload()).into_owned())
-            .execute(&mut *tx)
-            .await
-            .map_err(OutboxError::Database)?;
-        self.outbox.enqueue(&mut tx, topic, &message).await?;
-        tx.commit().await.map_err(OutboxError::Database)
+        let body = String::from_utf8_lossy(message.payload()).into_owned();
+        const INSERT: &str = "INSERT INTO orders (id, body) VALUES (?, ?)";
+        match &self.db {
+            ServiceDb::Sqlite { pool, .. } => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(INSERT)
+                    .bind(message.key())
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+                self.outbox.enqueue(&mut tx, topic, &message).await?;
+                tx.commit().await?;
+            }
+            ServiceDb::Mysql { pool, .. } => {
+                let mut tx = pool.begin().await?;
+                sqlx::query(INSERT)
+                    .bind(message.key())
+                    .bind(body)
+                    .execute(&mut *tx)
+                    .await?;
+                self.outbox.enqueue(&mut tx, topic, &message).await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
     }
 
     /// Orders in the table.
     ///
     /// # Errors
     /// A database error.
-    pub async fn orders(&self) -> Result<u64, OutboxError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(OutboxError::Database)?;
-        Ok(n as u64)
+    pub async fn orders(&self) -> sqlx::Result<u64> {
+        self.db.count("SELECT count(*) FROM orders").await
     }
 }
