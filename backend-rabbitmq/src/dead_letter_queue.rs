@@ -1,10 +1,9 @@
 //! A group's dead-letter queue for operators: list, replay, purge (see `waybill_core::redrive`
 //! for the rules every backend's redrive keeps).
 //!
-//! A command reads the whole queue first, through a consumer whose prefetch window is the
-//! queue's depth — as many messages as it held when the command started (so it ends even
-//! while new dead letters arrive), at most [`MAX_SCAN`] — holding every message
-//! unacknowledged; then it acts on those its filter selects; then it
+//! A command reads the whole queue with `basic.get` first — as many messages as it held when
+//! the command started (so it ends even while new dead letters arrive), at most [`MAX_SCAN`]
+//! — holding every message unacknowledged; then it acts on those its filter selects; then it
 //! gives the others back (`basic.nack` with requeue, in the order they were read), so the
 //! queue keeps its order whether the broker puts returned messages back at their place or at
 //! the back. A crash gives them back as well (the broker requeues what a closed channel
@@ -25,8 +24,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
-use futures_util::future::{join_all, try_join_all};
-use lapin::options::{BasicAckOptions, BasicNackOptions, ConfirmSelectOptions};
+use futures_util::future::try_join_all;
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
 use lapin::{Acker, Channel, Connection, PublisherConfirm};
 use waybill_core::redrive::{
     replay_order, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions,
@@ -38,7 +37,6 @@ use crate::confirm_channel::{confirmed, send, unroutable};
 use crate::connect::connect;
 use crate::error_class::{broker_error, reply_code};
 use crate::handover::queue_counts;
-use crate::queue_snapshot::read_held;
 use crate::topology::check_lengths;
 use crate::topology_names::QueueNames;
 use crate::wire;
@@ -183,15 +181,24 @@ impl RabbitDeadLetters {
         };
         // Everything is read (and held) before anything is removed: a replay orders each
         // key's letters over the whole queue, and what stays is given back in read order.
-        let read: Vec<(Acker, DeadLetter)> = read_held(&reader, &self.names.dead_letter, depth)
-            .await
-            .map_err(|e| broker_error("dead letters", e))?
-            .into_iter()
-            .map(|delivery| {
-                let message = wire::message(&delivery.properties, delivery.data);
-                (delivery.acker, DeadLetter::read(message))
-            })
-            .collect();
+        // One `basic.get` at a time: a consumer would stream faster, but RabbitMQ's quorum
+        // queues put messages a consumer held and gave back into the queue out of their
+        // order (measured: a `list` then reordered the queue now and then), and a command
+        // must leave what it does not remove as it found it.
+        let mut read: Vec<(Acker, DeadLetter)> = Vec::with_capacity(depth as usize);
+        while read.len() < depth as usize {
+            let got = reader
+                .basic_get(
+                    self.names.dead_letter.as_str().into(),
+                    BasicGetOptions { no_ack: false },
+                )
+                .await
+                .map_err(|e| broker_error("dead letters", e))?;
+            let Some(got) = got else { break };
+            let delivery = got.delivery;
+            let letter = DeadLetter::read(wire::message(&delivery.properties, delivery.data));
+            read.push((delivery.acker, letter));
+        }
         let now = SystemTime::now();
         let mut selected = Vec::new();
         for (i, (_, letter)) in read.iter().enumerate() {
@@ -246,15 +253,18 @@ impl RabbitDeadLetters {
                 }
             }
         }
-        // Given back together: the frames go out in one write, in read order.
-        let give_back = read.iter().zip(&removed).filter(|(_, removed)| !**removed);
-        join_all(give_back.map(|((acker, _), _)| {
-            acker.nack(BasicNackOptions {
-                requeue: true,
-                multiple: false,
-            })
-        }))
-        .await;
+        // Given back one at a time, in read order: nacks sent concurrently reach the broker
+        // in any order, and the queue would come back reordered.
+        for ((acker, _), removed) in read.iter().zip(&removed) {
+            if !removed {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        multiple: false,
+                    })
+                    .await;
+            }
+        }
         match failure {
             Some(e) => {
                 let reason = format!(
@@ -282,7 +292,8 @@ impl RabbitDeadLetters {
     }
 }
 
-/// Acknowledges every delivery of `ackers` at once (their frames go out together).
+/// Acknowledges every delivery of `ackers` at once (their frames go out together, in any
+/// order: acknowledged messages leave the queue, so their order does not matter).
 async fn ack_all<'a>(ackers: impl Iterator<Item = &'a Acker>) -> Result<(), BrokerError> {
     try_join_all(ackers.map(|acker| acker.ack(BasicAckOptions::default())))
         .await

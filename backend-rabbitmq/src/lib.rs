@@ -66,7 +66,6 @@ mod name_rules;
 #[cfg(feature = "management")]
 mod preflight;
 mod publisher;
-mod queue_snapshot;
 mod settler;
 mod subscriber;
 mod tls;

@@ -31,7 +31,7 @@
 //! | `waybill.relay.batch.duration` | histogram | `s` | `waybill.relay.name` | one relay batch, select to delete |
 //! | `waybill.relay.shards_owned` | gauge | `{shard}` | `waybill.relay.name` | shards the relay holds a lease on (0 on every relay: nothing is relayed) |
 //! | `waybill.relay.ready` | gauge | `1` | `waybill.relay.name` | 1 while the relay is ready (database and broker reachable, lease round current), else 0 |
-//! | `waybill.processor.ready` | gauge | `1` | destination, group | 1 while the processor is ready (subscriber receiving, handler failures below the limit), else 0 |
+//! | `waybill.processor.ready` | gauge | `1` | destination, group | 1 while the processor's subscriber receives (also while its handlers fail: that is `health()`'s `Degraded`), 0 while receiving fails and once stopped; registered at the first delivery |
 //! | `waybill.consumer.lag` | gauge | `{message}` | `messaging.system`, destination, group, `messaging.destination.partition.id` | messages not yet consumed by the group, per partition (Kafka), message queue (RocketMQ) or queue (RabbitMQ: ready plus unacknowledged) |
 //! | `waybill.consumer.dead_letter_depth` | gauge | `{message}` | `messaging.system`, destination, group | messages waiting in the group's dead-letter queue (RabbitMQ) |
 //! | `waybill.audit.gap` | gauge | `1` | group | (missing + unexpected) / sent at the group's last audit (`waybill_outbox::audit`) |
