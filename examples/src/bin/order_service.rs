@@ -49,7 +49,7 @@ struct Options {
     /// The RocketMQ name servers for --broker rocketmq.
     #[arg(long, default_value = "127.0.0.1:9876")]
     rocketmq_namesrv: String,
-    /// The service's database: a SQLite file, or mysql://user[:password]@host:port for a
+    /// The service's database: a SQLite file, or `mysql://user[:password]@host:port` for a
     /// MySQL 8.0+ or MariaDB 10.6+ server, on which the run creates a database of its own and
     /// drops it afterwards [default: a new SQLite file in the temp directory, removed after].
     #[arg(long)]
