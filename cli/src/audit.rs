@@ -29,16 +29,17 @@ pub async fn run(args: AuditArgs, json: bool) -> Outcome {
         .database
         .settings(RelayFlags::default())
         .map_err(Failure::Usage)?;
-    let outbox = open(&settings.database_url).await?;
+    let outbox = open(&settings.database_url).await?.audit_source();
+    // Without a URL of its own, the inbox is the outbox's database: one pool serves both.
     let inbox = match &args.inbox_database_url {
-        Some(url) => open(url).await?,
-        None => open(&settings.database_url).await?,
+        Some(url) => open(url).await?.audit_source(),
+        None => outbox.clone(),
     };
     let metrics = match &args.prometheus_file {
         Some(_) => Some(install_recorder().map_err(Failure::Failed)?),
         None => None,
     };
-    let audit = Audit::new(outbox.audit_source(), inbox.audit_source());
+    let audit = Audit::new(outbox, inbox);
     let report = audit
         .run(&args.topics, &args.groups, &window)
         .await
