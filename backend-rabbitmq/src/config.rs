@@ -48,6 +48,7 @@ pub struct RabbitConfig {
     pub(crate) delivery_limit: u32,
     pub(crate) queue_arguments: Vec<(String, String)>,
     pub(crate) stale_consumer_wait: Duration,
+    pub(crate) single_active_consumer: bool,
     pub(crate) tls: TlsFiles,
 }
 
@@ -66,6 +67,7 @@ impl fmt::Debug for RabbitConfig {
             .field("delivery_limit", &self.delivery_limit)
             .field("queue_arguments", &self.queue_arguments)
             .field("stale_consumer_wait", &self.stale_consumer_wait)
+            .field("single_active_consumer", &self.single_active_consumer)
             .field("tls", &self.tls)
             .finish()
     }
@@ -91,6 +93,7 @@ impl RabbitConfig {
                 delivery_limit: DEFAULT_DELIVERY_LIMIT,
                 queue_arguments: Vec::new(),
                 stale_consumer_wait: Duration::from_secs(60),
+                single_active_consumer: false,
                 tls: TlsFiles::default(),
             },
         }
@@ -205,6 +208,21 @@ impl RabbitConfigBuilder {
     /// at once, giving up per-key order across reconnections.
     pub fn stale_consumer_wait(mut self, limit: Duration) -> Self {
         self.config.stale_consumer_wait = limit;
+        self
+    }
+
+    /// Declares the group's work queue with RabbitMQ's single active consumer
+    /// (`x-single-active-consumer`): of the group's subscribers one receives, the others stand
+    /// by and the broker hands the queue to one of them when the active one goes away (its
+    /// unacknowledged messages are given back first). This keeps per-key order with several
+    /// subscribers in a group (competing consumers share keys and do not), at the price of
+    /// one subscriber's throughput: the standbys only take over.
+    ///
+    /// The argument is fixed when the queue is first declared: a group whose queue exists
+    /// without it fails to subscribe with the broker's `PRECONDITION_FAILED` (delete the
+    /// group's queue, or use a new group, to change it). Default off.
+    pub fn single_active_consumer(mut self, on: bool) -> Self {
+        self.config.single_active_consumer = on;
         self
     }
 

@@ -176,7 +176,7 @@ impl RabbitSubscriber {
             None => consumer_count(&channel, &self.queue).await,
         }
         .map_err(|e| broker_error("subscribe", e))?;
-        if others > 0 {
+        if others > 0 && !self.config.single_active_consumer {
             warn!(
                 queue = %self.queue,
                 competing_consumers = others,
@@ -215,7 +215,9 @@ impl RabbitSubscriber {
     /// Zero is what per-key order needs: RabbitMQ hands a queue's messages to its consumers in
     /// turn, so with competing consumers on one group two messages of a key can be handled at
     /// once, and after a lost connection or a broker restart in either order. A subscriber
-    /// that finds others logs a warning. Consumers that join later are not seen here.
+    /// that finds others logs a warning, unless the group's queue has a single active
+    /// consumer ([`crate::RabbitConfigBuilder::single_active_consumer`]), where the others
+    /// only stand by. Consumers that join later are not seen here.
     pub fn competing_consumers(&self) -> u32 {
         self.session
             .as_ref()

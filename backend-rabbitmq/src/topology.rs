@@ -78,6 +78,9 @@ pub(crate) async fn declare_group(
     work.insert("x-dead-letter-routing-key".into(), text(&names.dead_letter));
     work.insert("x-dead-letter-strategy".into(), text("at-least-once"));
     work.insert("x-overflow".into(), text("reject-publish"));
+    if config.single_active_consumer {
+        work.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
     for (name, value) in &config.queue_arguments {
         work.insert(name.as_str().into(), text(value));
     }
