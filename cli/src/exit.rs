@@ -15,6 +15,9 @@ pub enum Failure {
     /// Exit code 4: a check found a setting that can lose confirmed messages (a preflight
     /// FAIL).
     CheckFailed(String),
+    /// Exit code 5: a chaos run could not finish what its scenario asked (a fault command
+    /// failed, the producer gave up), so its verdict proves nothing.
+    Incomplete(String),
 }
 
 impl Failure {
@@ -25,6 +28,7 @@ impl Failure {
             Self::Usage(_) => 2,
             Self::NothingMatched(_) => 3,
             Self::CheckFailed(_) => 4,
+            Self::Incomplete(_) => 5,
         })
     }
 }
@@ -32,9 +36,11 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Failed(m) | Self::Usage(m) | Self::NothingMatched(m) | Self::CheckFailed(m) => {
-                f.write_str(m)
-            }
+            Self::Failed(m)
+            | Self::Usage(m)
+            | Self::NothingMatched(m)
+            | Self::CheckFailed(m)
+            | Self::Incomplete(m) => f.write_str(m),
         }
     }
 }

@@ -3,11 +3,13 @@
 //! purges a consumer group's dead letters on the broker, `waybill holds …` lists and releases
 //! the keys a group holds behind its dead messages, `waybill preflight` checks what the
 //! broker's settings do to the guarantee, `waybill audit` compares what the relay sent with
-//! what the consumer groups applied. See `--help` and the README's
+//! what the consumer groups applied, `waybill chaos` runs a chaos scenario against the
+//! operator's own stack. See `--help` and the README's
 //! operator's section; the exit codes are documented on [`exit::Failure`].
 
 mod audit;
 mod broker;
+mod chaos;
 mod database;
 mod dlq;
 mod exit;
@@ -69,5 +71,6 @@ async fn execute(cli: Cli) -> Outcome {
         Command::Holds(args) => holds::run(args, cli.json).await,
         Command::Preflight(args) => preflight::run(args, cli.json).await,
         Command::Audit(args) => audit::run(args, cli.json).await,
+        Command::Chaos(args) => chaos::run(args, cli.json).await,
     }
 }

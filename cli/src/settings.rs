@@ -18,7 +18,8 @@ use waybill_core::secret::mask_url_password as masked_url;
 ///
 /// Exit codes: 0 done; 1 an operation failed (a server unreachable or refusing); 2 invalid
 /// usage or settings; 3 a filter matched nothing (or an audit window held no data), so nothing
-/// was changed; 4 a check failed (a preflight FAIL, an audit gap above --max-gap).
+/// was changed; 4 a check failed (a preflight FAIL, an audit gap above --max-gap, a chaos
+/// verdict with violations); 5 a chaos run was incomplete.
 #[derive(Debug, Parser)]
 #[command(name = "waybill", version)]
 pub struct Cli {
@@ -71,6 +72,51 @@ pub enum Command {
     /// --grace), unexpected (applied, never sent). Exits 4 when a group's gap, (missing +
     /// unexpected) / sent, is above --max-gap; 3 when the window holds no data. Reads only.
     Audit(AuditArgs),
+    /// Chaos runs against your own stack: a scenario file (TOML) names the database, the
+    /// broker, the relays, the consumers, fault proxies and the operator's restart commands,
+    /// and a seeded fault schedule; the run sends the messages while the faults strike, then
+    /// classifies every message from a ledger kept in the database: confirmed and lost,
+    /// applied twice, applied but never sent, per-key order violations, recovered. Writes
+    /// verdict.json and timeline.svg into --out. Exits 0 when the verdict passed, 4 when it
+    /// found violations, 5 when the run was incomplete (a fault or the producer failed).
+    Chaos(ChaosArgs),
+}
+
+/// `waybill chaos`.
+#[derive(Debug, Args)]
+pub struct ChaosArgs {
+    #[command(subcommand)]
+    pub command: ChaosCommand,
+}
+
+/// What `waybill chaos` does.
+#[derive(Debug, Subcommand)]
+pub enum ChaosCommand {
+    /// Run a scenario and print its verdict.
+    Run {
+        /// The scenario file (TOML; see the README's "Prove it on your stack").
+        scenario: PathBuf,
+        /// Where the verdict, the timeline and the roles' logs are written.
+        #[arg(long, default_value = "waybill-chaos")]
+        out: PathBuf,
+    },
+    /// A consumer of a run (started by `chaos run`): a PerKey Processor with the PostgreSQL
+    /// inbox whose handler records each effect in the run's ledger; stops when its standard
+    /// input closes or on SIGTERM.
+    #[command(hide = true)]
+    Consume {
+        /// The scenario file.
+        scenario: PathBuf,
+        /// The consumer's name.
+        #[arg(long)]
+        name: String,
+    },
+    /// The relay broken on purpose (deletes before the confirm), to prove the verdict.
+    #[command(hide = true)]
+    BrokenRelay {
+        /// The scenario file.
+        scenario: PathBuf,
+    },
 }
 
 /// `waybill audit`: the databases, what to compare and the window.

@@ -17,6 +17,7 @@ pub mod outbox_cases;
 pub mod outbox_db;
 pub mod postgres;
 pub mod postgres_tls;
+pub mod private_postgres;
 pub mod rabbitmq;
 pub mod rabbitmq_tls;
 pub mod rebalance;

@@ -4,13 +4,16 @@
 //! Clients connect over TCP with TLS only (`hostssl` with `scram-sha-256`) as role
 //! [`ROLE`] with password [`PASSWORD`]; the test's own setup goes over the Unix socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::ConnectOptions;
 
+use super::private_postgres::{
+    bin_dir, cluster_dir, free_port, give_to_postgres, initdb, run_as_postgres,
+    run_as_postgres_status,
+};
 use super::test_certificates::{CertifiedKey, TestCa};
 
 /// The role tests log in as (owner of database [`DATABASE`]).
@@ -19,27 +22,6 @@ pub const ROLE: &str = "waybill_tls";
 pub const PASSWORD: &str = "Tls-Only-Secret-7h3q";
 /// The database tests use.
 pub const DATABASE: &str = "waybill_tls";
-
-/// Where the PostgreSQL server programs are: `WAYBILL_PG_BIN`, or the newest Debian
-/// `/usr/lib/postgresql/<major>/bin` (15 on these machines).
-fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("WAYBILL_PG_BIN") {
-        return PathBuf::from(dir);
-    }
-    let newest = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let major: u32 = entry.file_name().to_str()?.parse().ok()?;
-            Some((major, entry.path().join("bin")))
-        })
-        .filter(|(_, bin)| bin.join("initdb").exists())
-        .max_by_key(|(major, _)| *major);
-    newest
-        .map(|(_, bin)| bin)
-        .unwrap_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"))
-}
 
 /// A running cluster; stopped with `pg_ctl stop -m immediate` and deleted on drop.
 pub struct TlsPostgres {
@@ -52,35 +34,9 @@ impl TlsPostgres {
     /// initdb, the certificate `server` (signed by `ca`, whose bundle the server also gets),
     /// `ssl = on`, TLS-only host lines, a role with a password, start.
     pub async fn start(server: &CertifiedKey) -> Self {
-        let initdb = bin_dir().join("initdb");
-        assert!(
-            initdb.exists(),
-            "{} is missing: the TLS tests start PostgreSQL clusters of their own and need the \
-             server programs (install the Debian package postgresql-15, e.g. with \
-             `scripts/brokers install postgres`, or point WAYBILL_PG_BIN at the bin directory)",
-            initdb.display()
-        );
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "waybill-pg-tls-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        give_to_postgres(&dir);
+        let dir = cluster_dir("tls");
+        initdb(&dir);
         let data = dir.join("data");
-        run_as_postgres(
-            Command::new(&initdb).arg("-D").arg(&data).args([
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-                "-E",
-                "UTF8",
-            ]),
-            "initdb",
-        );
         let port = free_port();
         let cluster = Self { dir, port };
         cluster.write_certificate(server);
@@ -173,60 +129,4 @@ impl Drop for TlsPostgres {
         );
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Makes `path` the `postgres` user's when running as root (initdb refuses root).
-fn give_to_postgres(path: &Path) {
-    if is_root() {
-        let status = Command::new("chown")
-            .arg("postgres:postgres")
-            .arg(path)
-            .status()
-            .expect("chown");
-        assert!(status.success(), "chown postgres {}", path.display());
-    }
-}
-
-fn run_as_postgres_status(command: &mut Command) -> std::process::Output {
-    let program = command.get_program().to_owned();
-    let args: Vec<_> = command.get_args().map(|a| a.to_owned()).collect();
-    let mut actual = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program).args(args);
-        c
-    } else {
-        let mut c = Command::new(program);
-        c.args(args);
-        c
-    };
-    actual
-        .current_dir("/")
-        .output()
-        .expect("run a PostgreSQL program")
-}
-
-fn run_as_postgres(command: &mut Command, what: &str) {
-    let output = run_as_postgres_status(command);
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }

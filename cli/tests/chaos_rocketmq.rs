@@ -1,0 +1,22 @@
+//! The RocketMQ chaos scenario: see [`super::chaos_support::CiScenario`], without broker kills
+//! so far: the RocketMQ broker killed with the scenario's messages in its store was not back
+//! ("started successfully" in its log) within the 60 s `scripts/brokers start` waits. Relay
+//! and consumer kills, PostgreSQL restarts and connection cuts remain.
+
+use super::chaos_support::{assert_passed_with_every_fault, run_named, BrokerService, CiScenario};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rocketmq_keeps_the_guarantee_through_twelve_faults() {
+    let broker = BrokerService {
+        name: "rocketmq",
+        port: 9876,
+        url: "rocketmq://{addr}",
+        kill: "rocketmq-broker",
+        proxied: false,
+        killed: false,
+    };
+    let scenario = CiScenario::new(&broker, "partitions = 4", 250);
+    let (dir, output) = run_named("rocketmq", scenario.text.clone()).await;
+    assert_passed_with_every_fault(&dir, &output, None);
+    drop(scenario);
+}
