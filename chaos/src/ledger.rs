@@ -41,7 +41,7 @@ const SCHEMA: [&str; 4] = [
 ];
 
 /// Milliseconds since the epoch on the database's clock, for every ledger time.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 /// Creates the ledger's tables when they do not exist.
 ///

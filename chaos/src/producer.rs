@@ -48,14 +48,15 @@ pub(crate) async fn produce(
             let due = Duration::from_secs_f64(next as f64 / f64::from(rate));
             tokio::time::sleep(due.saturating_sub(started.elapsed())).await;
         }
-        let messages: Vec<(Sent, Message)> = (next..end)
+        let (sent, messages): (Vec<Sent>, Vec<Message>) = (next..end)
             .map(|i| message(run_id, scenario.keys, i))
-            .collect();
+            .unzip();
         let outcome = match (&scenario.producer.mode, &publisher) {
             (ProducerMode::Direct, Some(publisher)) => {
-                publish_until_confirmed(publisher.as_ref(), pool, run_id, scenario, messages).await
+                let publisher = publisher.as_ref();
+                publish_until_confirmed(publisher, pool, run_id, scenario, &sent, messages).await
             }
-            _ => write_until_committed(pool, run_id, scenario, &messages).await,
+            _ => write_until_committed(pool, run_id, scenario, &sent, &messages).await,
         };
         match outcome {
             Ok(retries) => produced.retries += retries,
@@ -93,22 +94,21 @@ async fn write_until_committed(
     pool: &PgPool,
     run_id: &str,
     scenario: &Scenario,
-    messages: &[(Sent, Message)],
+    sent: &[Sent],
+    messages: &[Message],
 ) -> Result<u64, String> {
     let outbox = Outbox::new();
-    let sent: Vec<Sent> = messages.iter().map(|(s, _)| s.clone()).collect();
     let ids: Vec<MessageId> = sent.iter().map(|s| s.id).collect();
-    let plain: Vec<Message> = messages.iter().map(|(_, m)| m.clone()).collect();
     let started = Instant::now();
     let mut failures = 0;
     loop {
         let attempt = async {
             let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
             outbox
-                .enqueue_batch(&mut tx, &scenario.broker.topic, &plain)
+                .enqueue_batch(&mut tx, &scenario.broker.topic, messages)
                 .await
                 .map_err(|e| e.to_string())?;
-            ledger::record_sent_in(&mut tx, run_id, &sent, true)
+            ledger::record_sent_in(&mut tx, run_id, sent, true)
                 .await
                 .map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())
@@ -138,17 +138,17 @@ async fn publish_until_confirmed(
     pool: &PgPool,
     run_id: &str,
     scenario: &Scenario,
-    messages: Vec<(Sent, Message)>,
+    sent: &[Sent],
+    messages: Vec<Message>,
 ) -> Result<u64, String> {
     let started = Instant::now();
-    let sent: Vec<Sent> = messages.iter().map(|(s, _)| s.clone()).collect();
     retry_database(started, || async {
         let mut tx = pool.begin().await?;
-        ledger::record_sent_in(&mut tx, run_id, &sent, false).await?;
+        ledger::record_sent_in(&mut tx, run_id, sent, false).await?;
         tx.commit().await
     })
     .await?;
-    let mut batch: Vec<Message> = messages.into_iter().map(|(_, m)| m).collect();
+    let mut batch = messages;
     let mut failures = 0;
     while !batch.is_empty() {
         let results = publisher.publish_batch(&scenario.broker.topic, batch).await;

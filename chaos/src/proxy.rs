@@ -285,10 +285,7 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, way: Direction, s
         }
         shared.counters.bytes.fetch_add(n as u64, Relaxed);
     }
+    // Only this direction ends: after a half-close the other pump still carries the
+    // client's writes, until the client closes.
     let _ = to.shutdown().await;
-    if way == Direction::ToClient {
-        // Half-closed: keep the read side open so the client's writes still go through the
-        // other pump; it ends when the client closes.
-        drop(from);
-    }
 }

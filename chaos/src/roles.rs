@@ -3,7 +3,6 @@
 //! on purpose.
 
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -39,18 +38,6 @@ pub enum ConsumerBreakage {
     AckBeforeCommit,
 }
 
-impl FromStr for ConsumerBreakage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ack-before-commit" => Ok(Self::AckBeforeCommit),
-            other => Err(format!(
-                "unknown consumer breakage {other:?} (ack-before-commit)"
-            )),
-        }
-    }
-}
-
 /// A relay broken on purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -58,18 +45,6 @@ pub enum RelayBreakage {
     /// Deletes a batch of outbox rows, commits, then publishes them: a relay killed (or a
     /// publish that fails) between the two loses the batch.
     DeleteBeforeConfirm,
-}
-
-impl FromStr for RelayBreakage {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "delete-before-confirm" => Ok(Self::DeleteBeforeConfirm),
-            other => Err(format!(
-                "unknown relay breakage {other:?} (delete-before-confirm)"
-            )),
-        }
-    }
 }
 
 /// Runs consumer `name` of `group` on `subscriber` until `stop` completes, then shuts down

@@ -303,7 +303,7 @@ async fn drain(pool: &PgPool, run_id: &str, timeout: Duration) -> Vec<String> {
 }
 
 async fn database_now_ms(pool: &PgPool) -> Result<i64, ChaosError> {
-    sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint")
+    sqlx::query_scalar(&format!("SELECT {}", ledger::NOW_MS))
         .fetch_one(pool)
         .await
         .map_err(|e| ChaosError::Database(e.to_string()))

@@ -16,27 +16,21 @@ pub async fn publisher_for(url: &str) -> Result<Arc<dyn Publisher>, Failure> {
     let scheme = url.split("://").next().unwrap_or_default();
     match scheme {
         "amqp" | "amqps" => {
-            let config = waybill_rabbitmq::RabbitConfig::builder(url)
-                .build()
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = rabbit_config(url, false)?;
             let publisher = waybill_rabbitmq::RabbitPublisher::connect(config)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(publisher))
         }
         "kafka" | "kafkas" => {
-            let config = waybill_kafka::KafkaConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = kafka_config(url)?;
             let publisher = waybill_kafka::KafkaPublisher::connect(config)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Arc::new(publisher))
         }
         "rocketmq" | "rocketmqs" => {
-            let config = waybill_rocketmq::RocketConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = rocket_config(url)?;
             let publisher = waybill_rocketmq::RocketPublisher::connect(config)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -65,28 +59,21 @@ pub async fn subscriber_for(
     let scheme = url.split("://").next().unwrap_or_default();
     match scheme {
         "amqp" | "amqps" => {
-            let config = waybill_rabbitmq::RabbitConfig::builder(url)
-                .single_active_consumer(single_active_consumer)
-                .build()
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = rabbit_config(url, single_active_consumer)?;
             let subscriber = waybill_rabbitmq::RabbitSubscriber::connect(config, topic, group)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Box::new(subscriber))
         }
         "kafka" | "kafkas" => {
-            let config = waybill_kafka::KafkaConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = kafka_config(url)?;
             let subscriber = waybill_kafka::KafkaSubscriber::connect(config, topic, group)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(Box::new(subscriber))
         }
         "rocketmq" | "rocketmqs" => {
-            let config = waybill_rocketmq::RocketConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = rocket_config(url)?;
             let subscriber = waybill_rocketmq::RocketSubscriber::connect(config, topic, group)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -115,17 +102,13 @@ pub async fn create_topic(
     let count = |n: u32| i32::try_from(n).map_err(|_| Failure::Usage(format!("{n} is too many")));
     match scheme {
         "kafka" | "kafkas" => {
-            let config = waybill_kafka::KafkaConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = kafka_config(url)?;
             waybill_kafka::create_topic(&config, topic, count(partitions)?, count(replication)?)
                 .await
                 .map_err(|e| Failure::Failed(e.to_string()))
         }
         "rocketmq" | "rocketmqs" => {
-            let config = waybill_rocketmq::RocketConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| Failure::Usage(e.to_string()))?;
+            let config = rocket_config(url)?;
             let admin = waybill_rocketmq::RocketAdmin::connect(&config)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -138,4 +121,29 @@ pub async fn create_topic(
             "topics are created on Kafka and RocketMQ brokers, not with {other}:// URLs"
         ))),
     }
+}
+
+/// The RabbitMQ settings of `url`; `single_active_consumer` for a group's queue.
+pub(crate) fn rabbit_config(
+    url: &str,
+    single_active_consumer: bool,
+) -> Result<waybill_rabbitmq::RabbitConfig, Failure> {
+    waybill_rabbitmq::RabbitConfig::builder(url)
+        .single_active_consumer(single_active_consumer)
+        .build()
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The Kafka settings of `url`.
+pub(crate) fn kafka_config(url: &str) -> Result<waybill_kafka::KafkaConfig, Failure> {
+    waybill_kafka::KafkaConfig::from_url(url)
+        .and_then(|builder| builder.build())
+        .map_err(|e| Failure::Usage(e.to_string()))
+}
+
+/// The RocketMQ settings of `url`.
+pub(crate) fn rocket_config(url: &str) -> Result<waybill_rocketmq::RocketConfig, Failure> {
+    waybill_rocketmq::RocketConfig::from_url(url)
+        .and_then(|builder| builder.build())
+        .map_err(|e| Failure::Usage(e.to_string()))
 }

@@ -5,9 +5,10 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 use waybill_core::redrive::{DeadLetter, DeadLetterFilter, RedriveReport, ReplayOptions};
 use waybill_core::BrokerError;
-use waybill_kafka::{KafkaConfig, KafkaDeadLetters};
-use waybill_rabbitmq::{RabbitConfig, RabbitDeadLetters};
+use waybill_kafka::KafkaDeadLetters;
+use waybill_rabbitmq::RabbitDeadLetters;
 
+use crate::broker::{kafka_config, rabbit_config};
 use crate::exit::{Failure, Outcome};
 use crate::output::{changed, Rows};
 use crate::settings::{DlqArgs, DlqCommand};
@@ -146,14 +147,12 @@ fn dead_letters_at(url: &str, topic: &str, group: &str) -> Result<DeadLetters, F
     let usage = |e: &dyn std::fmt::Display| Failure::Usage(e.to_string());
     match scheme {
         "amqp" | "amqps" => {
-            let config = RabbitConfig::builder(url).build().map_err(|e| usage(&e))?;
+            let config = rabbit_config(url, false)?;
             let dead = RabbitDeadLetters::new(config, topic, group).map_err(|e| usage(&e))?;
             Ok(DeadLetters::Rabbit(dead))
         }
         "kafka" | "kafkas" => {
-            let config = KafkaConfig::from_url(url)
-                .and_then(|builder| builder.build())
-                .map_err(|e| usage(&e))?;
+            let config = kafka_config(url)?;
             let dead = KafkaDeadLetters::new(config, topic, group).map_err(|e| usage(&e))?;
             Ok(DeadLetters::Kafka(dead))
         }

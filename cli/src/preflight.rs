@@ -3,10 +3,11 @@
 
 use serde_json::json;
 use waybill_core::preflight::{PreflightReport, Verdict};
-use waybill_kafka::{durability_preflight, KafkaConfig};
+use waybill_kafka::durability_preflight;
 use waybill_rabbitmq::{rabbitmq_preflight, ManagementApi};
-use waybill_rocketmq::{rocketmq_preflight, RocketAdmin, RocketConfig};
+use waybill_rocketmq::{rocketmq_preflight, RocketAdmin};
 
+use crate::broker::{kafka_config, rocket_config};
 use crate::exit::{Failure, Outcome};
 use crate::output::Rows;
 use crate::settings::PreflightArgs;
@@ -54,9 +55,7 @@ pub async fn run(mut args: PreflightArgs, json: bool) -> Outcome {
 }
 
 async fn kafka(url: &str, topics: &[String]) -> Result<Vec<PreflightReport>, Failure> {
-    let config = KafkaConfig::from_url(url)
-        .and_then(|builder| builder.build())
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let config = kafka_config(url)?;
     let mut reports = Vec::new();
     for topic in topics {
         let report = durability_preflight(&config, topic)
@@ -94,9 +93,7 @@ async fn rocketmq(
     groups: &[String],
 ) -> Result<Vec<PreflightReport>, Failure> {
     let groups: Vec<&str> = groups.iter().map(String::as_str).collect();
-    let config = RocketConfig::from_url(url)
-        .and_then(|builder| builder.build())
-        .map_err(|e| Failure::Usage(e.to_string()))?;
+    let config = rocket_config(url)?;
     let admin = RocketAdmin::connect(&config)
         .await
         .map_err(|e| Failure::Failed(e.to_string()))?;
