@@ -144,6 +144,7 @@ pub(crate) fn classify(error: sqlx::Error, id: Option<MessageId>) -> OutboxError
 }
 
 /// Classifies a MySQL or MariaDB server error by its number.
+#[cfg(feature = "mysql")]
 fn classify_mysql(number: u16, error: sqlx::Error) -> OutboxError {
     match number {
         // ER_ACCESS_DENIED_ERROR, ER_DBACCESS_DENIED_ERROR, ER_BAD_DB_ERROR,

@@ -50,7 +50,9 @@ pub(crate) fn unix_ms(at: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-/// The current time in Unix milliseconds.
+/// The current time in Unix milliseconds (the SQLite and MySQL stores keep time as numbers;
+/// PostgreSQL asks the server).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
 pub(crate) fn now_ms() -> i64 {
     unix_ms(SystemTime::now())
 }
