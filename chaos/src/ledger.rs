@@ -164,16 +164,24 @@ pub async fn record_applied_in(
     Ok(())
 }
 
-/// Confirmed messages of `run_id` without any effect yet.
+/// Confirmed messages of `run_id` without any effect yet, except those in `dead` (held for
+/// the operator: no consumer will see them).
 ///
 /// # Errors
 /// The database's error.
-pub async fn unapplied(pool: &PgPool, run_id: &str) -> Result<i64, sqlx::Error> {
+pub async fn unapplied(
+    pool: &PgPool,
+    run_id: &str,
+    dead: &[MessageId],
+) -> Result<i64, sqlx::Error> {
+    let dead: Vec<uuid::Uuid> = dead.iter().map(|id| *id.as_uuid()).collect();
     sqlx::query_scalar(
         "SELECT count(*) FROM waybill_chaos_sent s WHERE s.run_id = $1 AND s.confirmed \
+         AND s.message_id <> ALL($2) \
          AND NOT EXISTS (SELECT 1 FROM waybill_chaos_applied a WHERE a.message_id = s.message_id)",
     )
     .bind(run_id)
+    .bind(&dead)
     .fetch_one(pool)
     .await
 }
@@ -211,13 +219,20 @@ pub struct LedgerRows {
     pub sent: Vec<SentRow>,
     /// Every effect, in the order written.
     pub applied: Vec<AppliedRow>,
+    /// Messages the relays gave up on (dead outbox rows of the run's topic, of this run or
+    /// older ones), read from the outbox rather than the ledger.
+    pub dead: Vec<MessageId>,
 }
 
-/// Reads the ledger of `run_id`.
+/// Reads the ledger of `run_id`; `dead` are the messages held dead in the outbox.
 ///
 /// # Errors
 /// [`ChaosError::Database`] when the reads fail.
-pub async fn read(pool: &PgPool, run_id: &str) -> Result<LedgerRows, ChaosError> {
+pub async fn read(
+    pool: &PgPool,
+    run_id: &str,
+    dead: Vec<MessageId>,
+) -> Result<LedgerRows, ChaosError> {
     let failed = |e: sqlx::Error| ChaosError::Database(format!("reading the ledger: {e}"));
     let sent: Vec<(uuid::Uuid, bool, i64)> = sqlx::query_as(
         "SELECT message_id, confirmed, at_ms FROM waybill_chaos_sent WHERE run_id = $1",
@@ -253,5 +268,6 @@ pub async fn read(pool: &PgPool, run_id: &str) -> Result<LedgerRows, ChaosError>
                 at_ms,
             })
             .collect(),
+        dead,
     })
 }

@@ -11,13 +11,15 @@
 //!
 //! At the end the ledger (in the database, so it survives the faults) is classified as Jepsen's
 //! checkers do — confirmed and lost, applied twice, applied but never sent, per-key order
-//! violations, recovered (unconfirmed but delivered) — into a [`Verdict`], written as JSON next
+//! violations, recovered (unconfirmed but delivered), and dead (given up on by a relay and held
+//! in the outbox for the operator, which is not a loss) — into a [`Verdict`], written as JSON next
 //! to a [`timeline`] picture (SVG) of throughput, lag and the faults. A fault that failed in the
 //! middle of a run marks the verdict incomplete rather than letting it pass.
 //!
 //! The `waybill chaos` command runs scenarios; this crate is its engine and can be driven from
 //! a test as well ([`run()`]).
 
+mod dead;
 mod error;
 mod faults;
 pub mod ledger;

@@ -13,6 +13,7 @@ use tokio::process::Command;
 use tokio::sync::Mutex;
 use waybill_core::{MessageId, Publisher};
 
+use crate::dead::dead_messages;
 use crate::faults::{strike, Targets};
 use crate::process::RoleProcess;
 use crate::producer::produce;
@@ -134,7 +135,7 @@ pub async fn run(
     if produced.retries > 0 {
         remarks.push(format!("the producer retried {} times", produced.retries));
     }
-    remarks.extend(drain(&pool, &run_id, scenario.drain_timeout).await);
+    remarks.extend(drain(&pool, &run_id, scenario).await);
     tokio::time::sleep(SETTLE).await;
     let _ = stop_supervisor.send(());
     remarks.extend(supervisor.await.unwrap_or_default());
@@ -145,7 +146,7 @@ pub async fn run(
     if let Some(publisher) = publisher {
         let _ = publisher.close().await;
     }
-    let rows = ledger::read(&pool, &run_id).await?;
+    let rows = ledger::read(&pool, &run_id, dead_messages(&pool, scenario).await).await?;
     let mut verdict = Verdict::judge(
         &scenario.name,
         &run_id,
@@ -281,11 +282,14 @@ async fn supervise(
     }
 }
 
-/// Waits until every confirmed message has an effect, or `timeout`; says how it ended.
-async fn drain(pool: &PgPool, run_id: &str, timeout: Duration) -> Vec<String> {
+/// Waits until every confirmed message has an effect or is held dead in the outbox, or the
+/// scenario's drain timeout; says how it ended.
+async fn drain(pool: &PgPool, run_id: &str, scenario: &Scenario) -> Vec<String> {
+    let timeout = scenario.drain_timeout;
     let started = Instant::now();
     loop {
-        match ledger::unapplied(pool, run_id).await {
+        let dead = dead_messages(pool, scenario).await;
+        match ledger::unapplied(pool, run_id, &dead).await {
             Ok(0) => {
                 return vec![format!(
                     "the consumers caught up {:.1} s after the last message and fault",

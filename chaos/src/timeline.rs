@@ -262,6 +262,7 @@ mod tests {
                     at_ms: *at_ms,
                 })
                 .collect(),
+            dead: Vec::new(),
         };
         let series = Series::of(&rows, 10_000);
         assert_eq!(series.confirmed, vec![3, 0, 0]);

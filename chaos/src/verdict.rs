@@ -1,5 +1,6 @@
 //! The verdict: every message of a run classified as Jepsen's checkers do.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::Serialize;
@@ -84,6 +85,11 @@ pub struct Verdict {
     /// Sent without a confirmation, and applied anyway (an ambiguous outcome that made it):
     /// allowed.
     pub recovered: usize,
+    /// Confirmed, never applied, and held dead in the outbox by a relay that gave up on it
+    /// (its attempts ran out, or the broker refused it for good): not lost — the operator
+    /// replays it — and not a violation, but a sign that the relays' retry budget is too small
+    /// for the faults of the run.
+    pub dead: Violations,
     /// The faults, as they happened.
     pub faults: Vec<FaultRecord>,
     /// Remarks that do not decide the verdict (a role that died on its own and was started
@@ -123,7 +129,10 @@ impl Verdict {
                 .map(|f| format!("fault \"{}\" failed: {}", f.action, f.detail)),
         );
         let complete = incomplete.is_empty();
-        let lost = Violations::of(report.lost.iter().map(ToString::to_string));
+        let held: HashSet<_> = rows.dead.iter().collect();
+        let (dead, lost): (Vec<_>, Vec<_>) = report.lost.iter().partition(|id| held.contains(id));
+        let lost = Violations::of(lost.into_iter().map(ToString::to_string));
+        let dead = Violations::of(dead.into_iter().map(ToString::to_string));
         let duplicated = Violations::of(report.duplicated.iter().map(ToString::to_string));
         let unexpected = Violations::of(report.unexpected.iter().map(ToString::to_string));
         let order_violations = Violations {
@@ -150,6 +159,7 @@ impl Verdict {
             unexpected,
             order_violations,
             recovered: report.unconfirmed_delivered,
+            dead,
             faults,
             remarks: Vec::new(),
             duration_s: 0.0,
@@ -189,6 +199,7 @@ impl fmt::Display for Verdict {
             ("applied twice", &self.duplicated),
             ("applied, never sent", &self.unexpected),
             ("keys out of order", &self.order_violations),
+            ("dead in the outbox (held, not lost)", &self.dead),
         ] {
             writeln!(f, "  {name}: {}", class.count)?;
             for sample in &class.samples {
@@ -263,6 +274,7 @@ mod tests {
                 applied(ids[3], "b", 0), // unconfirmed, applied: recovered
                 applied(stranger, "c", 0),
             ],
+            dead: Vec::new(),
         };
         let verdict = Verdict::judge("s", "r", 1, &rows, Vec::new(), Vec::new());
         assert!(verdict.complete);
@@ -286,11 +298,41 @@ mod tests {
     }
 
     #[test]
+    fn a_message_held_dead_in_the_outbox_is_not_lost_but_counted() {
+        let (kept, held, gone) = (MessageId::new(), MessageId::new(), MessageId::new());
+        let older_run = MessageId::new();
+        let rows = LedgerRows {
+            sent: vec![sent(kept, true), sent(held, true), sent(gone, true)],
+            applied: vec![applied(kept, "a", 0)],
+            dead: vec![held, older_run],
+        };
+        let verdict = Verdict::judge("s", "r", 1, &rows, Vec::new(), Vec::new());
+        assert_eq!(verdict.dead.samples, vec![held.to_string()]);
+        assert_eq!(verdict.lost.samples, vec![gone.to_string()]);
+        assert!(!verdict.passed, "the lost message still fails the run");
+
+        let rows = LedgerRows {
+            sent: vec![sent(kept, true), sent(held, true)],
+            applied: vec![applied(kept, "a", 0)],
+            dead: vec![held],
+        };
+        let verdict = Verdict::judge("s", "r", 1, &rows, Vec::new(), Vec::new());
+        assert!(verdict.passed && verdict.lost.count == 0 && verdict.dead.count == 1);
+        assert!(
+            verdict
+                .to_string()
+                .contains("dead in the outbox (held, not lost): 1"),
+            "{verdict}"
+        );
+    }
+
+    #[test]
     fn a_clean_run_passes_only_when_complete() {
         let id = MessageId::new();
         let rows = LedgerRows {
             sent: vec![sent(id, true)],
             applied: vec![applied(id, "a", 0)],
+            dead: Vec::new(),
         };
         assert!(Verdict::judge("s", "r", 1, &rows, Vec::new(), Vec::new()).passed);
         let failed_fault = FaultRecord {
