@@ -194,6 +194,11 @@ impl Subscriber for KafkaSubscriber {
         Some(self.intake.group())
     }
 
+    /// The topic subscribed to (the dead-letter topic, for a dead-letter reader).
+    fn destination(&self) -> Option<&str> {
+        self.topics.first().map(String::as_str)
+    }
+
     /// Log end offset minus committed offset on every partition of the subscribed topics
     /// (see the crate's lag notes: up to one commit interval behind).
     fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {

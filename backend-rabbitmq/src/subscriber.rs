@@ -240,6 +240,11 @@ impl Subscriber for RabbitSubscriber {
         Some(&self.group)
     }
 
+    /// The topic whose exchange the group's work queue is bound to.
+    fn destination(&self) -> Option<&str> {
+        Some(&self.origin_topic)
+    }
+
     /// The work queue's ready messages (and, with
     /// [`count_unacknowledged`](RabbitSubscriber::count_unacknowledged), its unacknowledged
     /// ones) and the dead-letter queue's depth, on a connection of the probe's own. `None` for

@@ -240,6 +240,11 @@ impl Subscriber for RocketSubscriber {
         Some(self.intake.group())
     }
 
+    /// The topic subscribed to (the dead-letter topic, for a dead-letter reader).
+    fn destination(&self) -> Option<&str> {
+        self.topics.first().map(String::as_str)
+    }
+
     /// Max offset minus committed offset on every message queue of the subscribed topics
     /// (the topic and the group's retry topic; the dead-letter topic for
     /// [`RocketSubscriber::dead_letters`]), read from the brokers' consume stats through an

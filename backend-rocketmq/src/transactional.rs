@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rocketmq_client_rust::{
@@ -18,6 +18,8 @@ use rocketmq_client_rust::{
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::MessageTrait;
 use tokio::sync::{oneshot, RwLock};
+use tracing::Instrument;
+use waybill_core::telemetry;
 use waybill_core::{BrokerError, BrokerPosition, Message, PublishError, PublishOutcome, Receipt};
 
 use crate::config::RocketConfig;
@@ -180,6 +182,10 @@ impl RocketTransactionalProducer {
     /// application's transaction, which should record the message id with its data) and
     /// commits the message if `local` returns `Ok`, rolls it back if `Err`.
     ///
+    /// The send runs in a `send {topic}` span whose context travels in the message's headers
+    /// (with the `otel` feature), and is counted in `messaging.client.sent.messages` like any
+    /// publish; a rolled-back message is not counted.
+    ///
     /// If this process dies before telling the broker, the broker's check-back asks the
     /// [`TransactionCheck`] of a producer of the same group.
     ///
@@ -200,72 +206,110 @@ impl RocketTransactionalProducer {
         E: Send,
     {
         crate::runtime::boxed(async move {
-            let wire_message = match prepare(topic, &message) {
-                Ok(m) => m,
-                Err(reason) => return Err(PublishError::permanent(topic, message, reason).into()),
+            let mut message = message;
+            let span = waybill_core::spans::send_span("rocketmq", topic, &mut message);
+            let started = Instant::now();
+            let result = self
+                .send_in_transaction(topic, message, local)
+                .instrument(span)
+                .await;
+            let outcome = match &result {
+                Ok(_) => Some(None),
+                Err(TransactionalError::Half(e)) => Some(Some(e.outcome())),
+                Err(TransactionalError::Local(_)) => None, // rolled back: nothing was sent
             };
-            let (stored_tx, stored_rx) = oneshot::channel();
-            let (decision_tx, decision_rx) = mpsc::channel();
-            let meet = Arc::new(Rendezvous {
-                stored: Mutex::new(Some(stored_tx)),
-                decision: Mutex::new(Some(decision_rx)),
-                wait: self.wait,
-            });
-            let producer = self.producer.shared().read_owned().await;
-            let send = tokio::spawn(async move {
-                producer
-                    .send_message_in_transaction(wire_message, Some(meet))
-                    .await
-            });
-            if stored_rx.await.is_err() {
-                // The half message was not stored: the listener never ran.
-                let reason = match send.await {
-                    Ok(Ok(r)) => format!(
-                        "half message answered {}",
-                        r.send_result.map_or("nothing".into(), |s| s.send_status.to_string())
-                    ),
-                    Ok(Err(e)) => {
-                        return Err(PublishError::new(publish_outcome(&e), topic, message, describe(&e)).into())
-                    }
-                    Err(e) => e.to_string(),
-                };
-                return Err(PublishError::ambiguous(topic, message, reason).into());
+            if let Some(outcome) = outcome {
+                telemetry::record_send("rocketmq", topic, outcome, started.elapsed());
             }
-            let local = local().await;
-            let state = if local.is_ok() {
-                TransactionState::Commit
-            } else {
-                TransactionState::Rollback
-            };
-            let _ = decision_tx.send(state);
-            let sent = send.await;
-            let receipt = match sent {
-                Ok(Ok(result)) => result.send_result.and_then(|r| {
-                    (r.send_status == SendStatus::SendOk).then(|| Receipt {
-                        message_id: message.id(),
-                        topic: topic.to_owned(),
-                        position: BrokerPosition::QueueOffset {
-                            broker_message_id: r.msg_id.map(|s| s.to_string()).unwrap_or_default(),
-                            queue_id: r.message_queue.as_ref().map_or(-1, |q| q.queue_id()),
-                            queue_offset: i64::try_from(r.queue_offset).unwrap_or(i64::MAX),
-                        },
-                    })
-                }),
-                _ => None,
-            };
-            match (local, receipt) {
-                (Ok(local), Some(receipt)) => Ok(TransactionOutcome { receipt, local }),
-                (Err(e), _) => Err(TransactionalError::Local(e)),
-                (Ok(_), None) => Err(PublishError::new(
-                    PublishOutcome::Ambiguous,
-                    topic,
-                    message,
-                    "the local transaction committed but the send's result was lost; the check-back decides",
-                )
-                .into()),
-            }
+            result
         })
         .await
+    }
+
+    /// [`RocketTransactionalProducer::send`] without its span and metrics.
+    async fn send_in_transaction<F, Fut, T, E>(
+        &self,
+        topic: &str,
+        message: Message,
+        local: F,
+    ) -> Result<TransactionOutcome<T>, TransactionalError<E>>
+    where
+        F: FnOnce() -> Fut + Send,
+        Fut: Future<Output = Result<T, E>> + Send,
+        T: Send,
+        E: Send,
+    {
+        let wire_message = match prepare(topic, &message) {
+            Ok(m) => m,
+            Err(reason) => return Err(PublishError::permanent(topic, message, reason).into()),
+        };
+        let (stored_tx, stored_rx) = oneshot::channel();
+        let (decision_tx, decision_rx) = mpsc::channel();
+        let meet = Arc::new(Rendezvous {
+            stored: Mutex::new(Some(stored_tx)),
+            decision: Mutex::new(Some(decision_rx)),
+            wait: self.wait,
+        });
+        let producer = self.producer.shared().read_owned().await;
+        let send = tokio::spawn(async move {
+            producer
+                .send_message_in_transaction(wire_message, Some(meet))
+                .await
+        });
+        if stored_rx.await.is_err() {
+            // The half message was not stored: the listener never ran.
+            let reason = match send.await {
+                Ok(Ok(r)) => format!(
+                    "half message answered {}",
+                    r.send_result
+                        .map_or("nothing".into(), |s| s.send_status.to_string())
+                ),
+                Ok(Err(e)) => {
+                    return Err(PublishError::new(
+                        publish_outcome(&e),
+                        topic,
+                        message,
+                        describe(&e),
+                    )
+                    .into())
+                }
+                Err(e) => e.to_string(),
+            };
+            return Err(PublishError::ambiguous(topic, message, reason).into());
+        }
+        let local = local().await;
+        let state = if local.is_ok() {
+            TransactionState::Commit
+        } else {
+            TransactionState::Rollback
+        };
+        let _ = decision_tx.send(state);
+        let sent = send.await;
+        let receipt = match sent {
+            Ok(Ok(result)) => result.send_result.and_then(|r| {
+                (r.send_status == SendStatus::SendOk).then(|| Receipt {
+                    message_id: message.id(),
+                    topic: topic.to_owned(),
+                    position: BrokerPosition::QueueOffset {
+                        broker_message_id: r.msg_id.map(|s| s.to_string()).unwrap_or_default(),
+                        queue_id: r.message_queue.as_ref().map_or(-1, |q| q.queue_id()),
+                        queue_offset: i64::try_from(r.queue_offset).unwrap_or(i64::MAX),
+                    },
+                })
+            }),
+            _ => None,
+        };
+        match (local, receipt) {
+            (Ok(local), Some(receipt)) => Ok(TransactionOutcome { receipt, local }),
+            (Err(e), _) => Err(TransactionalError::Local(e)),
+            (Ok(_), None) => Err(PublishError::new(
+                PublishOutcome::Ambiguous,
+                topic,
+                message,
+                "the local transaction committed but the send's result was lost; the check-back decides",
+            )
+            .into()),
+        }
     }
 
     /// Stops the producer (half messages still open are resolved by check-backs to another

@@ -38,6 +38,14 @@ pub trait Subscriber: Send {
         None
     }
 
+    /// The topic or queue this subscriber reads, when it reads one (every backend's subscriber
+    /// does). A [`crate::Processor`] names its metrics after it from the start, so that its
+    /// readiness gauge exists — and drops to 0 — even when no delivery ever arrives; without
+    /// it the metrics are registered at the first delivery.
+    fn destination(&self) -> Option<&str> {
+        None
+    }
+
     /// A probe that reads this subscription's consumer lag from the broker, usable while the
     /// subscriber itself is busy receiving (a [`crate::Processor`] samples it into the
     /// `waybill.consumer.lag` gauge and answers [`crate::RunningProcessor::lag`] with it).
@@ -59,6 +67,10 @@ impl<S: Subscriber + ?Sized> Subscriber for Box<S> {
 
     fn group(&self) -> Option<&str> {
         (**self).group()
+    }
+
+    fn destination(&self) -> Option<&str> {
+        (**self).destination()
     }
 
     fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {

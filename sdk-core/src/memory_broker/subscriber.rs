@@ -52,6 +52,10 @@ impl Subscriber for MemorySubscriber {
         Some(&self.queue.group)
     }
 
+    fn destination(&self) -> Option<&str> {
+        Some(&self.queue.topic)
+    }
+
     async fn receive(&mut self) -> Result<Option<Delivery>, BrokerError> {
         loop {
             if self.closed {

@@ -45,15 +45,22 @@ pub(crate) struct Counters {
     pub leases_lost: AtomicU64,
     pub receive_errors: AtomicU64,
     pub held_back: AtomicU64,
-    /// The metrics handles, registered at the first delivery (its destination names them).
+    /// The metrics handles, registered at the start when the subscriber names its destination,
+    /// else at the first delivery (its destination names them).
     instruments: OnceLock<Instruments>,
 }
 
 impl Counters {
     /// Registers the metrics handles for the destination and group of `origin`, once.
     pub fn observe(&self, origin: &Origin, group: &str) {
+        self.register(&origin.topic, group);
+    }
+
+    /// Registers the metrics handles for `destination` and `group`, once (the first call
+    /// names them).
+    pub fn register(&self, destination: &str, group: &str) {
         self.instruments
-            .get_or_init(|| Instruments::new(&origin.topic, group));
+            .get_or_init(|| Instruments::new(destination, group));
     }
 
     /// The metrics handles, once a delivery registered them.

@@ -1,5 +1,6 @@
-//! The processor's metrics handles, registered once at its first delivery (see
-//! [`crate::telemetry`] for names and attributes).
+//! The processor's metrics handles, registered once — at the start when the subscriber names
+//! its destination, else at the first delivery (see [`crate::telemetry`] for names and
+//! attributes).
 
 use std::time::Duration;
 
@@ -49,7 +50,9 @@ impl Instruments {
             all
         };
         let ready = gauge!(names::PROCESSOR_READY, &labels);
-        ready.set(1.0); // registered at a delivery: receiving works
+        // Registered at the start (the subscriber is connected) or at a delivery (receiving
+        // works); a failed receive sets it to 0.
+        ready.set(1.0);
         Self {
             ready,
             consumed: counter!(names::CONSUMED_MESSAGES, &labels),

@@ -126,6 +126,9 @@ impl Processor {
             ));
         }
         let counters = Arc::new(Counters::default());
+        if let Some(destination) = subscriber.destination() {
+            counters.register(destination, &self.config.group);
+        }
         let running = (self.config.max_buffered > self.config.concurrency)
             .then(|| Arc::new(Semaphore::new(self.config.concurrency)));
         let health = Arc::new(HealthWatch::new(self.config.degraded_failure_ratio));

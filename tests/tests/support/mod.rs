@@ -6,7 +6,6 @@ pub mod captured_log;
 pub mod chaos;
 pub mod consumer_kills;
 pub mod consumer_process;
-pub mod cut_proxy;
 pub mod destination_wait;
 pub mod effects;
 pub mod failing_handlers;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
+use waybill_chaos::{FaultProxy, ProxyFault};
 use waybill_core::telemetry::names;
 use waybill_core::{
     handler_fn, BrokerError, Delivery, HandlerError, Health, HealthState, IncomingMessage,
@@ -51,6 +52,10 @@ impl<S: Subscriber> Subscriber for Switchable<S> {
 
     fn group(&self) -> Option<&str> {
         self.inner.group()
+    }
+
+    fn destination(&self) -> Option<&str> {
+        self.inner.destination()
     }
 }
 
@@ -184,6 +189,58 @@ async fn a_processor_reports_what_keeps_it_from_working() {
     assert_eq!(ready_gauge(), Some(0.0), "a stopped processor is not ready");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_processor_whose_broker_is_down_from_the_start_shows_not_ready_on_its_gauge() {
+    super::recording();
+    let broker = MemoryBroker::new();
+    let (topic, group) = ("wb-health-down-at-start", "wb-health-down-billing");
+    let fail = Arc::new(AtomicBool::new(true));
+    let subscriber = Switchable {
+        inner: broker.subscriber(topic, group).unwrap(),
+        fail: Arc::clone(&fail),
+        end: Arc::new(AtomicBool::new(false)),
+    };
+    let labels = [
+        ("messaging.destination.name", topic),
+        ("messaging.consumer.group.name", group),
+    ];
+    let ready_gauge = || gauge(&series(), names::PROCESSOR_READY, &labels);
+    let running = Processor::for_subscriber(&subscriber)
+        .at_least_once_effects()
+        .build()
+        .unwrap()
+        .start(
+            subscriber,
+            handler_fn(|_m: IncomingMessage| async { Ok(()) }),
+        );
+    let gauge_value = eventually(
+        "the gauge reads 0 before any delivery",
+        Duration::from_secs(5),
+        || {
+            let value = ready_gauge();
+            (value == Some(0.0), value)
+        },
+    )
+    .await;
+    assert_eq!(gauge_value, Some(0.0));
+    assert_eq!(running.counters().received, 0, "nothing was ever delivered");
+    assert_eq!(running.health().state(), HealthState::NotReady);
+
+    fail.store(false, SeqCst);
+    broker
+        .publisher()
+        .publish(topic, Message::new("first").with_key("k"))
+        .await
+        .unwrap();
+    eventually(
+        "ready once a delivery arrives",
+        Duration::from_secs(5),
+        || (ready_gauge() == Some(1.0), ready_gauge()),
+    )
+    .await;
+    running.shutdown().await.unwrap();
+}
+
 /// A publisher in front of the memory broker whose health says the broker is down while
 /// `down` is set.
 struct Unplugged {
@@ -266,8 +323,9 @@ async fn a_relay_is_ready_with_its_leases_and_not_while_its_broker_is_down() {
 async fn the_rabbitmq_publisher_reports_a_cut_connection_until_it_is_back() {
     support::rabbitmq::require_broker().await;
     let upstream: std::net::SocketAddr = "127.0.0.1:5672".parse().unwrap();
-    let proxy = support::cut_proxy::CutProxy::start(upstream).await;
-    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let any_port = "127.0.0.1:0".parse().unwrap();
+    let proxy = FaultProxy::start(any_port, upstream).await.unwrap();
+    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr());
     let config = waybill_rabbitmq::RabbitConfig::builder(url)
         .build()
         .unwrap();
@@ -276,7 +334,8 @@ async fn the_rabbitmq_publisher_reports_a_cut_connection_until_it_is_back() {
         .unwrap();
     assert_eq!(publisher.health().await, Health::ready());
 
-    proxy.cut();
+    proxy.set(ProxyFault::Refuse);
+    assert_eq!(proxy.cut(), 1, "the publisher's connection was cut");
     let started = Instant::now();
     let down = loop {
         let h = publisher.health().await;
@@ -290,7 +349,11 @@ async fn the_rabbitmq_publisher_reports_a_cut_connection_until_it_is_back() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(publisher.health().await.since(), Some(since));
 
-    proxy.restore();
+    assert!(
+        proxy.counters().refused > 0,
+        "the publisher tried to reconnect while cut"
+    );
+    proxy.heal();
     assert_eq!(publisher.health().await, Health::ready(), "reconnected");
     publisher.close().await.unwrap();
     assert_eq!(publisher.health().await.state(), HealthState::Stopped);

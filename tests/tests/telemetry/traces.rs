@@ -2,7 +2,8 @@
 //! order from the enqueueing transaction through the relay to the handler, over real
 //! RabbitMQ and Kafka — `create` a child of the caller's span, `send` of `create` (though the
 //! relay runs elsewhere, later), `process` of `send` — with the messaging attributes; and a
-//! malformed or oversized `traceparent` starts a new trace without failing the delivery.
+//! malformed or oversized `traceparent` starts a new trace without failing the delivery. A
+//! RocketMQ transactional send is a `send` span of the caller's trace too.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -219,6 +220,87 @@ async fn one_trace_from_the_outbox_to_the_handler_on_kafka() {
     );
     one_trace_per_order("kafka", &topic, publisher.clone(), subscriber).await;
     publisher.close().await.unwrap();
+}
+
+/// The check-back of the transactional trace test (its sends are decided by their local
+/// transaction, so it is not asked).
+struct CommitAll;
+
+#[async_trait::async_trait]
+impl waybill_rocketmq::TransactionCheck for CommitAll {
+    async fn check(&self, _message: &Message) -> waybill_rocketmq::TransactionState {
+        waybill_rocketmq::TransactionState::Commit
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rocketmq_transactional_send_carries_the_callers_trace_to_the_handler() {
+    exporter();
+    let topic = support::rocketmq::create_topic_for_test("wb-trace-tx").await;
+    let producer_config = waybill_rocketmq::RocketConfig::builder(support::rocketmq::name_server())
+        .producer_group("wb_trace_tx_producer")
+        .build()
+        .unwrap();
+    let producer =
+        waybill_rocketmq::RocketTransactionalProducer::connect(producer_config, CommitAll)
+            .await
+            .unwrap();
+    let subscriber = waybill_rocketmq::RocketSubscriber::connect(
+        support::rocketmq::config(),
+        &topic,
+        "wb-trace-tx-g",
+    )
+    .await
+    .unwrap();
+    let running = Processor::for_subscriber(&subscriber)
+        .at_least_once_effects()
+        .build()
+        .unwrap()
+        .start(
+            subscriber,
+            handler_fn(|_m: IncomingMessage| async { Ok(()) }),
+        );
+
+    let root = tracing::info_span!("place order");
+    let root_context = root.context().span().span_context().clone();
+    let order = Message::new("order 1").with_key("order-1");
+    let id = order.id().to_string();
+    producer
+        .send(&topic, order, || async { Ok::<(), ()>(()) })
+        .instrument(root.clone())
+        .await
+        .unwrap();
+    drop(root);
+    let started = Instant::now();
+    while running.counters().handled < 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the order was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    running.shutdown().await.unwrap();
+    producer.close().await;
+
+    let spans = spans_of(root_context.trace_id());
+    let send = named(&spans, &format!("send {topic}"));
+    let process = named(&spans, &format!("process {topic}"));
+    assert_eq!(
+        send.parent_span_id,
+        root_context.span_id(),
+        "send: child of the caller"
+    );
+    assert_eq!(send.span_kind, SpanKind::Producer);
+    assert_eq!(
+        attribute(send, "messaging.system").as_deref(),
+        Some("rocketmq")
+    );
+    assert_eq!(attribute(send, "messaging.message.id"), Some(id));
+    assert_eq!(
+        process.parent_span_id,
+        send.span_context.span_id(),
+        "process: child of the transactional send"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
