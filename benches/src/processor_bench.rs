@@ -63,9 +63,26 @@ fn rate(n: usize, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
+/// Runs of each scenario; the median rate is printed (single runs of a few hundred
+/// milliseconds vary by up to 2x on a shared machine).
+const RUNS: usize = 5;
+
+/// The median rate of [`RUNS`] runs of a scenario.
+async fn median_rate(n: usize, ordering: Ordering, store: bool) -> f64 {
+    let mut rates = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        rates.push(rate(n, processor_run(n, ordering, store).await));
+    }
+    rates.sort_by(f64::total_cmp);
+    rates[RUNS / 2]
+}
+
 /// Runs every scenario and prints msgs/s and the ratio to the raw loop.
 pub async fn run(n: usize) {
-    println!("processor throughput, in-memory broker, {n} messages, trivial handler, 64 slots");
+    println!(
+        "processor throughput, in-memory broker, {n} messages, trivial handler, 64 slots \
+         (median of {RUNS} runs)"
+    );
     let raw = rate(n, raw_loop(n).await);
     println!(
         "{:<44} {:>12.0} msgs/s",
@@ -87,7 +104,7 @@ pub async fn run(n: usize) {
     ];
     let mut off = 0.0;
     for (name, ordering, store) in scenarios {
-        let r = rate(n, processor_run(n, ordering, store).await);
+        let r = median_rate(n, ordering, store).await;
         println!("{name:<44} {r:>12.0} msgs/s  {:>5.2}x raw", r / raw);
         off = r;
     }
@@ -98,7 +115,7 @@ pub async fn run(n: usize) {
         .install_recorder()
         .expect("install the Prometheus recorder");
     waybill_core::telemetry::describe();
-    let on = rate(n, processor_run(n, Ordering::PerKey, true).await);
+    let on = median_rate(n, Ordering::PerKey, true).await;
     let rendered = recorder.render();
     assert!(
         rendered.contains("messaging_client_consumed_messages"),
@@ -113,7 +130,7 @@ pub async fn run(n: usize) {
     // And with OpenTelemetry tracing on as well: every handled message's `process` span goes
     // through tracing-opentelemetry and the SDK's batch processor to an exporter that drops it.
     install_tracing();
-    let traced = rate(n, processor_run(n, Ordering::PerKey, true).await);
+    let traced = median_rate(n, Ordering::PerKey, true).await;
     println!(
         "{:<44} {traced:>12.0} msgs/s  {:>5.2}x raw  {:>5.2}x both off",
         "  ... with metrics and OpenTelemetry traces",
@@ -148,7 +165,23 @@ fn install_tracing() {
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
     opentelemetry::global::set_tracer_provider(provider);
-    let subscriber =
-        tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
+    // The layer as `tracing_opentelemetry::layer()` makes it, or, with
+    // WAYBILL_BENCH_OTEL_LAYER=lean, without what a high-rate consumer can do without: busy
+    // and idle times (two clock reads per poll), the code location and the thread of each span.
+    let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+    let layer = if std::env::var("WAYBILL_BENCH_OTEL_LAYER").is_ok_and(|v| v == "lean") {
+        println!("  (OpenTelemetry layer without inactivity tracking, location and threads)");
+        layer
+            .with_tracked_inactivity(false)
+            .with_location(false)
+            .with_threads(false)
+    } else {
+        layer
+    };
+    // At the INFO level, as services run: waybill's debug events (a duplicate skipped, an
+    // unusable traceparent) are not turned into span events.
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(tracing_subscriber::filter::LevelFilter::INFO);
     tracing::subscriber::set_global_default(subscriber).expect("no other tracing subscriber");
 }

@@ -72,9 +72,9 @@ impl TraceParent {
         if version == "00" && parts.next().is_some() {
             return None;
         }
-        let trace_id: [u8; 16] = unhex(trace)?.try_into().ok()?;
-        let parent_id: [u8; 8] = unhex(parent)?.try_into().ok()?;
-        let flags = *unhex(flags)?.first()?;
+        let trace_id: [u8; 16] = unhex(trace)?;
+        let parent_id: [u8; 8] = unhex(parent)?;
+        let [flags] = unhex::<1>(flags)?;
         if trace_id == [0; 16] || parent_id == [0; 8] {
             return None;
         }
@@ -115,18 +115,35 @@ fn random_span_id() -> [u8; 8] {
     id
 }
 
+/// Lowercase hex, as W3C trace context writes it (every consumed message with a trace
+/// context goes through here: no formatting machinery, one allocation).
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+/// Exactly `N` bytes from `2 * N` hex digits; `None` for any other length or a non-hex digit.
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
+    let mut bytes = [0u8; N];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(bytes)
+}
+
+fn nibble(digit: u8) -> Option<u8> {
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 #[cfg(test)]
@@ -150,6 +167,9 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0x",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
