@@ -24,7 +24,7 @@ use metrics_util::registry::{AtomicStorage, Registry};
 use waybill_core::telemetry::names;
 use waybill_core::{
     handler_fn, HandlerError, InMemoryIdempotencyStore, IncomingMessage, MemoryBroker, Message,
-    Processor, Publisher, RetryPolicy,
+    Processor, Publisher, RetryPolicy, RunningProcessor, Subscriber,
 };
 
 /// A recorder that keeps every value as the code left it. (metrics-util's debugging recorder
@@ -64,6 +64,18 @@ fn recording() -> &'static Registry<Key, AtomicStorage> {
         recording
     });
     &recording.0
+}
+
+/// An at-least-once processor over `subscriber` whose handler succeeds at once.
+fn acking_processor<S: Subscriber + 'static>(subscriber: S) -> RunningProcessor {
+    Processor::for_subscriber(&subscriber)
+        .at_least_once_effects()
+        .build()
+        .unwrap()
+        .start(
+            subscriber,
+            handler_fn(|_m: IncomingMessage| async { Ok(()) }),
+        )
 }
 
 /// A recorded value.

@@ -205,14 +205,7 @@ async fn a_processor_whose_broker_is_down_from_the_start_shows_not_ready_on_its_
         ("messaging.consumer.group.name", group),
     ];
     let ready_gauge = || gauge(&series(), names::PROCESSOR_READY, &labels);
-    let running = Processor::for_subscriber(&subscriber)
-        .at_least_once_effects()
-        .build()
-        .unwrap()
-        .start(
-            subscriber,
-            handler_fn(|_m: IncomingMessage| async { Ok(()) }),
-        );
+    let running = super::acking_processor(subscriber);
     let gauge_value = eventually(
         "the gauge reads 0 before any delivery",
         Duration::from_secs(5),

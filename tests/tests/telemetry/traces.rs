@@ -16,7 +16,8 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use waybill_core::{
-    handler_fn, IncomingMessage, MemoryBroker, Message, Processor, Publisher, Subscriber,
+    handler_fn, IncomingMessage, MemoryBroker, Message, Processor, Publisher, RunningProcessor,
+    Subscriber,
 };
 
 use crate::support;
@@ -62,6 +63,19 @@ fn attribute(span: &SpanData, key: &str) -> Option<String> {
         .iter()
         .find(|kv| kv.key.as_str() == key)
         .map(|kv| kv.value.to_string())
+}
+
+/// Waits until `running` handled `n` messages; fails after `limit` with its counters.
+async fn handled(running: &RunningProcessor, n: u64, limit: Duration) {
+    let started = Instant::now();
+    while running.counters().handled < n {
+        assert!(
+            started.elapsed() < limit,
+            "not {n} handled within {limit:?}: {:?}",
+            running.counters()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Enqueues one order inside the caller's span, relays it through `publisher`, handles it
@@ -122,14 +136,7 @@ async fn one_trace_per_order<S: Subscriber + 'static>(
         .build()
         .unwrap();
     let relay = waybill_outbox::Relay::sqlite(pool.clone(), publisher, config).spawn();
-    let started = Instant::now();
-    while running.counters().handled < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the order was not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    handled(&running, 1, Duration::from_secs(30)).await;
     running.shutdown().await.unwrap();
     relay.shutdown().await.unwrap();
 
@@ -252,14 +259,7 @@ async fn a_rocketmq_transactional_send_carries_the_callers_trace_to_the_handler(
     )
     .await
     .unwrap();
-    let running = Processor::for_subscriber(&subscriber)
-        .at_least_once_effects()
-        .build()
-        .unwrap()
-        .start(
-            subscriber,
-            handler_fn(|_m: IncomingMessage| async { Ok(()) }),
-        );
+    let running = super::acking_processor(subscriber);
 
     let root = tracing::info_span!("place order");
     let root_context = root.context().span().span_context().clone();
@@ -271,14 +271,7 @@ async fn a_rocketmq_transactional_send_carries_the_callers_trace_to_the_handler(
         .await
         .unwrap();
     drop(root);
-    let started = Instant::now();
-    while running.counters().handled < 1 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the order was not handled"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    handled(&running, 1, Duration::from_secs(30)).await;
     running.shutdown().await.unwrap();
     producer.close().await;
 
@@ -329,23 +322,8 @@ async fn an_unusable_traceparent_starts_a_new_trace_and_fails_nothing() {
             .await
             .unwrap();
     }
-    let running = Processor::for_subscriber(&subscriber)
-        .at_least_once_effects()
-        .build()
-        .unwrap()
-        .start(
-            subscriber,
-            handler_fn(|_m: IncomingMessage| async { Ok(()) }),
-        );
-    let started = Instant::now();
-    while running.counters().handled < 2 {
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            running.counters()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let running = super::acking_processor(subscriber);
+    handled(&running, 2, Duration::from_secs(5)).await;
     let counts = running.shutdown().await.unwrap();
     assert_eq!(counts.dead_lettered, 0);
     let all = exporter().get_finished_spans().unwrap();
