@@ -213,7 +213,10 @@ impl RocketConfigBuilder {
     ///
     /// While a broker restarts, or after its connection to the name server was cut, the name
     /// server has no route for the topics of that broker and may call them nonexistent; a
-    /// subscriber started in that window waits for the route instead of failing.
+    /// subscriber started in that window waits for the route instead of failing, and a
+    /// publisher that saw the cluster unable to route less than this long ago does not take a
+    /// name server's "does not exist" at its word (the send fails as *not sent*, not as *no
+    /// destination*).
     pub fn route_wait(mut self, wait: Duration) -> Self {
         self.0.route_wait = wait;
         self

@@ -47,7 +47,8 @@
 //! Message Queue for this topic". Publishes then fail as *not sent*, and
 //! [`RocketSubscriber::connect`] waits for the route
 //! ([`RocketConfigBuilder::route_wait`]); only a name server that knows brokers and has no
-//! route for a topic the publisher never saw routed makes it *permanent* ("does not exist").
+//! route for a topic the publisher never saw routed, while the cluster has routed without
+//! trouble for `route_wait`, makes it *no destination* ("does not exist").
 //!
 //! RocketMQ's own `%RETRY%<group>` / `%DLQ%<group>` path is not used: the broker keeps the
 //! attempt count, the dead letter cannot carry the `waybill-dl-*` record, and an orderly push

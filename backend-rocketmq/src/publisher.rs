@@ -22,7 +22,7 @@ use crate::config::RocketConfig;
 use crate::error_class::{describe_at, is_no_route, publish_outcome};
 use crate::names::check_topic;
 use crate::queue_select::queue_for_key;
-use crate::route_state::RouteState;
+use crate::route_state::{RouteState, UnroutedMemory};
 use crate::runtime::{client_runtime, Erased, RocketFuture};
 use crate::wire;
 
@@ -43,11 +43,14 @@ const MAX_BATCH_MESSAGES: usize = 256;
 ///   *permanent* (oversized, illegal header, invalid name). The message is always handed back.
 /// - **A missing route is not a missing topic**: while a broker restarts or is cut off from
 ///   the name server, its topics have no route. The error is *not sent* when this publisher
-///   has seen the topic routed before, or when the name server knows no broker; it is
-///   *no destination*, with a reason saying the topic "does not exist", only when the name
-///   server, knowing brokers, has no route for a topic this publisher never saw routed (or the
-///   broker answers that the topic does not exist). Either way retrying is safe: nothing was
-///   stored.
+///   has seen the topic routed before, when the name server knows no broker, or when this
+///   publisher saw the cluster unable to route within the last
+///   [`route_wait`](crate::RocketConfigBuilder::route_wait) (a broker that came back
+///   registers its topics in several requests, and for a moment the name server knows it but
+///   not all its topics); it is *no destination*, with a reason saying the topic "does not
+///   exist", only when the name server, knowing brokers, has no route for a topic this
+///   publisher never saw routed outside that window (or the broker answers that the topic
+///   does not exist). Either way retrying is safe: nothing was stored.
 /// - `publish_batch` groups messages by queue and sends each group as one batch request,
 ///   the groups in parallel.
 pub struct RocketPublisher {
@@ -64,6 +67,8 @@ pub struct RocketPublisher {
     route_admin: Erased<OnceCell<RocketAdmin>>,
     /// When the health check began failing.
     outage: Outage,
+    /// When a send last found the cluster unable to route (see [`UnroutedMemory`]).
+    unrouted: UnroutedMemory,
 }
 
 impl RocketPublisher {
@@ -102,6 +107,7 @@ impl RocketPublisher {
                 routed: Mutex::new(HashSet::new()),
                 route_admin: Erased::new(OnceCell::new()),
                 outage: Outage::default(),
+                unrouted: UnroutedMemory::default(),
             })
         })
     }
@@ -151,6 +157,7 @@ impl RocketPublisher {
     async fn no_route(&self, topic: &str, error: &ClientError) -> (PublishOutcome, String) {
         let client = describe_at(error, &self.config.described_name_servers());
         if self.was_routed(topic) {
+            self.unrouted.saw_outage();
             return (
                 PublishOutcome::NotSent,
                 format!(
@@ -177,13 +184,32 @@ impl RocketPublisher {
                 )
             }
             Ok(state) if state.is_authoritative_absence() => {
-                (PublishOutcome::NoDestination, state.explain(topic))
+                if self.unrouted.absence_is_settled(self.config.route_wait) {
+                    return (PublishOutcome::NoDestination, state.explain(topic));
+                }
+                let ago = self.unrouted.since_outage().unwrap_or_default();
+                (
+                    PublishOutcome::NotSent,
+                    format!(
+                        "no route for topic {topic}, but the cluster could not route {:.1} s \
+                         ago: its brokers may still be registering their topics with the \
+                         name server ({})",
+                        ago.as_secs_f64(),
+                        state.explain(topic)
+                    ),
+                )
             }
-            Ok(state) => (PublishOutcome::NotSent, state.explain(topic)),
-            Err(e) => (
-                PublishOutcome::NotSent,
-                format!("{client}; asking the name server why failed: {e}"),
-            ),
+            Ok(state) => {
+                self.unrouted.saw_outage();
+                (PublishOutcome::NotSent, state.explain(topic))
+            }
+            Err(e) => {
+                self.unrouted.saw_outage();
+                (
+                    PublishOutcome::NotSent,
+                    format!("{client}; asking the name server why failed: {e}"),
+                )
+            }
         }
     }
 

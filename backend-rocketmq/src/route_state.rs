@@ -7,6 +7,7 @@
 //! even then a topic may be about to appear (a deployment that creates it later): callers wait
 //! a bounded time before they call it permanent.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use rocketmq_client_rust::{DefaultMQAdminExt, RouteAdmin, TopicAdmin};
@@ -55,6 +56,44 @@ impl RouteState {
                  created on the fly)"
             ),
         }
+    }
+}
+
+/// When a client last saw the cluster unable to route: no broker registered, a route without
+/// a writable queue, a name server that did not answer, a topic routed before that lost its
+/// route.
+///
+/// A broker that comes back registers its topics with the name server, and a broker with
+/// many topics does so in several requests: for a moment after an outage the name server
+/// knows the broker but not yet all of its topics, and says "does not exist" for a topic
+/// that exists. So an absence counts as real only once the cluster has routed without
+/// trouble for a while (see [`UnroutedMemory::absence_is_settled`]).
+#[derive(Debug, Default)]
+pub(crate) struct UnroutedMemory {
+    last: Mutex<Option<Instant>>,
+}
+
+impl UnroutedMemory {
+    /// Records that the cluster could not route just now.
+    pub(crate) fn saw_outage(&self) {
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// Whether the last outage seen is more than `settle` ago (or none was ever seen): then a
+    /// name server that knows brokers has had time to learn all their topics.
+    pub(crate) fn absence_is_settled(&self, settle: Duration) -> bool {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|at| at.elapsed() >= settle)
+    }
+
+    /// How long ago the last outage was seen, if one was.
+    pub(crate) fn since_outage(&self) -> Option<Duration> {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|at| at.elapsed())
     }
 }
 
@@ -134,6 +173,23 @@ pub(crate) async fn await_route(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_absence_seen_soon_after_an_outage_is_not_settled() {
+        let memory = UnroutedMemory::default();
+        assert!(
+            memory.absence_is_settled(Duration::from_secs(15)),
+            "no outage seen"
+        );
+        assert_eq!(memory.since_outage(), None);
+        memory.saw_outage();
+        assert!(!memory.absence_is_settled(Duration::from_secs(15)));
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!memory.absence_is_settled(Duration::from_secs(15)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(memory.absence_is_settled(Duration::from_secs(15)));
+        assert_eq!(memory.since_outage(), Some(Duration::from_secs(15)));
+    }
 
     #[test]
     fn only_a_name_server_that_knows_brokers_can_say_a_topic_is_missing() {
