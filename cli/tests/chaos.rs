@@ -1,13 +1,12 @@
-//! `waybill chaos` against real servers: a RabbitMQ and a RocketMQ scenario (PostgreSQL
-//! outbox, two relays, two consumers with the SQL inbox, 20,000 messages, 12 faults mixing
-//! broker kills, relay and consumer SIGKILLs, PostgreSQL immediate restarts and connection
-//! cuts through the fault proxy) must pass (Kafka: see the README, tansu 0.6 breaks); a
-//! consumer and a relay broken on purpose must fail; bad scenarios are refused before
-//! anything is sent.
+//! `waybill chaos` against real servers: a RabbitMQ, a Kafka and a RocketMQ scenario
+//! (PostgreSQL outbox, two relays, two consumers with the SQL inbox, 20,000 messages, 12
+//! faults mixing broker kills, relay and consumer SIGKILLs, PostgreSQL immediate restarts and
+//! connection cuts through the fault proxy) must pass; a consumer and a relay broken on
+//! purpose must fail; bad scenarios are refused before anything is sent.
 //!
 //! A test binary of its own: its faults kill shared brokers, which the `cli` binary's tests
 //! must not see. Within it, the tests that use RabbitMQ take [`chaos_support::RABBITMQ`] in
-//! turn; the RocketMQ scenario runs beside them.
+//! turn; the Kafka and RocketMQ scenarios run beside them.
 
 /// The program under test, built by cargo beside this test.
 const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
@@ -16,6 +15,8 @@ const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
 mod chaos_bad_input;
 #[path = "chaos_broken_roles.rs"]
 mod chaos_broken_roles;
+#[path = "chaos_kafka.rs"]
+mod chaos_kafka;
 #[path = "chaos_rabbitmq.rs"]
 mod chaos_rabbitmq;
 #[path = "chaos_rocketmq.rs"]

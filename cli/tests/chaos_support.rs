@@ -100,8 +100,7 @@ pub struct BrokerService {
     /// there, so a proxy in front of the bootstrap address would see almost none of their
     /// connections: their scenarios cut the database's connections only.
     pub proxied: bool,
-    /// Whether the schedule kills and restarts the broker (see the Kafka and RocketMQ
-    /// scenarios for why theirs do not yet).
+    /// Whether the schedule kills and restarts the broker.
     pub killed: bool,
 }
 
