@@ -1,27 +1,60 @@
-//! Where tansu 0.6 on SQLite storage deviates from Apache Kafka, pinned so that a tansu that
-//! fixes them makes these tests fail (and the workarounds can go). The shared test broker runs
-//! on tansu's PostgreSQL storage since (see the README's broker notes); these were found on
-//! SQLite and are pinned there.
+//! Where tansu 0.6 deviates from Apache Kafka, pinned on both its storages (SQLite, and
+//! PostgreSQL, which the shared test broker runs on: see the README's broker notes) so that a
+//! tansu that fixes them makes these tests fail (and the workarounds can go).
 //!
-//! Each test runs its own tansu instance on a free port with a temporary data directory, so
-//! the damage it pins cannot reach the shared test broker, and drives it with an independent
-//! client (Python confluent-kafka). Workaround in this project: tests never delete topics, and
-//! the test command starts the shared broker empty. Transactions are pinned in
+//! Each test runs its own tansu instance on a free port with a temporary data directory (and,
+//! on PostgreSQL, a database of its own), so the damage it pins cannot reach the shared test
+//! broker, and drives it with an independent client (Python confluent-kafka). Workaround in
+//! this project: tests never delete topics, and the test command starts the shared broker
+//! empty. Transactions are pinned in
 //! `kafka_transactions.rs`.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A private tansu broker, killed on drop.
+/// The storage a private tansu runs on.
+#[derive(Clone, Copy, Debug)]
+enum Storage {
+    /// A SQLite file in the instance's temporary directory.
+    Sqlite,
+    /// A database of its own in the local PostgreSQL (the shared test broker's storage), with
+    /// tansu's schema applied from `scripts/tansu/postgres-schema.sql`.
+    Postgres,
+}
+
+/// A private tansu broker, killed on drop (its PostgreSQL database dropped).
 struct PrivateTansu {
     child: Child,
     address: String,
     dir: std::path::PathBuf,
+    database: Option<String>,
+}
+
+/// Runs `psql` against the local PostgreSQL as `postgres`, failing the test when it fails.
+fn psql(args: &[&str]) {
+    let out = Command::new("psql")
+        .args([
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(args)
+        .output()
+        .expect("psql runs (PostgreSQL's client: apt-get install -y postgresql-client)");
+    assert!(
+        out.status.success(),
+        "psql {args:?} failed (is PostgreSQL up? scripts/brokers start postgres): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl PrivateTansu {
-    fn start() -> Self {
+    fn start(storage: Storage) -> Self {
         let tools = std::env::var("WAYBILL_TOOLS_DIR").unwrap_or_else(|_| {
             format!(
                 "{}/.cache/waybill/tools",
@@ -42,6 +75,20 @@ impl PrivateTansu {
         let address = format!("127.0.0.1:{port}");
         let dir = std::env::temp_dir().join(format!("wb-tansu-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
+        let (engine, database) = match storage {
+            Storage::Sqlite => ("sqlite://tansu.db".to_owned(), None),
+            Storage::Postgres => {
+                let database = format!("wb_tansu_{port}");
+                let schema = concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/../scripts/tansu/postgres-schema.sql"
+                );
+                psql(&["-c", &format!("create database {database}")]);
+                psql(&["-d", &database, "-f", schema]);
+                let url = format!("postgres://postgres@127.0.0.1:5432/{database}?sslmode=disable");
+                (url, Some(database))
+            }
+        };
         let child = Command::new(binary)
             .current_dir(&dir)
             .args([
@@ -51,7 +98,7 @@ impl PrivateTansu {
                 "--advertised-listener-url",
                 &format!("tcp://{address}"),
                 "--storage-engine",
-                "sqlite://tansu.db",
+                &engine,
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -69,6 +116,7 @@ impl PrivateTansu {
             child,
             address,
             dir,
+            database,
         }
     }
 }
@@ -78,6 +126,12 @@ impl Drop for PrivateTansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(database) = &self.database {
+            psql(&[
+                "-c",
+                &format!("drop database if exists {database} with (force)"),
+            ]);
+        }
     }
 }
 
@@ -109,8 +163,17 @@ print("kept topic known:", md.error is None and len(md.partitions) == 1)
 "#;
 
 #[test]
-fn deleting_one_topic_makes_another_topic_unknown() {
-    let tansu = PrivateTansu::start();
+fn deleting_one_topic_makes_another_topic_unknown_on_sqlite() {
+    deleting_one_topic_makes_another_topic_unknown(Storage::Sqlite);
+}
+
+#[test]
+fn deleting_one_topic_makes_another_topic_unknown_on_postgres() {
+    deleting_one_topic_makes_another_topic_unknown(Storage::Postgres);
+}
+
+fn deleting_one_topic_makes_another_topic_unknown(storage: Storage) {
+    let tansu = PrivateTansu::start(storage);
     let out = python(DELETE_ONE_OF_TWO, &tansu.address);
     // Apache Kafka prints "kept topic known: True".
     assert_eq!(
@@ -212,8 +275,17 @@ impl Drop for Member {
 /// the session timeout passes. So no Kafka test here kills a consumer process of a group
 /// (RabbitMQ's chaos tests do).
 #[test]
-fn partitions_of_a_killed_member_are_not_reassigned_to_the_survivor() {
-    let tansu = PrivateTansu::start();
+fn partitions_of_a_killed_member_are_not_reassigned_to_the_survivor_on_sqlite() {
+    partitions_of_a_killed_member_are_not_reassigned_to_the_survivor(Storage::Sqlite);
+}
+
+#[test]
+fn partitions_of_a_killed_member_are_not_reassigned_to_the_survivor_on_postgres() {
+    partitions_of_a_killed_member_are_not_reassigned_to_the_survivor(Storage::Postgres);
+}
+
+fn partitions_of_a_killed_member_are_not_reassigned_to_the_survivor(storage: Storage) {
+    let tansu = PrivateTansu::start(storage);
     assert_eq!(python(CREATE_FOUR_PARTITIONS, &tansu.address), "created");
     let mut first = Member::start(&tansu.address);
     let all = ["0,1,2,3"];
