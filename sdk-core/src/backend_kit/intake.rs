@@ -77,6 +77,7 @@ where
             retry_topic: topics.retry_topic.clone(),
             dead_letter_topic: topics.dead_letter_topic,
             redeliver,
+            commit_turn: tokio::sync::Mutex::new(()),
         });
         Self {
             link,

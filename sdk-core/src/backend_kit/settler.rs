@@ -39,11 +39,19 @@ pub struct SettleLink<Q, C> {
     pub dead_letter_topic: Option<String>,
     /// Abandoned deliveries go back to the subscriber, which delivers them again.
     pub redeliver: UnboundedSender<Abandoned<Q>>,
+    /// Completions and their commits take turns (see [`SettleLink::complete`]).
+    pub(crate) commit_turn: tokio::sync::Mutex<()>,
 }
 
 impl<Q: Hash + Eq + Clone + Send + Sync, C: OffsetCommitter<Q>> SettleLink<Q, C> {
     /// Marks `position` done and commits the committable offset of its queue.
+    ///
+    /// Completions take turns with their commits: a commit computed earlier (lower) can
+    /// otherwise land after a later (higher) one of the same queue when the committer awaits,
+    /// and the queue's committed offset stays behind what was done (read again after a
+    /// restart; a lag that never reaches 0).
     async fn complete(&self, position: &TrackedOffset<Q>) {
+        let _turn = self.commit_turn.lock().await;
         // `None`: the queue was reassigned; its new owner reads from the committed offset.
         if let Some(next) = self.offsets.completed(position) {
             self.committer.commit(&position.queue, next).await;
@@ -139,5 +147,71 @@ impl<Q, C> Drop for LogSettler<Q, C> {
             // Its offset stays in flight; the subscriber delivers it again.
             let _ = self.link.redeliver.send(pending);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc::unbounded_channel;
+
+    use super::*;
+    use crate::memory_broker::MemoryBroker;
+
+    /// Records each commit; the first one takes a while to land (a committer that awaits the
+    /// client), so a later completion's commit would land before it unless commits take turns.
+    #[derive(Default)]
+    struct SlowFirstCommit {
+        calls: Mutex<u32>,
+        landed: Mutex<Vec<i64>>,
+    }
+
+    #[async_trait]
+    impl OffsetCommitter<&'static str> for SlowFirstCommit {
+        async fn commit(&self, _queue: &&'static str, next: i64) {
+            let first = {
+                let mut calls = self.calls.lock().unwrap();
+                *calls += 1;
+                *calls == 1
+            };
+            if first {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            self.landed.lock().unwrap().push(next);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_queue_s_commits_land_in_the_order_they_were_computed() {
+        let offsets = Arc::new(InFlightOffsets::default());
+        let (redeliver, _redelivered) = unbounded_channel();
+        let link = Arc::new(SettleLink {
+            offsets: Arc::clone(&offsets),
+            committer: SlowFirstCommit::default(),
+            publisher: Arc::new(MemoryBroker::new().publisher()),
+            retry_topic: None,
+            dead_letter_topic: None,
+            redeliver,
+            commit_turn: tokio::sync::Mutex::new(()),
+        });
+        let first = offsets.received(&"q", 0);
+        let second = offsets.received(&"q", 1);
+        // Offset 0 completes first (commit 1, slow to land), then offset 1 (commit 2).
+        let slow = tokio::spawn({
+            let link = Arc::clone(&link);
+            async move { link.complete(&first).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        link.complete(&second).await;
+        slow.await.unwrap();
+        let landed = link.committer.landed.lock().unwrap().clone();
+        assert_eq!(
+            landed.last(),
+            Some(&2),
+            "the last commit to land is the highest, or the queue reads its tail again after \
+             a restart and its lag never reaches 0: {landed:?}"
+        );
     }
 }
