@@ -62,6 +62,8 @@ mod handover;
 mod lag;
 #[cfg(feature = "management")]
 mod management_api;
+#[cfg(all(feature = "management", feature = "tls"))]
+mod management_tls;
 mod name_rules;
 #[cfg(feature = "management")]
 mod preflight;

@@ -1,6 +1,7 @@
 //! A small client of RabbitMQ's management HTTP API (the `rabbitmq_management` plugin), for
 //! what the AMQP protocol cannot tell: queue types, replicas, policies, cluster members.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
@@ -56,29 +57,54 @@ impl ManagementApi {
             "management_url",
             &format!("http://{host}:{MANAGEMENT_PORT}/"),
         )?;
-        Self::with_base(base, &amqp)
+        Self::with_base(base, &amqp, None)
     }
 
-    /// The management API at `management_url` (`http://host:port`, credentials in it
-    /// optional), reading the virtual host of `amqp_url` with the management URL's
-    /// credentials, or else the AMQP URL's.
+    /// The management API at `management_url` (`http://host:port`, or `https://host:port`
+    /// with the `tls` feature; credentials in it optional), reading the virtual host of
+    /// `amqp_url` with the management URL's credentials, or else the AMQP URL's.
+    ///
+    /// An `https://` API is verified against the webpki roots and, when the URL has
+    /// `?ca_file=/path/ca.pem`, the certificates of that PEM bundle (a broker whose
+    /// certificate a private CA signed). The certificate must name the URL's host.
     ///
     /// # Errors
-    /// [`ConfigError`] for a URL that does not parse, or a management URL that is not
-    /// `http://` (`https://` is not supported yet: put the check on a host that reaches the
-    /// plain port, or use an SSH tunnel).
+    /// [`ConfigError`] on field `management_url` for a URL that does not parse, a scheme other
+    /// than `http` or `https`, `https` in a build without the `tls` feature, a query parameter
+    /// other than `ca_file` (or `ca_file` on `http://`), or a CA file that cannot be read or
+    /// holds no certificate.
     pub fn at(management_url: &str, amqp_url: &str) -> Result<Self, ConfigError> {
         let amqp = parse("broker_url", amqp_url)?;
         let mut base = parse("management_url", management_url)?;
-        if base.scheme() != "http" {
-            return Err(ConfigError::new(
+        let refused = |reason: &str| {
+            ConfigError::new(
                 "management_url",
-                format!(
-                    "{} is not an http:// URL (https:// management APIs are not supported yet)",
-                    mask_url_password(management_url)
-                ),
-            ));
+                format!("{}: {reason}", mask_url_password(management_url)),
+            )
+        };
+        match base.scheme() {
+            "http" => {}
+            "https" if cfg!(feature = "tls") => {}
+            "https" => {
+                return Err(refused(
+                    "https:// needs the tls feature of waybill-rabbitmq, which this build lacks",
+                ))
+            }
+            _ => return Err(refused("is not an http:// or https:// URL")),
         }
+        let mut ca_file = None;
+        for (key, value) in base.query_pairs() {
+            match key.as_ref() {
+                "ca_file" if base.scheme() == "https" => ca_file = Some(PathBuf::from(&*value)),
+                "ca_file" => return Err(refused("ca_file applies to https:// only")),
+                other => {
+                    return Err(refused(&format!(
+                        "unknown parameter {other:?} (the only one is ca_file)"
+                    )))
+                }
+            }
+        }
+        base.set_query(None);
         let own_credentials = (!base.username().is_empty()).then(|| {
             (
                 decode(base.username()),
@@ -87,14 +113,14 @@ impl ManagementApi {
         });
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        let mut api = Self::with_base(base, &amqp)?;
+        let mut api = Self::with_base(base, &amqp, ca_file.as_deref())?;
         if let Some((user, password)) = own_credentials {
             (api.user, api.password) = (user, password);
         }
         Ok(api)
     }
 
-    fn with_base(base: Url, amqp: &Url) -> Result<Self, ConfigError> {
+    fn with_base(base: Url, amqp: &Url, ca_file: Option<&Path>) -> Result<Self, ConfigError> {
         let (user, password) = if amqp.username().is_empty() {
             ("guest".to_owned(), "guest".to_owned())
         } else {
@@ -107,10 +133,7 @@ impl ManagementApi {
             "" => "/".to_owned(),
             path => decode(path),
         };
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ConfigError::new("management_url", e.to_string()))?;
+        let client = http_client(ca_file)?;
         Ok(Self {
             base,
             user,
@@ -140,13 +163,20 @@ impl ManagementApi {
             .send()
             .await
             .map_err(|e| {
+                let advice = if self.base.scheme() == "https" {
+                    "check that it serves HTTPS there, and trust the CA that signed its \
+                     certificate with ?ca_file=/path/ca.pem in the management URL (the \
+                     certificate must name the URL's host)"
+                } else {
+                    "enable the rabbitmq_management plugin (rabbitmq-plugins enable \
+                     rabbitmq_management) or name its address with --management-url"
+                };
                 BrokerError::transient(
                     "preflight",
                     format!(
-                        "the RabbitMQ management API at {} does not answer ({e}): enable the \
-                         rabbitmq_management plugin (rabbitmq-plugins enable \
-                         rabbitmq_management) or name its address with --management-url",
-                        self.base
+                        "the RabbitMQ management API at {} does not answer ({}): {advice}",
+                        self.base,
+                        with_causes(&e)
                     ),
                 )
             })?;
@@ -173,6 +203,35 @@ impl ManagementApi {
             }),
         }
     }
+}
+
+/// The client every request goes through: a 10 s timeout and, with the `tls` feature, a
+/// ready rustls configuration (see `management_tls`), for `http://` too.
+fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, ConfigError> {
+    let builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    #[cfg(feature = "tls")]
+    let builder = builder.tls_backend_preconfigured(crate::management_tls::client_config(ca_file)?);
+    #[cfg(not(feature = "tls"))]
+    debug_assert!(ca_file.is_none(), "at() refuses ca_file without tls");
+    builder
+        .build()
+        .map_err(|e| ConfigError::new("management_url", with_causes(&e)))
+}
+
+/// `error` followed by each of its causes (reqwest's own message names only the step that
+/// failed, e.g. "error sending request"; the cause says why: refused, certificate unknown).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn parse(field: &'static str, url: &str) -> Result<Url, ConfigError> {
@@ -213,9 +272,33 @@ mod tests {
         assert_eq!(api.base.as_str(), "http://mgmt:8080/");
         assert_eq!((api.user.as_str(), api.password.as_str()), ("ops", "pw"));
         assert_eq!(api.vhost(), "/");
-        let https = ManagementApi::at("https://mgmt:15671", "amqp://mq").unwrap_err();
-        assert_eq!(https.field(), "management_url");
+        let ftp = ManagementApi::at("ftp://mgmt", "amqp://mq").unwrap_err();
+        assert_eq!(ftp.field(), "management_url");
+        let unknown = ManagementApi::at("http://mgmt?verify=no", "amqp://mq").unwrap_err();
+        assert!(unknown.to_string().contains("\"verify\""), "{unknown}");
+        let plain_ca = ManagementApi::at("http://mgmt?ca_file=/ca.pem", "amqp://mq").unwrap_err();
+        assert!(plain_ca.to_string().contains("https:// only"), "{plain_ca}");
         let kafka = ManagementApi::beside("kafka://k:9092").unwrap_err();
         assert!(kafka.to_string().contains("amqp://"), "{kafka}");
+    }
+
+    #[test]
+    fn an_https_api_needs_the_tls_feature_and_a_readable_ca_file() {
+        let https = ManagementApi::at("https://ops:pw@mgmt:15671", "amqp://mq");
+        if cfg!(feature = "tls") {
+            let api = https.unwrap();
+            assert_eq!(api.base.as_str(), "https://mgmt:15671/");
+            let missing =
+                ManagementApi::at("https://mgmt:15671?ca_file=/nonexistent.pem", "amqp://mq")
+                    .unwrap_err();
+            assert!(
+                missing.to_string().contains("/nonexistent.pem"),
+                "{missing}"
+            );
+        } else {
+            let refused = https.unwrap_err();
+            assert!(refused.to_string().contains("tls feature"), "{refused}");
+            assert!(!refused.to_string().contains("pw"), "{refused}");
+        }
     }
 }

@@ -194,8 +194,10 @@ pub struct PreflightArgs {
     /// A topic to check (repeatable).
     #[arg(long = "topic", required = true)]
     pub topics: Vec<String>,
-    /// RabbitMQ only: the management HTTP API, http://[USER:PASSWORD@]host:port [default:
-    /// the broker's host on port 15672, with the broker URL's credentials]
+    /// RabbitMQ only: the management HTTP API, http://[USER:PASSWORD@]host:port, or
+    /// https://…/?ca_file=PEM (the CA that signed its certificate, if not a public one)
+    /// [default: the broker's host on port 15672 over http, with the broker URL's
+    /// credentials]
     #[arg(long, env = "WAYBILL_MANAGEMENT_URL", hide_env_values = true)]
     pub management_url: Option<String>,
     /// RocketMQ only: a consumer group whose retry and dead-letter topics must exist

@@ -22,6 +22,9 @@ mod preflight_kafka;
 mod preflight_rabbitmq;
 #[path = "preflight_rocketmq.rs"]
 mod preflight_rocketmq;
+#[path = "../../tests/tests/support/rabbitmq_tls.rs"]
+#[allow(dead_code)] // shared with the tests crate's TLS suite; this binary uses part of it
+mod rabbitmq_tls;
 #[path = "relay_kill.rs"]
 mod relay_kill;
 #[path = "relay_secrets.rs"]

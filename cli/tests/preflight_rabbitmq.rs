@@ -1,7 +1,8 @@
 //! `waybill preflight` against the real RabbitMQ, through its management HTTP API: a waybill
 //! consumer group's topology passes every check a single node allows (cluster size and
 //! replicas warn), a classic non-durable queue fails (exit 4), as does a missing exchange; an
-//! unreachable management API and refused credentials exit 1 with what to do.
+//! unreachable management API and refused credentials exit 1 with what to do. Over HTTPS:
+//! the same checks with the CA named in `--management-url`, exit 1 naming `ca_file` without it.
 
 use std::process::{Command, Output};
 
@@ -13,6 +14,7 @@ use waybill_core::MessageId;
 use waybill_rabbitmq::{delete_group_topology, delete_topic};
 
 use super::dlq_rabbitmq::{amqp_url, config, join_group, text, GROUP};
+use super::rabbitmq_tls::{management_address, require_management_listener, tls_dir};
 use super::WAYBILL;
 
 fn preflight(topic: &str, extra: &[&str]) -> Output {
@@ -155,6 +157,39 @@ async fn a_waybill_group_passes_and_a_classic_transient_queue_fails() {
         .unwrap();
     connection.close(200, "done".into()).await.unwrap();
     delete_topic(&config(), &legacy).await.unwrap();
+    delete_group_topology(&config(), &topic, GROUP, true)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_https_management_api_is_read_with_the_ca_named_in_its_url() {
+    require_management_listener();
+    let topic = unique("wb-preflight-https");
+    let subscriber = join_group(&topic).await;
+    let https = format!(
+        "https://{}/?ca_file={}",
+        management_address(),
+        tls_dir().join("ca.pem").display()
+    );
+    let trusted = preflight(&topic, &["--management-url", &https]);
+    assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted));
+    let queue = format!("rabbitmq queue {topic}.{GROUP}");
+    for check in ["queue type", "durable", "delivery limit", "dead letters"] {
+        assert_eq!(verdict(&trusted, &queue, check), "PASS", "{check}");
+    }
+
+    let untrusted = preflight(
+        &topic,
+        &[
+            "--management-url",
+            &format!("https://{}/", management_address()),
+        ],
+    );
+    assert_eq!(untrusted.status.code(), Some(1), "{}", text(&untrusted));
+    assert!(text(&untrusted).contains("ca_file"), "{}", text(&untrusted));
+
+    drop(subscriber);
     delete_group_topology(&config(), &topic, GROUP, true)
         .await
         .unwrap();

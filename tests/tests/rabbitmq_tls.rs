@@ -3,17 +3,24 @@
 //! and, each failing at once for good with an error that says why and never shows a password:
 //! a broker certificate no trusted CA signed, a host name the certificate does not list, a
 //! client certificate from another CA, a wrong password. A server-name override verifies the
-//! certificate for that name while connecting to the URL's host.
+//! certificate for that name while connecting to the URL's host. The management API over
+//! HTTPS: verified with the CA named in its URL, refused without it or for a host its
+//! certificate does not list.
 
 mod support;
 
 use std::time::Duration;
 
-use support::rabbitmq_tls::{require_listener, tls_dir, url, url_for};
+use support::rabbitmq_tls::{
+    management_address, require_listener, require_management_listener, tls_dir, url, url_for,
+};
 use support::test_certificates::TestCa;
 use support::tls_terminator::TlsTerminator;
 use waybill_core::{BrokerError, FailureClass, Message, Publisher, Subscriber};
-use waybill_rabbitmq::{delete_group_topology, RabbitConfig, RabbitPublisher, RabbitSubscriber};
+use waybill_rabbitmq::{
+    delete_group_topology, rabbitmq_preflight, ManagementApi, RabbitConfig, RabbitPublisher,
+    RabbitSubscriber,
+};
 
 fn unique(prefix: &str) -> String {
     let id = waybill_core::MessageId::new().to_string().replace('-', "");
@@ -225,4 +232,70 @@ async fn a_server_name_override_verifies_the_certificate_for_that_name() {
     let error = refused(by_address("broker.example")).await;
     assert_permanent_saying(&error, "not valid for the host name");
     assert!(error.to_string().contains("broker.example"), "{error}");
+}
+
+/// The management API of the broker's HTTPS listener at `host:port`, trusting the test CA
+/// when `trust_ca`.
+fn https_management(address: &str, trust_ca: bool) -> ManagementApi {
+    let ca = tls_dir().join("ca.pem");
+    let query = if trust_ca {
+        format!("?ca_file={}", ca.display())
+    } else {
+        String::new()
+    };
+    ManagementApi::at(&format!("https://{address}/{query}"), &url()).expect("valid URL")
+}
+
+#[tokio::test]
+async fn the_management_api_over_https_is_verified_with_the_ca_in_its_url() {
+    require_listener();
+    require_management_listener();
+    let topic = unique("mgmt-tls");
+    let subscriber = RabbitSubscriber::connect(trusting_the_test_ca(&url()), &topic, "g")
+        .await
+        .unwrap_or_else(|e| panic!("subscribe over TLS: {e}"));
+
+    let trusted = https_management(&management_address(), true);
+    let reports = rabbitmq_preflight(&trusted, &topic)
+        .await
+        .unwrap_or_else(|e| panic!("preflight over HTTPS with the test CA: {e}"));
+    let queue = reports
+        .iter()
+        .find(|r| r.target == format!("rabbitmq queue {topic}.g"))
+        .unwrap_or_else(|| panic!("the group's queue is reported: {reports:?}"));
+    let durable = queue.checks.iter().find(|c| c.name == "durable").unwrap();
+    assert_eq!(durable.verdict.as_str(), "PASS", "{queue:?}");
+
+    // The webpki roots alone do not know the test CA: refused, saying how to trust it.
+    let untrusted = rabbitmq_preflight(&https_management(&management_address(), false), &topic)
+        .await
+        .expect_err("a certificate no trusted CA signed");
+    let text = untrusted.to_string();
+    assert!(
+        text.contains("certificate"),
+        "names the certificate: {text}"
+    );
+    assert!(text.contains("ca_file"), "says how to trust it: {text}");
+    assert!(!text.contains("guest:guest"), "{text}");
+
+    // The certificate names localhost only: by IP address it is refused, CA trusted or not.
+    let port = management_address()
+        .rsplit_once(':')
+        .map(|(_, port)| port.to_owned())
+        .unwrap();
+    let by_ip = rabbitmq_preflight(
+        &https_management(&format!("127.0.0.1:{port}"), true),
+        &topic,
+    )
+    .await
+    .expect_err("a host the certificate does not list");
+    assert!(
+        by_ip.to_string().contains("certificate"),
+        "names the certificate: {by_ip}"
+    );
+
+    drop(subscriber);
+    delete_group_topology(&trusting_the_test_ca(&url()), &topic, "g", true)
+        .await
+        .unwrap();
 }

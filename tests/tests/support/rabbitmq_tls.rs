@@ -53,3 +53,22 @@ pub fn require_listener() {
         );
     }
 }
+
+/// The HTTPS management listener's address (`scripts/rabbitmq-tls` opens it with the same
+/// certificate): `WAYBILL_RABBITMQ_MANAGEMENT_TLS_ADDR`, or `localhost:15671`.
+pub fn management_address() -> String {
+    std::env::var("WAYBILL_RABBITMQ_MANAGEMENT_TLS_ADDR")
+        .unwrap_or_else(|_| "localhost:15671".to_owned())
+}
+
+/// Fails the test with how to start it when the HTTPS management listener is missing.
+pub fn require_management_listener() {
+    if std::net::TcpStream::connect(management_address()).is_err() {
+        panic!(
+            "the RabbitMQ HTTPS management listener does not answer on {}. Start it with \
+             `scripts/rabbitmq-tls`, or set WAYBILL_RABBITMQ_MANAGEMENT_TLS_ADDR for another \
+             broker.",
+            management_address()
+        );
+    }
+}
