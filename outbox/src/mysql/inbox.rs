@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{MySql, MySqlPool, Transaction};
+use sqlx::{Executor as _, MySql, MySqlPool, Transaction};
 use waybill_core::{
     Claim, ClaimToken, Completion, IdempotencyStore, IncomingMessage, MessageId, StoreError,
 };
@@ -110,12 +110,7 @@ impl MySqlIdempotencyStore {
         if recorded {
             return Ok(());
         }
-        // Undo the effect now, and leave a transaction that refuses writes, so that neither a
-        // COMMIT nor further statements issued after this error can apply it.
-        let _ = sqlx::query("ROLLBACK").execute(&mut **tx).await;
-        let _ = sqlx::query("START TRANSACTION READ ONLY")
-            .execute(&mut **tx)
-            .await;
+        doom(tx).await;
         Err(OutboxError::ClaimLost(id))
     }
 
@@ -151,6 +146,29 @@ impl MySqlIdempotencyStore {
             let store = store.clone();
             async move { store.purge_expired().await }
         })
+    }
+}
+
+/// Undoes the effect written in `tx` and leaves it in an empty `READ ONLY` transaction, so
+/// that neither a COMMIT nor further statements issued after a refused marker can apply it.
+///
+/// Both statements go over the text protocol: MySQL refuses `ROLLBACK` and
+/// `START TRANSACTION` as prepared statements (error 1295, "not supported in the prepared
+/// statement protocol"), which MariaDB accepts — sent as prepared statements they failed on
+/// MySQL and left the effect in a transaction the caller could still commit. A failure here
+/// (the connection broke, which rolls the transaction back on the server) is logged.
+async fn doom(tx: &mut Transaction<'_, MySql>) {
+    for statement in ["ROLLBACK", "START TRANSACTION READ ONLY"] {
+        // A bare `&str` has no arguments, so sqlx sends it over the text protocol.
+        if let Err(e) = (&mut **tx).execute(statement).await {
+            tracing::error!(
+                statement,
+                error = %e,
+                "could not doom the transaction of a refused inbox marker: roll it back, do \
+                 not commit it"
+            );
+            return;
+        }
     }
 }
 
