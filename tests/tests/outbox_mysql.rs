@@ -171,6 +171,62 @@ async fn a_slow_transaction_holds_back_later_rows_of_its_key() {
     db.drop_db().await;
 }
 
+/// MySQL refuses every read of `information_schema.innodb_trx` (error 3854, "Cannot convert
+/// string ... to utf8mb3") while any transaction runs a statement whose text holds bytes that
+/// are not UTF-8 — a prepared statement shows its bound values there, so any enqueue of a
+/// binary message id does. The relay's horizon scan must take such a refusal as "no
+/// observation this round", not fail the round: rows go out once the statement has ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_with_binary_text_on_the_server_does_not_fail_the_relay() {
+    let _server = SERVER_WIDE.write().await;
+    let db = MySqlTestDb::migrated().await;
+    let broker = MemoryBroker::new();
+    let outbox = Outbox::new();
+    let message = Message::new("after the binary statement").with_key("K");
+    let mut tx = db.pool.begin().await.unwrap();
+    outbox.enqueue(&mut tx, "orders", &message).await.unwrap();
+    tx.commit().await.unwrap();
+    let relay = Relay::mysql(
+        db.pool.clone(),
+        Arc::new(broker.publisher()),
+        cases::config(),
+    );
+
+    // Another session: a transaction running a statement with bytes that are not UTF-8 in
+    // its text, for two seconds.
+    let binary = {
+        let pool = db.pool.clone();
+        tokio::spawn(async move {
+            use sqlx::Executor as _;
+            let mut conn = pool.acquire().await.unwrap();
+            conn.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+                .await
+                .unwrap();
+            sqlx::query("SELECT SLEEP(2), ?")
+                .bind(vec![0xa2u8, 0xff, 0xfe, 0x80, 0x41])
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            conn.execute("COMMIT").await.unwrap();
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut refused = 0;
+    while !binary.is_finished() {
+        if let Err(e) = relay.relay_once().await {
+            refused += 1;
+            eprintln!("relay round failed: {e}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    binary.await.unwrap();
+    assert_eq!(
+        refused, 0,
+        "relay rounds failed while the binary statement ran"
+    );
+    cases::drain_until(&relay, || broker.messages("orders").len() == 1).await;
+}
+
 /// MariaDB serves `innodb_trx` from a cache it does not refresh while reads come less than
 /// 100 ms apart. A session polling it back to back freezes the cache from before the slow
 /// transaction began, so the list the relay reads does not show it: the relay must notice

@@ -67,7 +67,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{MySqlPool, Row};
 use tokio::sync::Mutex;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::error::{classify, OutboxError};
 
@@ -175,11 +175,23 @@ impl Horizon {
         // A fresh nonce per round, inlined (so not kept in the statement cache).
         let nonce = format!("waybill-horizon-{}", uuid::Uuid::new_v4().simple());
         let sql = probe(&nonce);
-        let scan = sqlx::query(&sql)
+        let scan = match sqlx::query(&sql)
             .persistent(false)
             .fetch_one(&mut *tx)
             .await
-            .map_err(privilege)?;
+        {
+            Ok(scan) => scan,
+            // The list could not be read this round (another session's statement text is
+            // not UTF-8): no observation, the horizon stays where it is, try again after the
+            // gap. Only rows wait meanwhile.
+            Err(e) if is_unconvertible_text(&e) => {
+                debug!(error = %e, "innodb_trx unreadable this round: no observation");
+                state.last_scan = Some(Instant::now());
+                state.probe_gap = PROBE_GAP;
+                return Ok(state.safe);
+            }
+            Err(e) => return Err(privilege(e)),
+        };
         let now: i64 = scan.try_get(1).map_err(db)?;
         let fresh: i64 = scan.try_get(2).map_err(db)?;
         let oldest: Option<i64> = scan.try_get(3).map_err(db)?;
@@ -232,11 +244,25 @@ where
 /// # Errors
 /// [`OutboxError::Unsupported`] naming the `PROCESS` privilege, or a database error.
 pub(crate) async fn check_access(pool: &MySqlPool) -> Result<(), OutboxError> {
-    sqlx::query("SELECT 1 FROM information_schema.innodb_trx LIMIT 0")
+    match sqlx::query("SELECT 1 FROM information_schema.innodb_trx LIMIT 0")
         .execute(pool)
         .await
-        .map_err(privilege)?;
-    Ok(())
+    {
+        // Past the privilege check: the table was read, one of its rows was not.
+        Err(e) if is_unconvertible_text(&e) => Ok(()),
+        Err(e) => Err(privilege(e)),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// MySQL's ER_CANNOT_CONVERT_STRING (3854): MySQL (not MariaDB) refuses every read of
+/// `innodb_trx` while any transaction runs a statement whose text holds bytes that are not
+/// UTF-8 — and a prepared statement's text there carries its bound values, so an enqueue of a
+/// binary message id is one. Such a refusal lasts as long as that statement.
+fn is_unconvertible_text(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|d| d.number() == 3854)
 }
 
 fn db(e: sqlx::Error) -> OutboxError {
