@@ -59,7 +59,26 @@ impl KafkaPublisher {
     pub async fn connect(config: KafkaConfig) -> Result<Self, BrokerError> {
         let publisher = Self::connect_reached(config)?;
         check_reachable(&publisher.config).await?;
+        publisher.warm_up().await;
         Ok(publisher)
+    }
+
+    /// Has the producer itself connect and fetch the cluster's metadata now, so that the
+    /// first publish does not pay for it (the probe above used a client of its own). A
+    /// failure here is only logged: the probe found the cluster reachable, and a publish
+    /// reports whatever is wrong by then.
+    async fn warm_up(&self) {
+        let producer = self.slot.current();
+        let fetched = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, HEALTH_TIMEOUT)
+                .map(drop)
+        })
+        .await;
+        if let Ok(Err(e)) = fetched {
+            tracing::debug!(error = %e, "the producer's first metadata request failed");
+        }
     }
 
     /// A publisher for a cluster the caller has just found reachable: no second probe.
