@@ -19,7 +19,8 @@ use crate::names::check_topic;
 use crate::producer_slot::ProducerSlot;
 use crate::wire::{identity_headers, record_headers, record_size};
 
-/// How long a health check waits for a broker's metadata answer.
+/// How long a health check, or the producer's warm-up at connect, waits for a broker's
+/// metadata answer.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Publishes to Kafka and returns only once the leader confirmed the write to all in-sync

@@ -225,6 +225,7 @@ async fn a_statement_with_binary_text_on_the_server_does_not_fail_the_relay() {
         "relay rounds failed while the binary statement ran"
     );
     cases::drain_until(&relay, || broker.messages("orders").len() == 1).await;
+    db.drop_db().await;
 }
 
 /// MariaDB serves `innodb_trx` from a cache it does not refresh while reads come less than
