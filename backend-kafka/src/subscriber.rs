@@ -72,8 +72,8 @@ impl ConsumerContext for TrackingContext {
 /// - **Backpressure keeps the membership.** The consumer is polled all the time on a thread
 ///   of its own, also while nobody asks for the next delivery (a Processor whose buffer is
 ///   full behind a slow handler, or an intake holding `max_delayed` retried copies). A
-///   partition with 500 records waiting for the reader is *paused* (nothing more of it is
-///   fetched) and resumed once the reader took it down to 250, so a handler slower than
+///   partition with 4 MiB or 10,000 records waiting for the reader is *paused* (nothing more
+///   of it is fetched) and resumed once the reader took it down to a quarter, so a handler slower than
 ///   `max.poll.interval.ms` never gets the member evicted from its group (which would deliver
 ///   everything uncommitted again), and memory stays bounded per partition.
 pub struct KafkaSubscriber {
@@ -185,6 +185,16 @@ impl KafkaSubscriber {
     /// The underlying consumer (for the transactional producer's offsets).
     pub(crate) fn consumer(&self) -> &StreamConsumer<TrackingContext> {
         &self.consumer
+    }
+}
+
+impl KafkaSubscriber {
+    /// The partitions (topic, partition) paused now because their records wait for this
+    /// subscriber's reader beyond the backlog bound (see the type's docs): nothing more of
+    /// them is fetched until the reader catches up. For diagnostics; empty while the reader
+    /// keeps up.
+    pub fn paused_partitions(&self) -> Vec<(String, i32)> {
+        self.flow.paused()
     }
 }
 

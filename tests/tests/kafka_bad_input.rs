@@ -11,6 +11,7 @@ use std::time::Duration;
 use support::kafka::{brokers, config, create_topic_for_test, require_broker, topic};
 use waybill_core::{
     handler_fn, FailureClass, IncomingMessage, Message, Processor, PublishOutcome, Publisher,
+    Subscriber,
 };
 use waybill_kafka::{create_topic, KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
@@ -104,6 +105,66 @@ async fn a_handler_blocking_past_the_poll_interval_does_not_get_the_consumer_evi
         &twice[..twice.len().min(5)]
     );
     assert_eq!(seen.len(), total, "every message handled");
+}
+
+/// A reader that stops taking deliveries while 12,000 small records wait on one partition:
+/// the subscriber pauses the partition at its backlog bound (10,000 records) instead of
+/// fetching on, and once the reader takes the backlog down it resumes, and every record
+/// arrives once, in offset order — the pause and resume skip nothing and repeat nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_far_behind_pauses_its_partition_and_misses_nothing() {
+    require_broker().await;
+    let topic = topic("wb-backlog");
+    create_topic(&config(), &topic, 1, 1).await.unwrap();
+    let total = 12_000;
+    let publisher = KafkaPublisher::connect(config()).await.unwrap();
+    // In batches below the producer's in-flight bound (10,000), past which a publish fails.
+    let messages: Vec<Message> = (0..total)
+        .map(|i| Message::new(format!("{i:08}")).with_key("k"))
+        .collect();
+    for batch in messages.chunks(4_000) {
+        for result in publisher.publish_batch(&topic, batch.to_vec()).await {
+            result.expect("published");
+        }
+    }
+    let mut subscriber = KafkaSubscriber::connect(config(), &topic, &format!("{topic}-reader"))
+        .await
+        .unwrap();
+    let first = subscriber.receive().await.unwrap().expect("a delivery");
+    // The reader stalls: the poller goes on until the bound pauses the partition.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while subscriber.paused_partitions().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the partition was never paused while {} records waited for a stalled reader",
+            total - 1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(subscriber.paused_partitions(), vec![(topic.clone(), 0)]);
+    let mut payloads =
+        vec![String::from_utf8_lossy(first.message().message().payload()).into_owned()];
+    first.ack().await.unwrap();
+    while payloads.len() < total {
+        let delivery = tokio::time::timeout(Duration::from_secs(30), subscriber.receive())
+            .await
+            .unwrap_or_else(|_| panic!("stalled after {} of {total} records", payloads.len()))
+            .unwrap()
+            .expect("a delivery");
+        payloads.push(String::from_utf8_lossy(delivery.message().message().payload()).into_owned());
+        delivery.ack().await.unwrap();
+    }
+    assert!(
+        subscriber.paused_partitions().is_empty(),
+        "the partition stayed paused after its reader caught up"
+    );
+    let expected: Vec<String> = (0..total).map(|i| format!("{i:08}")).collect();
+    assert!(
+        payloads == expected,
+        "records repeated, skipped or out of order across the pause: first difference at {:?}",
+        payloads.iter().zip(&expected).position(|(a, b)| a != b)
+    );
+    subscriber.close().await.unwrap();
 }
 
 #[tokio::test]
