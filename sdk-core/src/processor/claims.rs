@@ -3,7 +3,9 @@
 //! the claim's fencing token.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::sync::SemaphorePermit;
@@ -86,7 +88,13 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
         };
         drop(slot);
         waits = waits.saturating_add(1);
-        if !sleep_unless_stopping(shared, wait.max(Duration::from_millis(1))).await {
+        // Boxed, as every wait off the common path: a message's task stays small.
+        if !Box::pin(sleep_unless_stopping(
+            shared,
+            wait.max(Duration::from_millis(1)),
+        ))
+        .await
+        {
             return Acquisition::Abandon;
         }
     }
@@ -103,11 +111,23 @@ pub(crate) async fn with_renewal<T>(
     let (Some(claim), Some(store)) = (claim, shared.config.idempotency.as_deref()) else {
         return work.await;
     };
+    let mut work = std::pin::pin!(work);
+    // Most handlers finish within their first poll: the renewal (a timer, boxed so that every
+    // message's task stays small) is set up only for those that do not.
+    if let Poll::Ready(done) = poll_once(work.as_mut()).await {
+        return done;
+    }
+    let renewal = Box::pin(keep_renewed(shared, store, claim));
     tokio::select! {
         biased;
         done = work => done,
-        never = keep_renewed(shared, store, claim) => match never {},
+        never = renewal => match never {},
     }
+}
+
+/// Polls `work` once and says what it gave.
+async fn poll_once<T>(mut work: Pin<&mut impl Future<Output = T>>) -> Poll<T> {
+    std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await
 }
 
 enum Never {}
@@ -169,7 +189,8 @@ pub(crate) async fn finish(shared: &Shared, claim: Option<&HeldClaim>, completio
                 shared.counters.bump(Event::StoreError);
                 failures = failures.saturating_add(1);
                 warn!(error = %e, "the outcome was not stored yet; retrying");
-                if !sleep_unless_stopping(shared, shared.config.retry.delay_for(failures)).await {
+                let wait = shared.config.retry.delay_for(failures);
+                if !Box::pin(sleep_unless_stopping(shared, wait)).await {
                     warn!("shutdown before the outcome was stored: a redelivery would be handled again");
                     return;
                 }

@@ -40,14 +40,17 @@ fn holding<'a>(
 
 /// Reads the hold on the message's key. Store failures are retried with backoff, so a
 /// message of a held key is never handled because the store did not answer.
+///
+/// Without key holding it answers at once; the store's path is boxed so that the common
+/// case keeps every message's task small.
 pub(crate) async fn check(shared: &Shared, incoming: &IncomingMessage) -> HoldCheck {
     let Some((store, key)) = holding(shared, incoming) else {
         return HoldCheck::Go { head: false };
     };
     let id = incoming.message().id();
-    let answer = retrying(shared, "read the hold on its key", || {
+    let answer = Box::pin(retrying(shared, "read the hold on its key", || {
         store.held_behind(&shared.config.group, key)
-    })
+    }))
     .await;
     match answer {
         None => HoldCheck::Abandon,
@@ -65,9 +68,9 @@ pub(crate) async fn hold(shared: &Shared, incoming: &IncomingMessage) -> bool {
         return true;
     };
     let id = incoming.message().id();
-    let held = retrying(shared, "hold its key", || {
+    let held = Box::pin(retrying(shared, "hold its key", || {
         store.hold(&shared.config.group, key, id)
-    })
+    }))
     .await;
     match held {
         Some(behind) => {
@@ -84,9 +87,9 @@ pub(crate) async fn release(shared: &Shared, incoming: &IncomingMessage) {
         return;
     };
     let id = incoming.message().id();
-    let released = retrying(shared, "release its key", || {
+    let released = Box::pin(retrying(shared, "release its key", || {
         store.release(&shared.config.group, key, id)
-    })
+    }))
     .await;
     match released {
         Some(_) => info!(key, message_id = %id, "held key released: its dead message was handled"),
