@@ -14,6 +14,8 @@
 //!   a check-back answered from the application's database ([`TransactionCheck`]): an
 //!   alternative to the outbox.
 //! - [`RocketAdmin`]: topics and consumer groups, created explicitly.
+//! - [`RocketDeadLetters`]: a group's dead-letter topic for operators — list, replay (in key
+//!   order, removed only once the copy is confirmed), purge.
 //! - [`rocketmq_preflight`]: what the brokers carrying a topic do to a confirmed message
 //!   (flush mode, broker role, slaves, topic permission, topic auto-creation).
 //!
@@ -61,12 +63,14 @@ mod admin;
 mod config;
 #[cfg(feature = "testkit")]
 mod conformance_target;
+mod dead_letter_topic;
 mod error_class;
 mod lag;
 mod name_server_probe;
 mod names;
 mod preflight;
 mod publisher;
+mod queue_range;
 mod queue_select;
 mod queue_tracker;
 mod route_state;
@@ -81,6 +85,7 @@ pub use admin::RocketAdmin;
 pub use config::{AcceptedStatuses, RocketConfig, RocketConfigBuilder, StartFrom};
 #[cfg(feature = "testkit")]
 pub use conformance_target::RocketTarget;
+pub use dead_letter_topic::{RocketDeadLetters, MAX_SCAN as MAX_DEAD_LETTER_SCAN};
 pub use names::{validate_group, validate_topic, GroupTopics, InvalidName};
 pub use preflight::rocketmq_preflight;
 pub use publisher::RocketPublisher;
