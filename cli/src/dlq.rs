@@ -7,8 +7,9 @@ use waybill_core::redrive::{DeadLetter, DeadLetterFilter, RedriveReport, ReplayO
 use waybill_core::BrokerError;
 use waybill_kafka::KafkaDeadLetters;
 use waybill_rabbitmq::RabbitDeadLetters;
+use waybill_rocketmq::RocketDeadLetters;
 
-use crate::broker::{kafka_config, rabbit_config};
+use crate::broker::{kafka_config, rabbit_config, rocket_config};
 use crate::exit::{Failure, Outcome};
 use crate::output::{changed, Rows};
 use crate::settings::{DlqArgs, DlqCommand};
@@ -104,6 +105,7 @@ pub async fn run(mut args: DlqArgs, json: bool) -> Outcome {
 enum DeadLetters {
     Rabbit(RabbitDeadLetters),
     Kafka(KafkaDeadLetters),
+    Rocket(RocketDeadLetters),
 }
 
 impl DeadLetters {
@@ -112,6 +114,7 @@ impl DeadLetters {
         match self {
             Self::Rabbit(dead) => dead.queue(),
             Self::Kafka(dead) => dead.dead_letter_topic(),
+            Self::Rocket(dead) => dead.dead_letter_topic(),
         }
     }
 
@@ -119,6 +122,7 @@ impl DeadLetters {
         match self {
             Self::Rabbit(dead) => dead.list(filter).await,
             Self::Kafka(dead) => dead.list(filter).await,
+            Self::Rocket(dead) => dead.list(filter).await,
         }
     }
 
@@ -130,6 +134,7 @@ impl DeadLetters {
         match self {
             Self::Rabbit(dead) => dead.replay(filter, options).await,
             Self::Kafka(dead) => dead.replay(filter, options).await,
+            Self::Rocket(dead) => dead.replay(filter, options).await,
         }
     }
 
@@ -137,6 +142,7 @@ impl DeadLetters {
         match self {
             Self::Rabbit(dead) => dead.purge(filter).await,
             Self::Kafka(dead) => dead.purge(filter).await,
+            Self::Rocket(dead) => dead.purge(filter).await,
         }
     }
 }
@@ -156,14 +162,14 @@ fn dead_letters_at(url: &str, topic: &str, group: &str) -> Result<DeadLetters, F
             let dead = KafkaDeadLetters::new(config, topic, group).map_err(|e| usage(&e))?;
             Ok(DeadLetters::Kafka(dead))
         }
-        "rocketmq" | "rocketmqs" => Err(Failure::Usage(format!(
-            "waybill dlq reads RabbitMQ dead-letter queues and Kafka dead-letter topics so far; \
-             for {scheme}://, read the group's dead-letter topic with the backend's \
-             dead_letters() subscriber"
-        ))),
+        "rocketmq" | "rocketmqs" => {
+            let config = rocket_config(url)?;
+            let dead = RocketDeadLetters::new(config, topic, group).map_err(|e| usage(&e))?;
+            Ok(DeadLetters::Rocket(dead))
+        }
         other => Err(Failure::Usage(format!(
             "unsupported broker URL scheme {other:?}: waybill dlq takes amqp://, amqps://, \
-             kafka:// or kafkas://"
+             kafka://, kafkas://, rocketmq:// or rocketmqs://"
         ))),
     }
 }

@@ -50,8 +50,8 @@ pub enum Command {
     /// with its original id, the attempt count reset and a waybill-replayed-at header, and
     /// removes the dead letter only after the broker confirmed the copy: a replay that is
     /// killed can bring a message twice (an inbox drops the copy), never lose one. Replayed
-    /// messages keep their order per key. RabbitMQ (amqp://, amqps://) and Kafka (kafka://,
-    /// kafkas://).
+    /// messages keep their order per key. RabbitMQ (amqp://, amqps://), Kafka (kafka://,
+    /// kafkas://) and RocketMQ (rocketmq://, rocketmqs://).
     Dlq(DlqArgs),
     /// Keys a consumer group holds behind a dead message (key-holding dead letters): list
     /// them, or release one so that its later messages are handled again.
