@@ -322,6 +322,16 @@ async fn pull_started(
     limit: usize,
     read: &mut QueueRead,
 ) -> Result<(), BrokerError> {
+    // An assigned consumer learns no route by itself: without this its client instance knows
+    // no address for the queues' brokers, and every pull and seek fails.
+    let topics: std::collections::BTreeSet<&str> =
+        spans.iter().map(|s| s.queue.topic_str()).collect();
+    for topic in topics {
+        consumer
+            .fetch_message_queues(topic)
+            .await
+            .map_err(|e| broker_error("dead letters", &e))?;
+    }
     consumer
         .assign(spans.iter().map(|s| s.queue.clone()).collect())
         .await
