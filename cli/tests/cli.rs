@@ -1,7 +1,7 @@
 //! The `waybill` program against real servers: `waybill relay` (the sidecar) relaying,
 //! killed, reading secrets from files and scraped by Prometheus; `waybill outbox` inspecting;
-//! `waybill dlq` redriving broker dead letters (RabbitMQ and Kafka); `waybill holds` with
-//! key-holding dead letters; `waybill audit` reconciling a sent log with an inbox.
+//! `waybill dlq` redriving broker dead letters (RabbitMQ, Kafka and RocketMQ); `waybill holds`
+//! with key-holding dead letters; `waybill audit` reconciling a sent log with an inbox.
 
 /// The program under test, built by cargo beside this test.
 const WAYBILL: &str = env!("CARGO_BIN_EXE_waybill");
@@ -12,6 +12,8 @@ mod audit_rabbitmq;
 mod dlq_kafka;
 #[path = "dlq_rabbitmq.rs"]
 mod dlq_rabbitmq;
+#[path = "dlq_rocketmq.rs"]
+mod dlq_rocketmq;
 #[path = "holds_rabbitmq.rs"]
 mod holds_rabbitmq;
 #[path = "outbox_commands.rs"]
