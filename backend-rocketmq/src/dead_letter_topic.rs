@@ -33,7 +33,10 @@
 //! The dead letters are read by a lite pull consumer of group `<group>_dlq_redrive`, assigned
 //! the queues (it joins no rebalance and never commits); the floor is read from and written to
 //! the brokers through an admin client, so a `dead_letters()` reader of the group is not
-//! disturbed. Still, run one command per group at a time, and not while such a reader runs:
+//! disturbed. Every command, a listing too, creates both groups on the masters when they are
+//! missing (brokers refuse offsets and pulls of unknown groups unless they create groups on
+//! the fly), and a replay or purge creates the marker topic (one queue per master) the first
+//! time it needs a marker. Still, run one command per group at a time, and not while such a reader runs:
 //! it commits its own offsets over the floor, and it reads the raw topic without knowing the
 //! markers.
 

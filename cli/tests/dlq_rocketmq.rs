@@ -3,8 +3,10 @@
 //! replays the one alone (behind dead letters that stay in its queue: a marker hides it), then
 //! the rest — once through a `waybill dlq replay` killed with SIGKILL half way, then to the
 //! end. Every message is applied exactly once, in its key's order; a dead letter another
-//! client put there (no record) is left and purged only with `--all`; afterwards the floor
-//! (the committed offsets of `<group>_dlq_reader`) has passed every dead letter.
+//! client put there (no record) is left, shown, and purged only with `--all`; afterwards the
+//! floor (the committed offsets of `<group>_dlq_reader`) has passed every dead letter. A
+//! missing dead-letter topic, an unreachable name server and a refused replay fail with
+//! exit 1.
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -186,6 +188,13 @@ async fn rocketmq_dead_letters_are_replayed_once_each_in_key_order_even_when_a_r
     assert_eq!(nothing.status.code(), Some(3), "{}", text(&nothing));
     let unfiltered = output(&mut dlq(&topic, &["purge"]));
     assert_eq!(unfiltered.status.code(), Some(2), "{}", text(&unfiltered));
+    let refused = output(&mut dlq(&topic, &["replay", "--to", "orders.v2"]));
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("0 dead letters were replayed"),
+        "{}",
+        text(&refused)
+    );
     assert_eq!(listed(&topic, &["--all"]).len(), total as usize + 1);
 
     // Version 2 works: it records what it applied, in order per key.
@@ -263,6 +272,12 @@ async fn rocketmq_dead_letters_are_replayed_once_each_in_key_order_even_when_a_r
     let foreign = listed(&topic, &["--all"]);
     assert_eq!(foreign.len(), 1, "{foreign:?}");
     assert_eq!(foreign[0]["error_class"], "no record", "{foreign:?}");
+    let foreign_id = foreign[0]["message_id"].as_str().unwrap();
+    let shown = output(&mut dlq(&topic, &["show", "--id", foreign_id, "--json"]));
+    assert!(shown.status.success(), "{}", text(&shown));
+    let detail: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
+    assert_eq!(detail["payload"], "from another client", "{detail}");
+    assert!(detail["record"]["missing"].is_string(), "{detail}");
     let purged = output(&mut dlq(&topic, &["purge", "--all"]));
     assert!(text(&purged).contains("purged 1 of 1"), "{}", text(&purged));
     let after = output(&mut dlq(
