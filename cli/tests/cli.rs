@@ -14,6 +14,8 @@ mod dlq_kafka;
 mod dlq_rabbitmq;
 #[path = "dlq_rocketmq.rs"]
 mod dlq_rocketmq;
+#[path = "../../tests/tests/support/free_port.rs"]
+mod free_port;
 #[path = "holds_rabbitmq.rs"]
 mod holds_rabbitmq;
 #[path = "outbox_commands.rs"]

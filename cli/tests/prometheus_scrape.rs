@@ -133,11 +133,7 @@ impl Drop for Running {
 }
 
 fn free_address() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::free_port::free_port();
     format!("127.0.0.1:{port}")
 }
 

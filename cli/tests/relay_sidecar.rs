@@ -151,12 +151,7 @@ async fn the_sidecar_relays_in_key_order_reports_metrics_and_stops_on_sigterm() 
         .unwrap();
     tx.commit().await.unwrap();
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{}", super::free_port::free_port());
     let mut child = Command::new(RELAY)
         .args([
             "relay",

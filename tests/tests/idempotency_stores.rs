@@ -126,12 +126,10 @@ mod redis_bad_input {
             .unwrap()
     }
 
-    /// A loopback port nothing listens on.
+    /// A loopback port nothing listens on (below the ephemeral range: a client retrying a
+    /// port in it can be given that port as its own and connect to itself).
     fn closed_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port()
+        super::support::private_postgres::free_port()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,9 @@
 //! empty. Transactions are pinned in
 //! `kafka_transactions.rs`.
 
+#[path = "support/free_port.rs"]
+mod free_port;
+
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -67,11 +70,7 @@ impl PrivateTansu {
             std::path::Path::new(&binary).exists(),
             "tansu is not installed at {binary}: run `scripts/brokers install kafka`"
         );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port::free_port();
         let address = format!("127.0.0.1:{port}");
         let dir = std::env::temp_dir().join(format!("wb-tansu-{port}"));
         std::fs::create_dir_all(&dir).unwrap();

@@ -3,6 +3,10 @@
 //! The server programs run as the `postgres` user when the tests run as root (initdb and
 //! postgres refuse root).
 
+#[path = "free_port.rs"]
+mod free_port;
+pub use free_port::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -89,25 +93,6 @@ pub fn run_pg_ctl(argv: &[String], what: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    // Below Linux's ephemeral range (32768 and up by default): a port the kernel hands out
-    // for `bind(0)` is released here and bound again later by the caller's server, and in
-    // between any outgoing connection on the machine may take it as its local port (a chaos
-    // run's proxy once found its port taken so). Listeners are the only competition here.
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let offset = std::process::id() % 12_000;
-    for _ in 0..12_000 {
-        let step = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + ((offset + step) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port on 127.0.0.1 between 20000 and 31999");
 }
 
 fn is_root() -> bool {

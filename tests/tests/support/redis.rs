@@ -38,11 +38,7 @@ pub struct OwnRedis {
 impl OwnRedis {
     /// Starts one and waits until it answers.
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        Self::start_on(port).await
+        Self::start_on(super::private_postgres::free_port()).await
     }
 
     async fn start_on(port: u16) -> Self {

@@ -398,11 +398,8 @@ async fn the_rocketmq_publisher_reports_name_servers_it_cannot_reach() {
     publisher.close().await.unwrap();
     assert_eq!(publisher.health().await.state(), HealthState::Stopped);
 
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let nowhere = waybill_rocketmq::RocketConfig::builder(closed_port.to_string())
+    let closed_port = crate::support::private_postgres::free_port();
+    let nowhere = waybill_rocketmq::RocketConfig::builder(format!("127.0.0.1:{closed_port}"))
         .build()
         .unwrap();
     let publisher = waybill_rocketmq::RocketPublisher::connect(nowhere)
