@@ -28,7 +28,7 @@ use futures_util::future::try_join_all;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
 use lapin::{Acker, Channel, Connection, PublisherConfirm};
 use waybill_core::redrive::{
-    replay_order, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions,
+    replay_stopped, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions, ReplayPlan,
 };
 use waybill_core::{validate_name, BrokerError, ConfigError, MessageId};
 
@@ -200,15 +200,7 @@ impl RabbitDeadLetters {
             read.push((delivery.acker, letter));
         }
         let now = SystemTime::now();
-        let mut selected = Vec::new();
-        for (i, (_, letter)) in read.iter().enumerate() {
-            if filter.limit.is_some_and(|limit| selected.len() >= limit) {
-                break;
-            }
-            if filter.matches(letter, now) {
-                selected.push(i);
-            }
-        }
+        let selected = filter.select(read.iter().map(|(_, l)| l), now);
         let mut report = RedriveReport {
             scanned: read.len() as u64,
             matched: selected.len() as u64,
@@ -227,18 +219,14 @@ impl RabbitDeadLetters {
                 report.purged = selected.len() as u64;
             }
             Action::Replay(options) => {
-                let (with_record, without): (Vec<usize>, Vec<usize>) =
-                    selected.iter().partition(|&&i| read[i].1.record.is_ok());
-                report.skipped_without_record = without.len() as u64;
+                let plan = ReplayPlan::new(selected.iter().map(|&i| (i, &read[i].1)));
+                report.skipped_without_record = plan.skipped_without_record;
                 if !options.dry_run {
                     let target = self.target(options.to.as_deref());
                     let mut replayer =
                         Replayer::open(connection, &self.config, options, target).await?;
-                    let letters: Vec<&DeadLetter> =
-                        with_record.iter().map(|&i| &read[i].1).collect();
-                    for j in replay_order(&letters) {
-                        let i = with_record[j];
-                        let (acker, letter) = &read[i];
+                    for &(i, letter) in &plan.order {
+                        let acker = &read[i].0;
                         let sent = replayer
                             .send(letter, acker.clone(), i, now, &mut report, &mut removed)
                             .await;
@@ -266,19 +254,11 @@ impl RabbitDeadLetters {
             }
         }
         match failure {
-            Some(e) => {
-                let reason = format!(
-                    "{}; {} dead letters were replayed and removed before it, the rest stay in {}",
-                    e.reason(),
-                    report.replayed,
-                    self.names.dead_letter
-                );
-                Err(if e.is_destination_missing() {
-                    BrokerError::destination_missing("replay", reason)
-                } else {
-                    BrokerError::new(e.class(), "replay", reason)
-                })
-            }
+            Some(e) => Err(replay_stopped(
+                &e,
+                report.replayed as usize,
+                &self.names.dead_letter,
+            )),
             None => Ok(report),
         }
     }

@@ -44,7 +44,8 @@ use std::collections::HashSet;
 use std::time::{Duration, SystemTime};
 
 use waybill_core::redrive::{
-    replay_order, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions,
+    markers_written, publish_wave, replay_stopped, DeadLetter, DeadLetterFilter, Pace,
+    RedriveReport, ReplayOptions, ReplayPlan,
 };
 use waybill_core::{BrokerError, Message, Publisher as _};
 
@@ -59,9 +60,6 @@ use crate::runtime::RocketFuture;
 /// The most dead letters one command reads (they are held in memory until it ends). A larger
 /// topic is worked through by running the command again: the floor moves.
 pub const MAX_SCAN: usize = 100_000;
-
-/// Messages one replay wave publishes at most (never two of one key).
-const WAVE: usize = 256;
 
 /// The header of a redrive marker that says what happened to its dead letter.
 const MARKER_ACTION: &str = "waybill-redrive-action";
@@ -220,15 +218,7 @@ impl RocketDeadLetters {
             .map(|r| (r, DeadLetter::read(r.message.clone())))
             .collect();
         let now = SystemTime::now();
-        let mut selected = Vec::new();
-        for (i, (_, letter)) in visible.iter().enumerate() {
-            if filter.limit.is_some_and(|limit| selected.len() >= limit) {
-                break;
-            }
-            if filter.matches(letter, now) {
-                selected.push(i);
-            }
-        }
+        let selected = filter.select(visible.iter().map(|(_, l)| l), now);
         let mut report = RedriveReport {
             scanned: visible.len() as u64,
             matched: selected.len() as u64,
@@ -251,36 +241,22 @@ impl RocketDeadLetters {
                 settled.map(|()| report)
             }
             Action::Replay(options) => {
-                let (with_record, without): (Vec<usize>, Vec<usize>) =
-                    selected.iter().partition(|&&i| visible[i].1.record.is_ok());
-                report.skipped_without_record = without.len() as u64;
+                let plan = ReplayPlan::new(
+                    selected
+                        .iter()
+                        .map(|&i| (place(visible[i].0), &visible[i].1)),
+                );
+                report.skipped_without_record = plan.skipped_without_record;
                 if options.dry_run {
                     return Ok(report);
                 }
-                let letters: Vec<&DeadLetter> =
-                    with_record.iter().map(|&i| &visible[i].1).collect();
-                let order: Vec<(&QueueRecord, &DeadLetter)> = replay_order(&letters)
-                    .into_iter()
-                    .map(|j| (visible[with_record[j]].0, letters[j]))
-                    .collect();
                 let mut removal = Removal::open(self, admin, &log, marked, "replayed").await?;
-                let replayed = removal.replay_in_waves(&order, options, now).await;
+                let replayed = removal.replay(&plan, options, now).await;
                 removal.close().await;
                 report.replayed = removal.gone.len() as u64;
-                replayed.map(|()| report).map_err(|e| {
-                    let reason = format!(
-                        "{}; {} dead letters were replayed and removed before it, the rest stay \
-                         in {}",
-                        e.reason(),
-                        removal.gone.len(),
-                        self.names.dead_letter
-                    );
-                    if e.is_destination_missing() {
-                        BrokerError::destination_missing("replay", reason)
-                    } else {
-                        BrokerError::new(e.class(), "replay", reason)
-                    }
-                })
+                replayed
+                    .map(|()| report)
+                    .map_err(|e| replay_stopped(&e, removal.gone.len(), &self.names.dead_letter))
             }
         }
     }
@@ -389,11 +365,11 @@ impl<'a> Removal<'a> {
         let _ = self.publisher.close().await;
     }
 
-    /// Publishes `order` in waves of at most one message per key, settling each wave once it
-    /// is confirmed; stops at the first wave with a refused publish.
-    async fn replay_in_waves(
+    /// Publishes `plan` in its waves, removing each wave's confirmed letters before the next
+    /// wave goes; stops at the first wave with a refused publish.
+    async fn replay(
         &mut self,
-        order: &[(&QueueRecord, &DeadLetter)],
+        plan: &ReplayPlan<'_, Place>,
         options: &ReplayOptions,
         now: SystemTime,
     ) -> Result<(), BrokerError> {
@@ -402,64 +378,19 @@ impl<'a> Removal<'a> {
             .clone()
             .unwrap_or_else(|| self.dead.names.retry.clone());
         check_topic(&target).map_err(|e| BrokerError::permanent("replay", e.to_string()))?;
-        // With a rate, a wave holds at most a second's worth, so the pace holds per message.
-        let wave_size = options
-            .rate
-            .filter(|r| *r > 0)
-            .map_or(WAVE, |r| (r as usize).clamp(1, WAVE));
         let mut pace = Pace::new(options.rate);
-        let mut wave: Vec<(&QueueRecord, &DeadLetter)> = Vec::new();
-        let mut keys: HashSet<&str> = HashSet::new();
-        for &(record, letter) in order {
-            let key = letter.message.key();
-            if wave.len() >= wave_size || key.is_some_and(|k| keys.contains(k)) {
-                self.publish_wave(&target, &wave, now).await?;
-                wave.clear();
-                keys.clear();
+        for wave in plan.waves(options.rate) {
+            let wave = &plan.order[wave];
+            let letters: Vec<&DeadLetter> = wave.iter().map(|(_, l)| *l).collect();
+            let outcome = publish_wave(&self.publisher, &mut pace, &target, &letters, now).await;
+            let confirmed = wave.iter().zip(&outcome.confirmed).filter(|(_, ok)| **ok);
+            self.gone.extend(confirmed.map(|((at, _), _)| at.clone()));
+            self.settle().await?;
+            if let Some(refused) = outcome.refused {
+                return Err(refused);
             }
-            pace.next().await;
-            if let Some(k) = key {
-                keys.insert(k);
-            }
-            wave.push((record, letter));
-        }
-        if !wave.is_empty() {
-            self.publish_wave(&target, &wave, now).await?;
         }
         Ok(())
-    }
-
-    /// Publishes one wave, then settles what was confirmed; the first refusal is returned
-    /// after that (the others of the wave hold other keys).
-    async fn publish_wave(
-        &mut self,
-        target: &str,
-        wave: &[(&QueueRecord, &DeadLetter)],
-        now: SystemTime,
-    ) -> Result<(), BrokerError> {
-        let messages = wave.iter().map(|(_, l)| l.replay_message(now)).collect();
-        let results = self.publisher.publish_batch(target, messages).await;
-        let mut refused = None;
-        for ((record, letter), result) in wave.iter().zip(results) {
-            match result {
-                Ok(_) => {
-                    self.gone.insert(place(record));
-                }
-                Err(e) => {
-                    refused.get_or_insert(BrokerError::from_publish(
-                        "replay",
-                        e.outcome(),
-                        format!(
-                            "the replay of {} to {target} was refused: {}",
-                            letter.message.id(),
-                            e.reason()
-                        ),
-                    ));
-                }
-            }
-        }
-        self.settle().await?;
-        refused.map_or(Ok(()), Err)
     }
 
     /// Records that the dead letters in `gone` are gone: markers for those the floor cannot
@@ -516,20 +447,11 @@ impl<'a> Removal<'a> {
                     .with_header(MARKER_ACTION, self.action)
             })
             .collect();
-        let results = self
-            .publisher
-            .publish_batch(&self.dead.marker_topic, markers)
-            .await;
-        for result in results {
-            result.map_err(|e| {
-                BrokerError::from_publish(
-                    "dead letters",
-                    e.outcome(),
-                    format!("a redrive marker was not written: {}", e.reason()),
-                )
-            })?;
-        }
-        Ok(())
+        markers_written(
+            self.publisher
+                .publish_batch(&self.dead.marker_topic, markers)
+                .await,
+        )
     }
 }
 

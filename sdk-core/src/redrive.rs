@@ -1,9 +1,11 @@
 //! Broker dead-letter redrive, the part every backend shares: which dead letters a command
 //! acts on ([`DeadLetterFilter`]), one dead letter as read back ([`DeadLetter`]), the message
-//! a replay sends ([`DeadLetter::replay_message`]) and what a command did ([`RedriveReport`]).
+//! a replay sends ([`DeadLetter::replay_message`]), the order and waves it publishes them in
+//! ([`ReplayPlan`]) and what a command did ([`RedriveReport`]).
 //!
-//! Each backend reads its own dead-letter queue (RabbitMQ: `waybill_rabbitmq::RabbitDeadLetters`)
-//! and keeps the rules every redrive follows:
+//! Each backend reads its own dead-letter queue (`waybill_rabbitmq::RabbitDeadLetters`,
+//! `waybill_kafka::KafkaDeadLetters`, `waybill_rocketmq::RocketDeadLetters`) and keeps the
+//! rules every redrive follows:
 //!
 //! - a dead letter is removed (acknowledged) only after its replay is confirmed, so a redrive
 //!   that crashes half way can bring a message twice — with its original id, which an inbox
@@ -21,6 +23,12 @@ use crate::header_names as names;
 use crate::message::Message;
 use crate::message_id::MessageId;
 use crate::wire_time;
+
+mod replay_plan;
+
+pub use replay_plan::{
+    markers_written, publish_wave, replay_stopped, ReplayPlan, WaveOutcome, MAX_WAVE,
+};
 
 /// Which dead letters a redrive command acts on. Every condition set must hold; an empty
 /// filter matches every dead letter (a purge refuses it unless [`DeadLetterFilter::all`]).
@@ -227,7 +235,8 @@ pub struct ReplayOptions {
 /// What a redrive command did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RedriveReport {
-    /// Dead letters read.
+    /// Dead letters still in the queue that the command read (a letter an earlier redrive
+    /// removed is not counted, also where the broker keeps it until older letters go).
     pub scanned: u64,
     /// Dead letters the filter selected (within its limit).
     pub matched: u64,
