@@ -12,9 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use cheetah_string::CheetahString;
-use rocketmq_client_rust::{
-    ClientOptions, ConsumerAdmin, DefaultLitePullConsumer, OffsetAdmin, TopicAdmin,
-};
+use rocketmq_client_rust::{ConsumerAdmin, DefaultLitePullConsumer, OffsetAdmin, TopicAdmin};
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::mix_all::MASTER_ID;
@@ -26,7 +24,7 @@ use crate::admin::RocketAdmin;
 use crate::config::RocketConfig;
 use crate::error_class::{broker_error, broker_error_at};
 use crate::route_state::RouteState;
-use crate::runtime::client_runtime;
+use crate::runtime::pull_consumer;
 use crate::wire;
 
 /// How long one offset or stats request may take, in milliseconds.
@@ -289,18 +287,8 @@ async fn pull(
     limit: usize,
     read: &mut QueueRead,
 ) -> Result<(), BrokerError> {
-    let mut builder = DefaultLitePullConsumer::builder(client_runtime()?)
-        .client_options(ClientOptions::legacy(config.client_config()))
-        .use_tls(config.security.uses_tls());
-    if let Some(hook) = config.security.rpc_hook() {
-        builder = builder.rpc_hook(hook);
-    }
-    let consumer = builder
-        .consumer_group(reading_group)
-        .name_server_addr(config.name_server.as_str())
-        .auto_commit(false)
+    let consumer = pull_consumer(config, reading_group)?
         .consume_from_where(ConsumeFromWhere::ConsumeFromFirstOffset)
-        .pull_batch_size(config.pull_batch_size)
         .poll_timeout_millis(POLL_MS)
         .broker_suspend_max_time_millis(1_000)
         .consumer_timeout_millis_when_suspend(3_000)

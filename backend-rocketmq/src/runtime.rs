@@ -6,9 +6,14 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
-use rocketmq_client_rust::{ClientRuntime, ClientRuntimeConfig, TelemetryHandle};
+use rocketmq_client_rust::{
+    ClientOptions, ClientRuntime, ClientRuntimeConfig, DefaultLitePullConsumer,
+    DefaultLitePullConsumerBuilder, TelemetryHandle,
+};
 use rocketmq_runtime::RuntimeOwner;
 use waybill_core::BrokerError;
+
+use crate::config::RocketConfig;
 
 static SHARED: OnceLock<Result<Arc<ClientRuntime>, String>> = OnceLock::new();
 
@@ -35,6 +40,26 @@ pub(crate) fn client_runtime() -> Result<Arc<ClientRuntime>, BrokerError> {
         })
         .clone()
         .map_err(|e| BrokerError::permanent("rocketmq runtime", e))
+}
+
+/// A pull consumer's builder for `group` on `config`'s cluster, on the shared runtime, with
+/// the connection's security, offsets committed only when told to and pulls of the
+/// configured batch size; the caller sets where to start and the timeouts.
+pub(crate) fn pull_consumer(
+    config: &RocketConfig,
+    group: &str,
+) -> Result<DefaultLitePullConsumerBuilder, BrokerError> {
+    let mut builder = DefaultLitePullConsumer::builder(client_runtime()?)
+        .client_options(ClientOptions::legacy(config.client_config()))
+        .use_tls(config.security.uses_tls());
+    if let Some(hook) = config.security.rpc_hook() {
+        builder = builder.rpc_hook(hook);
+    }
+    Ok(builder
+        .consumer_group(group)
+        .name_server_addr(config.name_server.as_str())
+        .auto_commit(false)
+        .pull_batch_size(config.pull_batch_size))
 }
 
 /// The future returned by this crate's async operations: boxed, `Send`, and opaque to the

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rocketmq_client_rust::{ClientOptions, DefaultLitePullConsumer};
+use rocketmq_client_rust::DefaultLitePullConsumer;
 use rocketmq_model::common::consumer::consume_from_where::ConsumeFromWhere;
 use rocketmq_model::common::message::message_ext::MessageExt;
 use rocketmq_model::common::message::message_queue::MessageQueue;
@@ -20,7 +20,7 @@ use crate::lag::RocketLagProbe;
 use crate::names::GroupTopics;
 use crate::publisher::RocketPublisher;
 use crate::queue_tracker::QueueTracker;
-use crate::runtime::{client_runtime, Erased, RocketFuture};
+use crate::runtime::{pull_consumer, Erased, RocketFuture};
 use crate::wire;
 
 /// Commits "next offset to read" of a queue in the consumer's offset store; the client
@@ -131,18 +131,8 @@ impl RocketSubscriber {
             StartFrom::Earliest => ConsumeFromWhere::ConsumeFromFirstOffset,
             StartFrom::Latest => ConsumeFromWhere::ConsumeFromLastOffset,
         };
-        let mut builder = DefaultLitePullConsumer::builder(client_runtime()?)
-            .client_options(ClientOptions::legacy(config.client_config()))
-            .use_tls(config.security.uses_tls());
-        if let Some(hook) = config.security.rpc_hook() {
-            builder = builder.rpc_hook(hook);
-        }
-        let consumer = builder
-            .consumer_group(group)
-            .name_server_addr(config.name_server.as_str())
-            .auto_commit(false)
+        let consumer = pull_consumer(&config, group)?
             .consume_from_where(start)
-            .pull_batch_size(config.pull_batch_size)
             .poll_timeout_millis(millis(config.poll_timeout))
             // Long polls are held by the broker for at most 2 s, so that closing (which
             // waits for the pull in flight) takes seconds, not the default 20.
