@@ -8,7 +8,7 @@
 //! missing dead-letter topic, an unreachable name server and a refused replay fail with
 //! exit 1.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,9 +22,9 @@ use waybill_rocketmq::{
 };
 
 use super::dlq_rabbitmq::{
-    assert_each_key_applied_once_in_order, broken_handler, output, publish_keyed,
-    recording_handler, text, wait_until,
+    broken_handler, output, publish_keyed, recording_handler, text, wait_until,
 };
+use super::dlq_replay_run::ReplayRun;
 use super::WAYBILL;
 
 const KEYS: usize = 3;
@@ -222,64 +222,21 @@ async fn rocketmq_dead_letters_are_replayed_once_each_in_key_order_even_when_a_r
     );
     admin.close().await;
 
-    // A replay killed half way (10 messages a second, killed once a dozen arrived) ...
-    let mut killed = dlq(&topic, &["replay", "--rate", "10"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("the replay under way", Duration::from_secs(30), || {
-        applied.lock().unwrap().len() > 12
-    })
-    .await;
-    assert!(
-        killed.try_wait().unwrap().is_none(),
-        "the replay is still running when it is killed"
-    );
-    killed.kill().unwrap();
-    killed.wait().unwrap();
-    let left = listed(&topic, &[]).len();
-    assert!(
-        (1..KEYS * PER_KEY).contains(&left),
-        "the kill happened half way: {left} dead letters left"
-    );
-
-    // ... then run again to the end (--all selects the foreign dead letter too, which a
-    // replay leaves: its origin is unknown).
-    let rerun = output(&mut dlq(&topic, &["replay", "--all", "--json"]));
-    assert!(rerun.status.success(), "{}", text(&rerun));
-    let report: Value = serde_json::from_slice(&rerun.stdout).expect("JSON");
-    assert_eq!(report["replayed"], left as u64, "{report}");
-    assert_eq!(report["skipped_without_record"], 1, "{report}");
-    wait_until(
-        "every replayed message applied",
-        Duration::from_secs(60),
-        || applied.lock().unwrap().len() > KEYS * PER_KEY,
-    )
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    fixed.shutdown().await.unwrap();
-    let applied = applied.lock().unwrap().clone();
-    assert_eq!(applied.len(), KEYS * PER_KEY + 1, "each applied once");
-    let keyed: Vec<(String, usize)> = applied
-        .into_iter()
-        .filter(|(key, _)| key != &solo_key)
-        .collect();
-    assert_each_key_applied_once_in_order(&keyed, PER_KEY);
-
-    // The foreign dead letter stays until it is purged with --all; then the floor has
-    // passed everything and a scan reads nothing.
-    let foreign = listed(&topic, &["--all"]);
-    assert_eq!(foreign.len(), 1, "{foreign:?}");
-    assert_eq!(foreign[0]["error_class"], "no record", "{foreign:?}");
-    let foreign_id = foreign[0]["message_id"].as_str().unwrap();
-    let shown = output(&mut dlq(&topic, &["show", "--id", foreign_id, "--json"]));
-    assert!(shown.status.success(), "{}", text(&shown));
-    let detail: Value = serde_json::from_slice(&shown.stdout).expect("JSON");
-    assert_eq!(detail["payload"], "from another client", "{detail}");
-    assert!(detail["record"]["missing"].is_string(), "{detail}");
-    let purged = output(&mut dlq(&topic, &["purge", "--all"]));
-    assert!(text(&purged).contains("purged 1 of 1"), "{}", text(&purged));
+    // A replay killed half way (10 messages a second, killed once a dozen arrived), then
+    // run again to the end; the foreign dead letter stays until it is purged with --all.
+    let run = ReplayRun {
+        dlq: &|args| dlq(&topic, args),
+        listed: &|extra| listed(&topic, extra),
+        rate: "10",
+        kill_after: 12,
+        applied_before: 1,
+        keyed: KEYS * PER_KEY,
+        per_key: PER_KEY,
+        solo_key: Some(&solo_key),
+    };
+    run.killed_then_finished(&applied, fixed).await;
+    run.foreign_letter_purged_with_all("from another client");
+    // The floor has passed everything: a scan reads nothing.
     let after = output(&mut dlq(
         &topic,
         &["replay", "--all", "--dry-run", "--json"],
