@@ -46,6 +46,8 @@ use metrics::{counter, describe_counter, describe_gauge, describe_histogram, his
 use crate::publish_error::{PublishError, PublishOutcome};
 use crate::receipt::Receipt;
 
+mod sent_instruments;
+
 /// Instrument names.
 pub mod names {
     /// Publishes, by outcome.
@@ -310,24 +312,18 @@ pub fn record_send(
     elapsed: Duration,
 ) {
     use attributes::*;
+    let Some(outcome) = failure else {
+        return sent_instruments::record_sent(system, destination, elapsed);
+    };
     let destination = destination.to_owned();
-    match failure {
-        None => counter!(
-            names::SENT_MESSAGES,
-            SYSTEM => system,
-            DESTINATION => destination.clone(),
-            OUTCOME => "sent"
-        )
-        .increment(1),
-        Some(outcome) => counter!(
-            names::SENT_MESSAGES,
-            SYSTEM => system,
-            DESTINATION => destination.clone(),
-            OUTCOME => outcome_name(outcome),
-            ERROR_TYPE => outcome_name(outcome)
-        )
-        .increment(1),
-    }
+    counter!(
+        names::SENT_MESSAGES,
+        SYSTEM => system,
+        DESTINATION => destination.clone(),
+        OUTCOME => outcome_name(outcome),
+        ERROR_TYPE => outcome_name(outcome)
+    )
+    .increment(1);
     histogram!(
         names::OPERATION_DURATION,
         SYSTEM => system,

@@ -1,6 +1,5 @@
 //! The in-memory broker: topics, their logs and their consumer groups.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::faults::FaultInjector;
@@ -25,7 +24,7 @@ pub struct MemoryBroker {
 }
 
 pub(crate) struct BrokerState {
-    topics: Mutex<HashMap<String, Topic>>,
+    topics: Mutex<foldhash::HashMap<String, Topic>>,
     pub faults: FaultInjector,
     pub auto_create_topics: bool,
     pub max_message_bytes: usize,
@@ -34,7 +33,7 @@ pub(crate) struct BrokerState {
 impl Default for BrokerState {
     fn default() -> Self {
         Self {
-            topics: Mutex::new(HashMap::new()),
+            topics: Mutex::new(foldhash::HashMap::default()),
             faults: FaultInjector::default(),
             auto_create_topics: true,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -45,7 +44,7 @@ impl Default for BrokerState {
 #[derive(Default)]
 struct Topic {
     log: Vec<Message>,
-    groups: HashMap<String, Arc<GroupQueue>>,
+    groups: foldhash::HashMap<String, Arc<GroupQueue>>,
 }
 
 /// Largest message (payload plus headers) the broker accepts by default: 1 MiB, as Kafka.
@@ -154,7 +153,7 @@ impl MemoryBroker {
 }
 
 impl BrokerState {
-    fn lock_topics(&self) -> std::sync::MutexGuard<'_, HashMap<String, Topic>> {
+    fn lock_topics(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<String, Topic>> {
         // Appends and inserts only: consistent even after a panic elsewhere.
         self.topics.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -1,6 +1,6 @@
 //! One consumer group's queue on one topic: ready, delayed and in-flight messages.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -23,7 +23,7 @@ pub(crate) struct Entry {
 struct QueueState {
     ready: VecDeque<Entry>,
     delayed: BTreeMap<(Instant, u64), Entry>,
-    in_flight: HashMap<u64, (u64, Entry)>,
+    in_flight: foldhash::HashMap<u64, (u64, Entry)>,
     next_tag: u64,
     next_delay_seq: u64,
 }

@@ -10,6 +10,7 @@ use super::faults::{AckContext, AckFault};
 use super::group_queue::{Entry, GroupQueue};
 use super::publisher::MemoryPublisher;
 use crate::broker_error::BrokerError;
+use crate::dead_letter::DeadLetterRecord;
 use crate::delivery::Settle;
 use crate::incoming::IncomingMessage;
 use crate::publish_error::PublishOutcome;
@@ -57,6 +58,34 @@ impl MemorySettler {
             .map(|_| ())
             .ok_or_else(|| Self::gone("ack"))
     }
+
+    /// Publishes the dead-letter copy (confirmed), then acknowledges. On failure the delivery
+    /// is dropped unsettled and the message is delivered again. A refused copy is retried
+    /// (transient), one whose topic is missing says so.
+    async fn dead_letter(
+        mut self: Box<Self>,
+        incoming: &IncomingMessage,
+        record: DeadLetterRecord,
+    ) -> Result<(), BrokerError> {
+        if !self.queue.is_in_flight(self.tag) {
+            self.settled = true;
+            return Err(Self::gone("dead-letter"));
+        }
+        let mut message = incoming.message().clone();
+        record.write_to(message.headers_mut());
+        let topic = MemoryBroker::dead_letter_topic(&self.queue.topic);
+        MemoryPublisher::store(&self.broker, &topic, message)
+            .await
+            .map_err(|e| match e.outcome() {
+                PublishOutcome::NoDestination => {
+                    BrokerError::destination_missing("dead-letter", e.to_string())
+                }
+                PublishOutcome::NotSent | PublishOutcome::Ambiguous | PublishOutcome::Permanent => {
+                    BrokerError::transient("dead-letter", e.reason().to_owned())
+                }
+            })?;
+        self.ack(incoming)
+    }
 }
 
 #[async_trait]
@@ -87,31 +116,9 @@ impl Settle for MemorySettler {
                     Err(Self::gone("retry"))
                 }
             }
-            Settlement::DeadLetter(record) => {
-                if !self.queue.is_in_flight(self.tag) {
-                    self.settled = true;
-                    return Err(Self::gone("dead-letter"));
-                }
-                let mut message = incoming.message().clone();
-                record.write_to(message.headers_mut());
-                let topic = MemoryBroker::dead_letter_topic(&self.queue.topic);
-                // Confirmed dead-letter publish first; on failure the delivery is dropped
-                // unsettled and the message is delivered again. A refused copy is retried
-                // (transient), one whose topic is missing says so.
-                MemoryPublisher::store(&self.broker, &topic, message)
-                    .await
-                    .map_err(|e| match e.outcome() {
-                        PublishOutcome::NoDestination => {
-                            BrokerError::destination_missing("dead-letter", e.to_string())
-                        }
-                        PublishOutcome::NotSent
-                        | PublishOutcome::Ambiguous
-                        | PublishOutcome::Permanent => {
-                            BrokerError::transient("dead-letter", e.reason().to_owned())
-                        }
-                    })?;
-                self.ack(incoming)
-            }
+            // Boxed: its publish makes the future large, and every settlement allocates the
+            // future of this call; an acknowledgement's stays small.
+            Settlement::DeadLetter(record) => Box::pin(self.dead_letter(incoming, record)).await,
         }
     }
 }

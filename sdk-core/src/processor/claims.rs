@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use tokio::sync::SemaphorePermit;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::{debug, error, warn};
 
 use super::counters::Event;
@@ -40,12 +40,20 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
     loop {
         let slot = match &shared.running {
             None => None,
+            // A free slot is taken at once (unless shutdown began); only a wait for one
+            // watches for shutdown.
             Some(limit) => {
-                let mut stopping = shared.stopping.clone();
-                tokio::select! {
-                    biased;
-                    _ = stopping.wait_for(|s| *s) => return Acquisition::Abandon,
-                    permit = limit.acquire() => Some(permit.expect("semaphore never closed")),
+                let free = if *shared.stopping.borrow() {
+                    None
+                } else {
+                    limit.try_acquire().ok()
+                };
+                match free {
+                    Some(permit) => Some(permit),
+                    None => match Box::pin(wait_for_slot(shared, limit)).await {
+                        Some(permit) => Some(permit),
+                        None => return Acquisition::Abandon,
+                    },
                 }
             }
         };
@@ -97,6 +105,16 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
         {
             return Acquisition::Abandon;
         }
+    }
+}
+
+/// Waits for a handler slot; `None` once shutdown began.
+async fn wait_for_slot<'a>(shared: &Shared, limit: &'a Semaphore) -> Option<SemaphorePermit<'a>> {
+    let mut stopping = shared.stopping.clone();
+    tokio::select! {
+        biased;
+        _ = stopping.wait_for(|s| *s) => None,
+        permit = limit.acquire() => Some(permit.expect("semaphore never closed")),
     }
 }
 

@@ -33,7 +33,10 @@ pub(crate) async fn run_handler(
     let outcome = AssertUnwindSafe(shared.handler.handle(incoming))
         .catch_unwind()
         .await;
-    shared.health.handler_ran(matches!(outcome, Ok(Ok(()))));
+    let ended = Instant::now();
+    shared
+        .health
+        .handler_ran(matches!(outcome, Ok(Ok(()))), ended);
     if let Some(i) = instruments {
         i.in_flight.decrement(1.0);
         let end = match &outcome {
@@ -41,7 +44,7 @@ pub(crate) async fn run_handler(
             Ok(Err(_)) => RunEnd::Error,
             Err(_) => RunEnd::Panic,
         };
-        i.handler_ran(end, started.elapsed());
+        i.handler_ran(end, ended.saturating_duration_since(started));
     }
     match outcome {
         Ok(Ok(())) => Ok(()),

@@ -1,7 +1,9 @@
 //! What a running processor knows about its own health: whether receiving fails, and how many
 //! handler runs failed lately.
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -21,14 +23,17 @@ pub(crate) struct HealthWatch {
     failing: AtomicBool,
     receive: Outage,
     last_receive_error: Mutex<Option<String>>,
-    runs: Mutex<Windows>,
+    /// Handler runs are counted with atomics, without a lock or a clock of their own (the
+    /// run's end, read for its duration, says when a window is over); only moving to the next
+    /// window takes the lock.
+    base: Instant,
+    /// When the current window began, in nanoseconds after `base`.
+    window_start: AtomicU64,
+    current_runs: AtomicU64,
+    current_failures: AtomicU64,
+    /// The previous window's tally; its lock also makes one roll at a time.
+    previous: Mutex<Tally>,
     degraded_ratio: f64,
-}
-
-struct Windows {
-    started: Instant,
-    current: Tally,
-    previous: Tally,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -45,11 +50,11 @@ impl HealthWatch {
             failing: AtomicBool::new(false),
             receive: Outage::default(),
             last_receive_error: Mutex::new(None),
-            runs: Mutex::new(Windows {
-                started: Instant::now(),
-                current: Tally::default(),
-                previous: Tally::default(),
-            }),
+            base: Instant::now(),
+            window_start: AtomicU64::new(0),
+            current_runs: AtomicU64::new(0),
+            current_failures: AtomicU64::new(0),
+            previous: Mutex::new(Tally::default()),
             degraded_ratio,
         }
     }
@@ -71,14 +76,38 @@ impl HealthWatch {
         self.failing.store(true, Relaxed);
     }
 
-    /// A handler run ended, `ok` or not.
-    pub fn handler_ran(&self, ok: bool) {
-        let mut windows = lock(&self.runs);
-        windows.roll();
-        windows.current.runs += 1;
+    /// A handler run ended at `ended`, `ok` or not.
+    pub fn handler_ran(&self, ok: bool, ended: Instant) {
+        self.roll(ended);
+        self.current_runs.fetch_add(1, Relaxed);
         if !ok {
-            windows.current.failures += 1;
+            self.current_failures.fetch_add(1, Relaxed);
         }
+    }
+
+    /// Moves to a new window when the current one is over at `now` (forgetting both after a
+    /// quiet spell of two windows).
+    fn roll(&self, now: Instant) {
+        let now = nanos(now.saturating_duration_since(self.base));
+        let window = nanos(WINDOW);
+        if now < self.window_start.load(Acquire).saturating_add(window) {
+            return;
+        }
+        let mut previous = lock(&self.previous);
+        let started = self.window_start.load(Acquire);
+        if now < started.saturating_add(window) {
+            return; // rolled by another thread meanwhile
+        }
+        let current = Tally {
+            runs: self.current_runs.swap(0, Relaxed),
+            failures: self.current_failures.swap(0, Relaxed),
+        };
+        *previous = if now < started.saturating_add(2 * window) {
+            current
+        } else {
+            Tally::default()
+        };
+        self.window_start.store(now, Release);
     }
 
     /// The processor's health while its task runs.
@@ -87,12 +116,12 @@ impl HealthWatch {
             let error = lock(&self.last_receive_error).clone().unwrap_or_default();
             return Health::not_ready(format!("receiving fails: {error}"), since);
         }
+        self.roll(Instant::now());
         let recent = {
-            let mut windows = lock(&self.runs);
-            windows.roll();
+            let previous = lock(&self.previous);
             Tally {
-                runs: windows.current.runs + windows.previous.runs,
-                failures: windows.current.failures + windows.previous.failures,
+                runs: self.current_runs.load(Relaxed) + previous.runs,
+                failures: self.current_failures.load(Relaxed) + previous.failures,
             }
         };
         #[allow(clippy::cast_precision_loss)] // counts far below 2^52
@@ -109,22 +138,9 @@ impl HealthWatch {
     }
 }
 
-impl Windows {
-    /// Moves to a new window when the current one is over (forgetting both after a quiet spell
-    /// of two windows).
-    fn roll(&mut self) {
-        let elapsed = self.started.elapsed();
-        if elapsed < WINDOW {
-            return;
-        }
-        self.previous = if elapsed < WINDOW * 2 {
-            self.current
-        } else {
-            Tally::default()
-        };
-        self.current = Tally::default();
-        self.started = Instant::now();
-    }
+/// `duration` in nanoseconds (saturating: 584 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,10 +158,10 @@ mod tests {
     fn failures_above_the_ratio_make_it_degraded_only_with_enough_runs() {
         let watch = HealthWatch::new(0.5);
         for _ in 0..(MIN_RUNS - 1) {
-            watch.handler_ran(false);
+            watch.handler_ran(false, Instant::now());
         }
         assert_eq!(watch.health().state(), HealthState::Ready, "too few runs");
-        watch.handler_ran(false);
+        watch.handler_ran(false, Instant::now());
         let health = watch.health();
         assert_eq!(health.state(), HealthState::Degraded);
         assert!(
@@ -153,12 +169,36 @@ mod tests {
             "{health}"
         );
         for _ in 0..20 {
-            watch.handler_ran(true);
+            watch.handler_ran(true, Instant::now());
         }
         assert_eq!(
             watch.health().state(),
             HealthState::Ready,
             "10 of 30 failed"
+        );
+    }
+
+    #[test]
+    fn failures_count_for_two_windows_and_are_forgotten_after_a_quiet_spell() {
+        let watch = HealthWatch::new(0.5);
+        let start = Instant::now();
+        for _ in 0..MIN_RUNS {
+            watch.handler_ran(false, start);
+        }
+        assert_eq!(watch.health().state(), HealthState::Degraded);
+        let second = Duration::from_secs(1);
+        watch.handler_ran(true, start + WINDOW + second);
+        let health = watch.health();
+        assert_eq!(health.state(), HealthState::Degraded, "previous window");
+        assert!(
+            health.reason().unwrap().contains("10 of the last 11"),
+            "{health}"
+        );
+        watch.handler_ran(true, start + WINDOW * 3 + second * 2);
+        assert_eq!(
+            watch.health().state(),
+            HealthState::Ready,
+            "two quiet windows later the failures are forgotten"
         );
     }
 

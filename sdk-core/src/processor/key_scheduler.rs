@@ -1,6 +1,6 @@
 //! Per-key serial handling: one message per key at a time, keys in parallel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit};
@@ -19,14 +19,15 @@ struct KeyLine {
     /// A message of this key whose settlement failed: the broker delivers it again, and
     /// nothing queued behind it runs until it is back (or the hold runs out).
     awaiting: Option<MessageId>,
-    /// Wakes the key's task when the awaited message arrives.
-    arrived: Arc<Notify>,
+    /// Wakes the key's task when the awaited message arrives (made when a message is first
+    /// awaited: most lines never await one).
+    arrived: Option<Arc<Notify>>,
 }
 
 /// Keys that have a message being handled, with the messages waiting behind it.
 #[derive(Default)]
 pub(crate) struct KeyScheduler {
-    lines: Mutex<HashMap<String, KeyLine>>,
+    lines: Mutex<foldhash::HashMap<Arc<str>, KeyLine>>,
 }
 
 impl KeyScheduler {
@@ -49,14 +50,16 @@ impl KeyScheduler {
                 if line.awaiting == Some(id) {
                     line.awaiting = None;
                     line.queue.push_front((delivery, permit));
-                    line.arrived.notify_one();
+                    if let Some(arrived) = &line.arrived {
+                        arrived.notify_one();
+                    }
                 } else {
                     line.queue.push_back((delivery, permit));
                 }
                 return;
             }
-            let key = key.to_owned();
-            lines.insert(key.clone(), KeyLine::default());
+            let key: Arc<str> = Arc::from(key);
+            lines.insert(Arc::clone(&key), KeyLine::default());
             key
         };
         let scheduler = Arc::clone(self);
@@ -119,7 +122,7 @@ impl KeyScheduler {
                 return true;
             }
             line.awaiting = Some(id);
-            Arc::clone(&line.arrived)
+            Arc::clone(line.arrived.get_or_insert_with(Arc::default))
         };
         let mut stopping = shared.stopping.clone();
         tokio::select! {
@@ -142,7 +145,7 @@ impl KeyScheduler {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, KeyLine>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<Arc<str>, KeyLine>> {
         // Only push/pop/insert/remove happen under the lock: a poisoned map is still consistent.
         self.lines.lock().unwrap_or_else(|p| p.into_inner())
     }

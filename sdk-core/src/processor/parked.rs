@@ -2,6 +2,7 @@
 //! tried again, with backoff, when the broker delivers the message again.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub(crate) struct Parked {
 #[derive(Default)]
 pub(crate) struct ParkedSettlements {
     entries: Mutex<HashMap<MessageId, Parked>>,
+    /// Whether `entries` may hold anything: read before each delivery's lookup, so that the
+    /// common case (nothing ever parked) takes no lock. Set under the lock before an insert,
+    /// cleared under it when the map is empty.
+    any: AtomicBool,
 }
 
 impl ParkedSettlements {
@@ -49,6 +54,7 @@ impl ParkedSettlements {
             since,
             not_before: now + retry.delay_for(failures),
         };
+        self.any.store(true, Ordering::SeqCst);
         entries.insert(id, parked.clone());
         parked
     }
@@ -56,12 +62,22 @@ impl ParkedSettlements {
     /// The parked settlement of message `id`, if any (it stays recorded until
     /// [`ParkedSettlements::forget`], so that the next failure backs off further).
     pub fn get(&self, id: MessageId) -> Option<Parked> {
+        if !self.any.load(Ordering::SeqCst) {
+            return None;
+        }
         self.lock().get(&id).cloned()
     }
 
     /// Forgets message `id` (its settlement went through).
     pub fn forget(&self, id: MessageId) {
-        self.lock().remove(&id);
+        if !self.any.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut entries = self.lock();
+        entries.remove(&id);
+        if entries.is_empty() {
+            self.any.store(false, Ordering::SeqCst);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<MessageId, Parked>> {
