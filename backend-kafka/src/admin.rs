@@ -1,5 +1,6 @@
 //! Topics: creation, deletion, and the durability preflight.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
@@ -36,16 +37,23 @@ pub async fn create_topic(
     replication: i32,
 ) -> Result<(), BrokerError> {
     check_topic(topic).map_err(|e| BrokerError::permanent("create topic", e.to_string()))?;
-    let admin = client(config)?;
+    create_topics(&client(config)?, &[topic], partitions, replication).await
+}
+
+/// Creates `topics` in one request on `admin`, each with `partitions` partitions and
+/// `replication` copies; existing ones are left as they are.
+async fn create_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    topics: &[&str],
+    partitions: i32,
+    replication: i32,
+) -> Result<(), BrokerError> {
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|topic| NewTopic::new(topic, partitions, TopicReplication::Fixed(replication)))
+        .collect();
     let results = admin
-        .create_topics(
-            &[NewTopic::new(
-                topic,
-                partitions,
-                TopicReplication::Fixed(replication),
-            )],
-            &options(),
-        )
+        .create_topics(&new, &options())
         .await
         .map_err(|e| broker_error("create topic", &e))?;
     for result in results {
@@ -74,15 +82,23 @@ pub async fn ensure_group_topics(
 ) -> Result<GroupTopics, BrokerError> {
     let names = GroupTopics::new(topic, group)
         .map_err(|e| BrokerError::permanent("subscribe", e.to_string()))?;
-    let layout = topic_layout(config, topic).await?.ok_or_else(|| {
+    // One client for the lookup and the creation: each new client connects and bootstraps.
+    // The derived topics are created rather than looked up: a metadata request naming a
+    // missing topic may have a broker auto-create it with its default partition count.
+    let admin = Arc::new(client(config)?);
+    let layout = layout_on(Arc::clone(&admin), topic).await?.ok_or_else(|| {
         BrokerError::permanent(
             "subscribe",
             format!("topic {topic} does not exist; create it first (waybill_kafka::create_topic)"),
         )
     })?;
-    for derived in [&names.retry, &names.dead_letter] {
-        create_topic(config, derived, layout.partitions, layout.replication).await?;
-    }
+    create_topics(
+        &admin,
+        &[&names.retry, &names.dead_letter],
+        layout.partitions,
+        layout.replication,
+    )
+    .await?;
     Ok(names)
 }
 
@@ -127,7 +143,14 @@ pub async fn topic_layout(
     config: &KafkaConfig,
     topic: &str,
 ) -> Result<Option<TopicLayout>, BrokerError> {
-    let admin = client(config)?;
+    layout_on(Arc::new(client(config)?), topic).await
+}
+
+/// [`topic_layout`] through `admin`.
+async fn layout_on(
+    admin: Arc<AdminClient<DefaultClientContext>>,
+    topic: &str,
+) -> Result<Option<TopicLayout>, BrokerError> {
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let metadata = admin

@@ -157,7 +157,9 @@ impl KafkaSubscriber {
             .subscribe(&names)
             .map_err(|e| broker_error("subscribe", &e))?;
         let consumer = Arc::new(consumer);
-        let publisher = Arc::new(KafkaPublisher::connect(config.clone()).await?);
+        // For retry and dead-letter copies only: the cluster was found reachable a moment
+        // ago, and the first copy (rare) can fetch its metadata itself.
+        let publisher = Arc::new(KafkaPublisher::connect_reached(config.clone())?);
         let intake = KafkaIntake::new(
             offsets,
             StoreOffsets(Arc::clone(&consumer)),
