@@ -8,7 +8,7 @@ use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 use waybill_core::secret::mask_url_password;
-use waybill_core::{BrokerError, ConfigError};
+use waybill_core::{BrokerError, ConfigError, FailureClass};
 
 /// The management API's usual port.
 const MANAGEMENT_PORT: u16 = 15672;
@@ -171,7 +171,14 @@ impl ManagementApi {
                     "enable the rabbitmq_management plugin (rabbitmq-plugins enable \
                      rabbitmq_management) or name its address with --management-url"
                 };
-                BrokerError::transient(
+                // A certificate refused stays refused until the configuration changes.
+                let class = if refused_certificate(&e) {
+                    FailureClass::Permanent
+                } else {
+                    FailureClass::Transient
+                };
+                BrokerError::new(
+                    class,
                     "preflight",
                     format!(
                         "the RabbitMQ management API at {} does not answer ({}): {advice}",
@@ -203,6 +210,38 @@ impl ManagementApi {
             }),
         }
     }
+}
+
+/// Whether `error` is the TLS handshake refusing the server's certificate (an unknown CA, a
+/// name it does not list, expired): rustls's error, which reaches reqwest's error chain inside
+/// `io::Error`s (whose `source()` skips what they wrap).
+#[cfg(feature = "tls")]
+fn refused_certificate(error: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = next {
+        if matches!(
+            current.downcast_ref::<rustls::Error>(),
+            Some(rustls::Error::InvalidCertificate(_))
+        ) {
+            return true;
+        }
+        // An `io::Error` wrapping another error (here one `io::Error` in another around
+        // rustls's) leads to it through `get_ref`, not `source`.
+        next = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => current.source(),
+        };
+    }
+    false
+}
+
+/// Without TLS no certificate is ever checked.
+#[cfg(not(feature = "tls"))]
+fn refused_certificate(_error: &reqwest::Error) -> bool {
+    false
 }
 
 /// The client every request goes through: a 10 s timeout and, with the `tls` feature, a

@@ -277,6 +277,10 @@ async fn the_management_api_over_https_is_verified_with_the_ca_in_its_url() {
     );
     assert!(text.contains("ca_file"), "says how to trust it: {text}");
     assert!(!text.contains("guest:guest"), "{text}");
+    assert!(
+        !untrusted.is_transient(),
+        "a refused certificate stays refused until the configuration changes: {untrusted:?}"
+    );
 
     // The certificate names localhost only: by IP address it is refused, CA trusted or not.
     let port = management_address()
@@ -293,6 +297,7 @@ async fn the_management_api_over_https_is_verified_with_the_ca_in_its_url() {
         by_ip.to_string().contains("certificate"),
         "names the certificate: {by_ip}"
     );
+    assert!(!by_ip.is_transient(), "{by_ip:?}");
 
     drop(subscriber);
     delete_group_topology(&trusting_the_test_ca(&url()), &topic, "g", true)
