@@ -13,7 +13,10 @@ use super::wakeups::Wakeups;
 
 /// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
 /// safe while a transaction older than its own may still commit (`txid` not below xmin).
-/// An earlier dead row of its key holds a row back when `$4` (key-holding mode).
+/// An earlier dead row of its key holds a row back when `$4` (key-holding mode). The two
+/// checks are apart so that the live rows' one is answered through the migration's partial
+/// indexes (`WHERE NOT dead`); one condition over live and dead rows used none and made the
+/// relay 0.8x of its speed.
 /// An infinite creation time reads as NULL, so that only its row fails to decode.
 const SELECT_READY: &str = "\
 SELECT seq, message_id, topic, key, payload, headers, \
@@ -27,10 +30,10 @@ WHERE NOT o.dead \
   AND (o.shard_hash % $2) = ANY($3) \
   AND NOT EXISTS ( \
       SELECT 1 FROM waybill_outbox p \
-      WHERE p.key = o.key AND p.seq < o.seq \
-        AND ((NOT p.dead AND (p.available_at > now() \
-                              OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) \
-             OR (p.dead AND $4))) \
+      WHERE p.key = o.key AND NOT p.dead AND p.seq < o.seq \
+        AND (p.available_at > now() OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) \
+  AND NOT ($4 AND EXISTS ( \
+      SELECT 1 FROM waybill_outbox p WHERE p.key = o.key AND p.dead AND p.seq < o.seq)) \
 ORDER BY seq \
 LIMIT $1";
 

@@ -11,7 +11,11 @@ use crate::row::now_ms;
 use crate::store::{Confirmed, Failure, LeasePlan, RelayStore};
 
 /// Ready rows of the given shards (`?3`, a JSON array) in `seq` order. SQLite commits one
-/// writer at a time, so a committed row never has an older row still to come.
+/// writer at a time, so a committed row never has an older row still to come. The two
+/// "earlier row of its key" checks are apart so that each is answered by its partial index
+/// (`(key, seq) WHERE dead = 0`, and `WHERE dead = 1` only in key-holding mode, `?5`): one
+/// condition over both kinds of rows used neither and scanned the table for every row
+/// (the relay ran at a third of its speed).
 const SELECT_READY: &str = "\
 SELECT seq, message_id, topic, key, payload, headers, created_at_ms, attempts, \
        ?1 - waiting_since_ms AS waited_ms \
@@ -21,8 +25,10 @@ WHERE o.dead = 0 \
   AND (o.shard_hash % ?2) IN (SELECT value FROM json_each(?3)) \
   AND NOT EXISTS ( \
       SELECT 1 FROM waybill_outbox p \
-      WHERE p.key = o.key AND p.seq < o.seq \
-        AND ((p.dead = 0 AND p.available_at_ms > ?1) OR (p.dead = 1 AND ?5))) \
+      WHERE p.key = o.key AND p.dead = 0 AND p.seq < o.seq AND p.available_at_ms > ?1) \
+  AND NOT (?5 AND EXISTS ( \
+      SELECT 1 FROM waybill_outbox p \
+      WHERE p.key = o.key AND p.dead = 1 AND p.seq < o.seq)) \
 ORDER BY seq \
 LIMIT ?4";
 
