@@ -48,13 +48,14 @@ pub(crate) async fn acquire<'a>(shared: &'a Shared, incoming: &IncomingMessage) 
                 } else {
                     limit.try_acquire().ok()
                 };
-                match free {
+                let permit = match free {
                     Some(permit) => Some(permit),
-                    None => match Box::pin(wait_for_slot(shared, limit)).await {
-                        Some(permit) => Some(permit),
-                        None => return Acquisition::Abandon,
-                    },
-                }
+                    None => Box::pin(wait_for_slot(shared, limit)).await,
+                };
+                let Some(permit) = permit else {
+                    return Acquisition::Abandon;
+                };
+                Some(permit)
             }
         };
         let Some(store) = shared.config.idempotency.as_deref() else {
