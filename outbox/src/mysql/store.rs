@@ -86,18 +86,16 @@ impl RelayStore for MySqlStore {
             return Ok(Vec::new());
         }
         let listed: Vec<String> = shards.iter().map(i64::to_string).collect();
-        let rows = sqlx::query(SELECT_READY)
+        sqlx::query(SELECT_READY)
             .bind(safe)
             .bind(held_behind_dead)
             .bind(shard_count)
             .bind(listed.join(","))
             .bind(limit)
+            // Decoded as they arrive: a batch's raw rows are not all held at once.
+            .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
-        rows.iter()
-            .map(decode_ready)
-            .collect::<Result<_, _>>()
             .map_err(db)
     }
 

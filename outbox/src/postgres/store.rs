@@ -77,17 +77,15 @@ impl RelayStore for PgStore {
         limit: i64,
         held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError> {
-        let rows = sqlx::query(SELECT_READY)
+        sqlx::query(SELECT_READY)
             .bind(limit)
             .bind(shard_count)
             .bind(shards)
             .bind(held_behind_dead)
+            // Decoded as they arrive: a batch's raw rows are not all held at once.
+            .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
-        rows.iter()
-            .map(decode_ready)
-            .collect::<Result<_, _>>()
             .map_err(db)
     }
 

@@ -593,19 +593,24 @@ impl Relay {
 
 /// One queue per key, in `seq` order; unkeyed rows each get their own.
 fn key_queues(rows: Vec<OutboxRow>) -> Vec<VecDeque<OutboxRow>> {
-    let mut queues: Vec<VecDeque<OutboxRow>> = Vec::new();
-    let mut by_key: BTreeMap<String, usize> = BTreeMap::new();
-    for row in rows {
-        match row.key.clone() {
-            Some(key) => {
-                let at = *by_key.entry(key).or_insert_with(|| {
-                    queues.push(VecDeque::new());
-                    queues.len() - 1
-                });
-                queues[at].push_back(row);
-            }
-            None => queues.push(VecDeque::from([row])),
-        }
+    // Each row's queue first, by borrowed key, then the rows moved in: no key is copied.
+    let mut count = 0;
+    let mut next_queue = || {
+        count += 1;
+        count - 1
+    };
+    let mut by_key: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
+    let queue_of: Vec<usize> = rows
+        .iter()
+        .map(|row| match row.key.as_deref() {
+            Some(key) => *by_key.entry(key).or_insert_with(&mut next_queue),
+            None => next_queue(),
+        })
+        .collect();
+    drop(by_key);
+    let mut queues: Vec<VecDeque<OutboxRow>> = (0..count).map(|_| VecDeque::new()).collect();
+    for (row, at) in rows.into_iter().zip(queue_of) {
+        queues[at].push_back(row);
     }
     queues
 }

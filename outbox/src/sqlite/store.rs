@@ -71,18 +71,16 @@ impl RelayStore for SqliteStore {
         limit: i64,
         held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError> {
-        let rows = sqlx::query(SELECT_READY)
+        sqlx::query(SELECT_READY)
             .bind(now_ms())
             .bind(shard_count)
             .bind(json_list(shards))
             .bind(limit)
             .bind(held_behind_dead)
+            // Decoded as they arrive: a batch's raw rows are not all held at once.
+            .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
-        rows.iter()
-            .map(decode_ready)
-            .collect::<Result<_, _>>()
             .map_err(db)
     }
 
