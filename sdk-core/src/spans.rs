@@ -70,6 +70,11 @@ fn propagate(span: &Span, message: &mut Message, continue_carried: bool) {
     #[cfg(feature = "otel")]
     {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
+        // No subscriber records the span: there is no context to continue or carry, and
+        // asking for one costs a lookup per message.
+        if span.is_disabled() {
+            return;
+        }
         if continue_carried {
             if let Some(carried) = otel::carried(message.headers()) {
                 let _ = span.set_parent(carried);
@@ -86,6 +91,9 @@ pub(crate) fn continue_trace(span: &Span, message: &Message) {
     #[cfg(feature = "otel")]
     {
         use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if span.is_disabled() {
+            return;
+        }
         match otel::carried(message.headers()) {
             Some(carried) => {
                 let _ = span.set_parent(carried);
@@ -152,7 +160,7 @@ mod otel {
 
     /// Whether an OpenTelemetry layer records `span` (it has a valid context).
     pub(super) fn records(span: &Span) -> bool {
-        span.context().span().span_context().is_valid()
+        !span.is_disabled() && span.context().span().span_context().is_valid()
     }
 
     /// Writes `span`'s context into `headers` (nothing when no OpenTelemetry layer records it).

@@ -155,6 +155,34 @@ impl Publisher for MemoryPublisher {
         .await
     }
 
+    /// Stores the messages in order, one after the other (a delay injected for one delays
+    /// the rest of the batch), each with its own result; a message whose publish began after
+    /// `close` is refused as not sent.
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        self.lifecycle.in_flight.fetch_add(1, SeqCst);
+        let _guard = InFlight(&self.lifecycle);
+        crate::telemetry::metered_batch("memory", topic, messages, |messages| async move {
+            let mut results = Vec::with_capacity(messages.len());
+            for message in messages {
+                results.push(if self.lifecycle.closed.load(SeqCst) {
+                    Err(PublishError::not_sent(
+                        topic,
+                        message,
+                        "publisher is closed",
+                    ))
+                } else {
+                    Self::store(&self.broker, topic, message).await
+                });
+            }
+            results
+        })
+        .await
+    }
+
     async fn close(&self) -> Result<(), BrokerError> {
         self.lifecycle.closed.store(true, SeqCst);
         loop {
