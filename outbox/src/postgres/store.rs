@@ -11,31 +11,49 @@ use crate::store::{Confirmed, Failure, LeasePlan, RelayStore};
 
 use super::wakeups::Wakeups;
 
-/// Rows that are safe and ready, in `seq` order. A row (or an earlier row of its key) is not
-/// safe while a transaction older than its own may still commit (`txid` not below xmin).
-/// An earlier dead row of its key holds a row back when `$4` (key-holding mode). The two
-/// checks are apart so that the live rows' one can be answered through the migration's
-/// partial indexes (`WHERE NOT dead`) whatever `$4` is: one condition over live and dead
-/// rows could use them only where the planner knew `$4` to be false (on SQLite it never did).
-/// An infinite creation time reads as NULL, so that only its row fails to decode.
-const SELECT_READY: &str = "\
-SELECT seq, message_id, topic, key, payload, headers, \
-       CASE WHEN isfinite(created_at) \
-            THEN (EXTRACT(EPOCH FROM created_at) * 1000)::bigint END AS created_at_ms, \
-       attempts, (EXTRACT(EPOCH FROM (now() - waiting_since)) * 1000)::bigint AS waited_ms \
-FROM waybill_outbox o \
-WHERE NOT o.dead \
-  AND o.available_at <= now() \
-  AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
-  AND (o.shard_hash % $2) = ANY($3) \
-  AND NOT EXISTS ( \
-      SELECT 1 FROM waybill_outbox p \
-      WHERE p.key = o.key AND NOT p.dead AND p.seq < o.seq \
-        AND (p.available_at > now() OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) \
-  AND NOT ($4 AND EXISTS ( \
-      SELECT 1 FROM waybill_outbox p WHERE p.key = o.key AND p.dead AND p.seq < o.seq)) \
-ORDER BY seq \
-LIMIT $1";
+/// Rows that are safe and ready, in `seq` order, with `$extra` added to their conditions.
+/// A row (or an earlier row of its key) is not safe while a transaction older than its own
+/// may still commit (`txid` not below xmin). An infinite creation time reads as NULL, so that
+/// only its row fails to decode.
+macro_rules! select_ready {
+    ($extra:literal) => {
+        concat!(
+            "SELECT seq, message_id, topic, key, payload, headers, \
+                    CASE WHEN isfinite(created_at) \
+                         THEN (EXTRACT(EPOCH FROM created_at) * 1000)::bigint END \
+                      AS created_at_ms, \
+                    attempts, \
+                    (EXTRACT(EPOCH FROM (now() - waiting_since)) * 1000)::bigint AS waited_ms \
+             FROM waybill_outbox o \
+             WHERE NOT o.dead \
+               AND o.available_at <= now() \
+               AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+               AND (o.shard_hash % $2) = ANY($3) \
+               AND NOT EXISTS ( \
+                   SELECT 1 FROM waybill_outbox p \
+                   WHERE p.key = o.key AND NOT p.dead AND p.seq < o.seq \
+                     AND (p.available_at > now() \
+                          OR p.txid >= pg_snapshot_xmin(pg_current_snapshot()))) ",
+            $extra,
+            " ORDER BY seq LIMIT $1"
+        )
+    };
+}
+
+/// Ready rows when dead rows do not hold their key (the default).
+///
+/// Each mode has a statement of its own rather than a parameter that switches the dead rows'
+/// check on: with such a parameter the server's generic plan carried the check, cost more
+/// than a plan for known values, and every batch was planned again.
+const SELECT_READY: &str = select_ready!("");
+
+/// Ready rows in key-holding mode: an earlier dead row of its key also holds a row back. The
+/// check stands apart from the live rows' one, so that the latter is still answered through
+/// the migration's partial indexes (`WHERE NOT dead`).
+const SELECT_READY_HOLDING: &str = select_ready!(
+    "AND NOT EXISTS ( \
+         SELECT 1 FROM waybill_outbox p WHERE p.key = o.key AND p.dead AND p.seq < o.seq)"
+);
 
 /// Deletes the confirmed rows `$1` and records them in the sent log with their positions `$2`,
 /// in one statement (so one transaction); a message already logged keeps its first entry.
@@ -77,11 +95,15 @@ impl RelayStore for PgStore {
         limit: i64,
         held_behind_dead: bool,
     ) -> Result<Vec<ReadyRow>, OutboxError> {
-        sqlx::query(SELECT_READY)
+        let statement = if held_behind_dead {
+            SELECT_READY_HOLDING
+        } else {
+            SELECT_READY
+        };
+        sqlx::query(statement)
             .bind(limit)
             .bind(shard_count)
             .bind(shards)
-            .bind(held_behind_dead)
             // Decoded as they arrive: a batch's raw rows are not all held at once.
             .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)
