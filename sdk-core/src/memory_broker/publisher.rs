@@ -48,6 +48,28 @@ impl MemoryPublisher {
         }
     }
 
+    /// Counts a publish in flight until the returned guard is dropped (`close` waits for it).
+    fn in_flight(&self) -> InFlight<'_> {
+        self.lifecycle.in_flight.fetch_add(1, SeqCst);
+        InFlight(&self.lifecycle)
+    }
+
+    /// Stores a message, or refuses it as not sent once the publisher is closed.
+    async fn store_unless_closed(
+        &self,
+        topic: &str,
+        message: Message,
+    ) -> Result<Receipt, PublishError> {
+        if self.lifecycle.closed.load(SeqCst) {
+            return Err(PublishError::not_sent(
+                topic,
+                message,
+                "publisher is closed",
+            ));
+        }
+        Self::store(&self.broker, topic, message).await
+    }
+
     /// Stores a message without the closed check: the path dead letters take too.
     pub(crate) async fn store(
         broker: &BrokerState,
@@ -139,18 +161,9 @@ impl MemoryPublisher {
 #[async_trait]
 impl Publisher for MemoryPublisher {
     async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
-        self.lifecycle.in_flight.fetch_add(1, SeqCst);
-        let _guard = InFlight(&self.lifecycle);
-        crate::telemetry::metered("memory", topic, message, |message| async move {
-            if self.lifecycle.closed.load(SeqCst) {
-                Err(PublishError::not_sent(
-                    topic,
-                    message,
-                    "publisher is closed",
-                ))
-            } else {
-                Self::store(&self.broker, topic, message).await
-            }
+        let _in_flight = self.in_flight();
+        crate::telemetry::metered("memory", topic, message, |message| {
+            self.store_unless_closed(topic, message)
         })
         .await
     }
@@ -163,20 +176,11 @@ impl Publisher for MemoryPublisher {
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
-        self.lifecycle.in_flight.fetch_add(1, SeqCst);
-        let _guard = InFlight(&self.lifecycle);
+        let _in_flight = self.in_flight();
         crate::telemetry::metered_batch("memory", topic, messages, |messages| async move {
             let mut results = Vec::with_capacity(messages.len());
             for message in messages {
-                results.push(if self.lifecycle.closed.load(SeqCst) {
-                    Err(PublishError::not_sent(
-                        topic,
-                        message,
-                        "publisher is closed",
-                    ))
-                } else {
-                    Self::store(&self.broker, topic, message).await
-                });
+                results.push(self.store_unless_closed(topic, message).await);
             }
             results
         })
