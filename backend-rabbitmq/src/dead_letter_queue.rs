@@ -1,14 +1,14 @@
 //! A group's dead-letter queue for operators: list, replay, purge (see `waybill_core::redrive`
 //! for the rules every backend's redrive keeps).
 //!
-//! A command reads the whole queue with `basic.get` first — as many messages as it held when
-//! the command started (so it ends even while new dead letters arrive), at most [`MAX_SCAN`]
-//! — holding every message unacknowledged; then it acts on those its filter selects; then it
-//! gives the others back (`basic.nack` with requeue, in the order they were read), so the
-//! queue keeps its order whether the broker puts returned messages back at their place or at
-//! the back. A crash gives them back as well (the broker requeues what a closed channel
-//! held), and RabbitMQ's quorum queues put such messages *behind* the later ones: that is why
-//! a replay orders each key's letters by their records, not by their places in the queue
+//! A command reads the whole queue first through a consumer (at most 65,535 messages, held
+//! in memory; a larger queue is worked through by running the command again; the read ends
+//! even while new dead letters arrive, see `queue_snapshot`), holding every message
+//! unacknowledged; then it acts on those its filter selects; then it gives the others back by
+//! closing its channel, as a crash would. RabbitMQ's quorum queues do not keep the order of
+//! messages given back (nor of messages a crashed reader held), so nothing here relies on
+//! the queue's order: a listing shows the letters oldest failure first, by their records, and
+//! a replay orders each key's letters by their records
 //! (`waybill_core::redrive::replay_order`). The dead-letter queue's delivery limit is out of
 //! reach, so reading a dead letter again and again never drops it.
 //!
@@ -25,7 +25,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
 use futures_util::future::try_join_all;
-use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions};
+use lapin::options::{BasicAckOptions, ConfirmSelectOptions};
 use lapin::{Acker, Channel, Connection, PublisherConfirm};
 use waybill_core::redrive::{
     replay_stopped, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions, ReplayPlan,
@@ -37,16 +37,13 @@ use crate::confirm_channel::{confirmed, send, unroutable};
 use crate::connect::connect;
 use crate::error_class::{broker_error, reply_code};
 use crate::handover::queue_counts;
+use crate::queue_snapshot::{give_back, read_held};
 use crate::topology::check_lengths;
 use crate::topology_names::QueueNames;
 use crate::wire;
 
 /// Publishes a replay keeps unconfirmed at once (never two of one key).
 const REPLAY_WINDOW: usize = 256;
-
-/// The most dead letters one command reads: they are held unacknowledged, and in memory,
-/// until it ends. A larger queue is worked through by running the command again.
-pub const MAX_SCAN: u32 = 100_000;
 
 /// The dead-letter queue `<topic>.<group>.dlq` of one topic and consumer group.
 ///
@@ -104,7 +101,8 @@ impl RabbitDeadLetters {
         &self.names.dead_letter
     }
 
-    /// The dead letters `filter` selects, oldest first, up to its limit; nothing is removed.
+    /// The dead letters `filter` selects, oldest failure first (by their records; letters
+    /// without a record last), up to its limit; nothing is removed.
     ///
     /// # Errors
     /// The broker unreachable, or a permanent error naming the queue when it does not exist.
@@ -165,40 +163,32 @@ impl RabbitDeadLetters {
             .create_channel()
             .await
             .map_err(|e| broker_error("dead letters", e))?;
-        let depth = match queue_counts(&reader, &self.names.dead_letter).await {
-            Ok(counts) => counts.ready.min(MAX_SCAN),
-            Err(e) if reply_code(&e) == Some(404) => {
-                return Err(BrokerError::permanent(
+        if let Err(e) = queue_counts(&reader, &self.names.dead_letter).await {
+            return Err(match reply_code(&e) {
+                Some(404) => BrokerError::permanent(
                     "dead letters",
                     format!(
                         "the dead-letter queue {} does not exist: no subscriber of group {:?} \
                          on topic {:?} has declared it on this broker",
                         self.names.dead_letter, self.group, self.topic
                     ),
-                ))
-            }
-            Err(e) => return Err(broker_error("dead letters", e)),
-        };
-        // Everything is read (and held) before anything is removed: a replay orders each
-        // key's letters over the whole queue, and what stays is given back in read order.
-        // One `basic.get` at a time: a consumer would stream faster, but RabbitMQ's quorum
-        // queues put messages a consumer held and gave back into the queue out of their
-        // order (measured: a `list` then reordered the queue now and then), and a command
-        // must leave what it does not remove as it found it.
-        let mut read: Vec<(Acker, DeadLetter)> = Vec::with_capacity(depth as usize);
-        while read.len() < depth as usize {
-            let got = reader
-                .basic_get(
-                    self.names.dead_letter.as_str().into(),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await
-                .map_err(|e| broker_error("dead letters", e))?;
-            let Some(got) = got else { break };
-            let delivery = got.delivery;
-            let letter = DeadLetter::read(wire::message(&delivery.properties, delivery.data));
-            read.push((delivery.acker, letter));
+                ),
+                _ => broker_error("dead letters", e),
+            });
         }
+        // Everything is read (and held) before anything is removed: a replay orders each
+        // key's letters over the whole queue. The queue's own order means nothing (see
+        // `queue_snapshot`): the letters are taken oldest failure first, by their records.
+        let mut read: Vec<(Acker, DeadLetter)> = read_held(&reader, &self.names.dead_letter)
+            .await
+            .map_err(|e| broker_error("dead letters", e))?
+            .into_iter()
+            .map(|delivery| {
+                let message = wire::message(&delivery.properties, delivery.data);
+                (delivery.acker, DeadLetter::read(message))
+            })
+            .collect();
+        oldest_failure_first(&mut read);
         let now = SystemTime::now();
         let selected = filter.select(read.iter().map(|(_, l)| l), now);
         let mut report = RedriveReport {
@@ -241,18 +231,8 @@ impl RabbitDeadLetters {
                 }
             }
         }
-        // Given back one at a time, in read order: nacks sent concurrently reach the broker
-        // in any order, and the queue would come back reordered.
-        for ((acker, _), removed) in read.iter().zip(&removed) {
-            if !removed {
-                let _ = acker
-                    .nack(BasicNackOptions {
-                        requeue: true,
-                        multiple: false,
-                    })
-                    .await;
-            }
-        }
+        let kept = removed.iter().filter(|removed| !**removed).count();
+        give_back(connection, reader, &self.names.dead_letter, kept).await;
         match failure {
             Some(e) => Err(replay_stopped(
                 &e,
@@ -270,6 +250,16 @@ impl RabbitDeadLetters {
             None => ("", self.names.work.as_str()),
         }
     }
+}
+
+/// Puts `read` in the order a listing shows: oldest failure first (by the record's last
+/// failure, then by message id), the letters without a record last, in the order they were
+/// read (their failure time is unknown).
+fn oldest_failure_first(read: &mut [(Acker, DeadLetter)]) {
+    read.sort_by_cached_key(|(_, letter)| match &letter.record {
+        Ok(record) => (false, record.last_failure_at, Some(letter.message.id())),
+        Err(_) => (true, SystemTime::UNIX_EPOCH, None),
+    });
 }
 
 /// Acknowledges every delivery of `ackers` at once (their frames go out together, in any

@@ -68,6 +68,7 @@ mod name_rules;
 #[cfg(feature = "management")]
 mod preflight;
 mod publisher;
+mod queue_snapshot;
 mod settler;
 mod subscriber;
 mod tls;

@@ -12,6 +12,8 @@ mod audit_rabbitmq;
 mod dlq_kafka;
 #[path = "dlq_rabbitmq.rs"]
 mod dlq_rabbitmq;
+#[path = "dlq_rabbitmq_listing.rs"]
+mod dlq_rabbitmq_listing;
 #[path = "dlq_replay_run.rs"]
 mod dlq_replay_run;
 #[path = "dlq_rocketmq.rs"]

@@ -40,7 +40,9 @@ pub struct DeadLetterFilter {
     pub error_class: Option<ErrorClass>,
     /// Only dead letters whose last failure is at least this old.
     pub older_than: Option<Duration>,
-    /// At most this many dead letters (the oldest in the queue first).
+    /// At most this many dead letters, the oldest first: in the log's order on Kafka and
+    /// RocketMQ, by the records' failure times on RabbitMQ (whose queues do not keep the
+    /// order of messages a reader gave back).
     pub limit: Option<usize>,
     /// Stated intent to act on every dead letter (a purge refuses an empty filter without
     /// it); it also lets a purge remove dead letters that carry no record.
