@@ -75,25 +75,49 @@ async fn kill(targets: &Targets, role: &str, down: Duration) -> Result<String, S
 }
 
 async fn restart(service: &ServiceSection, down: Duration) -> Result<String, String> {
-    if let Some(restart) = &service.restart {
-        run_command(restart).await?;
-        return Ok(format!("{:?} succeeded", restart.join(" ")));
-    }
-    let (Some(stop), Some(start)) = (&service.stop, &service.start) else {
-        return Err("the service has no commands".into());
+    let before = match &service.pid {
+        Some(pid) => Some(process_id(pid).await?),
+        None => None,
     };
-    run_command(stop).await?;
-    tokio::time::sleep(down).await;
-    run_command(start).await?;
-    Ok(format!(
-        "stopped and started ({:?}, {:?})",
-        stop.join(" "),
-        start.join(" ")
-    ))
+    let done = if let Some(restart) = &service.restart {
+        run_command(restart).await?;
+        format!("{:?} succeeded", restart.join(" "))
+    } else {
+        let (Some(stop), Some(start)) = (&service.stop, &service.start) else {
+            return Err("the service has no commands".into());
+        };
+        run_command(stop).await?;
+        tokio::time::sleep(down).await;
+        run_command(start).await?;
+        format!(
+            "stopped and started ({:?}, {:?})",
+            stop.join(" "),
+            start.join(" ")
+        )
+    };
+    let (Some(pid), Some(before)) = (&service.pid, before) else {
+        return Ok(done);
+    };
+    match process_id(pid).await? {
+        after if after == before => Err(format!(
+            "{done}, but process {before} still runs: the restart did not replace it"
+        )),
+        after => Ok(format!("{done}; process {before} replaced by {after}")),
+    }
 }
 
-/// Runs one of the operator's commands; its failure (or a timeout) is the fault's failure.
-pub(crate) async fn run_command(argv: &[String]) -> Result<(), String> {
+/// The process id the operator's `argv` prints.
+async fn process_id(argv: &[String]) -> Result<String, String> {
+    let printed = run_command(argv).await?;
+    match printed.split_whitespace().next() {
+        Some(pid) => Ok(pid.to_owned()),
+        None => Err(format!("{:?} printed no process id", argv.join(" "))),
+    }
+}
+
+/// Runs one of the operator's commands and returns what it printed; its failure (or a
+/// timeout) is the fault's failure.
+pub(crate) async fn run_command(argv: &[String]) -> Result<String, String> {
     let (program, args) = argv.split_first().ok_or("an empty command")?;
     let output = tokio::time::timeout(
         COMMAND_TIMEOUT,
@@ -108,7 +132,7 @@ pub(crate) async fn run_command(argv: &[String]) -> Result<(), String> {
     })?
     .map_err(|e| format!("cannot run {program:?}: {e}"))?;
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
@@ -162,4 +186,41 @@ fn describe(cut: u64, before: ProxyCounters, after: ProxyCounters) -> String {
         after.held - before.held,
         after.half_closed - before.half_closed
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(pid: &[&str]) -> ServiceSection {
+        let argv = |words: &[&str]| Some(words.iter().map(|w| (*w).to_owned()).collect());
+        ServiceSection {
+            name: "broker".into(),
+            stop: argv(&["true"]),
+            start: argv(&["true"]),
+            restart: None,
+            pid: argv(pid),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_that_leaves_the_same_process_running_fails() {
+        let unchanged = restart(&service(&["echo", "4242"]), Duration::ZERO).await;
+        let error = unchanged.expect_err("the process was not replaced");
+        assert!(error.contains("process 4242 still runs"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn a_restart_that_replaces_the_process_names_both_ids() {
+        // Each run of the pid command is a new shell: its own id differs every time.
+        let replaced = restart(&service(&["sh", "-c", "echo $$"]), Duration::ZERO).await;
+        let detail = replaced.expect("the process was replaced");
+        assert!(detail.contains("replaced by"), "{detail}");
+    }
+
+    #[tokio::test]
+    async fn a_pid_command_that_prints_nothing_fails_the_restart() {
+        let silent = restart(&service(&["true"]), Duration::ZERO).await;
+        assert!(silent.unwrap_err().contains("printed no process id"));
+    }
 }

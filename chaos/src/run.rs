@@ -177,9 +177,14 @@ pub async fn run(
 /// Every fault command's program exists (as a path, or on `PATH`).
 fn check_commands(scenario: &Scenario) -> Result<(), ChaosError> {
     for service in &scenario.services {
-        for argv in [&service.stop, &service.start, &service.restart]
-            .into_iter()
-            .flatten()
+        for argv in [
+            &service.stop,
+            &service.start,
+            &service.restart,
+            &service.pid,
+        ]
+        .into_iter()
+        .flatten()
         {
             let program = argv.first().map(String::as_str).unwrap_or_default();
             if !program_exists(program) {

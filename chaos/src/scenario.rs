@@ -228,6 +228,11 @@ pub struct ServiceSection {
     /// `stop` and `start`.
     #[serde(default)]
     pub restart: Option<Vec<String>>,
+    /// Prints the service's process id (`scripts/brokers pid kafka`). When given, it runs
+    /// before and after each restart, and a restart that leaves the same process running
+    /// (a stop command that did nothing) fails the fault, so the verdict is incomplete.
+    #[serde(default)]
+    pub pid: Option<Vec<String>>,
 }
 
 /// `[faults]`.
@@ -331,6 +336,12 @@ impl Scenario {
             if !(has(&service.restart) || stop_and_start) {
                 return Err(format!(
                     "service {:?} needs a restart command, or both stop and start",
+                    service.name
+                ));
+            }
+            if service.pid.as_ref().is_some_and(Vec::is_empty) {
+                return Err(format!(
+                    "service {:?}: pid is an empty command",
                     service.name
                 ));
             }

@@ -2,10 +2,13 @@
 //! broker is killed and started again; its clients reach it directly (they connect to the
 //! advertised listener, not through a proxy in front of the bootstrap address).
 
-use super::chaos_support::{assert_passed_with_every_fault, run_named, BrokerService, CiScenario};
+use super::chaos_support::{
+    assert_passed_with_every_fault, run_named, BrokerService, CiScenario, KAFKA,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_keeps_the_guarantee_through_twelve_faults() {
+    let _kafka = KAFKA.lock().await;
     let broker = BrokerService {
         name: "kafka",
         port: 9092,

@@ -9,8 +9,12 @@ use serde_json::Value;
 use super::private_postgres::{free_port, PrivatePostgres};
 use super::WAYBILL;
 
-/// Taken by every test that uses RabbitMQ: one of them kills the broker.
+/// Taken by every test that uses RabbitMQ: some of them kill the broker.
 pub static RABBITMQ: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Taken by the tests that kill the Kafka-protocol broker, one at a time.
+pub static KAFKA: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Taken by the tests that kill the RocketMQ broker, one at a time.
+pub static ROCKETMQ: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `scripts/brokers` of this workspace.
 pub fn brokers_script() -> String {
@@ -141,10 +145,11 @@ impl CiScenario {
             (
                 format!("\"restart {}\", ", broker.name),
                 format!(
-                    "[[service]]\nname = \"{}\"\nstop = {}\nstart = {}\n",
+                    "[[service]]\nname = \"{}\"\nstop = {}\nstart = {}\npid = {}\n",
                     broker.name,
                     toml_array(&[script.clone(), "kill".into(), broker.kill.into()]),
-                    toml_array(&[script, "start".into(), broker.name.into()]),
+                    toml_array(&[script.clone(), "start".into(), broker.name.into()]),
+                    toml_array(&[script, "pid".into(), broker.kill.into()]),
                 ),
             )
         } else {

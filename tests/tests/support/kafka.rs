@@ -48,15 +48,10 @@ pub fn target() -> KafkaTarget {
         .scale(super::log_broker_scale())
 }
 
-/// SIGKILLs the local broker and starts it again (`scripts/brokers kill kafka`, then `start`);
-/// returns its process ids before and after. Against a cluster of your own, set
-/// WAYBILL_KAFKA_KILL and WAYBILL_KAFKA_START to commands that do the same (and
+/// SIGKILLs the local broker (`scripts/brokers kill kafka`), leaves it down for `down`, and
+/// starts it again; returns its process ids before and after. Against a cluster of your own,
+/// set WAYBILL_KAFKA_KILL and WAYBILL_KAFKA_START to commands that do the same (and
 /// WAYBILL_KAFKA_PID to one that prints the broker's process id).
-pub async fn kill_and_restart() -> super::fault::Restart {
-    super::kill_and_restart_with("WAYBILL_KAFKA", "kafka", "kafka").await
-}
-
-/// As [`kill_and_restart`], with the broker left down for `down` before the start.
 pub async fn kill_and_restart_after(down: Duration) -> super::fault::Restart {
     super::kill_and_restart_after("WAYBILL_KAFKA", "kafka", "kafka", down).await
 }

@@ -3,9 +3,6 @@
 #![allow(dead_code)]
 
 pub mod captured_log;
-pub mod chaos;
-pub mod consumer_kills;
-pub mod consumer_process;
 pub mod destination_wait;
 pub mod effects;
 pub mod failing_handlers;

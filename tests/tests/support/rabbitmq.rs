@@ -111,15 +111,9 @@ pub async fn restart_app() -> Restart {
     }
 }
 
-/// Kills the broker's Erlang VM with SIGKILL and starts the server again; returns the node's
-/// process ids before and after. WAYBILL_RABBITMQ_KILL and WAYBILL_RABBITMQ_START replace the
-/// kill and the start with commands of your own (WAYBILL_RABBITMQ_PID prints the process id).
-pub async fn kill_and_restart() -> Restart {
-    start_again(kill().await).await
-}
-
-/// The first half of [`kill_and_restart`]: SIGKILLs the node and returns its process id
-/// before the kill (when known), for [`start_again`].
+/// SIGKILLs the broker's Erlang VM and returns its process id before the kill (when known),
+/// for [`start_again`]. WAYBILL_RABBITMQ_KILL and WAYBILL_RABBITMQ_START replace the kill and
+/// the start with commands of your own (WAYBILL_RABBITMQ_PID prints the process id).
 pub async fn kill() -> Option<u32> {
     let before = match pid_command() {
         Some(command) => Some(pid_from(&command).await),
@@ -133,8 +127,8 @@ pub async fn kill() -> Option<u32> {
     before
 }
 
-/// The second half of [`kill_and_restart`]: starts the node killed by [`kill`], whose process
-/// id was `before`.
+/// Starts the node killed by [`kill`], whose process id was `before`; returns the process ids
+/// before and after.
 pub async fn start_again(before: Option<u32>) -> Restart {
     match std::env::var("WAYBILL_RABBITMQ_START") {
         Ok(command) => drop(run_checked(&command).await),

@@ -11,8 +11,6 @@ use tokio::task::JoinHandle;
 use waybill_core::testkit::Ledger;
 use waybill_core::{Message, Publisher};
 
-use super::chaos::{publish_until_confirmed, round_batch};
-
 /// A workload publishing in the background.
 pub struct Workload {
     stop: Arc<AtomicBool>,
@@ -144,4 +142,54 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Round `round` of a run over `keys` keys: one message per key, with a `seq` header.
+pub fn round_batch(round: usize, keys: usize) -> Vec<Message> {
+    (0..keys)
+        .map(|k| {
+            Message::new(format!("{round}"))
+                .with_key(format!("key-{k}"))
+                .with_header("seq", round.to_string())
+        })
+        .collect()
+}
+
+/// Publishes `batch`, republishing failed messages (same id) until every one is confirmed,
+/// as the outbox relay does: a key never has two messages in flight. Returns how many
+/// publishes failed on the way. Panics on a permanent failure or when the broker stays away
+/// for 180 s.
+pub async fn publish_until_confirmed(
+    publisher: &dyn Publisher,
+    topic: &str,
+    mut batch: Vec<Message>,
+    ledger: &Ledger,
+) -> u64 {
+    let started = Instant::now();
+    let mut failures = 0;
+    while !batch.is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "broker did not come back"
+        );
+        for m in &batch {
+            ledger.attempted(m.id());
+        }
+        let results = publisher.publish_batch(topic, batch).await;
+        batch = Vec::new();
+        for result in results {
+            match result {
+                Ok(receipt) => ledger.confirmed(receipt.message_id),
+                Err(e) => {
+                    assert!(e.is_retryable(), "unexpected permanent failure: {e}");
+                    failures += 1;
+                    batch.push(e.into_message());
+                }
+            }
+        }
+        if !batch.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    failures
 }
