@@ -24,9 +24,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
-use futures_util::future::try_join_all;
-use lapin::options::{BasicAckOptions, ConfirmSelectOptions};
-use lapin::{Acker, Channel, Connection, PublisherConfirm};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Channel, Connection, PublisherConfirm};
 use waybill_core::redrive::{
     replay_stopped, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions, ReplayPlan,
 };
@@ -38,6 +37,7 @@ use crate::connect::connect;
 use crate::error_class::{broker_error, reply_code};
 use crate::handover::queue_counts;
 use crate::queue_snapshot::{give_back, read_held};
+use crate::removals::Removals;
 use crate::topology::check_lengths;
 use crate::topology_names::QueueNames;
 use crate::wire;
@@ -163,29 +163,32 @@ impl RabbitDeadLetters {
             .create_channel()
             .await
             .map_err(|e| broker_error("dead letters", e))?;
-        if let Err(e) = queue_counts(&reader, &self.names.dead_letter).await {
-            return Err(match reply_code(&e) {
-                Some(404) => BrokerError::permanent(
-                    "dead letters",
-                    format!(
-                        "the dead-letter queue {} does not exist: no subscriber of group {:?} \
+        let depth = match queue_counts(&reader, &self.names.dead_letter).await {
+            Ok(counts) => counts.ready,
+            Err(e) => {
+                return Err(match reply_code(&e) {
+                    Some(404) => BrokerError::permanent(
+                        "dead letters",
+                        format!(
+                            "the dead-letter queue {} does not exist: no subscriber of group {:?} \
                          on topic {:?} has declared it on this broker",
-                        self.names.dead_letter, self.group, self.topic
+                            self.names.dead_letter, self.group, self.topic
+                        ),
                     ),
-                ),
-                _ => broker_error("dead letters", e),
-            });
-        }
+                    _ => broker_error("dead letters", e),
+                })
+            }
+        };
         // Everything is read (and held) before anything is removed: a replay orders each
         // key's letters over the whole queue. The queue's own order means nothing (see
         // `queue_snapshot`): the letters are taken oldest failure first, by their records.
-        let mut read: Vec<(Acker, DeadLetter)> = read_held(&reader, &self.names.dead_letter)
+        let mut read: Vec<(u64, DeadLetter)> = read_held(&reader, &self.names.dead_letter, depth)
             .await
             .map_err(|e| broker_error("dead letters", e))?
             .into_iter()
             .map(|delivery| {
                 let message = wire::message(&delivery.properties, delivery.data);
-                (delivery.acker, DeadLetter::read(message))
+                (delivery.delivery_tag, DeadLetter::read(message))
             })
             .collect();
         oldest_failure_first(&mut read);
@@ -197,15 +200,15 @@ impl RabbitDeadLetters {
             dry_run: matches!(action, Action::Replay(o) if o.dry_run),
             ..RedriveReport::default()
         };
-        let mut removed = vec![false; read.len()];
+        let mut removals = Removals::new(reader.clone(), read.len());
         let mut failure = None;
         match action {
             Action::List => listed.extend(selected.iter().map(|&i| read[i].1.clone())),
             Action::Purge => {
-                ack_all(selected.iter().map(|&i| &read[i].0)).await?;
-                for &i in &selected {
-                    removed[i] = true;
-                }
+                removals
+                    .removed(selected.iter().map(|&i| (i, read[i].0)))
+                    .await
+                    .map_err(|e| broker_error("dead letters", e))?;
                 report.purged = selected.len() as u64;
             }
             Action::Replay(options) => {
@@ -216,23 +219,24 @@ impl RabbitDeadLetters {
                     let mut replayer =
                         Replayer::open(connection, &self.config, options, target).await?;
                     for &(i, letter) in &plan.order {
-                        let acker = &read[i].0;
                         let sent = replayer
-                            .send(letter, acker.clone(), i, now, &mut report, &mut removed)
+                            .send(letter, read[i].0, i, now, &mut report, &mut removals)
                             .await;
                         if let Err(e) = sent {
                             failure = Some(e);
                             break;
                         }
                     }
-                    if let Err(e) = replayer.drain(&mut report, &mut removed).await {
+                    if let Err(e) = replayer.drain(&mut report, &mut removals).await {
                         failure.get_or_insert(e);
                     }
                 }
             }
         }
-        let kept = removed.iter().filter(|removed| !**removed).count();
-        give_back(connection, reader, &self.names.dead_letter, kept).await;
+        if let Err(e) = removals.finish().await {
+            failure.get_or_insert(broker_error("dead letters", e));
+        }
+        give_back(connection, reader, &self.names.dead_letter, removals.kept()).await;
         match failure {
             Some(e) => Err(replay_stopped(
                 &e,
@@ -255,26 +259,17 @@ impl RabbitDeadLetters {
 /// Puts `read` in the order a listing shows: oldest failure first (by the record's last
 /// failure, then by message id), the letters without a record last, in the order they were
 /// read (their failure time is unknown).
-fn oldest_failure_first(read: &mut [(Acker, DeadLetter)]) {
+fn oldest_failure_first(read: &mut [(u64, DeadLetter)]) {
     read.sort_by_cached_key(|(_, letter)| match &letter.record {
         Ok(record) => (false, record.last_failure_at, Some(letter.message.id())),
         Err(_) => (true, SystemTime::UNIX_EPOCH, None),
     });
 }
 
-/// Acknowledges every delivery of `ackers` at once (their frames go out together, in any
-/// order: acknowledged messages leave the queue, so their order does not matter).
-async fn ack_all<'a>(ackers: impl Iterator<Item = &'a Acker>) -> Result<(), BrokerError> {
-    try_join_all(ackers.map(|acker| acker.ack(BasicAckOptions::default())))
-        .await
-        .map(drop)
-        .map_err(|e| broker_error("dead letters", e))
-}
-
 /// One publish awaiting its confirm, and the dead letter it removes once confirmed.
 struct InFlight {
     confirm: PublisherConfirm,
-    dead_letter: Acker,
+    delivery_tag: u64,
     place: usize,
     key: Option<String>,
     id: MessageId,
@@ -322,16 +317,16 @@ impl Replayer {
     async fn send(
         &mut self,
         letter: &DeadLetter,
-        dead_letter: Acker,
+        delivery_tag: u64,
         place: usize,
         now: SystemTime,
         report: &mut RedriveReport,
-        removed: &mut [bool],
+        removals: &mut Removals,
     ) -> Result<(), BrokerError> {
         let key = letter.message.key().map(str::to_owned);
         let busy_key = key.as_ref().is_some_and(|k| self.keys.contains(k));
         if busy_key || self.in_flight.len() >= REPLAY_WINDOW {
-            self.drain(report, removed).await?;
+            self.drain(report, removals).await?;
         }
         self.pace.next().await;
         let message = letter.replay_message(now);
@@ -349,7 +344,7 @@ impl Replayer {
         }
         self.in_flight.push_back(InFlight {
             confirm,
-            dead_letter,
+            delivery_tag,
             place,
             key,
             id: message.id(),
@@ -362,7 +357,7 @@ impl Replayer {
     async fn drain(
         &mut self,
         report: &mut RedriveReport,
-        removed: &mut [bool],
+        removals: &mut Removals,
     ) -> Result<(), BrokerError> {
         let mut first_failure = None;
         let mut copied = Vec::with_capacity(self.in_flight.len());
@@ -376,7 +371,7 @@ impl Replayer {
                 Err(refusal) => Some(refusal),
             };
             match refusal {
-                None => copied.push((sent.dead_letter, sent.place)),
+                None => copied.push((sent.place, sent.delivery_tag)),
                 Some(refusal) => {
                     first_failure.get_or_insert(BrokerError::from_publish(
                         "replay",
@@ -386,11 +381,11 @@ impl Replayer {
                 }
             }
         }
-        ack_all(copied.iter().map(|(dead_letter, _)| dead_letter)).await?;
-        for (_, place) in copied {
-            removed[place] = true;
-            report.replayed += 1;
-        }
+        report.replayed += copied.len() as u64;
+        removals
+            .removed(copied)
+            .await
+            .map_err(|e| broker_error("dead letters", e))?;
         first_failure.map_or(Ok(()), Err)
     }
 }

@@ -69,6 +69,7 @@ mod name_rules;
 mod preflight;
 mod publisher;
 mod queue_snapshot;
+mod removals;
 mod settler;
 mod subscriber;
 mod tls;

@@ -7,7 +7,10 @@
 //!
 //! The read ends when the stream has been quiet for [`QUIET`] and the broker counts no ready
 //! message left, so it ends while new messages keep arriving, as long as they arrive slower
-//! than it reads. What the command does not remove goes back in one step, when the reading
+//! than it reads. Once it holds as many messages as the queue counted when the command
+//! began, it ends there; short of that (the count was taken while messages given back by an
+//! earlier command were still being requeued, or another reader took some), it waits one
+//! more quiet period for what the broker handed over before its count. What the command does not remove goes back in one step, when the reading
 //! channel closes (the broker requeues everything a closed channel held, as it does after a
 //! crash). The order of the queue is not kept: RabbitMQ's quorum queues put returned messages
 //! back out of their order, whether they are given back one `basic.nack` at a time, together,
@@ -30,7 +33,7 @@ const MAX_HELD: u16 = u16::MAX;
 
 /// How long the stream must stay quiet before the read asks whether the queue still holds
 /// ready messages.
-const QUIET: Duration = Duration::from_millis(25);
+const QUIET: Duration = Duration::from_millis(10);
 
 /// How long a read keeps waiting while the broker counts ready messages that do not reach it
 /// (another consumer's, or a broker slow to deliver); past it the read ends with what it has.
@@ -39,14 +42,16 @@ const STALLED: Duration = Duration::from_secs(5);
 /// How long giving back waits for the broker to count the returned messages as ready again.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// Every ready message of `queue` (at most [`MAX_HELD`]), read on `channel` and held
-/// unacknowledged until their ackers settle them or [`give_back`] closes the channel.
+/// Every ready message of `queue` (at most [`MAX_HELD`]), which held `depth` ready messages
+/// when the command began, read on `channel` and held unacknowledged until they are
+/// acknowledged or [`give_back`] closes the channel.
 ///
 /// # Errors
 /// The broker's error when the consumer cannot start or the channel fails meanwhile.
 pub(crate) async fn read_held(
     channel: &Channel,
     queue: &str,
+    depth: u32,
 ) -> Result<Vec<Delivery>, lapin::Error> {
     channel
         .basic_qos(MAX_HELD, BasicQosOptions::default())
@@ -74,6 +79,9 @@ pub(crate) async fn read_held(
             Err(_quiet) if counted_empty => break,
             Err(_quiet) => {
                 counted_empty = queue_counts(channel, queue).await?.ready == 0;
+                if counted_empty && read.len() >= depth as usize {
+                    break;
+                }
                 if !counted_empty && last_delivery.elapsed() > STALLED {
                     tracing::warn!(
                         queue,
