@@ -1,5 +1,6 @@
 //! An in-process idempotency store, bounded in memory.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -80,13 +81,6 @@ impl StoreState {
         }
         self.groups.get_mut(group).expect("inserted above")
     }
-
-    /// Sets `group`/`id` to `entry`; returns the entry's key (the group's name shared).
-    fn insert(&mut self, group: &str, id: MessageId, entry: Entry) -> EntryKey {
-        let group = self.group(group);
-        group.entries.insert(id, entry);
-        (Arc::clone(&group.name), id)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,17 +153,23 @@ impl InMemoryIdempotencyStore {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn finish(&self, state: &mut StoreState, group: &str, id: MessageId, entry: Entry) {
-        let until = entry.until();
-        let key = state.insert(group, id, entry);
+    /// Queues the finished entry `key` for expiry at `until`, evicting the oldest finished
+    /// entries past the capacity (one lookup each: a record whose entry changed since is
+    /// just discarded).
+    fn queue_finished(&self, state: &mut StoreState, key: EntryKey, until: Instant) {
         state.finished.push_back((key, until));
         while state.finished.len() > self.capacity {
             let Some(((old_group, old_id), old_until)) = state.finished.pop_front() else {
                 break;
             };
-            if matches!(state.get(&old_group, old_id), Some(Entry::Finished { until, .. }) if *until == old_until)
-            {
-                state.remove(&old_group, old_id);
+            let Some(group) = state.groups.get_mut(&old_group) else {
+                continue;
+            };
+            let MapEntry::Occupied(entry) = group.entries.entry(old_id) else {
+                continue;
+            };
+            if matches!(entry.get(), Entry::Finished { until, .. } if *until == old_until) {
+                entry.remove();
                 if self.evicted.fetch_add(1, Relaxed) == 0 {
                     warn!(
                         capacity = self.capacity,
@@ -236,25 +236,38 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         let now = Instant::now();
         let mut state = self.lock();
         expire(&mut state, now, EXPIRE_PER_OPERATION);
-        match state.get(group, id) {
-            Some(Entry::Finished {
-                until, completion, ..
-            }) if *until > now => {
-                return Ok(match completion {
-                    Completion::Handled => Claim::AlreadyDone,
-                    Completion::DeadLettered => Claim::DeadLettered,
-                })
-            }
-            Some(Entry::Held { until, .. }) if *until > now => {
-                return Ok(Claim::InFlight {
-                    lease_remaining: *until - now,
-                })
-            }
-            _ => {}
-        }
-        let token = ClaimToken::new();
+        let group = state.group(group);
         let until = now + lease;
-        let key = state.insert(group, id, Entry::Held { until, token });
+        let held = |token| Entry::Held { until, token };
+        let token = match group.entries.entry(id) {
+            MapEntry::Occupied(entry) => match *entry.get() {
+                Entry::Finished {
+                    until, completion, ..
+                } if until > now => {
+                    return Ok(match completion {
+                        Completion::Handled => Claim::AlreadyDone,
+                        Completion::DeadLettered => Claim::DeadLettered,
+                    })
+                }
+                Entry::Held { until, .. } if until > now => {
+                    return Ok(Claim::InFlight {
+                        lease_remaining: until - now,
+                    })
+                }
+                // Expired: taken over.
+                _ => {
+                    let token = ClaimToken::new();
+                    *entry.into_mut() = held(token);
+                    token
+                }
+            },
+            MapEntry::Vacant(entry) => {
+                let token = ClaimToken::new();
+                entry.insert(held(token));
+                token
+            }
+        };
+        let key = (Arc::clone(&group.name), id);
         state.leases.push_back((key, until));
         Ok(Claim::Acquired(token))
     }
@@ -293,21 +306,27 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     ) -> Result<(), StoreError> {
         let until = Instant::now() + self.retention;
         let mut state = self.lock();
-        match state.get(group, id) {
-            Some(Entry::Held { token: t, .. }) | Some(Entry::Finished { token: t, .. })
-                if *t != token =>
-            {
-                return Err(StoreError::not_holder("complete"))
-            }
-            // Ours, or gone (lapsed and purged with nobody else claiming): record it.
-            _ => {}
-        }
-        let entry = Entry::Finished {
+        let group = state.group(group);
+        let finished = Entry::Finished {
             until,
             token,
             completion,
         };
-        self.finish(&mut state, group, id, entry);
+        match group.entries.entry(id) {
+            MapEntry::Occupied(entry) => match *entry.get() {
+                Entry::Held { token: t, .. } | Entry::Finished { token: t, .. } if t != token => {
+                    return Err(StoreError::not_holder("complete"))
+                }
+                // Ours: record it.
+                _ => *entry.into_mut() = finished,
+            },
+            // Gone (lapsed and purged with nobody else claiming): record it.
+            MapEntry::Vacant(entry) => {
+                entry.insert(finished);
+            }
+        }
+        let key = (Arc::clone(&group.name), id);
+        self.queue_finished(&mut state, key, until);
         Ok(())
     }
 
