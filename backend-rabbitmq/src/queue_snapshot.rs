@@ -10,11 +10,13 @@
 //! than it reads. Once it holds as many messages as the queue counted when the command
 //! began, it ends there; short of that (the count was taken while messages given back by an
 //! earlier command were still being requeued, or another reader took some), it waits one
-//! more quiet period for what the broker handed over before its count. What the command does not remove goes back in one step, when the reading
-//! channel closes (the broker requeues everything a closed channel held, as it does after a
-//! crash). The order of the queue is not kept: RabbitMQ's quorum queues put returned messages
-//! back out of their order, whether they are given back one `basic.nack` at a time, together,
-//! or by closing the channel, and a message nobody held goes ahead of them (measured on 3.10;
+//! more quiet period for what the broker handed over before its count.
+//!
+//! What the command does not remove goes back in one step, when the reading channel closes
+//! (the broker requeues everything a closed channel held, as it does after a crash). The
+//! order of the queue is not kept: RabbitMQ's quorum queues put returned messages back out
+//! of their order, whether they are given back one `basic.nack` at a time, together, or by
+//! closing the channel, and a message nobody held goes ahead of them (measured on 3.10;
 //! rabbitmq/rabbitmq-server#10499). The commands therefore never rely on the queue's order.
 
 use std::time::{Duration, Instant};

@@ -5,12 +5,12 @@ use std::collections::BTreeSet;
 use lapin::options::BasicAckOptions;
 use lapin::Channel;
 
-/// The deliveries a command removed from the queue it reads on one channel, by their places in
-/// what it read and by their delivery tags. Each run of
-/// removed deliveries that starts right after the last acknowledged one goes in one
-/// `basic.ack` with `multiple` (every delivery up to its tag); a removed delivery behind a
-/// kept one waits for [`Removals::finish`], which acknowledges it alone. A delivery is only
-/// ever acknowledged after it was recorded here, so a kept one is never acknowledged.
+/// The deliveries a command removed from the queue it reads on one channel, by their places
+/// in what it read and by their delivery tags. Each run of removed deliveries that starts
+/// right after the last acknowledged one goes in one `basic.ack` with `multiple` (every
+/// delivery up to its tag); a removed delivery behind a kept one waits for
+/// [`Removals::finish`], which acknowledges it alone. A delivery is only ever acknowledged
+/// after it was recorded here, so a kept one is never acknowledged.
 pub(crate) struct Removals {
     channel: Channel,
     removed: Vec<bool>,
