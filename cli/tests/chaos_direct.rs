@@ -37,9 +37,6 @@ impl DirectScenario {
             broker.name,
             &waybill_core::MessageId::new().to_string()[28..]
         );
-        let script = brokers_script();
-        let argv =
-            |verb: &str, target: &str| toml_array(&[script.clone(), verb.into(), target.into()]);
         let actions: Vec<String> = actions.iter().map(|a| (*a).to_owned()).collect();
         let text = format!(
             r#"name = "{name}: direct publishing, one consumer, broker and consumer crashes"
@@ -67,12 +64,7 @@ count = 0
 [consumers]
 count = 1
 
-[[service]]
-name = "{name}"
-stop = {kill}
-start = {start}
-pid = {pid}
-{services}
+{broker_service}{services}
 [faults]
 seed = SEED
 count = 5
@@ -86,9 +78,7 @@ actions = {actions}
             url = broker
                 .url
                 .replace("{addr}", &format!("127.0.0.1:{}", broker.port)),
-            kill = argv("kill", broker.kill),
-            start = argv("start", broker.name),
-            pid = argv("pid", broker.kill),
+            broker_service = broker.service(),
             actions = toml_array(&actions),
         );
         Self {
@@ -147,14 +137,7 @@ fn judge(dir: &Path, output: &Output, broker: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_direct_publishing_survives_broker_kills() {
     let _kafka = KAFKA.lock().await;
-    let broker = BrokerService {
-        name: "kafka",
-        port: 9092,
-        url: "kafka://{addr}",
-        kill: "kafka",
-        proxied: false,
-        killed: true,
-    };
+    let broker = BrokerService::KAFKA;
     // Broker kills only: tansu 0.6 does not reassign a killed member's partitions
     // (`tests/tests/kafka_tansu_deviations.rs`), and after a broker restart a group whose one
     // member was killed takes no new member (seen here: 7,841 of 10,000 left unapplied).
@@ -166,14 +149,7 @@ async fn kafka_direct_publishing_survives_broker_kills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_direct_publishing_survives_broker_and_consumer_kills() {
     let _rocketmq = ROCKETMQ.lock().await;
-    let broker = BrokerService {
-        name: "rocketmq",
-        port: 9876,
-        url: "rocketmq://{addr}",
-        kill: "rocketmq-broker",
-        proxied: false,
-        killed: true,
-    };
+    let broker = BrokerService::ROCKETMQ;
     let scenario = DirectScenario::new(
         &broker,
         "partitions = 4",
@@ -187,14 +163,7 @@ async fn rocketmq_direct_publishing_survives_broker_and_consumer_kills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_direct_publishing_survives_node_kills_app_restarts_and_consumer_kills() {
     let _rabbitmq = RABBITMQ.lock().await;
-    let broker = BrokerService {
-        name: "rabbitmq",
-        port: 5672,
-        url: "amqp://guest:guest@{addr}/%2f",
-        kill: "rabbitmq",
-        proxied: false,
-        killed: true,
-    };
+    let broker = BrokerService::RABBITMQ;
     // The application stopped and started inside the running node: connections are closed
     // by the broker, the node's process stays.
     let app_restart = "rabbitmqctl stop_app && sleep 1 && rabbitmqctl start_app \

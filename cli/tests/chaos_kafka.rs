@@ -9,14 +9,7 @@ use super::chaos_support::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_keeps_the_guarantee_through_twelve_faults() {
     let _kafka = KAFKA.lock().await;
-    let broker = BrokerService {
-        name: "kafka",
-        port: 9092,
-        url: "kafka://{addr}",
-        kill: "kafka",
-        proxied: false,
-        killed: true,
-    };
+    let broker = BrokerService::KAFKA;
     let scenario = CiScenario::new(&broker, "partitions = 4", 250);
     let (dir, output) = run_named("kafka", scenario.text.clone()).await;
     assert_passed_with_every_fault(&dir, &output, Some("kafka"));

@@ -9,14 +9,7 @@ use super::chaos_support::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq_keeps_the_guarantee_through_twelve_faults() {
     let _rabbitmq = RABBITMQ.lock().await;
-    let broker = BrokerService {
-        name: "rabbitmq",
-        port: 5672,
-        url: "amqp://guest:guest@{addr}/%2f",
-        kill: "rabbitmq",
-        proxied: true,
-        killed: true,
-    };
+    let broker = BrokerService::RABBITMQ;
     let scenario = CiScenario::new(&broker, "single_active_consumer = true", 250);
     let (dir, output) = run_named("rabbitmq", scenario.text.clone()).await;
     // Whatever the verdict, leave RabbitMQ healthy for the suites after this one (`start` on

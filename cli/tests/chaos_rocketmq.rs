@@ -8,14 +8,7 @@ use super::chaos_support::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rocketmq_keeps_the_guarantee_through_twelve_faults() {
     let _rocketmq = ROCKETMQ.lock().await;
-    let broker = BrokerService {
-        name: "rocketmq",
-        port: 9876,
-        url: "rocketmq://{addr}",
-        kill: "rocketmq-broker",
-        proxied: false,
-        killed: true,
-    };
+    let broker = BrokerService::ROCKETMQ;
     let scenario = CiScenario::new(&broker, "partitions = 4", 250);
     let (dir, output) = run_named("rocketmq", scenario.text.clone()).await;
     assert_passed_with_every_fault(&dir, &output, Some("rocketmq"));

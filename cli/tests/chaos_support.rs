@@ -108,6 +108,52 @@ pub struct BrokerService {
     pub killed: bool,
 }
 
+impl BrokerService {
+    /// Its `[[service]]` section: killed and started by `scripts/brokers`, each restart
+    /// checked by `scripts/brokers pid`.
+    pub fn service(&self) -> String {
+        let script = brokers_script();
+        let argv = |verb: &str, target: &str| {
+            toml_array(&[script.clone(), verb.to_owned(), target.to_owned()])
+        };
+        format!(
+            "[[service]]\nname = \"{}\"\nstop = {}\nstart = {}\npid = {}\n",
+            self.name,
+            argv("kill", self.kill),
+            argv("start", self.name),
+            argv("pid", self.kill),
+        )
+    }
+
+    /// The local Kafka-protocol broker (tansu), reached directly.
+    pub const KAFKA: Self = Self {
+        name: "kafka",
+        port: 9092,
+        url: "kafka://{addr}",
+        kill: "kafka",
+        proxied: false,
+        killed: true,
+    };
+    /// The local RocketMQ broker (the name server stays up), reached directly.
+    pub const ROCKETMQ: Self = Self {
+        name: "rocketmq",
+        port: 9876,
+        url: "rocketmq://{addr}",
+        kill: "rocketmq-broker",
+        proxied: false,
+        killed: true,
+    };
+    /// The local RabbitMQ node, reached through the fault proxy (where a scenario has one).
+    pub const RABBITMQ: Self = Self {
+        name: "rabbitmq",
+        port: 5672,
+        url: "amqp://guest:guest@{addr}/%2f",
+        kill: "rabbitmq",
+        proxied: true,
+        killed: true,
+    };
+}
+
 /// The CI scenario for `broker`: the outbox, the inbox and the ledger in a PostgreSQL cluster
 /// of the test's own (so that restarting it disturbs no other suite), two relays and two
 /// consumers reaching the database and the broker through fault proxies, 20,000 messages over
@@ -140,18 +186,8 @@ impl CiScenario {
             broker.name,
             &waybill_core::MessageId::new().to_string()[28..]
         );
-        let script = brokers_script();
         let (restart_broker, broker_service) = if broker.killed {
-            (
-                format!("\"restart {}\", ", broker.name),
-                format!(
-                    "[[service]]\nname = \"{}\"\nstop = {}\nstart = {}\npid = {}\n",
-                    broker.name,
-                    toml_array(&[script.clone(), "kill".into(), broker.kill.into()]),
-                    toml_array(&[script.clone(), "start".into(), broker.name.into()]),
-                    toml_array(&[script, "pid".into(), broker.kill.into()]),
-                ),
-            )
+            (format!("\"restart {}\", ", broker.name), broker.service())
         } else {
             (String::new(), String::new())
         };
