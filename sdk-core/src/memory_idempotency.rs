@@ -1,5 +1,7 @@
 //! An in-process idempotency store, bounded in memory.
 
+mod lease_queue;
+
 use std::collections::hash_map::Entry as MapEntry;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -12,6 +14,7 @@ use tracing::warn;
 
 use crate::idempotency::{Claim, ClaimToken, Completion, IdempotencyStore, StoreError};
 use crate::message_id::MessageId;
+use lease_queue::{LeaseQueue, LeaseSeq};
 
 /// An [`IdempotencyStore`] held in this process's memory.
 ///
@@ -19,12 +22,14 @@ use crate::message_id::MessageId;
 /// (redeliveries, ambiguous publishes). It forgets everything on restart and is not shared
 /// between processes: a multi-instance deployment needs the SQL store of `waybill-outbox`.
 ///
-/// Memory is bounded twice:
+/// Memory is bounded:
 /// - finished entries (handled or dead-lettered) are forgotten after `retention`;
 /// - at most `capacity` finished entries are kept: past it, **the oldest finished entry is
 ///   evicted first** (counted by [`evicted`](Self::evicted), with a warning), and a duplicate
 ///   of an evicted message would be handled again. Size the capacity above the number of
-///   messages that can arrive within the broker's redelivery horizon.
+///   messages that can arrive within the broker's redelivery horizon;
+/// - a claim takes memory while it is held: one that ends (completed or released) leaves
+///   nothing behind, one whose holder vanished is dropped after its lease.
 ///
 /// Every operation does a bounded amount of work: expired entries are dropped from the front
 /// of insertion-ordered queues as operations pass, never by scanning the whole store.
@@ -49,8 +54,8 @@ struct StoreState {
     groups: foldhash::HashMap<Arc<str>, Group>,
     /// Finished entries in the order they finished (= expiry order: one retention for all).
     finished: VecDeque<(EntryKey, Instant)>,
-    /// Leases in the order they were taken or renewed, with the expiry each one set.
-    leases: VecDeque<(EntryKey, Instant)>,
+    /// The held claims' leases (a held entry knows its record's number).
+    leases: LeaseQueue<EntryKey>,
 }
 
 /// One group's entries, with its name (shared by the queues' records).
@@ -70,17 +75,16 @@ impl StoreState {
             group.entries.remove(&id);
         }
     }
+}
 
-    /// The entries of `group`, made on first use.
-    fn group(&mut self, group: &str) -> &mut Group {
-        if !self.groups.contains_key(group) {
-            let name: Arc<str> = Arc::from(group);
-            let entries = foldhash::HashMap::default();
-            self.groups
-                .insert(Arc::clone(&name), Group { name, entries });
-        }
-        self.groups.get_mut(group).expect("inserted above")
+/// The entries of `group`, made on first use.
+fn group_of<'a>(groups: &'a mut foldhash::HashMap<Arc<str>, Group>, group: &str) -> &'a mut Group {
+    if !groups.contains_key(group) {
+        let name: Arc<str> = Arc::from(group);
+        let entries = foldhash::HashMap::default();
+        groups.insert(Arc::clone(&name), Group { name, entries });
     }
+    groups.get_mut(group).expect("inserted above")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,21 +92,14 @@ enum Entry {
     Held {
         until: Instant,
         token: ClaimToken,
+        /// Its record in the lease queue.
+        lease: LeaseSeq,
     },
     Finished {
         until: Instant,
         token: ClaimToken,
         completion: Completion,
     },
-}
-
-impl Entry {
-    /// When the lease or the memory of the outcome ends.
-    fn until(&self) -> Instant {
-        match self {
-            Entry::Held { until, .. } | Entry::Finished { until, .. } => *until,
-        }
-    }
 }
 
 /// Expired entries dropped per operation at most (the rest go with later operations).
@@ -190,33 +187,59 @@ impl Default for InMemoryIdempotencyStore {
     }
 }
 
-/// Drops up to `budget` expired entries from the front of each queue. A queue record whose
-/// entry changed since (renewed, finished, taken over) is just discarded.
+/// Drops up to `budget` expired finished entries and as many lapsed claims (and moves a
+/// long-held claim's record out of the way of withdrawn ones, see [`LeaseQueue`]). A finished
+/// record whose entry changed since (reopened, claimed again) is just discarded.
 fn expire(state: &mut StoreState, now: Instant, budget: usize) {
     let StoreState {
         groups,
         finished,
         leases,
     } = state;
-    for queue in [finished, leases] {
-        let mut done = 0;
-        while done < budget {
-            match queue.front() {
-                Some((_, until)) if *until <= now => {}
-                _ => break,
+    let mut done = 0;
+    while done < budget {
+        match finished.front() {
+            Some((_, until)) if *until <= now => {}
+            _ => break,
+        }
+        let ((group, id), until) = finished.pop_front().expect("front checked");
+        done += 1;
+        let Some(entries) = groups.get_mut(&group).map(|g| &mut g.entries) else {
+            continue;
+        };
+        if let MapEntry::Occupied(entry) = entries.entry(id) {
+            if matches!(entry.get(), Entry::Finished { until: u, .. } if *u == until) {
+                entry.remove();
             }
-            let ((group, id), until) = queue.pop_front().expect("front checked");
+        }
+    }
+    for _ in 0..budget {
+        if let Some((seq, record)) = leases.pop_lapsed(now) {
+            let (group, id) = record.key;
             let Some(entries) = groups.get_mut(&group).map(|g| &mut g.entries) else {
                 continue;
             };
-            match entries.get(&id) {
-                Some(entry) if entry.until() == until => {
-                    entries.remove(&id);
+            if let MapEntry::Occupied(entry) = entries.entry(id) {
+                if matches!(entry.get(), Entry::Held { lease, .. } if *lease == seq) {
+                    entry.remove();
                 }
-                Some(_) => {}
-                None => continue,
             }
-            done += 1;
+        } else if let Some((old, new, (group, id))) = leases.rotate_front() {
+            let held = groups
+                .get_mut(group)
+                .and_then(|g| g.entries.get_mut(id))
+                .and_then(|entry| match entry {
+                    Entry::Held { lease, .. } if *lease == old => Some(lease),
+                    _ => None,
+                });
+            match held {
+                Some(lease) => *lease = new,
+                // Not held under that record any more (cannot happen: every change of a held
+                // entry withdraws its record); the moved record is not needed.
+                None => leases.withdraw(new),
+            }
+        } else {
+            break;
         }
     }
 }
@@ -236,10 +259,15 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         let now = Instant::now();
         let mut state = self.lock();
         expire(&mut state, now, EXPIRE_PER_OPERATION);
-        let group = state.group(group);
+        let StoreState { groups, leases, .. } = &mut *state;
+        let Group { name, entries } = group_of(groups, group);
         let until = now + lease;
-        let held = |token| Entry::Held { until, token };
-        let token = match group.entries.entry(id) {
+        let mut held = |token| Entry::Held {
+            until,
+            token,
+            lease: leases.push((Arc::clone(name), id), until),
+        };
+        let token = match entries.entry(id) {
             MapEntry::Occupied(entry) => match *entry.get() {
                 Entry::Finished {
                     until, completion, ..
@@ -255,9 +283,13 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
                     })
                 }
                 // Expired: taken over.
-                _ => {
+                lapsed => {
                     let token = ClaimToken::new();
-                    *entry.into_mut() = held(token);
+                    let fresh = held(token);
+                    if let Entry::Held { lease, .. } = lapsed {
+                        leases.withdraw(lease);
+                    }
+                    *entry.into_mut() = fresh;
                     token
                 }
             },
@@ -267,8 +299,6 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
                 token
             }
         };
-        let key = (Arc::clone(&group.name), id);
-        state.leases.push_back((key, until));
         Ok(Claim::Acquired(token))
     }
 
@@ -281,14 +311,19 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     ) -> Result<(), StoreError> {
         let until = Instant::now() + lease;
         let mut state = self.lock();
-        let Some(group) = state.groups.get_mut(group) else {
+        let StoreState { groups, leases, .. } = &mut *state;
+        let Some(Group { name, entries }) = groups.get_mut(group) else {
             return Err(StoreError::not_holder("renew"));
         };
-        match group.entries.get_mut(&id) {
-            Some(Entry::Held { until: u, token: t }) if *t == token => {
+        match entries.get_mut(&id) {
+            Some(Entry::Held {
+                until: u,
+                token: t,
+                lease: seq,
+            }) if *t == token => {
+                leases.withdraw(*seq);
+                *seq = leases.push((Arc::clone(name), id), until);
                 *u = until;
-                let key = (Arc::clone(&group.name), id);
-                state.leases.push_back((key, until));
                 Ok(())
             }
             // Finished by this holder (e.g. its marker landed first): nothing left to renew.
@@ -306,7 +341,8 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     ) -> Result<(), StoreError> {
         let until = Instant::now() + self.retention;
         let mut state = self.lock();
-        let group = state.group(group);
+        let StoreState { groups, leases, .. } = &mut *state;
+        let group = group_of(groups, group);
         let finished = Entry::Finished {
             until,
             token,
@@ -318,7 +354,12 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
                     return Err(StoreError::not_holder("complete"))
                 }
                 // Ours: record it.
-                _ => *entry.into_mut() = finished,
+                ours => {
+                    if let Entry::Held { lease, .. } = ours {
+                        leases.withdraw(lease);
+                    }
+                    *entry.into_mut() = finished;
+                }
             },
             // Gone (lapsed and purged with nobody else claiming): record it.
             MapEntry::Vacant(entry) => {
@@ -337,8 +378,14 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         token: ClaimToken,
     ) -> Result<(), StoreError> {
         let mut state = self.lock();
-        if matches!(state.get(group, id), Some(Entry::Held { token: t, .. }) if *t == token) {
-            state.remove(group, id);
+        if let Some(&Entry::Held {
+            token: t, lease, ..
+        }) = state.get(group, id)
+        {
+            if t == token {
+                state.remove(group, id);
+                state.leases.withdraw(lease);
+            }
         }
         Ok(())
     }
@@ -513,5 +560,63 @@ mod tests {
         tokio::time::advance(Duration::from_secs(11)).await;
         token(store.claim("g", MessageId::new(), lease).await.unwrap());
         assert_eq!(store.len(), 1, "expired entries dropped as operations pass");
+    }
+
+    /// Claims and completes `n` new messages.
+    async fn handle_new(store: &InMemoryIdempotencyStore, n: usize, lease: Duration) {
+        for _ in 0..n {
+            let id = MessageId::new();
+            let held = token(store.claim("g", id, lease).await.unwrap());
+            store
+                .complete("g", id, held, Completion::Handled)
+                .await
+                .unwrap();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_claims_leave_no_lease_records_behind() {
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(3600), 100_000);
+        let lease = Duration::from_secs(60);
+        handle_new(&store, 20_000, lease).await;
+        let records = store.lock().leases.len();
+        assert!(
+            records <= 64,
+            "{records} lease records kept for 20,000 finished claims: memory grows with the \
+             message rate times the lease"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_holder_does_not_keep_the_finished_claims_records() {
+        let store = InMemoryIdempotencyStore::new(Duration::from_secs(3600), 100_000);
+        let lease = Duration::from_secs(60);
+        // Claimed first and never finished within the test: its record heads the queue.
+        let long = MessageId::new();
+        token(store.claim("g", long, lease).await.unwrap());
+        handle_new(&store, 20_000, lease).await;
+        let records = store.lock().leases.len();
+        assert!(
+            records <= 2_048,
+            "{records} lease records kept behind one long holder"
+        );
+        assert!(
+            matches!(
+                store.claim("g", long, lease).await.unwrap(),
+                Claim::InFlight { .. }
+            ),
+            "the long holder still holds its claim"
+        );
+        tokio::time::advance(Duration::from_secs(61)).await;
+        for _ in 0..64 {
+            handle_new(&store, 1, lease).await;
+        }
+        assert!(
+            matches!(
+                store.claim("g", long, lease).await.unwrap(),
+                Claim::Acquired(_)
+            ),
+            "its lapsed lease is taken over"
+        );
     }
 }
