@@ -38,18 +38,26 @@ pub fn target() -> RabbitTarget {
     RabbitTarget::new(config())
 }
 
-/// Runs a `rabbitmqctl` command, failing the test with its output if it fails.
+/// Runs a `rabbitmqctl` command, failing the test with its output if it fails or takes over
+/// 150 s (some of its commands wait without end for a node that is half up).
 pub fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl is installed (Debian package rabbitmq-server)");
+    let out = bounded_rabbitmqctl(args);
     assert!(
         out.status.success(),
-        "rabbitmqctl {args:?} failed: {}{}",
+        "rabbitmqctl {args:?} failed (exit status 124 is the 150 s bound): {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Runs `rabbitmqctl` under coreutils' `timeout` (150 s) and returns what it printed.
+fn bounded_rabbitmqctl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .arg("150")
+        .arg("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("timeout (coreutils) and rabbitmqctl (Debian package rabbitmq-server) are installed")
 }
 
 /// The command printing the RabbitMQ node's process id: WAYBILL_RABBITMQ_PID, or (unless
@@ -74,10 +82,7 @@ fn pid_command() -> Option<String> {
 pub async fn heal_after_restart() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     tokio::task::spawn_blocking(|| {
-        let out = std::process::Command::new("rabbitmqctl")
-            .args(["eval", "whereis(rabbit_fifo_dlx_sup)."])
-            .output()
-            .expect("rabbitmqctl is installed (Debian package rabbitmq-server)");
+        let out = bounded_rabbitmqctl(&["eval", "whereis(rabbit_fifo_dlx_sup)."]);
         if String::from_utf8_lossy(&out.stdout).trim() == "undefined" {
             eprintln!("RabbitMQ lost its dead-letter worker supervisor; restarting the app");
             rabbitmqctl(&["stop_app"]);
