@@ -12,6 +12,6 @@ async fn kafka_keeps_the_guarantee_through_twelve_faults() {
     let broker = BrokerService::KAFKA;
     let scenario = CiScenario::new(&broker, "partitions = 4", 250);
     let (dir, output) = run_named("kafka", scenario.text.clone()).await;
-    assert_passed_with_every_fault(&dir, &output, Some("kafka"));
+    assert_passed_with_every_fault(&dir, &output, "kafka");
     drop(scenario);
 }

@@ -19,6 +19,6 @@ async fn rabbitmq_keeps_the_guarantee_through_twelve_faults() {
         .status()
         .expect("run scripts/brokers");
     assert!(healed.success(), "scripts/brokers start rabbitmq failed");
-    assert_passed_with_every_fault(&dir, &output, Some("rabbitmq"));
+    assert_passed_with_every_fault(&dir, &output, "rabbitmq");
     drop(scenario);
 }

@@ -11,6 +11,6 @@ async fn rocketmq_keeps_the_guarantee_through_twelve_faults() {
     let broker = BrokerService::ROCKETMQ;
     let scenario = CiScenario::new(&broker, "partitions = 4", 250);
     let (dir, output) = run_named("rocketmq", scenario.text.clone()).await;
-    assert_passed_with_every_fault(&dir, &output, Some("rocketmq"));
+    assert_passed_with_every_fault(&dir, &output, "rocketmq");
     drop(scenario);
 }

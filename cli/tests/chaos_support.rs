@@ -104,8 +104,6 @@ pub struct BrokerService {
     /// there, so a proxy in front of the bootstrap address would see almost none of their
     /// connections: their scenarios cut the database's connections only.
     pub proxied: bool,
-    /// Whether the schedule kills and restarts the broker.
-    pub killed: bool,
 }
 
 impl BrokerService {
@@ -132,7 +130,6 @@ impl BrokerService {
         url: "kafka://{addr}",
         kill: "kafka",
         proxied: false,
-        killed: true,
     };
     /// The local RocketMQ broker (the name server stays up), reached directly.
     pub const ROCKETMQ: Self = Self {
@@ -141,7 +138,6 @@ impl BrokerService {
         url: "rocketmq://{addr}",
         kill: "rocketmq-broker",
         proxied: false,
-        killed: true,
     };
     /// The local RabbitMQ node, reached through the fault proxy (where a scenario has one).
     pub const RABBITMQ: Self = Self {
@@ -150,7 +146,6 @@ impl BrokerService {
         url: "amqp://guest:guest@{addr}/%2f",
         kill: "rabbitmq",
         proxied: true,
-        killed: true,
     };
 }
 
@@ -186,11 +181,8 @@ impl CiScenario {
             broker.name,
             &waybill_core::MessageId::new().to_string()[28..]
         );
-        let (restart_broker, broker_service) = if broker.killed {
-            (format!("\"restart {}\", ", broker.name), broker.service())
-        } else {
-            (String::new(), String::new())
-        };
+        let restart_broker = format!("\"restart {}\", ", broker.name);
+        let broker_service = broker.service();
         let text = format!(
             r#"name = "{name} with two relays and two consumers"
 messages = 20000
@@ -256,8 +248,8 @@ actions = [{restart_broker}"kill relay", "kill consumer", "restart postgres", "c
 }
 
 /// Asserts that the run passed, that every fault took effect, and that the schedule drew
-/// every kind of fault (a broker kill when `broker` is given).
-pub fn assert_passed_with_every_fault(dir: &Path, output: &Output, broker: Option<&str>) {
+/// every kind of fault, the kill and restart of `broker` among them.
+pub fn assert_passed_with_every_fault(dir: &Path, output: &Output, broker: &str) {
     let verdict = verdict(dir);
     let faults = verdict["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 12, "{verdict:#}");
@@ -281,12 +273,10 @@ pub fn assert_passed_with_every_fault(dir: &Path, output: &Output, broker: Optio
         .filter(|f| f["action"]["kind"] == "restart")
         .map(|f| f["action"]["service"].as_str().unwrap())
         .collect();
-    if let Some(broker) = broker {
-        assert!(
-            restarts.contains(&broker),
-            "the broker was killed: {restarts:?}"
-        );
-    }
+    assert!(
+        restarts.contains(&broker),
+        "the broker was killed: {restarts:?}"
+    );
     assert!(
         restarts.contains(&"postgres"),
         "PostgreSQL restarted: {restarts:?}"

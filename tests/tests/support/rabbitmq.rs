@@ -57,7 +57,9 @@ fn bounded_rabbitmqctl(args: &[&str]) -> std::process::Output {
         .arg("rabbitmqctl")
         .args(args)
         .output()
-        .expect("timeout (coreutils) and rabbitmqctl (Debian package rabbitmq-server) are installed")
+        .expect(
+            "timeout (coreutils) and rabbitmqctl (Debian package rabbitmq-server) are installed",
+        )
 }
 
 /// The command printing the RabbitMQ node's process id: WAYBILL_RABBITMQ_PID, or (unless
