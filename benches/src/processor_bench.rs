@@ -43,7 +43,13 @@ async fn processor_run(n: usize, ordering: Ordering, store: bool) -> Duration {
         .ordering(ordering)
         .concurrency(64);
     if store {
-        builder = builder.idempotency(Arc::new(InMemoryIdempotencyStore::default()));
+        // Room for every message of the run, as a deployment sizes it above what arrives
+        // within its redelivery horizon: the default's 100,000 would make most of a run's
+        // completions evict an older entry (and warn that the store is too small), which
+        // measures a misconfigured store, not the store.
+        let retention = Duration::from_secs(24 * 3600);
+        let store = InMemoryIdempotencyStore::new(retention, n.max(1));
+        builder = builder.idempotency(Arc::new(store));
     } else {
         builder = builder.at_least_once_effects();
     }
