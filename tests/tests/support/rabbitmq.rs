@@ -39,7 +39,7 @@ pub fn target() -> RabbitTarget {
 }
 
 /// Runs a `rabbitmqctl` command, failing the test with its output if it fails or takes over
-/// 150 s (some of its commands wait without end for a node that is half up).
+/// 150 s (rabbitmqctl has no time limit of its own for most commands).
 pub fn rabbitmqctl(args: &[&str]) {
     let out = bounded_rabbitmqctl(args);
     assert!(
