@@ -544,14 +544,7 @@ mod tests {
     async fn expired_entries_go_without_an_explicit_purge() {
         let store = InMemoryIdempotencyStore::new(Duration::from_secs(10), 1_000);
         let lease = Duration::from_secs(1);
-        for _ in 0..50 {
-            let id = MessageId::new();
-            let held = token(store.claim("g", id, lease).await.unwrap());
-            store
-                .complete("g", id, held, Completion::Handled)
-                .await
-                .unwrap();
-        }
+        handle_new(&store, 50, lease).await;
         for _ in 0..50 {
             // Abandoned leases (a crashed holder never completes).
             token(store.claim("g", MessageId::new(), lease).await.unwrap());
@@ -608,9 +601,7 @@ mod tests {
             "the long holder still holds its claim"
         );
         tokio::time::advance(Duration::from_secs(61)).await;
-        for _ in 0..64 {
-            handle_new(&store, 1, lease).await;
-        }
+        handle_new(&store, 64, lease).await;
         assert!(
             matches!(
                 store.claim("g", long, lease).await.unwrap(),
