@@ -1,6 +1,7 @@
 //! String headers that travel with a message on every broker.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -9,9 +10,13 @@ use serde::{Deserialize, Serialize};
 /// Values are strings because the three supported brokers agree on strings (Kafka header bytes,
 /// AMQP field-table long strings, RocketMQ user properties). Names starting with `waybill-` are
 /// reserved for the SDK (see [`crate::header_names`]).
+///
+/// Cloning is cheap: clones share one map until one of them is changed (a message is copied
+/// at each step of its way — into a delivery, to its handler, into a retry — and most copies
+/// only read its headers, among them the trace context).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Headers(BTreeMap<String, String>);
+pub struct Headers(Arc<BTreeMap<String, String>>);
 
 impl Headers {
     /// No headers.
@@ -21,7 +26,7 @@ impl Headers {
 
     /// Sets `name` to `value`, returning the previous value.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Option<String> {
-        self.0.insert(name.into(), value.into())
+        Arc::make_mut(&mut self.0).insert(name.into(), value.into())
     }
 
     /// The value of `name`, if present.
@@ -31,7 +36,10 @@ impl Headers {
 
     /// Removes `name`, returning its value.
     pub fn remove(&mut self, name: &str) -> Option<String> {
-        self.0.remove(name)
+        if !self.0.contains_key(name) {
+            return None;
+        }
+        Arc::make_mut(&mut self.0).remove(name)
     }
 
     /// Whether `name` is present.
@@ -64,11 +72,11 @@ impl Headers {
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Headers {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
+        Self(Arc::new(
             iter.into_iter()
                 .map(|(k, v)| (k.into(), v.into()))
                 .collect(),
-        )
+        ))
     }
 }
 
@@ -77,6 +85,35 @@ impl IntoIterator for Headers {
     type IntoIter = std::collections::btree_map::IntoIter<String, String>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.into_iter()
+        Arc::unwrap_or_clone(self.0).into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_changed_clone_leaves_the_original_as_it_was() {
+        let mut original = Headers::new();
+        original.insert("a", "1");
+        let mut copy = original.clone();
+        copy.insert("a", "2");
+        copy.insert("b", "3");
+        assert_eq!(copy.remove("a").as_deref(), Some("2"));
+        assert_eq!(original.get("a"), Some("1"));
+        assert!(!original.contains("b"));
+        assert_eq!(copy.get("b"), Some("3"));
+        assert_eq!(original.len(), 1);
+    }
+
+    #[cfg(feature = "json")]
+    #[test]
+    fn serializes_as_a_plain_map() {
+        let headers: Headers = [("x", "y")].into_iter().collect();
+        let json = serde_json::to_string(&headers).expect("serializes");
+        assert_eq!(json, r#"{"x":"y"}"#);
+        let back: Headers = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, headers);
     }
 }
