@@ -6,7 +6,8 @@
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
 //!   modes, with and without the in-memory idempotency store, then with a Prometheus recorder
-//!   and with OpenTelemetry traces as well (median of 5 runs each;
+//!   and with OpenTelemetry traces as well, every trace sampled and 1% of new traces sampled
+//!   (`ParentBased`; the messages carry their producer's trace context) (median of 5 runs each;
 //!   `WAYBILL_BENCH_OTEL_LAYER=lean` turns off the layer's busy/idle times, code location and
 //!   threads).
 //! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the

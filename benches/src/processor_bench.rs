@@ -133,16 +133,58 @@ pub async fn run(n: usize) {
         on / raw,
         on / off
     );
-    // And with OpenTelemetry tracing on as well: every handled message's `process` span goes
-    // through tracing-opentelemetry and the SDK's batch processor to an exporter that drops it.
-    install_tracing();
-    let traced = median_rate(n, Ordering::PerKey, true).await;
-    println!(
-        "{:<44} {traced:>12.0} msgs/s  {:>5.2}x raw  {:>5.2}x both off",
-        "  ... with metrics and OpenTelemetry traces",
-        traced / raw,
-        traced / off
-    );
+    // And with OpenTelemetry tracing on as well: the messages are published under tracing
+    // (each `send` span a root, sampled as its trace id decides), so each carries its trace's
+    // context; each handled message's `process` span continues it, through
+    // tracing-opentelemetry and the SDK's batch processor, to an exporter that drops it.
+    let sampling = install_tracing();
+    for (ratio, label) in [
+        (1.0, "  ... and OpenTelemetry traces, every one sampled"),
+        (0.01, "  ... and OpenTelemetry traces, 1% sampled"),
+    ] {
+        sampling.set(ratio);
+        let traced = median_rate(n, Ordering::PerKey, true).await;
+        println!(
+            "{label:<44} {traced:>12.0} msgs/s  {:>5.2}x raw  {:>5.2}x both off",
+            traced / raw,
+            traced / off
+        );
+    }
+}
+
+/// The share of new traces sampled (`ParentBased` on it: a span with a parent follows the
+/// parent's decision), changeable between scenarios of one run: a process's tracing setup
+/// is made once.
+#[derive(Clone, Debug)]
+struct RootRatio(Arc<std::sync::atomic::AtomicU64>);
+
+impl RootRatio {
+    fn set(&self, ratio: f64) {
+        self.0
+            .store(ratio.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl opentelemetry_sdk::trace::ShouldSample for RootRatio {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        span_kind: &opentelemetry::trace::SpanKind,
+        attributes: &[opentelemetry::KeyValue],
+        links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        let ratio = f64::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed));
+        opentelemetry_sdk::trace::Sampler::TraceIdRatioBased(ratio).should_sample(
+            parent_context,
+            trace_id,
+            name,
+            span_kind,
+            attributes,
+            links,
+        )
+    }
 }
 
 /// An exporter that drops every span (the cost measured is waybill's and the SDK's, not a
@@ -159,11 +201,18 @@ impl opentelemetry_sdk::trace::SpanExporter for Discard {
     }
 }
 
-/// A global tracing subscriber with the OpenTelemetry layer, and the W3C propagator.
-fn install_tracing() {
+/// A global tracing subscriber with the OpenTelemetry layer, and the W3C propagator; the
+/// sampler is `ParentBased` over the returned ratio of new traces.
+fn install_tracing() -> RootRatio {
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::layer::SubscriberExt;
+    let ratio = RootRatio(Arc::new(std::sync::atomic::AtomicU64::new(
+        1.0f64.to_bits(),
+    )));
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            ratio.clone(),
+        )))
         .with_batch_exporter(Discard)
         .build();
     let tracer = provider.tracer("waybill-bench");
@@ -190,4 +239,5 @@ fn install_tracing() {
         .with(layer)
         .with(tracing_subscriber::filter::LevelFilter::INFO);
     tracing::subscriber::set_global_default(subscriber).expect("no other tracing subscriber");
+    ratio
 }

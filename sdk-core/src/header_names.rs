@@ -23,6 +23,8 @@ pub const NOT_BEFORE: &str = "waybill-not-before";
 pub const TRACEPARENT: &str = "traceparent";
 /// W3C trace context: `tracestate`.
 pub const TRACESTATE: &str = "tracestate";
+/// W3C baggage (written by a baggage propagator the application installed).
+pub const BAGGAGE: &str = "baggage";
 
 /// Dead-letter record: topic or queue the message was consumed from.
 pub const DL_ORIGIN: &str = "waybill-dl-origin";

@@ -12,6 +12,15 @@
 //! handler. A message without a usable context (none, malformed, too long) starts a new
 //! trace; a debug event says so, and the delivery is never failed for it. Without the
 //! feature the spans exist for `tracing` alone and no header is written.
+//!
+//! Sampling is decided before a span is built where it already has been: a message whose
+//! `traceparent` says its trace was not sampled upstream (the W3C flag clear, as a
+//! `ParentBased` sampler would also decide) is handled under a `DEBUG`-level span instead of
+//! an `INFO` one, with its context attached to the handler's task, so that what the handler
+//! publishes and the spans it opens stay in that (unrecorded) trace. At the `INFO` level
+//! services run, such a message costs no span at all: the `tracing-opentelemetry` layer builds
+//! a span, its attributes and a context for every span it sees, recorded or not, which on the
+//! in-memory broker costs more than the processor itself.
 
 use tracing::Span;
 
@@ -107,6 +116,36 @@ pub(crate) fn continue_trace(span: &Span, message: &Message) {
             None => {}
         }
     }
+}
+
+/// With `otel`: the context of a message whose upstream trace was not sampled — `parent`
+/// (its `traceparent`, as [`crate::TraceParent::extract`] read it) with the sampled flag
+/// clear — for handling it without a recorded span; `None` for a sampled one. Built straight from
+/// `parent` when the message carries no `tracestate` or `baggage` (the common case, without the
+/// cost of the global propagator), else through the propagator, so that both travel on.
+#[cfg(feature = "otel")]
+pub(crate) fn unsampled_context(
+    message: &Message,
+    parent: &crate::trace_context::TraceParent,
+) -> Option<opentelemetry::Context> {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    let headers = message.headers();
+    if parent.is_sampled() {
+        return None;
+    }
+    if headers.contains(header_names::TRACESTATE) || headers.contains(header_names::BAGGAGE) {
+        return otel::carried(headers).filter(|c| !c.span().span_context().is_sampled());
+    }
+    let remote = SpanContext::new(
+        TraceId::from_bytes(parent.trace_id_bytes()),
+        SpanId::from_bytes(parent.parent_id_bytes()),
+        TraceFlags::new(parent.flags()),
+        true,
+        TraceState::NONE,
+    );
+    Some(opentelemetry::Context::new().with_remote_span_context(remote))
 }
 
 #[cfg(feature = "otel")]

@@ -70,7 +70,7 @@ pub(crate) async fn run_handler(
                 .map(|s| (*s).to_owned())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".to_owned());
-            warn!(panic = %text, "handler panicked");
+            warn!(message_id = %incoming.message().id(), panic = %text, "handler panicked");
             Err(Failure {
                 class: ErrorClass::Panic,
                 requested_delay: None,

@@ -26,6 +26,7 @@ use crate::idempotency::{Completion, HeldClaim};
 use crate::message_id::MessageId;
 use crate::retry_policy::RetryDecision;
 use crate::settlement::{RetryRequest, Settlement};
+use crate::trace_context::TraceParent;
 
 /// State shared by the fetch loop and every message task.
 pub(crate) struct Shared {
@@ -60,32 +61,65 @@ pub(crate) enum Outcome {
     Unsettled(MessageId),
 }
 
+/// The span of handling one delivery, at `$level` (a constant: each level is its own callsite).
+macro_rules! handle_span {
+    ($level:expr, $shared:expr, $incoming:expr, $topic:expr) => {
+        tracing::span!(
+            $level,
+            "waybill.handle",
+            attempt = $incoming.attempt(),
+            trace_id = tracing::field::Empty,
+            otel.name = %format_args!("process {}", $topic),
+            otel.kind = "consumer",
+            messaging.operation.name = "process",
+            messaging.destination.name = %$topic,
+            messaging.consumer.group.name = %$shared.config.group,
+            messaging.message.id = %$incoming.message().id(),
+            messaging.destination.partition.id = tracing::field::Empty,
+        )
+    };
+}
+
 /// Runs one delivery through claim → handle → classify → settle, inside a span carrying its id.
+///
+/// A delivery whose upstream trace was not sampled gets its span at the `DEBUG` level, with
+/// the trace's context attached to its task instead (see [`crate::spans`]).
 pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
     let incoming = delivery.message();
     let topic = &incoming.origin().topic;
-    let span = tracing::info_span!(
-        "waybill.handle",
-        attempt = incoming.attempt(),
-        trace_id = tracing::field::Empty,
-        otel.name = %format_args!("process {topic}"),
-        otel.kind = "consumer",
-        messaging.operation.name = "process",
-        messaging.destination.name = %topic,
-        messaging.consumer.group.name = %shared.config.group,
-        messaging.message.id = %incoming.message().id(),
-        messaging.destination.partition.id = tracing::field::Empty,
-    );
+    let parent = incoming.message().trace_parent();
+    #[cfg(feature = "otel")]
+    if let Some(unsampled) = parent
+        .as_ref()
+        .and_then(|p| crate::spans::unsampled_context(incoming.message(), p))
+    {
+        use opentelemetry::trace::FutureExt as _;
+        let span = handle_span!(tracing::Level::DEBUG, shared, incoming, topic);
+        annotate(&span, &delivery, parent.as_ref());
+        return process_in_span(shared, delivery)
+            .instrument(span)
+            .with_context(unsampled)
+            .await;
+    }
+    let span = handle_span!(tracing::Level::INFO, shared, incoming, topic);
+    annotate(&span, &delivery, parent.as_ref());
+    process_in_span(shared, delivery).instrument(span).await
+}
+
+/// Records what `span` learns after it is built: the partition, the carried trace (its
+/// parent) and the trace id. Nothing for a span no subscriber records.
+fn annotate(span: &tracing::Span, delivery: &Delivery, parent: Option<&TraceParent>) {
+    if span.is_disabled() {
+        return;
+    }
+    let incoming = delivery.message();
     if let Some(partition) = incoming.origin().partition {
         span.record("messaging.destination.partition.id", partition);
     }
-    crate::spans::continue_trace(&span, incoming.message());
-    if !span.is_disabled() {
-        if let Some(trace) = incoming.message().trace_parent() {
-            span.record("trace_id", trace.trace_id());
-        }
+    crate::spans::continue_trace(span, incoming.message());
+    if let Some(trace) = parent {
+        span.record("trace_id", trace.trace_id());
     }
-    process_in_span(shared, delivery).instrument(span).await
 }
 
 async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
@@ -233,7 +267,7 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
                     failure.class,
                     failure.text,
                 );
-                warn!(attempts = attempt, class = %record.error_class, error = %record.error_message, "dead-lettering");
+                warn!(message_id = %id, attempts = attempt, class = %record.error_class, error = %record.error_message, "dead-lettering");
                 return Box::pin(settle_copy(
                     shared,
                     delivery,
@@ -249,11 +283,12 @@ async fn process_in_span(shared: &Shared, mut delivery: Delivery) -> Outcome {
 /// Settles; returns whether the broker accepted. A refused settlement leaves the message to be
 /// delivered again.
 async fn settle(shared: &Shared, delivery: Delivery, settlement: Settlement) -> bool {
+    let id = delivery.message().message().id();
     match delivery.settle(settlement).await {
         Ok(()) => true,
         Err(e) => {
             shared.counters.bump(Event::SettleError);
-            warn!(error = %e, "settlement failed; the message will be delivered again");
+            warn!(message_id = %id, error = %e, "settlement failed; the message will be delivered again");
             false
         }
     }
@@ -307,6 +342,7 @@ async fn settle_copy(
                     .saturating_duration_since(tokio::time::Instant::now());
                 warn!(
                     alert = true,
+                    message_id = %id,
                     topic = %topic,
                     operation = e.operation(),
                     failures = parked.failures,
@@ -318,7 +354,7 @@ async fn settle_copy(
                      destination (start the consumer group, create the topic or queue)"
                 );
             } else {
-                warn!(error = %e, "settlement failed; the message will be delivered again");
+                warn!(message_id = %id, error = %e, "settlement failed; the message will be delivered again");
             }
             Outcome::Unsettled(id)
         }

@@ -343,3 +343,136 @@ async fn an_unusable_traceparent_starts_a_new_trace_and_fails_nothing() {
         );
     }
 }
+
+/// Counts the processor's `waybill.handle` spans that a subscriber is asked to build.
+#[derive(Clone, Default)]
+struct HandleSpans(Arc<std::sync::atomic::AtomicUsize>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HandleSpans {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _id: &tracing::span::Id,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attrs.metadata().name() == "waybill.handle" {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// A message whose upstream trace was not sampled (W3C flags `00`) is handled without a
+/// `process` span — at the `INFO` level services run, without any span built — and what its
+/// handler publishes stays in that trace, unsampled; a sampled one of the same run gets its
+/// span. On one thread, under a subscriber of its own at `INFO` (the process's global one
+/// records every level).
+#[tokio::test(flavor = "current_thread")]
+async fn an_unsampled_trace_is_handled_without_a_span_and_travels_on_unsampled() {
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter().clone())
+        .build();
+    let built = HandleSpans::default();
+    let _at_info = tracing::subscriber::set_default(
+        tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("waybill-tests")))
+            .with(built.clone())
+            .with(tracing_subscriber::filter::LevelFilter::INFO),
+    );
+    let broker = MemoryBroker::new();
+    let (topic, onward) = ("wb-trace-unsampled", "wb-trace-unsampled-onward");
+    let subscriber = broker.subscriber(topic, "g").unwrap();
+    let mut onward_subscriber = broker.subscriber(onward, "g").unwrap();
+    let publisher = broker.publisher();
+    let unsampled_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sampled_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let unsampled = Message::new("a").with_header(
+        "traceparent",
+        format!("00-{unsampled_trace}-00f067aa0ba902b7-00"),
+    );
+    let sampled = Message::new("b").with_header(
+        "traceparent",
+        format!("00-{sampled_trace}-00f067aa0ba902b7-01"),
+    );
+    for m in [&unsampled, &sampled] {
+        publisher
+            .publish(topic, m.clone())
+            .with_subscriber(tracing::subscriber::NoSubscriber::default())
+            .await
+            .unwrap();
+    }
+    let forwarding = broker.publisher();
+    let running = Processor::for_subscriber(&subscriber)
+        .at_least_once_effects()
+        .build()
+        .unwrap()
+        .start(
+            subscriber,
+            handler_fn(move |m: IncomingMessage| {
+                let forwarding = forwarding.clone();
+                async move {
+                    let next =
+                        Message::new("onward").with_header("from", m.message().id().to_string());
+                    forwarding
+                        .publish(onward, next)
+                        .await
+                        .map_err(waybill_core::HandlerError::transient)?;
+                    Ok(())
+                }
+            }),
+        );
+    handled(&running, 2, Duration::from_secs(5)).await;
+    running.shutdown().await.unwrap();
+
+    let all = exporter().get_finished_spans().unwrap();
+    let process_of = |m: &Message| {
+        let id = m.id().to_string();
+        all.iter()
+            .find(|s| {
+                s.name == format!("process {topic}")
+                    && attribute(s, "messaging.message.id") == Some(id.clone())
+            })
+            .cloned()
+    };
+    assert!(
+        process_of(&unsampled).is_none(),
+        "no process span for an unsampled trace"
+    );
+    assert_eq!(
+        built.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one handle span built, for the sampled message only"
+    );
+    let recorded = process_of(&sampled).expect("a process span for the sampled trace");
+    assert_eq!(
+        recorded.span_context.trace_id(),
+        TraceId::from_hex(sampled_trace).unwrap()
+    );
+
+    let mut onward_trace = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let delivery = tokio::time::timeout(Duration::from_secs(5), onward_subscriber.receive())
+            .await
+            .expect("the handler published onward")
+            .unwrap()
+            .unwrap();
+        let message = delivery.message().message();
+        let from = message.headers().get("from").unwrap().to_owned();
+        let traceparent = message
+            .headers()
+            .get("traceparent")
+            .expect("the onward message carries its trace")
+            .to_owned();
+        onward_trace.insert(from, traceparent);
+        delivery.ack().await.unwrap();
+    }
+    let carried = &onward_trace[&unsampled.id().to_string()];
+    assert!(
+        carried.starts_with(&format!("00-{unsampled_trace}-")) && carried.ends_with("-00"),
+        "the unsampled trace travels on, unsampled: {carried}"
+    );
+    let carried = &onward_trace[&sampled.id().to_string()];
+    assert!(
+        carried.starts_with(&format!("00-{sampled_trace}-")) && carried.ends_with("-01"),
+        "the sampled trace travels on, sampled: {carried}"
+    );
+}
