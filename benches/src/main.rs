@@ -4,21 +4,27 @@
 //! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
-//!   a raw receive-and-ack loop on the same broker, in `Unordered` and `PerKey` (1,000 keys)
+//!   a raw receive-and-ack loop on the same broker (serial, and with 64 handler+ack tasks at
+//!   once, as the processor's 64 slots), in `Unordered` and `PerKey` (1,000 keys)
 //!   modes, with and without the in-memory idempotency store, then with a Prometheus recorder
 //!   and with OpenTelemetry traces as well, every trace sampled and 1% of new traces sampled
 //!   (`ParentBased`; the messages carry their producer's trace context) (median of 5 runs each;
 //!   `WAYBILL_BENCH_OTEL_LAYER=lean` turns off the layer's busy/idle times, code location and
 //!   threads).
 //! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the
-//!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker), and the outbox relay from
-//!   PostgreSQL to RabbitMQ against direct publishing.
+//!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker; consuming `Unordered`
+//!   without a store, `PerKey` with the in-memory store and with the PostgreSQL inbox), and
+//!   the outbox relay from PostgreSQL to RabbitMQ against direct publishing.
 //! - `kafka`: confirmed publishing and consuming through waybill against raw rdkafka on the same
 //!   broker (`WAYBILL_KAFKA_BROKERS`, default the local one), and the outbox relay from
 //!   PostgreSQL to Kafka against direct publishing (at most 20,000 messages).
-//! - `rocketmq`: waybill's confirmed publish against the raw client's synchronous send on the
-//!   same servers (`WAYBILL_ROCKETMQ_NAMESRV`, default the local name server), and the outbox
-//!   relay from PostgreSQL to RocketMQ against direct publishing (at most 20,000 messages).
+//! - `rocketmq`: waybill's confirmed publish against the raw client's synchronous send, and
+//!   `publish_batch` against the raw client's per-queue batch sends, on the same servers
+//!   (`WAYBILL_ROCKETMQ_NAMESRV`, default the local name server), and the outbox relay from
+//!   PostgreSQL to RocketMQ against direct publishing (at most 20,000 messages).
+//!
+//!   Each relay figure runs twice, over 1,000 keys and over 10 hot keys, against
+//!   `publish_batch` of the same messages.
 //! - `outbox`: relay throughput from PostgreSQL, SQLite and MariaDB to the in-memory
 //!   publisher, and the cost of `enqueue` inside a business transaction
 //!   (`WAYBILL_POSTGRES_URL`, `WAYBILL_MYSQL_URL`, default local).

@@ -3,7 +3,11 @@
 //! Publishing (persistent messages to a quorum queue, publisher confirms, `mandatory`):
 //! raw lapin pipelined (windows of 1,000 confirms), raw lapin awaiting each confirm, waybill
 //! `publish_batch`, and waybill `publish` one at a time. Consuming: raw lapin consume + ack
-//! (prefetch 200) against the waybill Processor with and without the idempotency store.
+//! after a trivial handler (prefetch 200) against the waybill Processor (200 slots):
+//! `Unordered` without a store, and the default `PerKey` (1,000 keys) with the in-memory
+//! idempotency store and with the PostgreSQL inbox. Each consume clock stops once every
+//! message is acknowledged (raw: the last ack sent; waybill: `shutdown` returned, which waits
+//! for in-flight settlements).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -130,18 +134,47 @@ async fn raw_consume(url: &str, topic: &str, n: usize) -> Duration {
     elapsed
 }
 
-async fn waybill_consume(config: &RabbitConfig, topic: &str, n: usize, store: bool) -> Duration {
+/// What a consume scenario's processor remembers handled messages in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inbox {
+    /// None: at-least-once effects.
+    Without,
+    /// The in-memory idempotency store, sized to the run.
+    Memory,
+    /// The PostgreSQL inbox (a fresh database).
+    Postgres,
+}
+
+async fn waybill_consume(
+    config: &RabbitConfig,
+    topic: &str,
+    n: usize,
+    ordering: Ordering,
+    inbox: Inbox,
+) -> Duration {
     let subscriber = RabbitSubscriber::connect(config.clone(), topic, GROUP)
         .await
         .expect("subscribe");
     let mut builder = Processor::builder(GROUP)
-        .ordering(Ordering::Unordered)
+        .ordering(ordering)
         .concurrency(200);
-    if store {
-        builder = builder.idempotency(Arc::new(InMemoryIdempotencyStore::default()));
-    } else {
-        builder = builder.at_least_once_effects();
-    }
+    let mut db = None;
+    builder = match inbox {
+        Inbox::Without => builder.at_least_once_effects(),
+        Inbox::Memory => builder.idempotency(Arc::new(InMemoryIdempotencyStore::new(
+            Duration::from_secs(24 * 3600),
+            n.max(1),
+        ))),
+        Inbox::Postgres => {
+            let created = crate::outbox_bench::BenchDb::create().await;
+            let store = waybill_outbox::PgIdempotencyStore::new(
+                created.pool.clone(),
+                Duration::from_secs(24 * 3600),
+            );
+            db = Some(created);
+            builder.idempotency(Arc::new(store))
+        }
+    };
     let started = Instant::now();
     let running = builder.build().expect("config").start(
         subscriber,
@@ -150,8 +183,12 @@ async fn waybill_consume(config: &RabbitConfig, topic: &str, n: usize, store: bo
     while running.counters().handled < n as u64 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let totals = running.shutdown().await.expect("shutdown");
     let elapsed = started.elapsed();
-    running.shutdown().await.expect("shutdown");
+    assert_eq!(totals.handled, n as u64, "every message handled once");
+    if let Some(db) = db {
+        db.drop_db().await;
+    }
     elapsed
 }
 
@@ -207,32 +244,36 @@ pub async fn run(url: &str, n: usize) {
     crate::outbox_bench::relay_against_direct("RabbitMQ", &topic, n, Arc::new(publisher)).await;
     let _ = delete_group_topology(&config, &topic, GROUP, true).await;
 
-    let mut consume = Vec::new();
-    for scenario in ["raw", "processor", "processor+store"] {
+    let scenarios: [(&str, Option<(Ordering, Inbox)>); 4] = [
+        ("raw lapin consume + ack after handler (prefetch 200)", None),
+        (
+            "waybill Processor Unordered, no store",
+            Some((Ordering::Unordered, Inbox::Without)),
+        ),
+        (
+            "waybill Processor PerKey + in-memory store",
+            Some((Ordering::PerKey, Inbox::Memory)),
+        ),
+        (
+            "waybill Processor PerKey + PostgreSQL inbox",
+            Some((Ordering::PerKey, Inbox::Postgres)),
+        ),
+    ];
+    let mut raw = 0.0;
+    for (label, scenario) in scenarios {
         let topic = fresh_topic(&config, "sub").await;
         waybill_publish(&config, &topic, n, true).await;
         let took = match scenario {
-            "raw" => raw_consume(url, &topic, n).await,
-            "processor" => waybill_consume(&config, &topic, n, false).await,
-            _ => waybill_consume(&config, &topic, n, true).await,
+            None => raw_consume(url, &topic, n).await,
+            Some((ordering, inbox)) => waybill_consume(&config, &topic, n, ordering, inbox).await,
         };
-        consume.push(rate(n, took));
         let _ = delete_group_topology(&config, &topic, GROUP, true).await;
+        let r = rate(n, took);
+        if scenario.is_none() {
+            raw = r;
+            println!("{label:<52} {r:>10.0} msgs/s");
+        } else {
+            println!("{label:<52} {r:>10.0} msgs/s  {:.2}x raw", r / raw);
+        }
     }
-    println!(
-        "{:<52} {:>10.0} msgs/s",
-        "raw lapin consume + ack (prefetch 200)", consume[0]
-    );
-    println!(
-        "{:<52} {:>10.0} msgs/s  {:.2}x raw",
-        "waybill Processor, manual ack",
-        consume[1],
-        consume[1] / consume[0]
-    );
-    println!(
-        "{:<52} {:>10.0} msgs/s  {:.2}x raw",
-        "waybill Processor + idempotency store",
-        consume[2],
-        consume[2] / consume[0]
-    );
 }
