@@ -83,7 +83,7 @@ impl TraceParent {
     /// `-…` after the flags): every consumed message with a trace context comes through here.
     pub fn parse(text: &str) -> Option<Self> {
         const LEN: usize = 55;
-        let text = text.trim().as_bytes();
+        let text = text.as_bytes().trim_ascii();
         if text.len() < LEN || text[2] != b'-' || text[35] != b'-' || text[52] != b'-' {
             return None;
         }
