@@ -232,8 +232,10 @@ impl KafkaConfigBuilder {
         self
     }
 
-    /// Messages the producer may hold unconfirmed (default 10,000); a publish beyond it fails
-    /// as not sent.
+    /// Messages the producer may hold unconfirmed (default 10,000). A `publish` beyond it fails
+    /// as not sent; a `publish_batch` larger than the room left waits for its own earlier
+    /// messages' confirms, in order, and fails a message as not sent only when none of the
+    /// batch is left to wait for.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.0.max_in_flight = n;
         self

@@ -1,11 +1,12 @@
 //! Confirmed publishing: `acks=all`, the idempotent producer, pipelined batches.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::future::join_all;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use waybill_core::{
     BrokerError, BrokerPosition, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
@@ -112,19 +113,26 @@ impl KafkaPublisher {
 
     /// Hands `message` to librdkafka; the future resolves with its confirm.
     fn enqueue(&self, topic: &str, message: &Message) -> Result<Pending, (PublishOutcome, String)> {
+        self.try_enqueue(topic, message)
+            .map_err(Refusal::into_reason)
+    }
+
+    /// [`Self::enqueue`], telling a full local queue (room may come as confirms arrive) apart
+    /// from other refusals.
+    fn try_enqueue(&self, topic: &str, message: &Message) -> Result<Pending, Refusal> {
         if self.closed.load(Ordering::Acquire) {
-            return Err((
+            return Err(Refusal::Other(
                 PublishOutcome::NotSent,
                 "the publisher is closed".to_owned(),
             ));
         }
         if let Err(e) = check_topic(topic) {
-            return Err((PublishOutcome::Permanent, e.to_string()));
+            return Err(Refusal::Other(PublishOutcome::Permanent, e.to_string()));
         }
         let headers = identity_headers(message);
         let size = record_size(message, &headers);
         if size > self.config.message_max_bytes {
-            return Err((
+            return Err(Refusal::Other(
                 PublishOutcome::Permanent,
                 format!(
                     "message of {size} bytes exceeds message_max_bytes ({})",
@@ -142,13 +150,18 @@ impl KafkaPublisher {
         let producer = self
             .slot
             .producer()
-            .map_err(|reason| (PublishOutcome::NotSent, reason))?;
+            .map_err(|reason| Refusal::Other(PublishOutcome::NotSent, reason))?;
         match producer.send_result(record) {
             Ok(future) => Ok(Pending { future, producer }),
             // A refusal after a fatal error: the message was never queued.
             Err((e, _)) => Err(match self.slot.check(&producer) {
-                Some(fatal) => (PublishOutcome::NotSent, format!("not handed over: {fatal}")),
-                None => (publish_outcome(&e), e.to_string()),
+                Some(fatal) => {
+                    Refusal::Other(PublishOutcome::NotSent, format!("not handed over: {fatal}"))
+                }
+                None if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    Refusal::QueueFull(e.to_string())
+                }
+                None => Refusal::Other(publish_outcome(&e), e.to_string()),
             }),
         }
     }
@@ -186,6 +199,24 @@ impl KafkaPublisher {
                 },
             }),
             Err((outcome, reason)) => Err(PublishError::new(outcome, topic, message, reason)),
+        }
+    }
+}
+
+/// Why librdkafka did not take a message.
+enum Refusal {
+    /// Its local queue is full (`queue.buffering.max.messages` / `.kbytes`): room comes back
+    /// as the messages in it are confirmed.
+    QueueFull(String),
+    /// Anything else: the outcome and reason the caller gets.
+    Other(PublishOutcome, String),
+}
+
+impl Refusal {
+    fn into_reason(self) -> (PublishOutcome, String) {
+        match self {
+            Refusal::QueueFull(reason) => (PublishOutcome::NotSent, reason),
+            Refusal::Other(outcome, reason) => (outcome, reason),
         }
     }
 }
@@ -265,39 +296,67 @@ impl KafkaPublisher {
     /// Hands every message to librdkafka first, then waits for all confirms: one round trip
     /// per producer batch instead of one per message. Results are in input order.
     ///
-    /// Per-key order: once librdkafka refuses a keyed message (its local queue is full, the
-    /// message is too large, ...), the key's later messages in the batch are not handed over
-    /// either and fail as *not sent*; otherwise a later message could be written before the
-    /// one the caller will retry.
+    /// A batch larger than librdkafka's local queue waits for room: when the queue is full,
+    /// the batch's oldest message still in it is awaited (its result kept) before the next one
+    /// is handed over, in input order. Only when none of the batch's own messages is left in
+    /// the queue (other publishes fill it, or the message alone exceeds its byte limit) does a
+    /// full queue fail the message as *not sent*.
+    ///
+    /// Per-key order: once librdkafka refuses a keyed message (its local queue is full with
+    /// nothing of this batch to wait for, the message is too large, ...), the key's later
+    /// messages in the batch are not handed over either and fail as *not sent*; otherwise a
+    /// later message could be written before the one the caller will retry.
     pub(crate) async fn publish_batch_unmetered(
         &self,
         topic: &str,
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
+        let mut results: Vec<Option<Result<Receipt, PublishError>>> =
+            messages.iter().map(|_| None).collect();
+        let mut in_queue: VecDeque<(usize, Message, Pending)> = VecDeque::new();
         let mut refused_keys = HashSet::new();
-        let pending: Vec<_> = messages
-            .into_iter()
-            .map(|m| {
-                let p = match m.key() {
-                    Some(key) if refused_keys.contains(key) => Err((
-                        PublishOutcome::NotSent,
-                        "not handed over: an earlier message of its key in this batch was \
-                         refused, and this one must not overtake it"
-                            .to_owned(),
-                    )),
-                    _ => self.enqueue(topic, &m),
-                };
-                if let (Err(_), Some(key)) = (&p, m.key()) {
-                    refused_keys.insert(key.to_owned());
+        for (slot, message) in messages.into_iter().enumerate() {
+            if message.key().is_some_and(|key| refused_keys.contains(key)) {
+                let reason = "not handed over: an earlier message of its key in this batch was \
+                              refused, and this one must not overtake it";
+                results[slot] = Some(Err(PublishError::not_sent(topic, message, reason)));
+                continue;
+            }
+            let handed = loop {
+                match self.try_enqueue(topic, &message) {
+                    Ok(pending) => break Ok(pending),
+                    Err(Refusal::QueueFull(reason)) => match in_queue.pop_front() {
+                        // Room comes back with the batch's oldest confirm.
+                        Some((earlier, sent, pending)) => {
+                            results[earlier] = Some(self.confirmed(topic, sent, Ok(pending)).await);
+                        }
+                        None => break Err((PublishOutcome::NotSent, reason)),
+                    },
+                    Err(Refusal::Other(outcome, reason)) => break Err((outcome, reason)),
                 }
-                (m, p)
-            })
-            .collect();
-        join_all(
-            pending
+            };
+            match handed {
+                Ok(pending) => in_queue.push_back((slot, message, pending)),
+                Err((outcome, reason)) => {
+                    if let Some(key) = message.key() {
+                        refused_keys.insert(key.to_owned());
+                    }
+                    results[slot] = Some(Err(PublishError::new(outcome, topic, message, reason)));
+                }
+            }
+        }
+        let confirmed = join_all(
+            in_queue
                 .into_iter()
-                .map(|(m, p)| self.confirmed(topic, m, p)),
+                .map(|(slot, m, p)| async move { (slot, self.confirmed(topic, m, Ok(p)).await) }),
         )
-        .await
+        .await;
+        for (slot, result) in confirmed {
+            results[slot] = Some(result);
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every message has a result"))
+            .collect()
     }
 }

@@ -1,11 +1,10 @@
 //! `publish_batch` against a real Kafka-protocol broker when librdkafka's local queue fills up
-//! in the middle of a batch.
+//! in the middle of a batch: the batch waits for its own earlier messages' confirms to make
+//! room, in order; a message the queue cannot take even when the batch has nothing left in it
+//! fails, and so do its key's later messages.
 //!
-//! The queue is made tiny with `queue.buffering.max.kbytes` and message sizes are chosen so
-//! that the queue is full for a large message and has room again for the small one after it,
-//! deterministically, without racing the broker's delivery reports (a tiny
-//! `queue.buffering.max.messages` shows the same, but only when a delivery report happens to
-//! free a slot between two enqueues).
+//! The queue is made tiny with `queue.buffering.max.kbytes` (or `max_in_flight`), and message
+//! sizes are chosen so that the outcome does not race the broker's delivery reports.
 
 mod support;
 
@@ -16,7 +15,7 @@ use waybill_core::{Message, PublishOutcome, Publisher, Subscriber};
 use waybill_kafka::{KafkaConfig, KafkaPublisher, KafkaSubscriber};
 
 #[tokio::test]
-async fn a_local_queue_full_fails_the_keys_later_messages_of_the_batch() {
+async fn a_message_the_local_queue_cannot_take_fails_the_keys_later_messages_of_the_batch() {
     require_broker().await;
     let topic = create_topic_for_test("wb-qfull").await;
     let tiny_queue = KafkaConfig::builder(brokers())
@@ -26,9 +25,10 @@ async fn a_local_queue_full_fails_the_keys_later_messages_of_the_batch() {
     let publisher = KafkaPublisher::connect(tiny_queue).await.unwrap();
     let big = || vec![b'x'; 700];
     let batch = vec![
-        Message::new(big()).with_key("k"),    // fits: 700 of 1,024 bytes
-        Message::new(big()).with_key("k"),    // QueueFull: 1,400 bytes
-        Message::new("small").with_key("k"),  // would fit: 705 bytes
+        Message::new(big()).with_key("k"), // fits: 700 of 1,024 bytes
+        // QueueFull, even once the first is confirmed and the queue is empty: 1,100 bytes
+        Message::new(vec![b'y'; 1_100]).with_key("k"),
+        Message::new("small").with_key("k"),  // would fit
         Message::new("other").with_key("k2"), // another key: unaffected
     ];
     let ids: Vec<_> = batch.iter().map(Message::id).collect();
@@ -40,7 +40,7 @@ async fn a_local_queue_full_fails_the_keys_later_messages_of_the_batch() {
     assert_eq!(
         outcomes[1],
         Err(PublishOutcome::NotSent),
-        "the local queue was full for the second message: {results:?}"
+        "the local queue cannot take the second message: {results:?}"
     );
     assert_eq!(
         outcomes[2],
@@ -84,4 +84,47 @@ async fn a_local_queue_full_fails_the_keys_later_messages_of_the_batch() {
     let mut expected = vec![ids[0], ids[3]];
     expected.sort();
     assert_eq!(seen, expected);
+}
+
+/// A batch larger than the producer's local queue (`max_in_flight` 50, 1,000 messages over 10
+/// keys) waits for room instead of failing its tail: every message is confirmed, and each
+/// key's messages were written in batch order (their offsets rise within the key's
+/// partition). On the old code the messages past the queue's room failed as not sent.
+#[tokio::test]
+async fn a_batch_larger_than_the_local_queue_waits_for_room_in_order() {
+    require_broker().await;
+    let topic = create_topic_for_test("wb-qroom").await;
+    let small_queue = KafkaConfig::builder(brokers())
+        .max_in_flight(50)
+        .build()
+        .unwrap();
+    let publisher = KafkaPublisher::connect(small_queue).await.unwrap();
+    let batch: Vec<Message> = (0..1_000)
+        .map(|i| Message::new(format!("m{i}")).with_key(format!("k{}", i % 10)))
+        .collect();
+    let keys: Vec<String> = batch.iter().map(|m| m.key().unwrap().to_owned()).collect();
+    let results = publisher.publish_batch(&topic, batch).await;
+    let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 1,000 failed, the first: {:?}",
+        failed.len(),
+        failed.first()
+    );
+    let mut last: std::collections::HashMap<&str, (i32, i64)> = std::collections::HashMap::new();
+    for (key, result) in keys.iter().zip(&results) {
+        let waybill_core::BrokerPosition::PartitionOffset { partition, offset } =
+            result.as_ref().unwrap().position
+        else {
+            panic!("a Kafka receipt names its partition and offset");
+        };
+        if let Some((p, o)) = last.insert(key, (partition, offset)) {
+            assert_eq!(p, partition, "key {key} stays on one partition");
+            assert!(
+                o < offset,
+                "key {key}: offset {offset} after {o}, out of batch order"
+            );
+        }
+    }
+    publisher.close().await.unwrap();
 }
