@@ -10,7 +10,8 @@
 //!   and with OpenTelemetry traces as well, every trace sampled and 1% of new traces sampled
 //!   (`ParentBased`; the messages carry their producer's trace context) (median of 5 runs each;
 //!   `WAYBILL_BENCH_OTEL_LAYER=lean` turns off the layer's busy/idle times, code location and
-//!   threads).
+//!   threads; `WAYBILL_BENCH_PROCESSOR_ONLY=off|metrics|traced|traced-1pct` runs one of these
+//!   once, alone in its process, for counting instructions under callgrind).
 //! - `rabbitmq`: confirmed publishing and consuming through waybill against raw lapin on the
 //!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker; consuming `Unordered`
 //!   without a store, `PerKey` with the in-memory store and with the PostgreSQL inbox), and

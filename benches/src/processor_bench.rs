@@ -108,6 +108,9 @@ async fn median_rate(n: usize, ordering: Ordering, store: bool) -> f64 {
 
 /// Runs every scenario and prints msgs/s and the ratio to the raw loop.
 pub async fn run(n: usize) {
+    if let Ok(only) = std::env::var("WAYBILL_BENCH_PROCESSOR_ONLY") {
+        return run_one(&only, n).await;
+    }
     println!(
         "processor throughput, in-memory broker, {n} messages, trivial handler, 64 slots \
          (median of {RUNS} runs)"
@@ -184,6 +187,28 @@ pub async fn run(n: usize) {
             traced / off
         );
     }
+}
+
+/// One run of one telemetry scenario of PerKey + store, in a process of its own, for
+/// counting instructions (`valgrind --tool=callgrind`; the processor's share is the inclusive
+/// count of `fetch_loop` and `KeyScheduler::dispatch`'s tasks): `off`, `metrics`,
+/// `traced` (every trace sampled) or `traced-1pct`.
+async fn run_one(scenario: &str, n: usize) {
+    if scenario != "off" {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("install the Prometheus recorder");
+        waybill_core::telemetry::describe();
+        std::mem::forget(recorder);
+    }
+    match scenario {
+        "off" | "metrics" => {}
+        "traced" => install_tracing().set(1.0),
+        "traced-1pct" => install_tracing().set(0.01),
+        other => panic!("unknown scenario {other:?}: off, metrics, traced or traced-1pct"),
+    }
+    let took = processor_run(n, Ordering::PerKey, true).await;
+    println!("{scenario}: {:.0} msgs/s (one run)", rate(n, took));
 }
 
 /// The share of new traces sampled (`ParentBased` on it: a span with a parent follows the
