@@ -393,7 +393,15 @@ async fn an_unsampled_trace_is_handled_without_a_span_and_travels_on_unsampled()
         "traceparent",
         format!("00-{sampled_trace}-00f067aa0ba902b7-01"),
     );
-    for m in [&unsampled, &sampled] {
+    // With a tracestate, the context is read through the propagator, and the state travels.
+    let stated_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let stated = Message::new("c")
+        .with_header(
+            "traceparent",
+            format!("00-{stated_trace}-00f067aa0ba902b7-00"),
+        )
+        .with_header("tracestate", "vendor=abc");
+    for m in [&unsampled, &sampled, &stated] {
         publisher
             .publish(topic, m.clone())
             .with_subscriber(tracing::subscriber::NoSubscriber::default())
@@ -420,7 +428,7 @@ async fn an_unsampled_trace_is_handled_without_a_span_and_travels_on_unsampled()
                 }
             }),
         );
-    handled(&running, 2, Duration::from_secs(5)).await;
+    handled(&running, 3, Duration::from_secs(5)).await;
     running.shutdown().await.unwrap();
 
     let all = exporter().get_finished_spans().unwrap();
@@ -449,7 +457,8 @@ async fn an_unsampled_trace_is_handled_without_a_span_and_travels_on_unsampled()
     );
 
     let mut onward_trace = std::collections::HashMap::new();
-    for _ in 0..2 {
+    let mut onward_state = std::collections::HashMap::new();
+    for _ in 0..3 {
         let delivery = tokio::time::timeout(Duration::from_secs(5), onward_subscriber.receive())
             .await
             .expect("the handler published onward")
@@ -462,6 +471,9 @@ async fn an_unsampled_trace_is_handled_without_a_span_and_travels_on_unsampled()
             .get("traceparent")
             .expect("the onward message carries its trace")
             .to_owned();
+        if let Some(state) = message.headers().get("tracestate") {
+            onward_state.insert(from.clone(), state.to_owned());
+        }
         onward_trace.insert(from, traceparent);
         delivery.ack().await.unwrap();
     }
@@ -469,6 +481,18 @@ async fn an_unsampled_trace_is_handled_without_a_span_and_travels_on_unsampled()
     assert!(
         carried.starts_with(&format!("00-{unsampled_trace}-")) && carried.ends_with("-00"),
         "the unsampled trace travels on, unsampled: {carried}"
+    );
+    let carried = &onward_trace[&stated.id().to_string()];
+    assert!(
+        carried.starts_with(&format!("00-{stated_trace}-")) && carried.ends_with("-00"),
+        "the unsampled trace with a tracestate travels on, unsampled: {carried}"
+    );
+    assert_eq!(
+        onward_state
+            .get(&stated.id().to_string())
+            .map(String::as_str),
+        Some("vendor=abc"),
+        "its tracestate travels with it"
     );
     let carried = &onward_trace[&sampled.id().to_string()];
     assert!(
