@@ -87,6 +87,9 @@ macro_rules! handle_span {
 pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
     let incoming = delivery.message();
     let topic = &incoming.origin().topic;
+    // With `otel` the carried trace decides the span's level, so it is read before the span
+    // is built; without, only an enabled span asks for it.
+    #[cfg(feature = "otel")]
     let parent = incoming.message().trace_parent();
     #[cfg(feature = "otel")]
     if let Some(unsampled) = parent
@@ -95,20 +98,28 @@ pub(crate) async fn process(shared: &Shared, delivery: Delivery) -> Outcome {
     {
         use opentelemetry::trace::FutureExt as _;
         let span = handle_span!(tracing::Level::DEBUG, shared, incoming, topic);
-        annotate(&span, &delivery, parent.as_ref());
+        annotate(&span, &delivery, || parent);
         return process_in_span(shared, delivery)
             .instrument(span)
             .with_context(unsampled)
             .await;
     }
     let span = handle_span!(tracing::Level::INFO, shared, incoming, topic);
-    annotate(&span, &delivery, parent.as_ref());
+    #[cfg(feature = "otel")]
+    annotate(&span, &delivery, || parent);
+    #[cfg(not(feature = "otel"))]
+    annotate(&span, &delivery, || incoming.message().trace_parent());
     process_in_span(shared, delivery).instrument(span).await
 }
 
 /// Records what `span` learns after it is built: the partition, the carried trace (its
-/// parent) and the trace id. Nothing for a span no subscriber records.
-fn annotate(span: &tracing::Span, delivery: &Delivery, parent: Option<&TraceParent>) {
+/// parent) and the trace id (`parent`: the message's `traceparent`, asked for only here).
+/// Nothing for a span no subscriber records.
+fn annotate(
+    span: &tracing::Span,
+    delivery: &Delivery,
+    parent: impl FnOnce() -> Option<TraceParent>,
+) {
     if span.is_disabled() {
         return;
     }
@@ -117,7 +128,7 @@ fn annotate(span: &tracing::Span, delivery: &Delivery, parent: Option<&TracePare
         span.record("messaging.destination.partition.id", partition);
     }
     crate::spans::continue_trace(span, incoming.message());
-    if let Some(trace) = parent {
+    if let Some(trace) = parent() {
         span.record("trace_id", trace.trace_id());
     }
 }
