@@ -154,10 +154,7 @@ pub async fn run(n: usize) {
     // The last scenario again with a real recorder installed (the Prometheus exporter's, no
     // HTTP listener): every instrument of the processor and of the publishes now records.
     // Installed only now because a process's recorder cannot be removed.
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .install_recorder()
-        .expect("install the Prometheus recorder");
-    waybill_core::telemetry::describe();
+    let recorder = install_metrics();
     let on = median_rate(n, Ordering::PerKey, true).await;
     let rendered = recorder.render();
     assert!(
@@ -195,11 +192,7 @@ pub async fn run(n: usize) {
 /// `traced` (every trace sampled) or `traced-1pct`.
 async fn run_one(scenario: &str, n: usize) {
     if scenario != "off" {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-            .install_recorder()
-            .expect("install the Prometheus recorder");
-        waybill_core::telemetry::describe();
-        std::mem::forget(recorder);
+        install_metrics();
     }
     match scenario {
         "off" | "metrics" => {}
@@ -209,6 +202,16 @@ async fn run_one(scenario: &str, n: usize) {
     }
     let took = processor_run(n, Ordering::PerKey, true).await;
     println!("{scenario}: {:.0} msgs/s (one run)", rate(n, took));
+}
+
+/// The Prometheus exporter's recorder as the process's recorder (no HTTP listener), with
+/// waybill's metrics described; its handle renders what was recorded.
+fn install_metrics() -> metrics_exporter_prometheus::PrometheusHandle {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("install the Prometheus recorder");
+    waybill_core::telemetry::describe();
+    recorder
 }
 
 /// The share of new traces sampled (`ParentBased` on it: a span with a parent follows the
