@@ -50,6 +50,25 @@ pub trait Publisher: Send + Sync {
         join_all(messages.into_iter().map(|m| self.publish(topic, m))).await
     }
 
+    /// Whether [`Publisher::publish_batch`] keeps the messages of one key in one call in
+    /// order *also when some of them fail*, so that a caller may hand over many messages of a
+    /// key at once instead of awaiting each confirm before sending the next. The outbox relay
+    /// pipelines a key's rows when this is `true` and sends one row per key at a time
+    /// otherwise.
+    ///
+    /// A backend answers `true` only when, for the messages of one key in one call:
+    /// - the broker stores them in input order, and what it stores of them is a prefix of them:
+    ///   a later one is never stored without the earlier ones;
+    /// - once one of them fails, every later one fails too (not handed over, or handed over
+    ///   with an outcome that is not known).
+    ///
+    /// Each shipped backend documents its argument, and the narrow broker-side cases where a
+    /// later message can still be confirmed after an earlier one failed; the relay logs and
+    /// counts any such result (`waybill.relay.order_breaches`). The default is `false`.
+    fn keeps_key_order_in_batch(&self) -> bool {
+        false
+    }
+
     /// Waits for every publish in flight to be confirmed or failed, then refuses new publishes
     /// with a `NotSent` error. Closing twice is harmless.
     ///

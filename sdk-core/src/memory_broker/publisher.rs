@@ -10,6 +10,7 @@ use super::broker::{AppendError, BrokerState};
 use super::faults::{PublishContext, PublishFault};
 use crate::broker_error::BrokerError;
 use crate::config_error::validate_name;
+use crate::failed_keys::FailedKeys;
 use crate::message::Message;
 use crate::publish_error::PublishError;
 use crate::publisher::Publisher;
@@ -170,7 +171,8 @@ impl Publisher for MemoryPublisher {
 
     /// Stores the messages in order, one after the other (a delay injected for one delays
     /// the rest of the batch), each with its own result; a message whose publish began after
-    /// `close` is refused as not sent.
+    /// `close` is refused as not sent. Once a keyed message fails, the key's later messages
+    /// in the batch are not stored and fail as not sent, so that none of them overtakes it.
     async fn publish_batch(
         &self,
         topic: &str,
@@ -179,12 +181,24 @@ impl Publisher for MemoryPublisher {
         let _in_flight = self.in_flight();
         crate::telemetry::metered_batch("memory", topic, messages, |messages| async move {
             let mut results = Vec::with_capacity(messages.len());
+            let mut failed_keys = FailedKeys::new();
             for message in messages {
-                results.push(self.store_unless_closed(topic, message).await);
+                let result = match failed_keys.admit(topic, message) {
+                    Ok(message) => self.store_unless_closed(topic, message).await,
+                    Err(refused) => Err(refused),
+                };
+                failed_keys.record(&result);
+                results.push(result);
             }
             results
         })
         .await
+    }
+
+    /// `true`: a batch is stored in order, and a failed message's later messages of its key
+    /// in the batch are not stored.
+    fn keeps_key_order_in_batch(&self) -> bool {
+        true
     }
 
     async fn close(&self) -> Result<(), BrokerError> {
