@@ -1,6 +1,6 @@
 //! Confirmed publishing: `acks=all`, the idempotent producer, pipelined batches.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -9,8 +9,8 @@ use futures_util::future::join_all;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
 use waybill_core::{
-    BrokerError, BrokerPosition, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
-    Receipt,
+    BrokerError, BrokerPosition, FailedKeys, Health, Message, Outage, PublishError, PublishOutcome,
+    Publisher, Receipt,
 };
 
 use crate::config::KafkaConfig;
@@ -247,6 +247,29 @@ impl Publisher for KafkaPublisher {
         .await
     }
 
+    /// `true`. The argument, for the messages of one key in one `publish_batch` call:
+    /// - A key hashes to one partition (`murmur2_random`), and the producer runs with
+    ///   `enable.idempotence=true`: librdkafka sends a partition's messages in the order they
+    ///   were handed over, retries a failed request together with those after it, in order,
+    ///   and the broker refuses a batch whose sequence number does not follow the last one it
+    ///   wrote. So a later message of the key is not written while an earlier one is lost, and
+    ///   what the log holds of them is a prefix.
+    /// - A message refused before it is handed over makes the key's later ones fail as not
+    ///   sent ([`waybill_core::FailedKeys`]).
+    /// - A connection cut or a broker killed mid-batch: librdkafka retries the in-flight
+    ///   requests in order until the delivery timeout; what is still unconfirmed then fails as
+    ///   ambiguous, and the key's later messages, handed over after it, time out after it.
+    ///
+    /// Where it can break (the relay counts each as an order breach): an earlier message
+    /// fails on its delivery timeout, and the broker comes back within the few milliseconds
+    /// before a later message of the key times out (librdkafka's gapless guarantee does not
+    /// cover timeouts: it bumps the producer epoch and sends the later one); or the broker
+    /// refuses one record batch for good (a record over the topic's `max.message.bytes`) and
+    /// takes the next.
+    fn keeps_key_order_in_batch(&self) -> bool {
+        true
+    }
+
     /// Refuses further publishes (as not sent), then waits until every message handed over
     /// was confirmed or failed (at most the delivery timeout).
     async fn close(&self) -> Result<(), BrokerError> {
@@ -302,10 +325,12 @@ impl KafkaPublisher {
     /// the queue (other publishes fill it, or the message alone exceeds its byte limit) does a
     /// full queue fail the message as *not sent*.
     ///
-    /// Per-key order: once librdkafka refuses a keyed message (its local queue is full with
-    /// nothing of this batch to wait for, the message is too large, ...), the key's later
-    /// messages in the batch are not handed over either and fail as *not sent*; otherwise a
-    /// later message could be written before the one the caller will retry.
+    /// Per-key order: once a keyed message fails before the rest of its key is handed over
+    /// (librdkafka refuses it: its local queue is full with nothing of this batch to wait for,
+    /// the message is too large, ...; or its confirm, awaited for room, failed), the key's
+    /// later messages in the batch are not handed over either and fail as *not sent*;
+    /// otherwise a later message could be written before the one the caller will retry. See
+    /// [`Publisher::keeps_key_order_in_batch`] on this type for what holds once they are.
     pub(crate) async fn publish_batch_unmetered(
         &self,
         topic: &str,
@@ -314,21 +339,31 @@ impl KafkaPublisher {
         let mut results: Vec<Option<Result<Receipt, PublishError>>> =
             messages.iter().map(|_| None).collect();
         let mut in_queue: VecDeque<(usize, Message, Pending)> = VecDeque::new();
-        let mut refused_keys = HashSet::new();
+        let mut refused_keys = FailedKeys::new();
         for (slot, message) in messages.into_iter().enumerate() {
-            if message.key().is_some_and(|key| refused_keys.contains(key)) {
-                let reason = "not handed over: an earlier message of its key in this batch was \
-                              refused, and this one must not overtake it";
-                results[slot] = Some(Err(PublishError::not_sent(topic, message, reason)));
-                continue;
-            }
+            let message = match refused_keys.admit(topic, message) {
+                Ok(message) => message,
+                Err(refused) => {
+                    results[slot] = Some(Err(refused));
+                    continue;
+                }
+            };
             let handed = loop {
                 match self.try_enqueue(topic, &message) {
                     Ok(pending) => break Ok(pending),
                     Err(Refusal::QueueFull(reason)) => match in_queue.pop_front() {
                         // Room comes back with the batch's oldest confirm.
                         Some((earlier, sent, pending)) => {
-                            results[earlier] = Some(self.confirmed(topic, sent, Ok(pending)).await);
+                            let same_key = sent.key().is_some() && sent.key() == message.key();
+                            let result = self.confirmed(topic, sent, Ok(pending)).await;
+                            let failed = result.is_err();
+                            refused_keys.record(&result);
+                            results[earlier] = Some(result);
+                            if failed && same_key {
+                                let reason = "not handed over: an earlier message of its key in \
+                                              this batch failed, and this one must not overtake it";
+                                break Err((PublishOutcome::NotSent, reason.to_owned()));
+                            }
                         }
                         None => break Err((PublishOutcome::NotSent, reason)),
                     },
@@ -338,9 +373,7 @@ impl KafkaPublisher {
             match handed {
                 Ok(pending) => in_queue.push_back((slot, message, pending)),
                 Err((outcome, reason)) => {
-                    if let Some(key) = message.key() {
-                        refused_keys.insert(key.to_owned());
-                    }
+                    refused_keys.fail(&message);
                     results[slot] = Some(Err(PublishError::new(outcome, topic, message, reason)));
                 }
             }

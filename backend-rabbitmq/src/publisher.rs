@@ -10,7 +10,7 @@ use lapin::Connection;
 use tokio::sync::{Mutex, Semaphore};
 use tracing::warn;
 use waybill_core::{
-    BrokerError, BrokerPosition, FailureClass, Health, Message, Outage, PublishError,
+    BrokerError, BrokerPosition, FailedKeys, FailureClass, Health, Message, Outage, PublishError,
     PublishOutcome, Publisher, Receipt,
 };
 
@@ -185,6 +185,27 @@ impl Publisher for RabbitPublisher {
         .await
     }
 
+    /// `true`. The argument, for the messages of one key in one `publish_batch` call:
+    /// - They all go to the topic's exchange, in chunks of `max_in_flight`, each chunk on one
+    ///   channel, a chunk only after every confirm of the previous one came back. AMQP
+    ///   delivers a channel's publishes in order, the broker routes them in order and a queue
+    ///   appends them in that order; a connection lost mid-chunk loses a suffix. So what the
+    ///   queues hold of them is a prefix, in order.
+    /// - A message refused before it is sent (too large, publisher closed, the channel write
+    ///   failed) or whose confirm fails makes the key's later messages fail as not sent, in
+    ///   its chunk and in the chunks after it ([`waybill_core::FailedKeys`]).
+    /// - A connection cut or a node killed mid-chunk fails every unconfirmed message of the
+    ///   chunk as ambiguous (the channel's pending confirms all fail together).
+    ///
+    /// Where it can break (the relay counts each as an order breach): the broker nacks one
+    /// message (an internal error, or a queue with `x-overflow: reject-publish` that is full)
+    /// and acks a later message of the key in the same chunk, because the queue had room
+    /// again; or one confirm times out while a later one arrives in time (the earlier message
+    /// is then most likely stored too, and its resend is a duplicate).
+    fn keeps_key_order_in_batch(&self) -> bool {
+        true
+    }
+
     async fn close(&self) -> Result<(), BrokerError> {
         self.inner.closed.store(true, SeqCst);
         let all = u32::try_from(self.inner.config.max_in_flight).unwrap_or(u32::MAX);
@@ -228,21 +249,29 @@ impl RabbitPublisher {
         &self,
         topic: &str,
         messages: Vec<Message>,
+        failed_keys: &mut FailedKeys,
     ) -> Vec<Result<Receipt, PublishError>> {
         let mut results: Vec<Option<Result<Receipt, PublishError>>> =
             Vec::with_capacity(messages.len());
         let mut ready = Vec::new();
         for (i, m) in messages.into_iter().enumerate() {
-            match self.check(topic, m) {
+            match failed_keys
+                .admit(topic, m)
+                .and_then(|m| self.check(topic, m))
+            {
                 Ok(m) => {
                     results.push(None);
                     ready.push((i, m));
                 }
-                Err(e) => results.push(Some(Err(e))),
+                Err(e) => {
+                    failed_keys.fail(e.message());
+                    results.push(Some(Err(e)));
+                }
             }
         }
         if !ready.is_empty() {
-            for (i, outcome) in self.send_pipelined(topic, ready).await {
+            for (i, outcome) in self.send_pipelined(topic, ready, failed_keys).await {
+                failed_keys.record(&outcome);
                 results[i] = Some(outcome);
             }
         }
@@ -254,7 +283,12 @@ impl RabbitPublisher {
 
     /// Sends every message on one channel, then awaits all confirms. The channel stays locked
     /// until the last confirm, so no other publish's returned message can ride on these.
-    async fn send_pipelined(&self, topic: &str, ready: Vec<(usize, Message)>) -> Vec<Decided> {
+    async fn send_pipelined(
+        &self,
+        topic: &str,
+        ready: Vec<(usize, Message)>,
+        failed_keys: &mut FailedKeys,
+    ) -> Vec<Decided> {
         let refuse_all = |ready: Vec<(usize, Message)>, outcome, reason: String| -> Vec<Decided> {
             ready
                 .into_iter()
@@ -283,9 +317,19 @@ impl RabbitPublisher {
         let mut decided = Vec::with_capacity(ready.len());
         let mut sent = Vec::with_capacity(ready.len());
         for (i, m) in ready {
+            let m = match failed_keys.admit(topic, m) {
+                Ok(m) => m,
+                Err(refused) => {
+                    decided.push((i, Err(refused)));
+                    continue;
+                }
+            };
             match send(&channel, topic, "", &m, None).await {
                 Ok(confirm) => sent.push((i, m, slot.next_tag(), confirm)),
-                Err(refusal) => decided.push((i, Err(Self::fail(topic, m, refusal)))),
+                Err(refusal) => {
+                    failed_keys.fail(&m);
+                    decided.push((i, Err(Self::fail(topic, m, refusal))));
+                }
             }
         }
         let timeout = self.inner.config.confirm_timeout;
@@ -376,13 +420,14 @@ impl RabbitPublisher {
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
         let mut results = Vec::with_capacity(messages.len());
+        let mut failed_keys = FailedKeys::new();
         let mut pending = messages.into_iter().peekable();
         while pending.peek().is_some() {
             let chunk: Vec<Message> = pending
                 .by_ref()
                 .take(self.inner.config.max_in_flight)
                 .collect();
-            results.extend(self.publish_chunk(topic, chunk).await);
+            results.extend(self.publish_chunk(topic, chunk, &mut failed_keys).await);
         }
         results
     }

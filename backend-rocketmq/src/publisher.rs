@@ -11,8 +11,8 @@ use rocketmq_client_rust::{ClientError, DefaultMQProducer, SendResult, SendStatu
 use rocketmq_model::common::message::message_queue::MessageQueue;
 use rocketmq_model::common::message::message_single::Message as RocketMessage;
 use waybill_core::{
-    BrokerError, BrokerPosition, Health, Message, Outage, PublishError, PublishOutcome, Publisher,
-    Receipt,
+    BrokerError, BrokerPosition, FailedKeys, Health, Message, Outage, PublishError, PublishOutcome,
+    Publisher, Receipt,
 };
 
 use tokio::sync::OnceCell;
@@ -364,10 +364,13 @@ impl RocketPublisher {
         for chunk in chunks {
             if let Some((outcome, reason)) = &failed {
                 let reason = format!("not sent after an earlier failure on its queue: {reason}");
+                // Only a missing topic concerns these messages too; whatever else refused the
+                // earlier chunk (its size, say) says nothing of them: they were just not sent.
                 let outcome = match outcome {
-                    PublishOutcome::Permanent => PublishOutcome::Permanent,
                     PublishOutcome::NoDestination => PublishOutcome::NoDestination,
-                    PublishOutcome::NotSent | PublishOutcome::Ambiguous => PublishOutcome::NotSent,
+                    PublishOutcome::Permanent
+                    | PublishOutcome::NotSent
+                    | PublishOutcome::Ambiguous => PublishOutcome::NotSent,
                 };
                 out.extend(chunk.into_iter().map(|(slot, m, _)| {
                     (
@@ -471,6 +474,25 @@ impl Publisher for RocketPublisher {
         .await
     }
 
+    /// `true`. The argument, for the messages of one key in one `publish_batch` call:
+    /// - A key hashes to one message queue of the topic's route (as Java's
+    ///   `SelectMessageQueueByHash`); a queue's messages go in chunks (RocketMQ batch
+    ///   messages, each appended to the commit log as one unit), one chunk after the other,
+    ///   the next only once the previous one returned `SEND_OK`. Once a chunk fails, the
+    ///   queue's later chunks are not sent. So what the queue holds of the key's messages is a
+    ///   prefix, in order.
+    /// - A message refused before it is sent (too large, publisher closed) makes the key's
+    ///   later messages fail as not sent ([`waybill_core::FailedKeys`]).
+    /// - A broker killed or a connection cut mid-batch fails the chunk in flight (ambiguous:
+    ///   it may be stored) and, unsent, every later chunk of its queue.
+    ///
+    /// Where it can break: a route change in the middle of a batch does not move a key, since
+    /// one call reads the route once; between calls, a change in the topic's queue count
+    /// moves keys to other queues (true of any RocketMQ producer that hashes keys).
+    fn keeps_key_order_in_batch(&self) -> bool {
+        true
+    }
+
     /// Refuses further publishes and stops the producer.
     async fn close(&self) -> Result<(), BrokerError> {
         if self.closed.swap(true, Ordering::AcqRel) {
@@ -548,14 +570,24 @@ impl RocketPublisher {
         let mut results: Vec<Option<Result<Receipt, PublishError>>> =
             (0..total).map(|_| None).collect();
         let mut prepared = Vec::with_capacity(total);
+        let mut failed_keys = FailedKeys::new();
         for (slot, message) in messages.into_iter().enumerate() {
+            let message = match failed_keys.admit(topic, message) {
+                Ok(message) => message,
+                Err(refused) => {
+                    results[slot] = Some(Err(refused));
+                    continue;
+                }
+            };
             if let Some(e) = self.closed_error(topic, message.clone()) {
+                failed_keys.fail(&message);
                 results[slot] = Some(Err(e));
                 continue;
             }
             match self.prepare(topic, &message) {
                 Ok(wire) => prepared.push((slot, message, wire)),
                 Err(reason) => {
+                    failed_keys.fail(&message);
                     results[slot] = Some(Err(PublishError::permanent(topic, message, reason)));
                 }
             }
