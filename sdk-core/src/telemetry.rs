@@ -28,6 +28,7 @@
 //! | `waybill.relay.oldest_pending_age` | gauge | `s` | `waybill.relay.name` | age of the oldest pending row |
 //! | `waybill.relay.dead_rows` | gauge | `{row}` | `waybill.relay.name` | outbox rows that exhausted their attempts |
 //! | `waybill.relay.published` | counter | `{row}` | `waybill.relay.name` | rows published with a confirm and deleted |
+//! | `waybill.relay.order_breaches` | counter | `{row}` | `waybill.relay.name` | rows confirmed although an earlier row of their key failed in the same pipelined batch: the key's order may be broken (never expected; alert on any) |
 //! | `waybill.relay.batch.duration` | histogram | `s` | `waybill.relay.name` | one relay batch, select to delete |
 //! | `waybill.relay.shards_owned` | gauge | `{shard}` | `waybill.relay.name` | shards the relay holds a lease on (0 on every relay: nothing is relayed) |
 //! | `waybill.relay.ready` | gauge | `1` | `waybill.relay.name` | 1 while the relay is ready (database and broker reachable, lease round current), else 0 |
@@ -80,6 +81,10 @@ pub mod names {
     pub const RELAY_DEAD_ROWS: &str = "waybill.relay.dead_rows";
     /// Outbox rows published and deleted.
     pub const RELAY_PUBLISHED: &str = "waybill.relay.published";
+    /// Confirms the relay received for a row after an earlier row of its key in the same
+    /// pipelined batch failed: the backend broke its batch key-order promise, and the key's
+    /// order at consumers may be broken. Never expected; alert on any.
+    pub const RELAY_ORDER_BREACHES: &str = "waybill.relay.order_breaches";
     /// One relay batch.
     pub const RELAY_BATCH_DURATION: &str = "waybill.relay.batch.duration";
     /// Shards the relay holds a lease on.
@@ -100,7 +105,7 @@ pub mod names {
     pub const AUDIT_UNEXPECTED: &str = "waybill.audit.unexpected";
 
     /// Every name above, for dashboards and tests that cross-check them.
-    pub const ALL: [&str; 24] = [
+    pub const ALL: [&str; 25] = [
         SENT_MESSAGES,
         OPERATION_DURATION,
         CONSUMED_MESSAGES,
@@ -116,6 +121,7 @@ pub mod names {
         RELAY_OLDEST_PENDING_AGE,
         RELAY_DEAD_ROWS,
         RELAY_PUBLISHED,
+        RELAY_ORDER_BREACHES,
         RELAY_BATCH_DURATION,
         RELAY_SHARDS_OWNED,
         RELAY_READY,
@@ -185,6 +191,11 @@ pub fn describe() {
         RELAY_PUBLISHED,
         messages,
         "Outbox rows published and deleted"
+    );
+    describe_counter!(
+        RELAY_ORDER_BREACHES,
+        messages,
+        "Rows confirmed after an earlier row of their key failed in the same pipelined batch"
     );
     describe_histogram!(RELAY_BATCH_DURATION, Unit::Seconds, "One relay batch");
     describe_gauge!(

@@ -30,6 +30,22 @@ async fn per_key_order_holds_across_batches() {
 }
 
 #[tokio::test]
+async fn a_failure_mid_pipeline_resends_its_key_from_the_failed_row_in_order() {
+    support::outbox_pipeline::a_failure_mid_pipeline_resends_its_key_from_the_failed_row_in_order(
+        Db::postgres().await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_confirm_after_its_keys_failure_is_counted_as_an_order_breach() {
+    support::outbox_pipeline::a_confirm_after_its_keys_failure_is_counted_as_an_order_breach(
+        Db::postgres().await,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_dead_row_holds_its_key_until_replayed_in_key_holding_mode() {
     cases::a_dead_row_holds_its_key_until_replayed(Db::postgres().await).await;
 }

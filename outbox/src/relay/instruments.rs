@@ -15,6 +15,7 @@ pub(crate) const BACKLOG_SAMPLE_EVERY: Duration = Duration::from_secs(15);
 /// Handles registered when the relay is made: install the recorder first.
 pub(crate) struct RelayInstruments {
     published: Counter,
+    order_breaches: Counter,
     batch_duration: Histogram,
     pending: Gauge,
     oldest_pending_age: Gauge,
@@ -28,6 +29,7 @@ impl RelayInstruments {
         let labels = [(RELAY, relay.to_owned())];
         Self {
             published: counter!(names::RELAY_PUBLISHED, &labels),
+            order_breaches: counter!(names::RELAY_ORDER_BREACHES, &labels),
             batch_duration: histogram!(names::RELAY_BATCH_DURATION, &labels),
             pending: gauge!(names::RELAY_PENDING, &labels),
             oldest_pending_age: gauge!(names::RELAY_OLDEST_PENDING_AGE, &labels),
@@ -39,6 +41,10 @@ impl RelayInstruments {
 
     pub fn published(&self, rows: usize) {
         self.published.increment(rows as u64);
+    }
+
+    pub fn order_breach(&self) {
+        self.order_breaches.increment(1);
     }
 
     pub fn batch_done(&self, took: Duration) {

@@ -49,6 +49,9 @@ pub struct RelayStats {
     pub dead: u64,
     /// Batches claimed.
     pub batches: u64,
+    /// Rows confirmed although an earlier row of their key failed in the same pipelined
+    /// batch (see [`Publisher::keeps_key_order_in_batch`]); never expected.
+    pub order_breaches: u64,
 }
 
 #[derive(Default)]
@@ -58,14 +61,27 @@ struct Counters {
     destination_missing: AtomicU64,
     dead: AtomicU64,
     batches: AtomicU64,
+    order_breaches: AtomicU64,
 }
 
 /// Publishes committed outbox rows through any [`Publisher`], deleting each only after its
 /// confirm (a crash in between republishes it: at-least-once, same message id).
 ///
-/// **Order.** Rows are taken in `seq` order. Within a batch each key has one message in flight
-/// at a time and different keys go in parallel; a row is published only after the previous row
-/// of its key was confirmed. On PostgreSQL a row is taken only once every older transaction
+/// **Order.** Rows are taken in `seq` order, and different keys go in parallel. A key's rows
+/// go out in one of two ways:
+/// - **pipelined**, when the publisher keeps a key's order within one batch also across
+///   failures ([`Publisher::keeps_key_order_in_batch`]: the Kafka, RabbitMQ and RocketMQ
+///   backends and the in-memory broker do). All rows of a key in the batch are handed to one
+///   `publish_batch` call in `seq` order (up to the first row on another topic); the leading
+///   rows that were confirmed are deleted, the first failed row is parked, and the rows after
+///   it are left pending behind it, whatever their outcome, since the backend guarantees that
+///   none of them was stored without it. An ambiguous failure in the middle (a connection lost,
+///   a broker killed) therefore resends the failed row and everything after it, in order: at
+///   worst the consumer's inbox drops copies, the first copies stay in order.
+/// - **in rounds**, otherwise: one row per key in flight at a time; a row is published only
+///   after the previous row of its key was confirmed.
+///
+/// On PostgreSQL a row is taken only once every older transaction
 /// has finished (`txid < pg_snapshot_xmin`), so a slow transaction can never let a later row
 /// of a key overtake its earlier one; SQLite has one writer at a time, so `seq` is commit
 /// order there. On MySQL and MariaDB a row is taken only once every transaction that was
@@ -75,9 +91,11 @@ struct Counters {
 /// **Several relays.** Keys hash into `shard_count` shards; each relay publishes only the
 /// shards it holds a lease on, renews them every third of the lease time, takes a fair share
 /// (`ceil(shards / live relays)`) and gives back the rest, and takes over the shards of a relay
-/// that stopped renewing once their leases lapse. Because a row is only published after the
-/// previous row of its key was confirmed, a handover can at worst publish a row twice (the
-/// inbox drops the copy), never out of order.
+/// that stopped renewing once their leases lapse. Each relay sends a key's rows in `seq`
+/// order, and a later row only behind the earlier ones (after their confirm, or pipelined
+/// on an order-keeping path), so when two relays send a key during a handover each of them
+/// puts it in order and the first copies stay in order: a handover can at worst publish a
+/// row twice (the inbox drops the copy), never out of order.
 ///
 /// **Failures.** A key whose row fails is parked with backoff while other keys flow; after
 /// `max_attempts` (or a permanent failure) the row is marked dead and the key moves on —
@@ -192,6 +210,7 @@ impl Relay {
             destination_missing: self.counters.destination_missing.load(Relaxed),
             dead: self.counters.dead.load(Relaxed),
             batches: self.counters.batches.load(Relaxed),
+            order_breaches: self.counters.order_breaches.load(Relaxed),
         }
     }
 
@@ -228,9 +247,13 @@ impl Relay {
         let started = Instant::now();
         let taken = rows.len();
         let rows = self.quarantine(rows).await?;
+        let pipelined = self.publisher.keeps_key_order_in_batch();
         let mut queues = key_queues(rows);
         while !queues.is_empty() {
-            let round: Vec<OutboxRow> = queues.iter_mut().filter_map(VecDeque::pop_front).collect();
+            let round: Vec<Vec<OutboxRow>> = queues
+                .iter_mut()
+                .map(|queue| next_run(queue, pipelined))
+                .collect();
             let failed_keys = self.publish_round(round).await?;
             for (queue, failed) in queues.iter_mut().zip(failed_keys) {
                 if failed {
@@ -244,55 +267,72 @@ impl Relay {
         Ok(taken)
     }
 
-    /// Publishes one row per key, deletes the confirmed ones, parks the failed ones. Returns,
-    /// per input position, whether that key failed.
-    async fn publish_round(&self, round: Vec<OutboxRow>) -> Result<Vec<bool>, OutboxError> {
-        let mut by_topic: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, row) in round.iter().enumerate() {
-            by_topic.entry(row.topic.as_str()).or_default().push(i);
-        }
-        let publishes = by_topic.iter().map(|(topic, positions)| {
-            let messages: Vec<Message> = positions.iter().map(|i| round[*i].message()).collect();
-            async move {
-                (
-                    positions,
-                    self.publisher.publish_batch(topic, messages).await,
-                )
+    /// Publishes one run of rows per key (one topic per run, in `seq` order), deletes the
+    /// confirmed ones, parks each key's first failed row. Returns, per run, whether its key
+    /// failed.
+    ///
+    /// Within a run, the rows after a key's first failure are left as they are: they were not
+    /// sent, or with an outcome the backend does not know, and the parked row holds them back
+    /// until it is published. A confirm after a key's failure breaks the promise that made the
+    /// run longer than one row ([`Publisher::keeps_key_order_in_batch`]): the row is stored,
+    /// so it is deleted as published, and the breach is logged and counted.
+    async fn publish_round(&self, round: Vec<Vec<OutboxRow>>) -> Result<Vec<bool>, OutboxError> {
+        let mut by_topic: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
+        for (run, rows) in round.iter().enumerate() {
+            if let Some(first) = rows.first() {
+                let places = by_topic.entry(first.topic.as_str()).or_default();
+                places.extend((0..rows.len()).map(|at| (run, at)));
             }
+        }
+        let publishes = by_topic.iter().map(|(topic, places)| {
+            let messages: Vec<Message> = places
+                .iter()
+                .map(|(run, at)| round[*run][*at].message())
+                .collect();
+            async move { (places, self.publisher.publish_batch(topic, messages).await) }
         });
-        let mut outcomes: Vec<Option<Result<BrokerPosition, PublishError>>> =
-            (0..round.len()).map(|_| None).collect();
-        for (positions, results) in join_all(publishes).await {
-            for (i, result) in positions.iter().zip(results) {
-                outcomes[*i] = Some(result.map(|receipt| receipt.position));
+        let mut outcomes: Vec<Vec<Option<Result<BrokerPosition, PublishError>>>> = round
+            .iter()
+            .map(|rows| rows.iter().map(|_| None).collect())
+            .collect();
+        for (places, results) in join_all(publishes).await {
+            for ((run, at), result) in places.iter().zip(results) {
+                outcomes[*run][*at] = Some(result.map(|receipt| receipt.position));
             }
         }
         let sent_log = self.config.sent_log_retention.is_some();
         let mut confirmed = Vec::new();
         let mut failed = vec![false; round.len()];
-        for (i, outcome) in outcomes.into_iter().enumerate() {
-            match outcome {
-                Some(Ok(position)) => confirmed.push(Confirmed {
-                    seq: round[i].seq,
-                    position: if sent_log {
-                        position.to_string()
-                    } else {
-                        String::new()
-                    },
-                }),
-                Some(Err(e)) => {
-                    failed[i] = true;
-                    self.park(&round[i], &e).await?;
-                }
-                None => {
-                    // A publisher that returned fewer results than messages: treat as not sent.
-                    failed[i] = true;
-                    let e = PublishError::not_sent(
-                        round[i].topic.clone(),
-                        round[i].message(),
+        for (run, (rows, outcomes)) in round.iter().zip(outcomes).enumerate() {
+            for (row, outcome) in rows.iter().zip(outcomes) {
+                let outcome = outcome.unwrap_or_else(|| {
+                    Err(PublishError::not_sent(
+                        row.topic.clone(),
+                        row.message(),
                         "publisher returned no result for this message",
-                    );
-                    self.park(&round[i], &e).await?;
+                    ))
+                });
+                match outcome {
+                    Ok(position) => {
+                        if failed[run] {
+                            self.order_breach(row);
+                        }
+                        confirmed.push(Confirmed {
+                            seq: row.seq,
+                            position: if sent_log {
+                                position.to_string()
+                            } else {
+                                String::new()
+                            },
+                        });
+                    }
+                    Err(e) if !failed[run] => {
+                        failed[run] = true;
+                        self.park(row, &e).await?;
+                    }
+                    Err(e) => {
+                        debug!(seq = row.seq, error = %e, "outbox row left pending behind its key's failed row");
+                    }
                 }
             }
         }
@@ -304,6 +344,20 @@ impl Relay {
             self.instruments.published(confirmed.len());
         }
         Ok(failed)
+    }
+
+    /// A row confirmed after an earlier row of its key failed in the same run.
+    fn order_breach(&self, row: &OutboxRow) {
+        self.counters.order_breaches.fetch_add(1, Relaxed);
+        self.instruments.order_breach();
+        error!(
+            alert = true,
+            seq = row.seq,
+            topic = %row.topic,
+            "outbox row confirmed although an earlier row of its key failed in the same batch: \
+             the backend broke its key-order promise, and if the earlier row was not stored, \
+             consumers see this key out of order"
+        );
     }
 
     /// Marks the rows that do not decode dead, with the decode error, before anything of the
@@ -613,6 +667,20 @@ fn key_queues(rows: Vec<OutboxRow>) -> Vec<VecDeque<OutboxRow>> {
         queues[at].push_back(row);
     }
     queues
+}
+
+/// The rows of `queue` to publish next: the front row alone, or, when `pipelined`, the front
+/// row and every row after it up to the first on another topic (a key's rows on two topics go
+/// in two rounds, so that a failure on the first holds the second back).
+fn next_run(queue: &mut VecDeque<OutboxRow>, pipelined: bool) -> Vec<OutboxRow> {
+    let Some(first) = queue.pop_front() else {
+        return Vec::new();
+    };
+    let mut run = vec![first];
+    while pipelined && queue.front().is_some_and(|next| next.topic == run[0].topic) {
+        run.extend(queue.pop_front());
+    }
+    run
 }
 
 /// The backoff after `attempts` failures: `min` doubling up to `max`.

@@ -11,6 +11,7 @@ pub mod inbox_cases;
 pub mod kafka;
 pub mod outbox_cases;
 pub mod outbox_db;
+pub mod outbox_pipeline;
 pub mod postgres;
 pub mod postgres_tls;
 pub mod private_postgres;

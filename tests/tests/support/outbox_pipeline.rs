@@ -1,0 +1,207 @@
+//! The relay's pipelined path, run on every database: a key's rows of a batch go to the
+//! broker in one call, and a failure in the middle resends the key from the failed row on.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use waybill_core::{
+    BrokerError, MemoryBroker, Message, MessageId, PublishError, PublishFault, Publisher, Receipt,
+};
+use waybill_outbox::{Relay, RelayConfig};
+
+use super::outbox_cases::{drain_until, wait_until_relayed};
+use super::outbox_db::{numbered, out_of_order_keys, Db};
+
+/// 200 rows over 10 keys fit one batch.
+fn config() -> RelayConfig {
+    RelayConfig::builder()
+        .batch_size(1_000)
+        .max_attempts(5)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .lease_ttl(Duration::from_millis(900))
+        .build()
+        .unwrap()
+}
+
+/// Forwards to another publisher, its key-order promise included, counting `publish_batch`
+/// calls.
+struct CountingBatches {
+    inner: Arc<dyn Publisher>,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Publisher for CountingBatches {
+    async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        self.inner.publish(topic, message).await
+    }
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        self.calls.fetch_add(1, SeqCst);
+        self.inner.publish_batch(topic, messages).await
+    }
+    fn keeps_key_order_in_batch(&self) -> bool {
+        self.inner.keeps_key_order_in_batch()
+    }
+    async fn close(&self) -> Result<(), BrokerError> {
+        self.inner.close().await
+    }
+}
+
+/// The `seq` header of each message of `key` on `orders`, in broker order (copies included).
+fn seqs_of(broker: &MemoryBroker, key: &str) -> Vec<i64> {
+    broker
+        .messages("orders")
+        .iter()
+        .filter(|m| m.key() == Some(key))
+        .map(|m| m.headers().get("seq").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// Two confirms lost in the middle of a full pipeline: one of a message the broker did not
+/// store, one of a message it stored. Each key resends from its failed row on, in order, and
+/// every other row goes out in the same call as the rest of the batch.
+pub async fn a_failure_mid_pipeline_resends_its_key_from_the_failed_row_in_order(db: Db) {
+    let broker = MemoryBroker::new();
+    let messages = numbered(200, 10);
+    // Rows are numbered i, key k(i % 10): k3's fifth row and k5's third row.
+    let lost = messages[3 + 10 * 4].id();
+    let stored = messages[5 + 10 * 2].id();
+    let fired: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+    broker.faults().on_publish({
+        let fired = Arc::clone(&fired);
+        move |ctx| {
+            let id = ctx.message.id();
+            let fault = if id == lost {
+                PublishFault::Ambiguous { stored: false }
+            } else if id == stored {
+                PublishFault::Ambiguous { stored: true }
+            } else {
+                return None;
+            };
+            fired.lock().unwrap().insert(id).then_some(fault)
+        }
+    });
+    db.enqueue("orders", &messages, true).await;
+    let publisher = Arc::new(CountingBatches {
+        inner: Arc::new(broker.publisher()),
+        calls: AtomicUsize::new(0),
+    });
+    assert!(publisher.keeps_key_order_in_batch());
+    let relay = db.relay(publisher.clone(), config());
+    drain_until(&relay, || broker.messages("orders").len() >= 201).await;
+    wait_until_relayed(&db, Some(&relay)).await;
+
+    assert_eq!(fired.lock().unwrap().len(), 2, "both faults happened");
+    let k3: Vec<i64> = (0..20).map(|i| 3 + 10 * i).collect();
+    assert_eq!(
+        seqs_of(&broker, "k3"),
+        k3,
+        "k3: the rows after the lost one waited for it and followed it in order"
+    );
+    let mut k5: Vec<i64> = (0..20).map(|i| 5 + 10 * i).collect();
+    k5.insert(3, 25);
+    assert_eq!(
+        seqs_of(&broker, "k5"),
+        k5,
+        "k5: the stored row was sent again (a copy the inbox drops), then the rest in order"
+    );
+    let published = broker.messages("orders");
+    assert_eq!(published.len(), 201, "every row once, the stored row twice");
+    let applied: Vec<(Option<String>, i64)> = published
+        .iter()
+        .map(|m| {
+            (
+                m.key().map(str::to_owned),
+                m.headers().get("seq").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(out_of_order_keys(&applied), Vec::<String>::new());
+    let stats = relay.stats();
+    assert_eq!(stats.failed, 2, "{stats:?}");
+    assert_eq!(stats.published, 200, "{stats:?}");
+    assert_eq!(stats.order_breaches, 0, "{stats:?}");
+    let calls = publisher.calls.load(SeqCst);
+    assert!(
+        calls <= 4,
+        "{calls} publish_batch calls: a key's rows were not pipelined (one row per key at a time \
+         takes at least 20)"
+    );
+    db.drop_db().await;
+}
+
+/// Claims to keep a key's order in a batch, then reports one message of key `k1` as failed
+/// although it stored it and the key's later ones.
+struct BreaksItsPromise {
+    inner: Arc<dyn Publisher>,
+    fail: MessageId,
+    failed_once: Mutex<bool>,
+}
+
+#[async_trait]
+impl Publisher for BreaksItsPromise {
+    async fn publish(&self, topic: &str, message: Message) -> Result<Receipt, PublishError> {
+        self.inner.publish(topic, message).await
+    }
+    async fn publish_batch(
+        &self,
+        topic: &str,
+        messages: Vec<Message>,
+    ) -> Vec<Result<Receipt, PublishError>> {
+        let copies = messages.clone();
+        let results = self.inner.publish_batch(topic, messages).await;
+        let mut failed_once = self.failed_once.lock().unwrap();
+        results
+            .into_iter()
+            .zip(copies)
+            .map(|(result, message)| {
+                if message.id() == self.fail && !*failed_once {
+                    *failed_once = true;
+                    return Err(PublishError::ambiguous(topic, message, "confirm lost"));
+                }
+                result
+            })
+            .collect()
+    }
+    fn keeps_key_order_in_batch(&self) -> bool {
+        true
+    }
+    async fn close(&self) -> Result<(), BrokerError> {
+        self.inner.close().await
+    }
+}
+
+/// A backend that confirms a key's later rows after an earlier one failed breaks the promise
+/// the pipeline relies on: the relay deletes the confirmed rows (they are stored), resends the
+/// failed one, and counts each confirm after the failure as an order breach.
+pub async fn a_confirm_after_its_keys_failure_is_counted_as_an_order_breach(db: Db) {
+    let broker = MemoryBroker::new();
+    let messages = numbered(30, 3);
+    db.enqueue("orders", &messages, true).await;
+    // k1 holds rows 1, 4, 7, ..., 28: row 4 fails, rows 7 to 28 (eight) are confirmed after it.
+    let publisher = BreaksItsPromise {
+        inner: Arc::new(broker.publisher()),
+        fail: messages[4].id(),
+        failed_once: Mutex::new(false),
+    };
+    let relay: Relay = db.relay(Arc::new(publisher), config());
+    drain_until(&relay, || broker.messages("orders").len() >= 31).await;
+    wait_until_relayed(&db, Some(&relay)).await;
+    let stats = relay.stats();
+    assert_eq!(stats.order_breaches, 8, "{stats:?}");
+    assert_eq!(stats.failed, 1, "{stats:?}");
+    assert_eq!(stats.published, 30, "{stats:?}");
+    assert_eq!(
+        seqs_of(&broker, "k1"),
+        [1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 4],
+        "the failed row, stored, was sent again after its key's later rows"
+    );
+    db.drop_db().await;
+}
