@@ -44,6 +44,14 @@ async fn a_failure_mid_pipeline_resends_its_key_from_the_failed_row_in_order() {
 }
 
 #[tokio::test]
+async fn a_key_that_fails_while_its_next_batch_is_taken_keeps_its_order() {
+    support::outbox_pipeline::a_key_that_fails_while_its_next_batch_is_taken_keeps_its_order(
+        Db::sqlite().await,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_confirm_after_its_keys_failure_is_counted_as_an_order_breach() {
     support::outbox_pipeline::a_confirm_after_its_keys_failure_is_counted_as_an_order_breach(
         Db::sqlite().await,

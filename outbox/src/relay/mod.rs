@@ -3,10 +3,11 @@
 mod config;
 mod instruments;
 mod leases;
+mod overlap;
 mod running;
 mod waiting;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -231,40 +232,39 @@ impl Relay {
         if shards.is_empty() {
             return Ok(0);
         }
-        let rows = self
-            .store
-            .ready(
-                self.config.shard_count,
-                &shards,
-                self.config.batch_size,
-                self.config.dead_letter_mode == DeadLetterMode::HoldKey,
-            )
-            .await?;
-        if rows.is_empty() {
+        let batch = self.take_batch(shards, &HashSet::new()).await?;
+        if batch.taken == 0 {
             return Ok(0);
         }
         self.counters.batches.fetch_add(1, Relaxed);
         let started = Instant::now();
-        let taken = rows.len();
-        let rows = self.quarantine(rows).await?;
+        self.publish_rows(batch.rows).await?;
+        self.instruments.batch_done(started.elapsed());
+        Ok(batch.taken)
+    }
+
+    /// Publishes a batch's decoded rows key by key (pipelined or in rounds, see
+    /// [`Relay`]); returns the keys that failed, whose later rows were left pending.
+    async fn publish_rows(&self, rows: Vec<OutboxRow>) -> Result<HashSet<String>, OutboxError> {
         let pipelined = self.publisher.keeps_key_order_in_batch();
         let mut queues = key_queues(rows);
+        let mut failed_keys = HashSet::new();
         while !queues.is_empty() {
             let round: Vec<Vec<OutboxRow>> = queues
                 .iter_mut()
                 .map(|queue| next_run(queue, pipelined))
                 .collect();
-            let failed_keys = self.publish_round(round).await?;
-            for (queue, failed) in queues.iter_mut().zip(failed_keys) {
+            let failed_runs = self.publish_round(&round).await?;
+            for ((queue, run), failed) in queues.iter_mut().zip(&round).zip(failed_runs) {
                 if failed {
                     // The key is parked: its later rows wait for the failed one.
                     queue.clear();
+                    failed_keys.extend(run.first().and_then(|row| row.key.clone()));
                 }
             }
             queues.retain(|q| !q.is_empty());
         }
-        self.instruments.batch_done(started.elapsed());
-        Ok(taken)
+        Ok(failed_keys)
     }
 
     /// Publishes one run of rows per key (one topic per run, in `seq` order), deletes the
@@ -276,7 +276,7 @@ impl Relay {
     /// until it is published. A confirm after a key's failure breaks the promise that made the
     /// run longer than one row ([`Publisher::keeps_key_order_in_batch`]): the row is stored,
     /// so it is deleted as published, and the breach is logged and counted.
-    async fn publish_round(&self, round: Vec<Vec<OutboxRow>>) -> Result<Vec<bool>, OutboxError> {
+    async fn publish_round(&self, round: &[Vec<OutboxRow>]) -> Result<Vec<bool>, OutboxError> {
         let mut by_topic: BTreeMap<&str, Vec<(usize, usize)>> = BTreeMap::new();
         for (run, rows) in round.iter().enumerate() {
             if let Some(first) = rows.first() {
@@ -497,8 +497,10 @@ impl Relay {
             .await
     }
 
-    /// Relays until `shutdown` completes: batch after batch while rows are ready, then waits
-    /// for a notification (or the poll interval). Renews the shard leases meanwhile and
+    /// Relays until `shutdown` completes: batch after batch while rows are ready, each next
+    /// batch taken from the database while the previous one awaits its confirms (without
+    /// taking a row twice or letting a key overtake a row that failed), then waits for a
+    /// notification (or the poll interval). Renews the shard leases meanwhile and
     /// deletes dead rows past their retention. On shutdown the batch in flight finishes and
     /// the leases are given back, so other relays take the shards at once.
     ///
@@ -523,6 +525,8 @@ impl Relay {
         let mut failures = 0u32;
         let mut last_cleanup: Option<Instant> = None;
         let mut last_sample: Option<Instant> = None;
+        // The next batch, taken while the previous one was published.
+        let mut prefetched = None;
         loop {
             // Between batches: stop if asked (the batch in flight has finished).
             if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
@@ -532,12 +536,13 @@ impl Relay {
                 last_cleanup = Some(Instant::now());
                 self.clean_up().await;
             }
-            let idle = match self.relay_once().await {
+            let idle = match self.relay_overlapped(&mut prefetched).await {
                 Ok(n) => {
                     failures = 0;
-                    (n as i64) < self.config.batch_size
+                    (n as i64) < self.config.batch_size && prefetched.is_none()
                 }
                 Err(e) if e.is_transient() => {
+                    prefetched = None;
                     failures = failures.saturating_add(1);
                     warn!(error = %e, "relay batch failed; retrying");
                     true

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use waybill_core::PublishFault::{Ambiguous, NotSent};
 use waybill_core::{
     BrokerError, MemoryBroker, Message, MessageId, PublishError, PublishFault, Publisher, Receipt,
 };
@@ -27,10 +28,21 @@ fn config() -> RelayConfig {
 }
 
 /// Forwards to another publisher, its key-order promise included, counting `publish_batch`
-/// calls.
+/// calls and lingering `linger` before returning each batch's results.
 struct CountingBatches {
     inner: Arc<dyn Publisher>,
     calls: AtomicUsize,
+    linger: Duration,
+}
+
+impl CountingBatches {
+    fn new(inner: Arc<dyn Publisher>, linger: Duration) -> Self {
+        Self {
+            inner,
+            calls: AtomicUsize::new(0),
+            linger,
+        }
+    }
 }
 
 #[async_trait]
@@ -44,7 +56,9 @@ impl Publisher for CountingBatches {
         messages: Vec<Message>,
     ) -> Vec<Result<Receipt, PublishError>> {
         self.calls.fetch_add(1, SeqCst);
-        self.inner.publish_batch(topic, messages).await
+        let results = self.inner.publish_batch(topic, messages).await;
+        tokio::time::sleep(self.linger).await;
+        results
     }
     fn keeps_key_order_in_batch(&self) -> bool {
         self.inner.keeps_key_order_in_batch()
@@ -89,10 +103,10 @@ pub async fn a_failure_mid_pipeline_resends_its_key_from_the_failed_row_in_order
         }
     });
     db.enqueue("orders", &messages, true).await;
-    let publisher = Arc::new(CountingBatches {
-        inner: Arc::new(broker.publisher()),
-        calls: AtomicUsize::new(0),
-    });
+    let publisher = Arc::new(CountingBatches::new(
+        Arc::new(broker.publisher()),
+        Duration::ZERO,
+    ));
     assert!(publisher.keeps_key_order_in_batch());
     let relay = db.relay(publisher.clone(), config());
     drain_until(&relay, || broker.messages("orders").len() >= 201).await;
@@ -203,5 +217,82 @@ pub async fn a_confirm_after_its_keys_failure_is_counted_as_an_order_breach(db: 
         [1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 4],
         "the failed row, stored, was sent again after its key's later rows"
     );
+    db.drop_db().await;
+}
+
+/// A running relay takes its next batch while the current one awaits its confirms (each
+/// batch's confirms linger 100 ms here, so the next batch is always taken before the current
+/// one's failures are parked). A key that fails in one batch must not go on with its rows of
+/// the batch taken meanwhile: they wait behind the failed row.
+pub async fn a_key_that_fails_while_its_next_batch_is_taken_keeps_its_order(db: Db) {
+    let broker = MemoryBroker::new();
+    // 600 rows over 10 keys, batches of 50: every batch holds 5 rows of each key.
+    let messages = numbered(600, 10);
+    let faults = [
+        (messages[3 + 10 * 7].id(), Ambiguous { stored: false }),
+        (messages[7 + 10 * 31].id(), NotSent),
+        (messages[9 + 10 * 52].id(), Ambiguous { stored: false }),
+    ];
+    let fired: Arc<Mutex<HashSet<MessageId>>> = Arc::default();
+    broker.faults().on_publish({
+        let fired = Arc::clone(&fired);
+        move |ctx| {
+            let id = ctx.message.id();
+            let (_, fault) = faults.iter().find(|(faulty, _)| *faulty == id)?;
+            fired.lock().unwrap().insert(id).then_some(*fault)
+        }
+    });
+    db.enqueue("orders", &messages, true).await;
+    let publisher = Arc::new(CountingBatches::new(
+        Arc::new(broker.publisher()),
+        Duration::from_millis(100),
+    ));
+    let config = RelayConfig::builder()
+        .batch_size(50)
+        .backoff(Duration::from_millis(50), Duration::from_millis(200))
+        .lease_ttl(Duration::from_millis(900))
+        .poll_interval(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let relay = Arc::new(db.relay(publisher.clone(), config));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn({
+        let relay = Arc::clone(&relay);
+        async move {
+            relay
+                .run(async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    wait_until_relayed(&db, None).await;
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+
+    assert_eq!(fired.lock().unwrap().len(), 3, "every fault happened");
+    let published = broker.messages("orders");
+    assert_eq!(
+        published.len(),
+        600,
+        "every row once (no fault stored a row)"
+    );
+    let applied: Vec<(Option<String>, i64)> = published
+        .iter()
+        .map(|m| {
+            (
+                m.key().map(str::to_owned),
+                m.headers().get("seq").unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        out_of_order_keys(&applied),
+        Vec::<String>::new(),
+        "no key overtook its failed row"
+    );
+    let stats = relay.stats();
+    assert_eq!(stats.failed, 3, "{stats:?}");
+    assert_eq!(stats.order_breaches, 0, "{stats:?}");
     db.drop_db().await;
 }
