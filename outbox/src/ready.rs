@@ -20,6 +20,27 @@ pub(crate) struct Undecodable {
 /// One ready row: decoded, or not decodable.
 pub(crate) type ReadyRow = Result<OutboxRow, Undecodable>;
 
+/// The seq of a ready row, decoded or not.
+pub(crate) fn seq_of(row: &ReadyRow) -> i64 {
+    match row {
+        Ok(row) => row.seq,
+        Err(undecodable) => undecodable.seq,
+    }
+}
+
+/// `rows` without those whose seq is in `exclude`, at most `limit` of them: for the stores
+/// that ask for `limit` plus as many rows as are excluded, and drop the excluded ones here.
+pub(crate) fn without_excluded(rows: Vec<ReadyRow>, exclude: &[i64], limit: i64) -> Vec<ReadyRow> {
+    if exclude.is_empty() {
+        return rows;
+    }
+    let exclude: std::collections::HashSet<i64> = exclude.iter().copied().collect();
+    rows.into_iter()
+        .filter(|row| !exclude.contains(&seq_of(row)))
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .collect()
+}
+
 /// Decodes one row of the ready-rows query.
 ///
 /// # Errors

@@ -31,12 +31,15 @@ pub(crate) trait RelayStore: InspectStore {
     /// row of their key parked or not yet safe — nor dead, when `held_behind_dead`
     /// ([`DeadLetterMode::HoldKey`](waybill_core::DeadLetterMode::HoldKey)). A row that does
     /// not decode comes back as an [`Undecodable`](crate::ready::Undecodable) among the others.
+    /// Rows whose `seq` is in `exclude` (the batch in flight) are left out, and do not count
+    /// towards `limit`.
     async fn ready(
         &self,
         shard_count: i64,
         shards: &[i64],
         limit: i64,
         held_behind_dead: bool,
+        exclude: &[i64],
     ) -> Result<Vec<ReadyRow>, OutboxError>;
     /// Deletes confirmed rows; with `sent_log`, first records each in the sent log (its id,
     /// topic, key and broker position, confirmed now), both in one transaction.

@@ -10,7 +10,7 @@ use tokio::sync::OnceCell;
 use super::horizon::Horizon;
 use super::leases::LAPSED;
 use crate::error::{classify, OutboxError};
-use crate::ready::{decode_ready, ReadyRow};
+use crate::ready::{decode_ready, without_excluded, ReadyRow};
 use crate::store::{Confirmed, Failure, RelayStore};
 
 /// Ready rows, in `seq` order. Its parameters, in order: the commit-order horizon (the
@@ -74,6 +74,7 @@ impl RelayStore for MySqlStore {
         shards: &[i64],
         limit: i64,
         held_behind_dead: bool,
+        exclude: &[i64],
     ) -> Result<Vec<ReadyRow>, OutboxError> {
         self.checked
             .get_or_try_init(|| async {
@@ -91,12 +92,13 @@ impl RelayStore for MySqlStore {
             .bind(held_behind_dead)
             .bind(shard_count)
             .bind(listed.join(","))
-            .bind(limit)
+            .bind(limit.saturating_add(exclude.len() as i64))
             // Decoded as they arrive: a batch's raw rows are not all held at once.
             .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)
             .await
             .map_err(db)
+            .map(|rows| without_excluded(rows, exclude, limit))
     }
 
     async fn delete(&self, confirmed: &[Confirmed], sent_log: bool) -> Result<(), OutboxError> {

@@ -26,6 +26,7 @@ macro_rules! select_ready {
                     (EXTRACT(EPOCH FROM (now() - waiting_since)) * 1000)::bigint AS waited_ms \
              FROM waybill_outbox o \
              WHERE NOT o.dead \
+               AND o.seq <> ALL($4) \
                AND o.available_at <= now() \
                AND o.txid < pg_snapshot_xmin(pg_current_snapshot()) \
                AND (o.shard_hash % $2) = ANY($3) \
@@ -94,6 +95,7 @@ impl RelayStore for PgStore {
         shards: &[i64],
         limit: i64,
         held_behind_dead: bool,
+        exclude: &[i64],
     ) -> Result<Vec<ReadyRow>, OutboxError> {
         let statement = if held_behind_dead {
             SELECT_READY_HOLDING
@@ -104,6 +106,7 @@ impl RelayStore for PgStore {
             .bind(limit)
             .bind(shard_count)
             .bind(shards)
+            .bind(exclude)
             // Decoded as they arrive: a batch's raw rows are not all held at once.
             .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)

@@ -232,7 +232,7 @@ impl Relay {
         if shards.is_empty() {
             return Ok(0);
         }
-        let batch = self.take_batch(shards, &HashSet::new()).await?;
+        let batch = self.take_batch(shards, &[]).await?;
         if batch.taken == 0 {
             return Ok(0);
         }

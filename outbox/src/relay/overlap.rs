@@ -4,15 +4,14 @@
 //! share of a batch (select, decode) is hidden behind the broker's. Three rules keep this as
 //! safe as one batch after the other:
 //! - **No row twice.** Batch N's rows are still in the table while N+1 is selected (N is not
-//!   deleted yet): the select asks for as many more rows as N holds and drops N's.
+//!   deleted yet): the select leaves them out (on PostgreSQL in the query; SQLite and MySQL
+//!   ask for as many more rows as N holds and drop N's).
 //! - **No key overtakes its failed row.** A key whose row failed in N is parked, but N+1 may
 //!   have been selected before that: N+1's rows of the keys that failed in N are dropped
 //!   (they stay pending behind the parked row). A key whose rows in N were all confirmed goes
 //!   on in N+1 in `seq` order, because N+1 is published only once N is done.
 //! - **Shards held.** N+1 is selected for the shards held when N began; when the leases
 //!   changed by the time N+1 is due, it is dropped and selected again.
-
-use std::collections::HashSet;
 
 use tracing::debug;
 
@@ -37,31 +36,20 @@ impl Relay {
     pub(super) async fn take_batch(
         &self,
         shards: Vec<i64>,
-        in_flight: &HashSet<i64>,
+        in_flight: &[i64],
     ) -> Result<Batch, OutboxError> {
-        let limit = self.config.batch_size;
         let rows = self
             .store
             .ready(
                 self.config.shard_count,
                 &shards,
-                limit.saturating_add(in_flight.len() as i64),
+                self.config.batch_size,
                 self.config.dead_letter_mode == DeadLetterMode::HoldKey,
+                in_flight,
             )
             .await?;
-        let fresh: Vec<_> = rows
-            .into_iter()
-            .filter(|row| {
-                let seq = match row {
-                    Ok(row) => row.seq,
-                    Err(undecodable) => undecodable.seq,
-                };
-                !in_flight.contains(&seq)
-            })
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .collect();
-        let taken = fresh.len();
-        let rows = self.quarantine(fresh).await?;
+        let taken = rows.len();
+        let rows = self.quarantine(rows).await?;
         Ok(Batch {
             shards,
             rows,
@@ -82,7 +70,7 @@ impl Relay {
         }
         let batch = match prefetched.take() {
             Some(batch) if batch.shards == shards => batch,
-            _ => self.take_batch(shards.clone(), &HashSet::new()).await?,
+            _ => self.take_batch(shards.clone(), &[]).await?,
         };
         if batch.taken == 0 {
             return Ok(0);
@@ -91,7 +79,7 @@ impl Relay {
             .batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let in_flight: HashSet<i64> = batch.rows.iter().map(|row| row.seq).collect();
+        let in_flight: Vec<i64> = batch.rows.iter().map(|row| row.seq).collect();
         let taken = batch.taken;
         let (published, next) = tokio::join!(
             self.publish_rows(batch.rows),

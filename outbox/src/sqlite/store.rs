@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sqlx::SqlitePool;
 
 use crate::error::{classify, OutboxError};
-use crate::ready::{decode_ready, ReadyRow};
+use crate::ready::{decode_ready, without_excluded, ReadyRow};
 use crate::row::now_ms;
 use crate::store::{Confirmed, Failure, LeasePlan, RelayStore};
 
@@ -70,18 +70,20 @@ impl RelayStore for SqliteStore {
         shards: &[i64],
         limit: i64,
         held_behind_dead: bool,
+        exclude: &[i64],
     ) -> Result<Vec<ReadyRow>, OutboxError> {
         sqlx::query(SELECT_READY)
             .bind(now_ms())
             .bind(shard_count)
             .bind(json_list(shards))
-            .bind(limit)
+            .bind(limit.saturating_add(exclude.len() as i64))
             .bind(held_behind_dead)
             // Decoded as they arrive: a batch's raw rows are not all held at once.
             .try_map(|row| decode_ready(&row))
             .fetch_all(&self.pool)
             .await
             .map_err(db)
+            .map(|rows| without_excluded(rows, exclude, limit))
     }
 
     async fn delete(&self, confirmed: &[Confirmed], sent_log: bool) -> Result<(), OutboxError> {
