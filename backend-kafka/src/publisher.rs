@@ -354,15 +354,12 @@ impl KafkaPublisher {
                     Err(Refusal::QueueFull(reason)) => match in_queue.pop_front() {
                         // Room comes back with the batch's oldest confirm.
                         Some((earlier, sent, pending)) => {
-                            let same_key = sent.key().is_some() && sent.key() == message.key();
                             let result = self.confirmed(topic, sent, Ok(pending)).await;
-                            let failed = result.is_err();
                             refused_keys.record(&result);
                             results[earlier] = Some(result);
-                            if failed && same_key {
-                                let reason = "not handed over: an earlier message of its key in \
-                                              this batch failed, and this one must not overtake it";
-                                break Err((PublishOutcome::NotSent, reason.to_owned()));
+                            if refused_keys.holds(&message) {
+                                let reason = FailedKeys::REFUSAL.to_owned();
+                                break Err((PublishOutcome::NotSent, reason));
                             }
                         }
                         None => break Err((PublishOutcome::NotSent, reason)),

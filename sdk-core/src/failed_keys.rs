@@ -27,12 +27,20 @@ impl FailedKeys {
     /// A *not sent* [`PublishError`] carrying `message` when an earlier message of its key
     /// failed.
     pub fn admit(&self, topic: &str, message: Message) -> Result<Message, PublishError> {
-        if message.key().is_some_and(|key| self.0.contains(key)) {
-            let reason = "not handed over: an earlier message of its key in this batch failed, \
-                          and this one must not overtake it";
-            return Err(PublishError::not_sent(topic, message, reason));
+        if self.holds(&message) {
+            return Err(PublishError::not_sent(topic, message, Self::REFUSAL));
         }
         Ok(message)
+    }
+
+    /// Why [`FailedKeys::admit`] refuses a message.
+    pub const REFUSAL: &'static str = "not handed over: an earlier message of its key in this \
+                                        batch failed, and this one must not overtake it";
+
+    /// Whether an earlier message of `message`'s key failed.
+    pub fn holds(&self, message: &Message) -> bool {
+        // No hashing while nothing failed, the common case.
+        !self.0.is_empty() && message.key().is_some_and(|key| self.0.contains(key))
     }
 
     /// Records the key of a failed result; an `Ok` changes nothing.
