@@ -112,27 +112,15 @@ pub async fn relay(db: &BenchDb, publisher: Arc<dyn Publisher>, n: usize) -> Dur
         .name("bench-relay")
         .build()
         .expect("config");
-    let relay = Arc::new(Relay::postgres(db.pool.clone(), publisher, config));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();
-    let running = tokio::spawn({
-        let relay = Arc::clone(&relay);
-        async move {
-            relay
-                .run(async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
-    while relay.stats().published < n as u64 {
+    let running = Relay::postgres(db.pool.clone(), publisher, config).spawn();
+    while running.stats().published < n as u64 {
         assert!(started.elapsed() < Duration::from_secs(600), "rows missing");
         assert!(!running.is_finished(), "the relay stopped");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let took = started.elapsed();
-    let _ = stop.send(());
-    running.await.expect("relay task").expect("relay");
+    running.shutdown().await.expect("relay");
     took
 }
 

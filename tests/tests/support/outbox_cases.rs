@@ -11,7 +11,7 @@ use waybill_core::{
 };
 use waybill_outbox::{DeadFilter, Relay, RelayConfig};
 
-use super::outbox_db::{numbered, out_of_order_keys, Db};
+use super::outbox_db::{keyed_seqs, numbered, out_of_order_keys, seqs_of_key, Db};
 
 /// Small batches, 3 attempts, short backoff and leases.
 pub fn config() -> RelayConfig {
@@ -106,15 +106,7 @@ pub async fn per_key_order_holds_across_batches(db: Db) {
     drain_until(&relay, || broker.messages("orders").len() >= 1_000).await;
     let published = broker.messages("orders");
     assert_eq!(published.len(), 1_000);
-    let applied: Vec<(Option<String>, i64)> = published
-        .iter()
-        .map(|m| {
-            (
-                m.key().map(str::to_owned),
-                m.headers().get("seq").unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
+    let applied = keyed_seqs(&published);
     assert_eq!(out_of_order_keys(&applied), Vec::<String>::new());
     assert_eq!(relay.stats().published, 1_000);
     assert!(relay.stats().batches >= 10, "batches of 100");
@@ -277,14 +269,7 @@ pub async fn a_dead_row_holds_its_key_until_replayed(db: Db) {
         .build()
         .unwrap();
     let relay = db.relay(Arc::new(broker.publisher()), holding);
-    let published_seqs = |key: &str| -> Vec<i64> {
-        broker
-            .messages("orders")
-            .iter()
-            .filter(|m| m.key() == Some(key))
-            .map(|m| m.headers().get("seq").unwrap().parse().unwrap())
-            .collect()
-    };
+    let published_seqs = |key: &str| seqs_of_key(&broker.messages("orders"), key);
     drain_until(&relay, || {
         relay.stats().dead == 1 && broker.messages("orders").len() >= 21
     })
@@ -708,15 +693,7 @@ pub async fn an_undecodable_row_is_quarantined_and_the_rest_flow(db: Db) {
     let mut expected_sorted = expected.clone();
     expected_sorted.sort();
     assert_eq!(sorted, expected_sorted, "every good row published once");
-    let applied: Vec<(Option<String>, i64)> = published
-        .iter()
-        .map(|m| {
-            (
-                m.key().map(str::to_owned),
-                m.headers().get("seq").unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
+    let applied = keyed_seqs(&published);
     assert_eq!(out_of_order_keys(&applied), Vec::<String>::new());
 
     let dead = db.inspector().dead(&DeadFilter::all(), 10).await.unwrap();
@@ -796,15 +773,7 @@ pub async fn another_relay_takes_over_lapsed_shards(db: Db) {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), MESSAGES, "nothing lost");
-    let applied: Vec<(Option<String>, i64)> = published
-        .iter()
-        .map(|m| {
-            (
-                m.key().map(str::to_owned),
-                m.headers().get("seq").unwrap().parse().unwrap(),
-            )
-        })
-        .collect();
+    let applied = keyed_seqs(&published);
     assert_eq!(
         out_of_order_keys(&applied),
         Vec::<String>::new(),

@@ -569,6 +569,28 @@ pub fn numbered(n: usize, keys: usize) -> Vec<Message> {
         .collect()
 }
 
+/// Each message's key and `seq` header (as [`numbered`] writes them), in the order given.
+pub fn keyed_seqs(messages: &[Message]) -> Vec<(Option<String>, i64)> {
+    messages
+        .iter()
+        .map(|m| {
+            (
+                m.key().map(str::to_owned),
+                m.headers().get("seq").unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The `seq` headers of `key`'s messages, in the order given.
+pub fn seqs_of_key(messages: &[Message], key: &str) -> Vec<i64> {
+    keyed_seqs(messages)
+        .into_iter()
+        .filter(|(k, _)| k.as_deref() == Some(key))
+        .map(|(_, seq)| seq)
+        .collect()
+}
+
 /// Keys whose `seq` values were applied out of order.
 pub fn out_of_order_keys(applied: &[(Option<String>, i64)]) -> Vec<String> {
     let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
