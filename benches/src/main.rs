@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit|inbox] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker (serial, and with 64 handler+ack tasks at
@@ -36,6 +36,10 @@
 //!   throughput and the process's peak RSS.
 //! - `redrive`: replaying a group's dead letters (RabbitMQ queue, Kafka topic) against
 //!   publishing the same messages directly to where the replay sends them (at most 20,000).
+//! - `inbox`: the Processor writing an effect row per message on PostgreSQL (in-memory
+//!   broker): a batch handler against the single-message handler, both in transactional mode
+//!   (effects and inbox markers in one transaction), and the single-message handler against
+//!   the Processor without an inbox (at most 50,000 messages).
 //! - `audit`: the sent log against a group's inbox on PostgreSQL, 1,000,000 ids each (or
 //!   `--messages N`): time and the process's peak RSS.
 
@@ -43,6 +47,7 @@
 #![recursion_limit = "256"]
 
 mod audit_bench;
+mod inbox_bench;
 mod kafka_bench;
 mod outbox_backlog_bench;
 mod outbox_bench;
@@ -73,10 +78,10 @@ fn main() -> ExitCode {
                 }
             },
             "processor" | "rabbitmq" | "kafka" | "rocketmq" | "outbox" | "outbox-backlog"
-            | "stores" | "redrive" | "audit" => suite = arg,
+            | "stores" | "redrive" | "audit" | "inbox" => suite = arg,
             "-h" | "--help" => {
                 println!(
-                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit] [--messages N]"
+                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit|inbox] [--messages N]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         "processor" => runtime.block_on(processor_bench::run(messages)),
         "outbox" => runtime.block_on(outbox_bench::run(messages.min(200_000))),
         "stores" => runtime.block_on(store_bench::run(messages.min(50_000))),
+        "inbox" => runtime.block_on(inbox_bench::run(messages.min(50_000))),
         "outbox-backlog" => runtime.block_on(outbox_backlog_bench::run(if explicit_messages {
             messages
         } else {

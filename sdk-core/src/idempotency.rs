@@ -232,10 +232,94 @@ pub trait IdempotencyStore: Send + Sync {
     /// [`StoreError`] when the store could not answer.
     async fn reopen(&self, group: &str, id: MessageId) -> Result<bool, StoreError>;
 
+    /// Claims several messages at once: one answer per id, in order, as
+    /// [`claim`](Self::claim) would give. A store that can do it in one round trip overrides
+    /// this (the PostgreSQL inbox does); the default claims them one by one, concurrently.
+    /// The Processor calls it for the claims that wait at the same moment when it runs a
+    /// [`BatchHandler`](crate::BatchHandler).
+    ///
+    /// An id given twice is claimed once: the second answer is
+    /// [`Claim::InFlight`] when the first acquired it.
+    async fn claim_many(
+        &self,
+        group: &str,
+        ids: &[MessageId],
+        lease: Duration,
+    ) -> Vec<Result<Claim, StoreError>> {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let firsts: Vec<bool> = ids.iter().map(|id| seen.insert(*id)).collect();
+        let answers = futures_util::future::join_all(
+            ids.iter()
+                .zip(&firsts)
+                .filter(|(_, first)| **first)
+                .map(|(id, _)| self.claim(group, *id, lease)),
+        )
+        .await;
+        spread_to_repeats(ids, &firsts, answers, lease)
+    }
+
+    /// Records several outcomes at once: one answer per `(id, token, completion)`, in order,
+    /// as [`complete`](Self::complete) would give. The default records them one by one,
+    /// concurrently; a store that can do it in one round trip overrides it.
+    async fn complete_many(
+        &self,
+        group: &str,
+        outcomes: &[(MessageId, ClaimToken, Completion)],
+    ) -> Vec<Result<(), StoreError>> {
+        futures_util::future::join_all(
+            outcomes
+                .iter()
+                .map(|(id, token, completion)| self.complete(group, *id, *token, *completion)),
+        )
+        .await
+    }
+
     /// How long a finished message is remembered, when the store knows (the Processor
     /// compares it with the [`RedeliveryHorizon`](crate::RedeliveryHorizon) at build).
     /// `None` (the default) skips that check.
     fn retention(&self) -> Option<Duration> {
         None
+    }
+}
+
+/// The answers of a [`IdempotencyStore::claim_many`] that claimed only the first copy of each
+/// id (`firsts`): a repeated id gets the first copy's answer, but [`Claim::InFlight`] where
+/// the first copy acquired the claim (its holder is the first caller).
+pub fn spread_to_repeats(
+    ids: &[MessageId],
+    firsts: &[bool],
+    answers: Vec<Result<Claim, StoreError>>,
+    lease: Duration,
+) -> Vec<Result<Claim, StoreError>> {
+    let mut by_id: std::collections::HashMap<MessageId, Result<Claim, StoreError>> =
+        std::collections::HashMap::new();
+    let mut answers = answers.into_iter();
+    let mut out = Vec::with_capacity(ids.len());
+    for (id, first) in ids.iter().zip(firsts) {
+        if *first {
+            let answer = answers
+                .next()
+                .unwrap_or_else(|| Err(StoreError::new("claim", "no answer for this id")));
+            by_id.insert(*id, repeat_of(&answer, lease));
+            out.push(answer);
+        } else {
+            let repeat = by_id
+                .get(id)
+                .map(|a| repeat_of(a, lease))
+                .unwrap_or_else(|| Err(StoreError::new("claim", "no answer for this id")));
+            out.push(repeat);
+        }
+    }
+    out
+}
+
+/// What a second copy of an id gets, given the first copy's answer.
+fn repeat_of(first: &Result<Claim, StoreError>, lease: Duration) -> Result<Claim, StoreError> {
+    match first {
+        Ok(Claim::Acquired(_)) => Ok(Claim::InFlight {
+            lease_remaining: lease,
+        }),
+        Ok(other) => Ok(*other),
+        Err(e) => Err(StoreError::new("claim", e.reason.clone())),
     }
 }

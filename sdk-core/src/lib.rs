@@ -21,6 +21,7 @@
 //! This crate depends on no broker or database client; backends live in `waybill-kafka`,
 //! `waybill-rabbitmq`, `waybill-rocketmq`, and the SQL outbox and stores in `waybill-outbox`.
 
+mod batch_handler;
 mod broker_error;
 mod capabilities;
 mod config_error;
@@ -66,6 +67,7 @@ pub mod wire_time;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+pub use batch_handler::{batch_handler_fn, BatchFailures, BatchHandler, BatchHandlerFn};
 pub use broker_error::{BrokerError, FailureClass};
 pub use capabilities::Capabilities;
 pub use config_error::{validate_name, ConfigError};
@@ -76,7 +78,8 @@ pub use handler::{handler_fn, BoxError, Handler, HandlerError, HandlerFn};
 pub use headers::Headers;
 pub use health::{Health, HealthState, Outage};
 pub use idempotency::{
-    Claim, ClaimToken, Completion, HeldClaim, IdempotencyStore, StoreError, StoreErrorKind,
+    spread_to_repeats, Claim, ClaimToken, Completion, HeldClaim, IdempotencyStore, StoreError,
+    StoreErrorKind,
 };
 pub use incoming::{IncomingMessage, Origin};
 pub use key_holds::{DeadLetterMode, KeyHold, KeyHoldStore};

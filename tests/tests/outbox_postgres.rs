@@ -54,6 +54,25 @@ async fn a_confirm_after_its_keys_failure_is_counted_as_an_order_breach() {
 }
 
 #[tokio::test]
+async fn a_batch_handler_commits_each_effect_once_with_its_marker_in_key_order() {
+    support::batch_inbox::a_batch_handler_commits_each_effect_once_with_its_marker_in_key_order()
+        .await;
+}
+
+#[tokio::test]
+async fn a_failed_message_fails_alone_and_a_failed_batch_is_retried_one_by_one() {
+    support::batch_inbox::a_failed_message_fails_alone_and_a_failed_batch_is_retried_one_by_one()
+        .await;
+}
+
+#[tokio::test]
+async fn a_lapsed_claim_rolls_back_the_whole_batch_and_claims_are_answered_per_id() {
+    support::batch_inbox::a_lapsed_claim_rolls_back_the_whole_batch_and_claims_are_answered_per_id(
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_dead_row_holds_its_key_until_replayed_in_key_holding_mode() {
     cases::a_dead_row_holds_its_key_until_replayed(Db::postgres().await).await;
 }

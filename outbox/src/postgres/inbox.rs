@@ -101,15 +101,68 @@ impl PgIdempotencyStore {
         if recorded.is_some() {
             return Ok(());
         }
-        // Abort the transaction, so that even a COMMIT issued after this error rolls the
-        // effect back.
-        let _ = sqlx::query(
-            "DO $$ BEGIN RAISE EXCEPTION 'waybill: the inbox claim was taken over by another \
-             consumer; this transaction is rolled back'; END $$",
-        )
-        .execute(&mut **tx)
-        .await;
+        abort(tx).await;
         Err(OutboxError::ClaimLost(id))
+    }
+
+    /// Writes the processed markers of every message of `messages` (a
+    /// [`BatchHandler`](waybill_core::BatchHandler)'s batch) in `tx`, in one statement, for
+    /// the claims the Processor holds on them: [`mark_done_in`](Self::mark_done_in) for a
+    /// batch.
+    ///
+    /// ```no_run
+    /// # use waybill_core::IncomingMessage;
+    /// # async fn handle(pool: sqlx::PgPool, store: waybill_outbox::PgIdempotencyStore, batch: Vec<IncomingMessage>)
+    /// #     -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// let mut tx = pool.begin().await?;
+    /// for m in &batch {
+    ///     sqlx::query("UPDATE accounts SET paid = true WHERE order_id = $1")
+    ///         .bind(m.message().key())
+    ///         .execute(&mut *tx)
+    ///         .await?;
+    /// }
+    /// store.mark_all_done_in(&mut tx, &batch).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`OutboxError::ClaimLost`] naming one message whose claim lapsed and was taken over by
+    /// another consumer: the transaction is aborted (a COMMIT rolls it back), so no effect of
+    /// the batch is applied, and the batch handler fails as a whole (the Processor then
+    /// handles each message alone). [`OutboxError::NotClaimed`] when a message carries no
+    /// claim (nothing is written). Any other database error; the transaction is then aborted.
+    pub async fn mark_all_done_in(
+        &self,
+        tx: &mut Transaction<'_, Postgres>,
+        messages: &[IncomingMessage],
+    ) -> Result<(), OutboxError> {
+        let mut claims = Vec::with_capacity(messages.len());
+        for message in messages {
+            let id = message.message().id();
+            claims.push(message.claim().ok_or(OutboxError::NotClaimed(id))?);
+        }
+        let mut groups: Vec<&str> = claims.iter().map(|c| c.group()).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in groups {
+            let outcomes = claims
+                .iter()
+                .filter(|c| c.group() == group)
+                .map(|c| (c.id(), c.token(), Completion::Handled));
+            let recorded =
+                super::inbox_batch::finish_many(&mut **tx, group, self.retention, outcomes.clone())
+                    .await
+                    .map_err(|e| classify(e, None))?;
+            if let Some((lost, _, _)) = outcomes
+                .clone()
+                .find(|(id, _, _)| !recorded.contains(id.as_uuid()))
+            {
+                abort(tx).await;
+                return Err(OutboxError::ClaimLost(lost));
+            }
+        }
+        Ok(())
     }
 
     /// Deletes lapsed leases and markers past their retention; returns how many.
@@ -145,6 +198,16 @@ impl PgIdempotencyStore {
             async move { store.purge_expired().await }
         })
     }
+}
+
+/// Aborts `tx`, so that even a COMMIT issued after a refused marker rolls the effect back.
+async fn abort(tx: &mut Transaction<'_, Postgres>) {
+    let _ = sqlx::query(
+        "DO $$ BEGIN RAISE EXCEPTION 'waybill: the inbox claim was taken over by another \
+         consumer; this transaction is rolled back'; END $$",
+    )
+    .execute(&mut **tx)
+    .await;
 }
 
 pub(super) fn store_error(operation: &'static str, error: sqlx::Error) -> StoreError {
@@ -208,6 +271,23 @@ impl IdempotencyStore for PgIdempotencyStore {
                 lease_remaining: Duration::from_secs_f64(row.get::<f64, _>("left_s")),
             },
         })
+    }
+
+    async fn claim_many(
+        &self,
+        group: &str,
+        ids: &[MessageId],
+        lease: Duration,
+    ) -> Vec<Result<Claim, StoreError>> {
+        super::inbox_batch::claim_many(&self.pool, group, ids, lease).await
+    }
+
+    async fn complete_many(
+        &self,
+        group: &str,
+        outcomes: &[(MessageId, ClaimToken, Completion)],
+    ) -> Vec<Result<(), StoreError>> {
+        super::inbox_batch::complete_many(&self.pool, group, self.retention, outcomes).await
     }
 
     async fn renew(

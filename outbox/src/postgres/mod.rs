@@ -1,6 +1,7 @@
 //! PostgreSQL: migrations, the outbox writer, the relay's store and the inbox.
 
 mod inbox;
+mod inbox_batch;
 mod inspect;
 mod key_holds;
 mod outbox;

@@ -41,6 +41,8 @@ pub struct ProcessorConfig {
     pub(crate) dedupe_window_check: DedupeWindowCheck,
     /// The sources of late copies the application named; the retry policy is added at build.
     pub(crate) late_copies: RedeliveryHorizon,
+    pub(crate) max_batch: usize,
+    pub(crate) batch_window: Duration,
 }
 
 impl ProcessorConfig {
@@ -57,6 +59,16 @@ impl ProcessorConfig {
     /// The ordering mode.
     pub fn ordering(&self) -> Ordering {
         self.ordering
+    }
+
+    /// Messages per call of a [`BatchHandler`](crate::BatchHandler), at most.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// How long a batch waits for more messages after its first.
+    pub fn batch_window(&self) -> Duration {
+        self.batch_window
     }
 
     /// What a dead letter does to the later messages of its key.
@@ -91,6 +103,8 @@ impl std::fmt::Debug for ProcessorConfig {
             .field("drain_timeout", &self.drain_timeout)
             .field("redelivery_hold", &self.redelivery_hold)
             .field("dead_letter_mode", &self.dead_letter_mode)
+            .field("max_batch", &self.max_batch)
+            .field("batch_window", &self.batch_window)
             .finish()
     }
 }
@@ -137,6 +151,8 @@ impl ProcessorBuilder {
                 key_holds: None,
                 dedupe_window_check: DedupeWindowCheck::Warn,
                 late_copies: RedeliveryHorizon::default(),
+                max_batch: 64,
+                batch_window: Duration::ZERO,
             },
             max_buffered: None,
         }
@@ -158,6 +174,25 @@ impl ProcessorBuilder {
     /// The ordering mode (default [`Ordering::PerKey`]).
     pub fn ordering(mut self, ordering: Ordering) -> Self {
         self.config.ordering = ordering;
+        self
+    }
+
+    /// Messages per call of a [`BatchHandler`](crate::BatchHandler), at most (default 64;
+    /// only for [`Processor::start_batch`](crate::Processor::start_batch)). A batch never holds
+    /// more than [`concurrency`](Self::concurrency) messages, because each of its messages
+    /// holds a handler slot: give a concurrency of two to four batches, so that the next batch
+    /// is gathered while one commits (batches run at once up to concurrency / `max_batch`).
+    pub fn max_batch(mut self, n: usize) -> Self {
+        self.config.max_batch = n;
+        self
+    }
+
+    /// How long a batch waits for more messages after its first (default zero: a batch takes
+    /// the messages ready at that moment, and those that arrive while earlier batches run
+    /// make the next one larger). A longer window makes batches larger under light load, at
+    /// that much more latency.
+    pub fn batch_window(mut self, window: Duration) -> Self {
+        self.config.batch_window = window;
         self
     }
 
@@ -323,6 +358,7 @@ impl ProcessorBuilder {
     /// store nor [`at_least_once_effects`](Self::at_least_once_effects)), `concurrency`
     /// (zero), `max_buffered` (below concurrency), `claim_lease` or `drain_timeout` (zero),
     /// `degraded_failure_ratio` (not above 0 and at most 1), `lag_interval` (zero),
+    /// `max_batch` (zero),
     /// `dead_letter_mode` ([`DeadLetterMode::HoldKey`] without a
     /// [`key_holds`](Self::key_holds) store, or with [`Ordering::Unordered`]), and
     /// `idempotency` again under [`DedupeWindowCheck::Refuse`] when the store's retention is
@@ -353,6 +389,9 @@ impl ProcessorBuilder {
                     config.max_buffered, config.concurrency
                 ),
             ));
+        }
+        if config.max_batch == 0 {
+            return Err(ConfigError::new("max_batch", "must be at least 1"));
         }
         if config.claim_lease.is_zero() {
             return Err(ConfigError::new("claim_lease", "must be greater than zero"));

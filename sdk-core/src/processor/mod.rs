@@ -1,6 +1,9 @@
 //! The consumer runtime: receive → claim → handle → classify → ack | retry | dead-letter.
 
+mod batching;
 mod claims;
+mod coalesced_store;
+mod coalescer;
 mod config;
 mod counters;
 mod handler_run;

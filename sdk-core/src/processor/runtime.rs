@@ -6,12 +6,15 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use super::batching::BatchingHandler;
+use super::coalesced_store::CoalescedStore;
 use super::config::{Ordering, ProcessorBuilder, ProcessorConfig};
 use super::counters::{Counters, CountersSnapshot, Event};
 use super::health_watch::HealthWatch;
 use super::key_scheduler::{spawn_single, KeyScheduler};
 use super::parked::ParkedSettlements;
 use super::pipeline::Shared;
+use crate::batch_handler::BatchHandler;
 use crate::broker_error::BrokerError;
 use crate::handler::Handler;
 use crate::health::Health;
@@ -116,6 +119,74 @@ impl Processor {
         S: Subscriber + 'static,
         H: Handler,
     {
+        self.start_with(subscriber, Arc::new(handler))
+    }
+
+    /// Starts consuming `subscriber` with a [`BatchHandler`], on the current tokio runtime.
+    ///
+    /// Every message goes through the same steps as with [`start`](Self::start) (claim,
+    /// handle, classify, settle, retry, dead letter, key order), one message at a time; only
+    /// the handler call is shared: the messages whose claims are taken at the same moment
+    /// (up to [`max_batch`](crate::ProcessorBuilder::max_batch)) are handed to the handler
+    /// together. The claims and the completions that the messages' tasks ask the idempotency
+    /// store for at the same moment are sent to it together as well
+    /// ([`IdempotencyStore::claim_many`](crate::IdempotencyStore::claim_many),
+    /// [`complete_many`](crate::IdempotencyStore::complete_many)). See [`BatchHandler`] for
+    /// what a batch holds and how its failures are settled.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use waybill_core::{batch_handler_fn, BatchFailures, InMemoryIdempotencyStore, IncomingMessage,
+    ///     MemoryBroker, Message, Processor, Publisher};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let broker = MemoryBroker::new();
+    /// let subscriber = broker.subscriber("orders", "billing").unwrap();
+    /// for i in 0..10 {
+    ///     let message = Message::new("paid").with_key(format!("order-{i}"));
+    ///     broker.publisher().publish("orders", message).await.unwrap();
+    /// }
+    /// let running = Processor::builder("billing")
+    ///     .idempotency(Arc::new(InMemoryIdempotencyStore::default()))
+    ///     .max_batch(16)
+    ///     .build()
+    ///     .unwrap()
+    ///     .start_batch(subscriber, batch_handler_fn(|batch: Vec<IncomingMessage>| async move {
+    ///         // one transaction: the effects of `batch`, and their markers
+    ///         assert!(!batch.is_empty());
+    ///         Ok(BatchFailures::none())
+    ///     }));
+    /// while running.counters().handled < 10 {
+    ///     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    /// }
+    /// assert_eq!(running.shutdown().await.unwrap().handled, 10);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn start_batch<S, B>(mut self, subscriber: S, handler: B) -> RunningProcessor
+    where
+        S: Subscriber + 'static,
+        B: BatchHandler,
+    {
+        let max = self.config.max_batch.min(self.config.concurrency);
+        let rounds = (self.config.concurrency / max).max(1);
+        if let Some(store) = self.config.idempotency.take() {
+            let group = Arc::from(self.config.group.as_str());
+            let coalesced = CoalescedStore::spawn(store, group, self.config.claim_lease, max);
+            self.config.idempotency = Some(Arc::new(coalesced));
+        }
+        let handler =
+            BatchingHandler::spawn(Arc::new(handler), max, self.config.batch_window, rounds);
+        self.start_with(subscriber, Arc::new(handler))
+    }
+
+    fn start_with<S>(self, subscriber: S, handler: Arc<dyn Handler>) -> RunningProcessor
+    where
+        S: Subscriber + 'static,
+    {
         let (stop, stopping) = watch::channel(false);
         let lag_probe = subscriber.lag_probe();
         if let Some(probe) = &lag_probe {
@@ -135,7 +206,7 @@ impl Processor {
         let shared = Arc::new(Shared {
             group: Arc::from(self.config.group.as_str()),
             config: self.config,
-            handler: Arc::new(handler),
+            handler,
             counters: Arc::clone(&counters),
             stopping,
             running,

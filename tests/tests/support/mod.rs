@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod batch_inbox;
 pub mod captured_log;
 pub mod destination_wait;
 pub mod effects;

@@ -38,8 +38,12 @@
 //! - a completion is kept over a late release, and completing twice with the same token is fine;
 //! - a dead-lettered message stays dead until reopened, and reopen touches nothing else;
 //! - finished entries are forgotten after the retention (TTL expiry);
-//! - of many concurrent claimers of one message, exactly one wins.
+//! - of many concurrent claimers of one message, exactly one wins;
+//! - `claim_many` and `complete_many` answer each message as `claim` and `complete` would
+//!   (a repeated id in one call waits behind its first copy; a lapsed holder's completion is
+//!   refused while the others are recorded).
 
+mod cases_batches;
 mod cases_claims;
 mod cases_fencing;
 mod cases_outcomes;
@@ -106,6 +110,7 @@ fn cases() -> Vec<Case> {
     all.extend(cases_claims::cases());
     all.extend(cases_fencing::cases());
     all.extend(cases_outcomes::cases());
+    all.extend(cases_batches::cases());
     all
 }
 
