@@ -235,8 +235,8 @@ pub trait IdempotencyStore: Send + Sync {
     /// Claims several messages at once: one answer per id, in order, as
     /// [`claim`](Self::claim) would give. A store that can do it in one round trip overrides
     /// this (the PostgreSQL inbox does); the default claims them one by one, concurrently.
-    /// The Processor calls it for the claims that wait at the same moment when it runs a
-    /// [`BatchHandler`](crate::BatchHandler).
+    /// The Processor calls it for the claims that wait at the same moment when the store
+    /// [`answers_many_at_once`](Self::answers_many_at_once).
     ///
     /// An id given twice is claimed once: the second answer is
     /// [`Claim::InFlight`] when the first acquired it.
@@ -256,6 +256,14 @@ pub trait IdempotencyStore: Send + Sync {
         )
         .await;
         spread_to_repeats(ids, &firsts, answers, lease)
+    }
+
+    /// Whether [`claim_many`](Self::claim_many) and [`complete_many`](Self::complete_many)
+    /// answer a whole call in one round trip (default `false`). The Processor then sends the
+    /// claims and completions its messages ask for at the same moment together; for a store
+    /// that answers them one by one anyway that would only add a hop.
+    fn answers_many_at_once(&self) -> bool {
+        false
     }
 
     /// Records several outcomes at once: one answer per `(id, token, completion)`, in order,

@@ -273,6 +273,10 @@ impl IdempotencyStore for PgIdempotencyStore {
         })
     }
 
+    fn answers_many_at_once(&self) -> bool {
+        true
+    }
+
     async fn claim_many(
         &self,
         group: &str,

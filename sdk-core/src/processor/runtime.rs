@@ -112,6 +112,11 @@ impl Processor {
 
     /// Starts consuming `subscriber` with `handler` on the current tokio runtime.
     ///
+    /// With a store that [answers many at once](crate::IdempotencyStore::answers_many_at_once)
+    /// (the PostgreSQL inbox), the claims and completions that the messages' tasks ask for at
+    /// the same moment go to the store together, one round trip for all of them; an idle
+    /// processor waits for nobody.
+    ///
     /// # Panics
     /// When called outside a tokio runtime.
     pub fn start<S, H>(self, subscriber: S, handler: H) -> RunningProcessor
@@ -128,10 +133,10 @@ impl Processor {
     /// handle, classify, settle, retry, dead letter, key order), one message at a time; only
     /// the handler call is shared: the messages whose claims are taken at the same moment
     /// (up to [`max_batch`](crate::ProcessorBuilder::max_batch)) are handed to the handler
-    /// together. The claims and the completions that the messages' tasks ask the idempotency
-    /// store for at the same moment are sent to it together as well
-    /// ([`IdempotencyStore::claim_many`](crate::IdempotencyStore::claim_many),
-    /// [`complete_many`](crate::IdempotencyStore::complete_many)). See [`BatchHandler`] for
+    /// together. (With a store that
+    /// [answers many at once](crate::IdempotencyStore::answers_many_at_once), such as the
+    /// PostgreSQL inbox, every processor sends the claims and completions its messages ask for
+    /// at the same moment together as well, batch handler or not.) See [`BatchHandler`] for
     /// what a batch holds and how its failures are settled.
     ///
     /// ```
@@ -166,27 +171,36 @@ impl Processor {
     ///
     /// # Panics
     /// When called outside a tokio runtime.
-    pub fn start_batch<S, B>(mut self, subscriber: S, handler: B) -> RunningProcessor
+    pub fn start_batch<S, B>(self, subscriber: S, handler: B) -> RunningProcessor
     where
         S: Subscriber + 'static,
         B: BatchHandler,
     {
         let max = self.config.max_batch.min(self.config.concurrency);
         let rounds = (self.config.concurrency / max).max(1);
-        if let Some(store) = self.config.idempotency.take() {
-            let group = Arc::from(self.config.group.as_str());
-            let coalesced = CoalescedStore::spawn(store, group, self.config.claim_lease, max);
-            self.config.idempotency = Some(Arc::new(coalesced));
-        }
         let handler =
             BatchingHandler::spawn(Arc::new(handler), max, self.config.batch_window, rounds);
         self.start_with(subscriber, Arc::new(handler))
     }
 
-    fn start_with<S>(self, subscriber: S, handler: Arc<dyn Handler>) -> RunningProcessor
+    fn start_with<S>(mut self, subscriber: S, handler: Arc<dyn Handler>) -> RunningProcessor
     where
         S: Subscriber + 'static,
     {
+        if let Some(store) = self.config.idempotency.take() {
+            self.config.idempotency = Some(if store.answers_many_at_once() {
+                let group = Arc::from(self.config.group.as_str());
+                let max = self.config.concurrency;
+                Arc::new(CoalescedStore::spawn(
+                    store,
+                    group,
+                    self.config.claim_lease,
+                    max,
+                ))
+            } else {
+                store
+            });
+        }
         let (stop, stopping) = watch::channel(false);
         let lag_probe = subscriber.lag_probe();
         if let Some(probe) = &lag_probe {
