@@ -18,14 +18,14 @@ use std::time::{Duration, Instant};
 use sqlx::PgPool;
 use uuid::Uuid;
 use waybill_core::{
-    batch_handler_fn, handler_fn, BatchFailures, IncomingMessage, MemoryBroker, Message, Processor,
-    ProcessorBuilder, Publisher, RunningProcessor,
+    batch_handler_fn, handler_fn, BatchFailures, IncomingMessage, Processor, ProcessorBuilder,
+    RunningProcessor,
 };
 use waybill_outbox::PgIdempotencyStore;
 
 use crate::outbox_bench::BenchDb;
+use crate::processor_bench::{filled_broker, KEYS};
 
-const KEYS: usize = 1_000;
 const SLOTS: usize = 128;
 const MAX_BATCH: usize = 64;
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
@@ -45,20 +45,6 @@ impl Scenario {
             Self::Batch => "batch handler (<=64), transactional inbox",
         }
     }
-}
-
-async fn filled_broker(n: usize) -> MemoryBroker {
-    let broker = MemoryBroker::new();
-    broker.create_topic("bench").expect("valid topic");
-    let publisher = broker.publisher();
-    for i in 0..n {
-        let m = Message::new(i.to_string()).with_key(format!("k{}", i % KEYS));
-        publisher
-            .publish("bench", m)
-            .await
-            .expect("in-memory publish");
-    }
-    broker
 }
 
 /// The effect of one message, as a row.

@@ -8,10 +8,10 @@ use waybill_core::{
     Processor, Publisher, Subscriber,
 };
 
-const KEYS: usize = 1_000;
+pub(crate) const KEYS: usize = 1_000;
 
 /// Fills a fresh topic with `n` messages over `KEYS` keys.
-async fn filled_broker(n: usize) -> MemoryBroker {
+pub(crate) async fn filled_broker(n: usize) -> MemoryBroker {
     let broker = MemoryBroker::new();
     broker.create_topic("bench").expect("valid topic");
     let publisher = broker.publisher();

@@ -150,6 +150,18 @@ impl StoreError {
         self
     }
 
+    /// The same failure (operation, kind and reason) without its source, which cannot be
+    /// cloned: for an answer that stands for several messages, such as one statement's error
+    /// for every message of a [`IdempotencyStore::claim_many`].
+    pub fn copy(&self) -> Self {
+        Self {
+            operation: self.operation,
+            kind: self.kind,
+            reason: self.reason.clone(),
+            source: None,
+        }
+    }
+
     /// The failed operation.
     pub fn operation(&self) -> &'static str {
         self.operation
@@ -246,16 +258,15 @@ pub trait IdempotencyStore: Send + Sync {
         ids: &[MessageId],
         lease: Duration,
     ) -> Vec<Result<Claim, StoreError>> {
-        let mut seen = std::collections::HashSet::with_capacity(ids.len());
-        let firsts: Vec<bool> = ids.iter().map(|id| seen.insert(*id)).collect();
+        let copies = FirstCopies::of(ids);
         let answers = futures_util::future::join_all(
-            ids.iter()
-                .zip(&firsts)
-                .filter(|(_, first)| **first)
-                .map(|(id, _)| self.claim(group, *id, lease)),
+            copies
+                .unique()
+                .iter()
+                .map(|id| self.claim(group, *id, lease)),
         )
         .await;
-        spread_to_repeats(ids, &firsts, answers, lease)
+        copies.spread(answers, lease)
     }
 
     /// Whether [`claim_many`](Self::claim_many) and [`complete_many`](Self::complete_many)
@@ -290,35 +301,66 @@ pub trait IdempotencyStore: Send + Sync {
     }
 }
 
-/// The answers of a [`IdempotencyStore::claim_many`] that claimed only the first copy of each
-/// id (`firsts`): a repeated id gets the first copy's answer, but [`Claim::InFlight`] where
-/// the first copy acquired the claim (its holder is the first caller).
-pub fn spread_to_repeats(
-    ids: &[MessageId],
-    firsts: &[bool],
-    answers: Vec<Result<Claim, StoreError>>,
-    lease: Duration,
-) -> Vec<Result<Claim, StoreError>> {
-    let mut by_id: std::collections::HashMap<MessageId, Result<Claim, StoreError>> =
-        std::collections::HashMap::new();
-    let mut answers = answers.into_iter();
-    let mut out = Vec::with_capacity(ids.len());
-    for (id, first) in ids.iter().zip(firsts) {
-        if *first {
-            let answer = answers
-                .next()
-                .unwrap_or_else(|| Err(StoreError::new("claim", "no answer for this id")));
-            by_id.insert(*id, repeat_of(&answer, lease));
-            out.push(answer);
-        } else {
-            let repeat = by_id
-                .get(id)
-                .map(|a| repeat_of(a, lease))
-                .unwrap_or_else(|| Err(StoreError::new("claim", "no answer for this id")));
-            out.push(repeat);
+/// The ids of a [`IdempotencyStore::claim_many`] call, each claimed once: a store claims
+/// [`unique`](Self::unique) and hands the answers to [`spread`](Self::spread), which gives a
+/// repeated id its first copy's answer, but [`Claim::InFlight`] where the first copy acquired
+/// the claim (its holder is the first copy's caller).
+#[derive(Debug)]
+pub struct FirstCopies {
+    ids: Vec<MessageId>,
+    firsts: Vec<bool>,
+    unique: Vec<MessageId>,
+}
+
+impl FirstCopies {
+    /// The first copies of `ids`, in order.
+    pub fn of(ids: &[MessageId]) -> Self {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let firsts: Vec<bool> = ids.iter().map(|id| seen.insert(*id)).collect();
+        let unique = ids
+            .iter()
+            .zip(&firsts)
+            .filter(|(_, first)| **first)
+            .map(|(id, _)| *id)
+            .collect();
+        Self {
+            ids: ids.to_vec(),
+            firsts,
+            unique,
         }
     }
-    out
+
+    /// Each id once, in the order of its first copy.
+    pub fn unique(&self) -> &[MessageId] {
+        &self.unique
+    }
+
+    /// One answer per id of the call, from `answers` (one per [`unique`](Self::unique) id,
+    /// in order); a missing answer is an error.
+    pub fn spread(
+        &self,
+        answers: Vec<Result<Claim, StoreError>>,
+        lease: Duration,
+    ) -> Vec<Result<Claim, StoreError>> {
+        let unanswered = || StoreError::new("claim", "no answer for this id");
+        let mut by_id = std::collections::HashMap::with_capacity(self.unique.len());
+        let mut answers = answers.into_iter();
+        let mut out = Vec::with_capacity(self.ids.len());
+        for (id, first) in self.ids.iter().zip(&self.firsts) {
+            let answer = if *first {
+                let answer = answers.next().unwrap_or_else(|| Err(unanswered()));
+                by_id.insert(*id, repeat_of(&answer, lease));
+                answer
+            } else {
+                by_id
+                    .get(id)
+                    .map(|a| repeat_of(a, lease))
+                    .unwrap_or_else(|| Err(unanswered()))
+            };
+            out.push(answer);
+        }
+        out
+    }
 }
 
 /// What a second copy of an id gets, given the first copy's answer.
@@ -328,6 +370,6 @@ fn repeat_of(first: &Result<Claim, StoreError>, lease: Duration) -> Result<Claim
             lease_remaining: lease,
         }),
         Ok(other) => Ok(*other),
-        Err(e) => Err(StoreError::new("claim", e.reason.clone())),
+        Err(e) => Err(e.copy()),
     }
 }

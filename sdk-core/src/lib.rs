@@ -78,7 +78,7 @@ pub use handler::{handler_fn, BoxError, Handler, HandlerError, HandlerFn};
 pub use headers::Headers;
 pub use health::{Health, HealthState, Outage};
 pub use idempotency::{
-    spread_to_repeats, Claim, ClaimToken, Completion, HeldClaim, IdempotencyStore, StoreError,
+    Claim, ClaimToken, Completion, FirstCopies, HeldClaim, IdempotencyStore, StoreError,
     StoreErrorKind,
 };
 pub use incoming::{IncomingMessage, Origin};

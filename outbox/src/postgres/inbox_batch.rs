@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sqlx::{PgExecutor, PgPool, Row};
 use uuid::Uuid;
-use waybill_core::{spread_to_repeats, Claim, ClaimToken, Completion, MessageId, StoreError};
+use waybill_core::{Claim, ClaimToken, Completion, FirstCopies, MessageId, StoreError};
 
 use super::inbox::store_error;
 
@@ -45,22 +45,12 @@ pub(super) async fn claim_many(
     ids: &[MessageId],
     lease: Duration,
 ) -> Vec<Result<Claim, StoreError>> {
-    let mut seen = HashSet::with_capacity(ids.len());
-    let firsts: Vec<bool> = ids.iter().map(|id| seen.insert(*id)).collect();
-    let unique: Vec<MessageId> = ids
-        .iter()
-        .zip(&firsts)
-        .filter(|(_, first)| **first)
-        .map(|(id, _)| *id)
-        .collect();
-    let answers = match claim_unique(pool, group, &unique, lease).await {
+    let copies = FirstCopies::of(ids);
+    let answers = match claim_unique(pool, group, copies.unique(), lease).await {
         Ok(answers) => answers.into_iter().map(Ok).collect(),
-        Err(e) => unique
-            .iter()
-            .map(|_| Err(StoreError::new("claim", e.to_string())))
-            .collect(),
+        Err(e) => copies.unique().iter().map(|_| Err(e.copy())).collect(),
     };
-    spread_to_repeats(ids, &firsts, answers, lease)
+    copies.spread(answers, lease)
 }
 
 async fn claim_unique(
@@ -142,7 +132,7 @@ pub(super) async fn complete_many(
         .map(|(id, _, _)| match &finished {
             Ok(recorded) if recorded.contains(id.as_uuid()) => Ok(()),
             Ok(_) => Err(StoreError::not_holder("complete")),
-            Err(e) => Err(StoreError::new("complete", e.to_string())),
+            Err(e) => Err(e.copy()),
         })
         .collect()
 }

@@ -1,7 +1,8 @@
 //! Batch handlers over the PostgreSQL inbox in transactional mode: each batch writes its
 //! effects and their inbox markers in one transaction (`mark_all_done_in`), and the Processor
 //! claims and completes the batch's messages in shared statements (`claim_many`,
-//! `complete_many`). The broker is the in-memory one: what is under test is the database.
+//! `complete_many`). The broker is the in-memory one: what is under test is the database, with
+//! the `effects` table of the consumer-fault tests.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,27 +15,13 @@ use waybill_core::{
 };
 use waybill_outbox::{OutboxError, PgIdempotencyStore};
 
-use super::postgres::TestDb;
+use super::effects::EffectsDb;
 
 const RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 /// Header naming how the handler treats a message: `fail` (named as failed, permanently) or
 /// `poison` (the whole batch fails while it is in it; alone, it fails permanently).
 const HOW: &str = "batch-test";
-
-/// A database with the inbox and an `effects` table without uniqueness on the message id, so
-/// that an effect applied twice shows as two rows.
-async fn effects_db() -> TestDb {
-    let db = TestDb::migrated().await;
-    sqlx::query(
-        "CREATE TABLE effects (n bigserial PRIMARY KEY, message_id uuid NOT NULL, \
-         key text NOT NULL, seq bigint NOT NULL)",
-    )
-    .execute(&db.pool)
-    .await
-    .expect("create effects");
-    db
-}
 
 /// The batch handler under test: one transaction per batch with every effect and the batch's
 /// markers; it records the size of each batch it commits.
@@ -61,12 +48,15 @@ fn effects_handler(
             let mut tx = pool.begin().await?;
             for m in &done {
                 let seq: i64 = std::str::from_utf8(m.message().payload())?.parse()?;
-                sqlx::query("INSERT INTO effects (message_id, key, seq) VALUES ($1, $2, $3)")
-                    .bind(m.message().id().as_uuid())
-                    .bind(m.message().key().unwrap_or_default())
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO effects (message_id, key, seq, consumer) \
+                     VALUES ($1, $2, $3, 'batch')",
+                )
+                .bind(m.message().id().as_uuid())
+                .bind(m.message().key().unwrap_or_default())
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
             }
             store.mark_all_done_in(&mut tx, &done).await?;
             tx.commit().await?;
@@ -95,7 +85,7 @@ async fn publish_all(broker: &MemoryBroker, messages: Vec<Message>) {
 
 fn start(
     broker: &MemoryBroker,
-    db: &TestDb,
+    db: &EffectsDb,
     store: &PgIdempotencyStore,
     sizes: &Arc<Mutex<Vec<usize>>>,
 ) -> RunningProcessor {
@@ -115,7 +105,7 @@ fn start(
         .expect("valid config")
         .start_batch(
             subscriber,
-            effects_handler(db.pool.clone(), store.clone(), Arc::clone(sizes)),
+            effects_handler(db.pool().clone(), store.clone(), Arc::clone(sizes)),
         )
 }
 
@@ -134,27 +124,9 @@ async fn until_settled(running: &RunningProcessor, n: u64) {
     }
 }
 
-async fn scalar(pool: &PgPool, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(pool)
-        .await
-        .expect("count")
-}
-
-/// Keys whose effects were not written in ascending `seq` order.
-async fn keys_out_of_order(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
-        "SELECT key FROM (SELECT key, seq < lag(seq) OVER (PARTITION BY key ORDER BY n) AS back \
-         FROM effects) e WHERE back GROUP BY key ORDER BY key",
-    )
-    .fetch_all(pool)
-    .await
-    .expect("order query")
-}
-
 pub async fn a_batch_handler_commits_each_effect_once_with_its_marker_in_key_order() {
-    let db = effects_db().await;
-    let store = PgIdempotencyStore::new(db.pool.clone(), RETENTION);
+    let db = EffectsDb::create().await;
+    let store = PgIdempotencyStore::new(db.pool().clone(), RETENTION);
     let broker = MemoryBroker::new();
     let n = 3_000;
     publish_all(&broker, keyed(n, 200)).await;
@@ -176,20 +148,20 @@ pub async fn a_batch_handler_commits_each_effect_once_with_its_marker_in_key_ord
         totals.duplicates_skipped, 2,
         "the two copies skipped: {totals:?}"
     );
-    let effects = scalar(&db.pool, "SELECT count(*) FROM effects").await;
-    let distinct = scalar(&db.pool, "SELECT count(DISTINCT message_id) FROM effects").await;
+    let effects = db.count().await;
+    let distinct = db
+        .scalar("SELECT count(DISTINCT message_id) FROM effects")
+        .await;
     assert_eq!(
         (effects, distinct),
         (n as i64 + 1, n as i64 + 1),
         "each effect once"
     );
-    let markers = scalar(
-        &db.pool,
-        "SELECT count(*) FROM waybill_inbox WHERE done AND NOT dead",
-    )
-    .await;
+    let markers = db
+        .scalar("SELECT count(*) FROM waybill_inbox WHERE done AND NOT dead")
+        .await;
     assert_eq!(markers, n as i64 + 1, "a marker per effect");
-    assert_eq!(keys_out_of_order(&db.pool).await, Vec::<String>::new());
+    assert_eq!(db.keys_out_of_order_from(0).await, Vec::<String>::new());
     let sizes = sizes.lock().unwrap().clone();
     let largest = sizes.iter().copied().max().unwrap_or(0);
     assert!(
@@ -202,8 +174,8 @@ pub async fn a_batch_handler_commits_each_effect_once_with_its_marker_in_key_ord
 }
 
 pub async fn a_failed_message_fails_alone_and_a_failed_batch_is_retried_one_by_one() {
-    let db = effects_db().await;
-    let store = PgIdempotencyStore::new(db.pool.clone(), RETENTION);
+    let db = EffectsDb::create().await;
+    let store = PgIdempotencyStore::new(db.pool().clone(), RETENTION);
     let broker = MemoryBroker::new();
     let n = 600;
     let mut messages = keyed(n, 100);
@@ -220,30 +192,30 @@ pub async fn a_failed_message_fails_alone_and_a_failed_batch_is_retried_one_by_o
     let totals = running.shutdown().await.expect("clean shutdown");
     assert_eq!(totals.dead_lettered, 4, "the four bad messages: {totals:?}");
     assert_eq!(totals.handled, n as u64 - 4, "{totals:?}");
-    let effects = scalar(&db.pool, "SELECT count(*) FROM effects").await;
-    let distinct = scalar(&db.pool, "SELECT count(DISTINCT message_id) FROM effects").await;
+    let effects = db.count().await;
+    let distinct = db
+        .scalar("SELECT count(DISTINCT message_id) FROM effects")
+        .await;
     assert_eq!(
         (effects, distinct),
         (n as i64 - 4, n as i64 - 4),
         "each good effect once"
     );
-    let bad = scalar(
-        &db.pool,
-        "SELECT count(*) FROM effects WHERE seq IN (5, 250, 100, 400)",
-    )
-    .await;
+    let bad = db
+        .scalar("SELECT count(*) FROM effects WHERE seq IN (5, 250, 100, 400)")
+        .await;
     assert_eq!(bad, 0, "no effect of a failed message");
     let dead = broker.messages(&MemoryBroker::dead_letter_topic("orders"));
     assert_eq!(dead.len(), 4, "four dead letters");
-    let dead_marks = scalar(&db.pool, "SELECT count(*) FROM waybill_inbox WHERE dead").await;
+    let dead_marks = db.dead_lettered_marks().await;
     assert_eq!(dead_marks, 4, "their copies are skipped later");
-    assert_eq!(keys_out_of_order(&db.pool).await, Vec::<String>::new());
+    assert_eq!(db.keys_out_of_order_from(0).await, Vec::<String>::new());
     db.drop_db().await;
 }
 
 pub async fn a_lapsed_claim_rolls_back_the_whole_batch_and_claims_are_answered_per_id() {
-    let db = effects_db().await;
-    let store = PgIdempotencyStore::new(db.pool.clone(), RETENTION);
+    let db = EffectsDb::create().await;
+    let store = PgIdempotencyStore::new(db.pool().clone(), RETENTION);
     let ids: Vec<MessageId> = (0..5).map(|_| MessageId::new()).collect();
     // A repeated id: the second copy waits for the first.
     let asked = [ids.clone(), vec![ids[0]]].concat();
@@ -316,8 +288,8 @@ pub async fn a_lapsed_claim_rolls_back_the_whole_batch_and_claims_are_answered_p
             IncomingMessage::new(message, origin.clone(), false).with_claim(claim)
         })
         .collect();
-    let mut tx = db.pool.begin().await.expect("begin");
-    sqlx::query("INSERT INTO effects (message_id, key, seq) VALUES ($1, 'k', 1)")
+    let mut tx = db.pool().begin().await.expect("begin");
+    sqlx::query("INSERT INTO effects (message_id, key, seq, consumer) VALUES ($1, 'k', 1, 'old')")
         .bind(ids[3].as_uuid())
         .execute(&mut *tx)
         .await
@@ -328,12 +300,10 @@ pub async fn a_lapsed_claim_rolls_back_the_whole_batch_and_claims_are_answered_p
         "{refused:?}"
     );
     let _ = tx.commit().await;
-    assert_eq!(
-        scalar(&db.pool, "SELECT count(*) FROM effects").await,
-        0,
-        "rolled back"
-    );
-    let lapsed = scalar(&db.pool, "SELECT count(*) FROM waybill_inbox WHERE done").await;
+    assert_eq!(db.count().await, 0, "rolled back");
+    let lapsed = db
+        .scalar("SELECT count(*) FROM waybill_inbox WHERE done")
+        .await;
     assert_eq!(lapsed, 2, "only the two completed before are done");
     db.drop_db().await;
 }

@@ -99,7 +99,8 @@ impl EffectsDb {
             .await
     }
 
-    async fn scalar(&self, sql: &str) -> i64 {
+    /// The one number `sql` selects.
+    pub async fn scalar(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql)
             .fetch_one(&self.db.pool)
             .await
