@@ -1,6 +1,7 @@
 //! Removing the topology of a topic or group (tests, decommissioning).
 
 use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+use lapin::{Channel, Connection};
 use waybill_core::BrokerError;
 
 use crate::config::RabbitConfig;
@@ -21,11 +22,7 @@ pub async fn delete_group_topology(
     with_exchange: bool,
 ) -> Result<(), BrokerError> {
     let names = QueueNames::new(topic, group);
-    let connection = connect(config, "waybill-admin").await?;
-    let channel = connection
-        .create_channel()
-        .await
-        .map_err(|e| broker_error("delete", e))?;
+    let (connection, channel) = admin_channel(config).await?;
     let mut queues: Vec<String> = config
         .retry_tiers()
         .iter()
@@ -52,16 +49,63 @@ pub async fn delete_group_topology(
     Ok(())
 }
 
-/// Deletes the exchange of `topic` (queues bound to it stay). Missing exchanges are not an error.
+/// Deletes a partitioned group's topology (see
+/// [`RabbitPartitionedSubscriber`](crate::RabbitPartitionedSubscriber)): its `partitions`
+/// partition queues, its hash exchange, and its retry tiers and dead-letter queue; when
+/// `with_exchange`, the topic's exchange too. Messages in them are lost: for tests and
+/// decommissioning only. Missing queues and exchanges are not an error.
 ///
 /// # Errors
 /// [`BrokerError`] when the broker is unreachable or refuses.
-pub async fn delete_topic(config: &RabbitConfig, topic: &str) -> Result<(), BrokerError> {
+pub async fn delete_partitioned_group_topology(
+    config: &RabbitConfig,
+    topic: &str,
+    group: &str,
+    partitions: u16,
+    with_exchange: bool,
+) -> Result<(), BrokerError> {
+    let names = QueueNames::new(topic, group);
+    let (connection, channel) = admin_channel(config).await?;
+    let queues = (0..partitions)
+        .map(|p| names.partition(p))
+        .chain(config.retry_tiers().iter().map(|t| names.retry_tier(*t)))
+        .chain([names.dead_letter.clone()]);
+    for queue in queues {
+        channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await
+            .map_err(|e| broker_error("delete", e))?;
+    }
+    let mut exchanges = vec![names.partition_exchange()];
+    if with_exchange {
+        exchanges.push(names.exchange.clone());
+    }
+    for exchange in exchanges {
+        channel
+            .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
+            .await
+            .map_err(|e| broker_error("delete", e))?;
+    }
+    let _ = connection.close(200, "OK".into()).await;
+    Ok(())
+}
+
+/// A connection for administration and a channel on it.
+async fn admin_channel(config: &RabbitConfig) -> Result<(Connection, Channel), BrokerError> {
     let connection = connect(config, "waybill-admin").await?;
     let channel = connection
         .create_channel()
         .await
         .map_err(|e| broker_error("delete", e))?;
+    Ok((connection, channel))
+}
+
+/// Deletes the exchange of `topic` (queues bound to it stay). Missing exchanges are not an error.
+///
+/// # Errors
+/// [`BrokerError`] when the broker is unreachable or refuses.
+pub async fn delete_topic(config: &RabbitConfig, topic: &str) -> Result<(), BrokerError> {
+    let (connection, channel) = admin_channel(config).await?;
     channel
         .exchange_delete(topic.into(), ExchangeDeleteOptions::default())
         .await

@@ -49,6 +49,7 @@ pub struct RabbitConfig {
     pub(crate) queue_arguments: Vec<(String, String)>,
     pub(crate) stale_consumer_wait: Duration,
     pub(crate) single_active_consumer: bool,
+    pub(crate) rebalance_interval: Duration,
     pub(crate) tls: TlsFiles,
 }
 
@@ -68,6 +69,7 @@ impl fmt::Debug for RabbitConfig {
             .field("queue_arguments", &self.queue_arguments)
             .field("stale_consumer_wait", &self.stale_consumer_wait)
             .field("single_active_consumer", &self.single_active_consumer)
+            .field("rebalance_interval", &self.rebalance_interval)
             .field("tls", &self.tls)
             .finish()
     }
@@ -94,6 +96,7 @@ impl RabbitConfig {
                 queue_arguments: Vec::new(),
                 stale_consumer_wait: Duration::from_secs(60),
                 single_active_consumer: false,
+                rebalance_interval: Duration::from_secs(1),
                 tls: TlsFiles::default(),
             },
         }
@@ -226,6 +229,16 @@ impl RabbitConfigBuilder {
         self
     }
 
+    /// How often a member of a partitioned group
+    /// ([`RabbitPartitionedSubscriber`](crate::RabbitPartitionedSubscriber)) reads who else is
+    /// in the group and takes or hands over partitions accordingly (default 1 s). A member that
+    /// crashed leaves its partitions unconsumed for up to this long after the broker noticed
+    /// (at once for a closed socket, after the heartbeat timeout for a silent peer).
+    pub fn rebalance_interval(mut self, every: Duration) -> Self {
+        self.config.rebalance_interval = every;
+        self
+    }
+
     /// Trusts the CA certificates in the PEM file at `path` for `amqps://`, in addition to
     /// the webpki roots (needs the `tls` feature). Read when `build()` validates and again at
     /// every connection, so a renewed bundle is picked up on reconnection.
@@ -312,6 +325,12 @@ impl RabbitConfigBuilder {
         if c.confirm_timeout.is_zero() {
             return Err(ConfigError::new(
                 "confirm_timeout",
+                "must be greater than zero",
+            ));
+        }
+        if c.rebalance_interval.is_zero() {
+            return Err(ConfigError::new(
+                "rebalance_interval",
                 "must be greater than zero",
             ));
         }

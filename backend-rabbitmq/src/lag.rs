@@ -22,12 +22,35 @@ use crate::topology_names::QueueNames;
 pub(crate) struct RabbitLagProbe {
     pub config: RabbitConfig,
     pub names: Arc<QueueNames>,
+    /// The queues the group consumes: its work queue, or a partitioned group's partitions.
+    pub queues: Vec<String>,
     pub group: String,
     /// A connection and channel opened at the first reading, opened again after a loss.
     pub link: Mutex<Option<(Connection, Channel)>>,
     /// The management API, for the unacknowledged messages.
     #[cfg(feature = "management")]
     pub management: Option<crate::ManagementApi>,
+}
+
+impl RabbitLagProbe {
+    /// A probe of `queues` (and the dead-letter queue) of `group`, connecting at its first
+    /// reading.
+    pub fn new(
+        config: RabbitConfig,
+        names: Arc<QueueNames>,
+        queues: Vec<String>,
+        group: &str,
+    ) -> Self {
+        Self {
+            config,
+            names,
+            queues,
+            group: group.to_owned(),
+            link: Mutex::new(None),
+            #[cfg(feature = "management")]
+            management: None,
+        }
+    }
 }
 
 #[async_trait]
@@ -46,24 +69,28 @@ impl LagProbe for RabbitLagProbe {
             *link = Some((connection, channel));
         }
         let (_, channel) = link.as_ref().expect("opened above");
-        let ready = match ready_messages(channel, &self.names.work).await {
-            Ok(n) => n,
-            Err(e) => {
-                *link = None;
-                return Err(broker_error("lag", e));
-            }
-        };
+        let mut partitions = Vec::with_capacity(self.queues.len());
+        for queue in &self.queues {
+            let ready = match ready_messages(channel, queue).await {
+                Ok(n) => n,
+                Err(e) => {
+                    *link = None;
+                    return Err(broker_error("lag", e));
+                }
+            };
+            #[cfg(feature = "management")]
+            let ready = ready + self.unacknowledged(queue).await;
+            partitions.push(PartitionLag {
+                destination: self.names.exchange.clone(),
+                partition: queue.clone(),
+                lag: ready,
+            });
+        }
         let dead = ready_messages(channel, &self.names.dead_letter).await.ok();
-        #[cfg(feature = "management")]
-        let ready = ready + self.unacknowledged().await;
         Ok(ConsumerLag {
             system: "rabbitmq",
             group: self.group.clone(),
-            partitions: vec![PartitionLag {
-                destination: self.names.exchange.clone(),
-                partition: self.names.work.clone(),
-                lag: ready,
-            }],
+            partitions,
             dead_letter_depth: dead,
         })
     }
@@ -71,19 +98,19 @@ impl LagProbe for RabbitLagProbe {
 
 #[cfg(feature = "management")]
 impl RabbitLagProbe {
-    /// The work queue's unacknowledged messages by the management API; 0, with a warning,
-    /// when there is no API or it does not answer.
-    async fn unacknowledged(&self) -> u64 {
+    /// The unacknowledged messages of `queue` by the management API; 0, with a warning, when
+    /// there is no API or it does not answer.
+    async fn unacknowledged(&self, queue: &str) -> u64 {
         let Some(api) = &self.management else {
             return 0;
         };
-        match api.get(&["queues", api.vhost(), &self.names.work]).await {
+        match api.get(&["queues", api.vhost(), queue]).await {
             Ok(Some(queue)) => queue["messages_unacknowledged"].as_u64().unwrap_or(0),
             Ok(None) => 0,
             Err(e) => {
                 tracing::warn!(
                     error = %e,
-                    queue = %self.names.work,
+                    queue,
                     "unacknowledged messages not read; the lag counts the ready ones only"
                 );
                 0

@@ -9,6 +9,9 @@
 //!   exchange, manual acknowledgement with prefetch, retries through TTL tier queues that
 //!   dead-letter back to the work queue, a dead-letter queue carrying the waybill record, and
 //!   resubscription after a lost connection or a broker-side cancel.
+//! - [`RabbitPartitionedSubscriber`]: a partitioned group: keys hash onto N quorum queues
+//!   (RabbitMQ's consistent-hash exchange), each with a single active consumer, shared by the
+//!   group's members, so several subscribers keep per-key order.
 //!
 //! Topology for topic `T` and group `G`: exchange `T` (fanout, durable); queue `T.G` (quorum);
 //! quorum queues `T.G.retry.<ms>ms` (message TTL, at-least-once dead-letter to `T.G`); queue
@@ -42,7 +45,8 @@
 //!
 //! Capabilities: every conformance capability holds. Retry delays are rounded up to the next
 //! configured tier (default tiers 250 ms, 1 s, 5 s, 30 s, 2 min, 10 min). Per-key order holds
-//! for one subscriber per group (RabbitMQ delivers a queue in order to one consumer; competing
+//! for any number of members of a partitioned group ([`RabbitPartitionedSubscriber`]), and
+//! for one subscriber per plain group (RabbitMQ delivers a queue in order to one consumer; competing
 //! consumers of one queue share keys: a subscriber that finds others on its queue logs a
 //! warning, and [`RabbitSubscriber::competing_consumers`] says how many it saw), also across a
 //! lost connection or a broker restart: a reconnecting subscriber waits until the broker has dropped its previous consumer and given
@@ -65,6 +69,7 @@ mod management_api;
 #[cfg(all(feature = "management", feature = "tls"))]
 mod management_tls;
 mod name_rules;
+mod partitioned;
 #[cfg(feature = "management")]
 mod preflight;
 mod publisher;
@@ -80,7 +85,7 @@ mod topology;
 mod topology_names;
 mod wire;
 
-pub use admin::{delete_group_topology, delete_topic};
+pub use admin::{delete_group_topology, delete_partitioned_group_topology, delete_topic};
 pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
 #[cfg(feature = "testkit")]
 pub use conformance_target::RabbitTarget;
@@ -88,6 +93,7 @@ pub use dead_letter_queue::RabbitDeadLetters;
 #[cfg(feature = "management")]
 pub use management_api::ManagementApi;
 pub use name_rules::{validate_name, MAX_NAME_BYTES};
+pub use partitioned::{RabbitPartitionedSubscriber, MAX_PARTITIONS};
 #[cfg(feature = "management")]
 pub use preflight::rabbitmq_preflight;
 pub use publisher::RabbitPublisher;

@@ -7,8 +7,9 @@ use waybill_core::BrokerError;
 
 use crate::management_api::ManagementApi;
 
-/// Checks `topic` (its exchange) and every queue bound to it, PASS / WARN / FAIL with the
-/// reason and the fix:
+/// Checks `topic` (its exchange) and every queue bound to it (directly, or through an exchange
+/// bound to it, as a partitioned group's partitions are), PASS / WARN / FAIL with the reason
+/// and the fix:
 /// - the cluster: 3 or more running nodes pass; fewer warn (a lost disk loses every queue
 ///   whose replicas were there);
 /// - the exchange: missing fails (a publish has nowhere to go); not durable fails (it is gone
@@ -56,17 +57,27 @@ pub async fn rabbitmq_preflight(
             "delete it and let waybill declare it (durable)",
         )
     });
-    let bindings = api
-        .get(&["exchanges", vhost, topic, "bindings", "source"])
-        .await?
-        .unwrap_or(Value::Null);
-    let mut queues: Vec<String> = bindings
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|b| b["destination_type"] == "queue")
-        .filter_map(|b| b["destination"].as_str().map(str::to_owned))
-        .collect();
+    let bound = |exchange: String| async move {
+        let bindings = api
+            .get(&["exchanges", vhost, &exchange, "bindings", "source"])
+            .await?
+            .unwrap_or(Value::Null);
+        let of_type = |kind: &str| -> Vec<String> {
+            bindings
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| b["destination_type"] == kind)
+                .filter_map(|b| b["destination"].as_str().map(str::to_owned))
+                .collect()
+        };
+        Ok::<_, BrokerError>((of_type("queue"), of_type("exchange")))
+    };
+    let (mut queues, exchanges) = bound(topic.to_owned()).await?;
+    // A partitioned group's queues are bound to its hash exchange, itself bound to the topic's.
+    for exchange in exchanges {
+        queues.extend(bound(exchange).await?.0);
+    }
     queues.sort();
     queues.dedup();
     exchange_checks.push(if queues.is_empty() {

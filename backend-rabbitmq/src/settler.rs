@@ -20,6 +20,9 @@ pub(crate) struct SettleLink {
     pub channel: Mutex<ConfirmChannel>,
     pub names: Arc<QueueNames>,
     pub config: RabbitConfig,
+    /// Whether the group is partitioned: a retry without delay then goes back through the
+    /// group's hash exchange, to the key's partition, rather than to the work queue.
+    pub partitioned: bool,
 }
 
 impl SettleLink {
@@ -30,13 +33,24 @@ impl SettleLink {
         queue: &str,
         message: &Message,
     ) -> Result<(), BrokerError> {
+        self.publish(operation, "", queue, message).await
+    }
+
+    /// Publishes `message` to `exchange` with `routing_key` and waits for its confirm.
+    async fn publish(
+        &self,
+        operation: &'static str,
+        exchange: &str,
+        routing_key: &str,
+        message: &Message,
+    ) -> Result<(), BrokerError> {
         let mut slot = self.channel.lock().await;
         let channel = slot
             .open(&self.connection)
             .await
             .map_err(|e| broker_error(operation, e))?;
         let refusal = |r: Refusal| BrokerError::from_publish(operation, r.outcome, r.reason);
-        let confirm = send(channel, "", queue, message, None)
+        let confirm = send(channel, exchange, routing_key, message, None)
             .await
             .map_err(refusal)?;
         slot.next_tag();
@@ -46,15 +60,17 @@ impl SettleLink {
         }
         match confirmation.map_err(refusal)? {
             None => Ok(()),
-            Some(_) => Err(refusal(unroutable("", queue))),
+            Some(_) => Err(refusal(unroutable(exchange, routing_key))),
         }
     }
 }
 
-/// Settles one delivery; dropped unsettled, it nacks with requeue.
+/// Settles one delivery; dropped unsettled, it nacks with requeue (unless made with
+/// [`RabbitSettler::held_until_close`]).
 pub(crate) struct RabbitSettler {
     acker: Option<Acker>,
     link: Arc<SettleLink>,
+    requeue_on_drop: bool,
 }
 
 impl RabbitSettler {
@@ -62,6 +78,20 @@ impl RabbitSettler {
         Self {
             acker: Some(acker),
             link,
+            requeue_on_drop: true,
+        }
+    }
+
+    /// A settler that, dropped unsettled, leaves its delivery unacknowledged until its channel
+    /// closes. A nack would make the broker deliver the message again at once, to the same
+    /// consumer, behind the later messages it already holds; closing the channel gives all
+    /// of them back in their order. For channels closed when their deliveries are abandoned
+    /// (a partition handed over, a subscriber closing).
+    pub fn held_until_close(acker: Acker, link: Arc<SettleLink>) -> Self {
+        Self {
+            acker: Some(acker),
+            link,
+            requeue_on_drop: false,
         }
     }
 
@@ -99,11 +129,20 @@ impl Settle for RabbitSettler {
             Settlement::Retry(request) => {
                 let mut copy = incoming.message().clone();
                 request.apply_to(copy.headers_mut());
-                let queue = match self.link.config.tier_for(request.delay) {
-                    Some(tier) => self.link.names.retry_tier(tier),
-                    None => self.link.names.work.clone(),
-                };
-                self.link.publish_to_queue("retry", &queue, &copy).await?;
+                match self.link.config.tier_for(request.delay) {
+                    Some(tier) => {
+                        let queue = self.link.names.retry_tier(tier);
+                        self.link.publish_to_queue("retry", &queue, &copy).await?;
+                    }
+                    None if self.link.partitioned => {
+                        let exchange = self.link.names.partition_exchange();
+                        self.link.publish("retry", &exchange, "", &copy).await?;
+                    }
+                    None => {
+                        let queue = self.link.names.work.clone();
+                        self.link.publish_to_queue("retry", &queue, &copy).await?;
+                    }
+                }
                 self.ack().await
             }
             Settlement::DeadLetter(record) => {
@@ -124,6 +163,9 @@ impl Drop for RabbitSettler {
         let Some(acker) = self.acker.take() else {
             return;
         };
+        if !self.requeue_on_drop {
+            return;
+        }
         // Give the message back at once rather than holding a prefetch slot until the channel
         // closes. Without a runtime (process exiting) the broker requeues it on disconnect.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -199,6 +199,7 @@ impl RabbitSubscriber {
             channel: Mutex::new(ConfirmChannel::default()),
             names: Arc::clone(&self.names),
             config: self.config.clone(),
+            partitioned: false,
         });
         Ok(Session {
             channel,
@@ -251,14 +252,18 @@ impl Subscriber for RabbitSubscriber {
     /// a dead-letter reader.
     fn lag_probe(&self) -> Option<Arc<dyn LagProbe>> {
         self.declare_all.then(|| {
-            Arc::new(RabbitLagProbe {
-                config: self.config.clone(),
-                names: Arc::clone(&self.names),
-                group: self.group.to_string(),
-                link: tokio::sync::Mutex::new(None),
-                #[cfg(feature = "management")]
+            let probe = RabbitLagProbe::new(
+                self.config.clone(),
+                Arc::clone(&self.names),
+                vec![self.names.work.clone()],
+                &self.group,
+            );
+            #[cfg(feature = "management")]
+            let probe = RabbitLagProbe {
                 management: self.management.clone(),
-            }) as Arc<dyn LagProbe>
+                ..probe
+            };
+            Arc::new(probe) as Arc<dyn LagProbe>
         })
     }
 

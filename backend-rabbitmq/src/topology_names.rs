@@ -8,7 +8,11 @@ use std::time::Duration;
 /// - each group has a durable quorum work queue `<topic>.<group>` bound to it;
 /// - each retry tier is a durable quorum queue `<topic>.<group>.retry.<ms>ms` whose message TTL
 ///   dead-letters copies back (at-least-once) to the work queue through the default exchange;
-/// - dead letters go to the durable quorum queue `<topic>.<group>.dlq`.
+/// - dead letters go to the durable quorum queue `<topic>.<group>.dlq`;
+/// - a partitioned group ([`RabbitPartitionedSubscriber`](crate::RabbitPartitionedSubscriber)) has, instead of the work queue, a
+///   consistent-hash exchange `<topic>.<group>.partitions` and partition queues
+///   `<topic>.<group>.p<n>`; its retry tiers dead-letter back to that exchange, and its members
+///   hold exclusive slot queues `<topic>.<group>.member.<n>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueNames {
     /// The exchange (the topic name).
@@ -32,5 +36,22 @@ impl QueueNames {
     /// The retry queue of the tier `tier`.
     pub fn retry_tier(&self, tier: Duration) -> String {
         format!("{}.retry.{}ms", self.work, tier.as_millis())
+    }
+
+    /// A partitioned group's consistent-hash exchange `<topic>.<group>.partitions`, bound to
+    /// the topic's exchange; it sends each message to one partition queue by its key.
+    pub fn partition_exchange(&self) -> String {
+        format!("{}.partitions", self.work)
+    }
+
+    /// Partition `partition`'s work queue `<topic>.<group>.p<partition>` of a partitioned group.
+    pub fn partition(&self, partition: u16) -> String {
+        format!("{}.p{partition}", self.work)
+    }
+
+    /// Member slot `slot` of a partitioned group: an exclusive queue
+    /// `<topic>.<group>.member.<slot>` that the member holding it keeps while connected.
+    pub fn member_slot(&self, slot: u16) -> String {
+        format!("{}.member.{slot}", self.work)
     }
 }

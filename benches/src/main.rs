@@ -1,7 +1,7 @@
 //! waybill-bench: throughput figures measured in one run, printed with ratios against the raw
 //! path of the same broker.
 //!
-//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit|inbox] [--messages N]`
+//! `cargo run --release -p waybill-bench -- [processor|rabbitmq|rabbitmq-partitioned|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit|inbox] [--messages N]`
 //!
 //! - `processor`: the consumer runtime over the in-memory broker with a trivial handler, against
 //!   a raw receive-and-ack loop on the same broker (serial, and with 64 handler+ack tasks at
@@ -16,6 +16,8 @@
 //!   same server (`WAYBILL_RABBITMQ_URL`, default the local broker; consuming `Unordered`
 //!   without a store, `PerKey` with the in-memory store and with the PostgreSQL inbox), and
 //!   the outbox relay from PostgreSQL to RabbitMQ against direct publishing.
+//! - `rabbitmq-partitioned`: a partitioned group (6 partitions) drained by three members
+//!   against one member, each a Processor whose handler takes 1 ms (at most 20,000 messages).
 //! - `kafka`: confirmed publishing and consuming through waybill against raw rdkafka on the same
 //!   broker (`WAYBILL_KAFKA_BROKERS`, default the local one), and the outbox relay from
 //!   PostgreSQL to Kafka against direct publishing (at most 20,000 messages).
@@ -54,6 +56,7 @@ mod outbox_bench;
 mod outbox_mysql_bench;
 mod processor_bench;
 mod rabbitmq_bench;
+mod rabbitmq_partitioned_bench;
 mod redrive_bench;
 mod rocketmq_bench;
 mod store_bench;
@@ -77,11 +80,20 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             },
-            "processor" | "rabbitmq" | "kafka" | "rocketmq" | "outbox" | "outbox-backlog"
-            | "stores" | "redrive" | "audit" | "inbox" => suite = arg,
+            "processor"
+            | "rabbitmq"
+            | "rabbitmq-partitioned"
+            | "kafka"
+            | "rocketmq"
+            | "outbox"
+            | "outbox-backlog"
+            | "stores"
+            | "redrive"
+            | "audit"
+            | "inbox" => suite = arg,
             "-h" | "--help" => {
                 println!(
-                    "usage: waybill-bench [processor|rabbitmq|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit|inbox] [--messages N]"
+                    "usage: waybill-bench [processor|rabbitmq|rabbitmq-partitioned|kafka|rocketmq|outbox|outbox-backlog|stores|redrive|audit|inbox] [--messages N]"
                 );
                 return ExitCode::SUCCESS;
             }
@@ -124,6 +136,11 @@ fn main() -> ExitCode {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")
                 .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
             runtime.block_on(rabbitmq_bench::run(&url, messages.min(50_000)))
+        }
+        "rabbitmq-partitioned" => {
+            let url = std::env::var("WAYBILL_RABBITMQ_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
+            runtime.block_on(rabbitmq_partitioned_bench::run(&url, messages.min(20_000)))
         }
         "redrive" => {
             let url = std::env::var("WAYBILL_RABBITMQ_URL")

@@ -194,3 +194,29 @@ async fn an_https_management_api_is_read_with_the_ca_named_in_its_url() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_partitioned_groups_queues_are_checked_through_its_hash_exchange() {
+    use waybill_core::Subscriber;
+    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
+    let topic = unique("wb-preflight-partitioned");
+    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "parted", 2)
+        .await
+        .expect("join a partitioned group (scripts/brokers start rabbitmq enables the plugin)");
+    let out = preflight(&topic, &[]);
+    assert_eq!(out.status.code(), Some(0), "no FAIL: {}", text(&out));
+    assert_eq!(
+        verdict(&out, &format!("rabbitmq exchange {topic}"), "bound queues"),
+        "PASS"
+    );
+    for partition in 0..2 {
+        let queue = format!("rabbitmq queue {topic}.parted.p{partition}");
+        for check in ["queue type", "durable", "delivery limit", "dead letters"] {
+            assert_eq!(verdict(&out, &queue, check), "PASS", "{check} of {queue}");
+        }
+    }
+    member.close().await.unwrap();
+    delete_partitioned_group_topology(&config(), &topic, "parted", 2, true)
+        .await
+        .unwrap();
+}

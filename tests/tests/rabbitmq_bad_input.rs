@@ -234,3 +234,62 @@ async fn malformed_and_mislabelled_payloads_are_dead_lettered_with_the_decode_er
     assert_eq!(totals.handled, 18);
     assert_eq!(totals.dead_lettered, 2);
 }
+
+#[tokio::test]
+async fn a_partitioned_group_refuses_a_bad_partition_count_and_a_group_declared_unpartitioned() {
+    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
+    require_broker().await;
+    let topic = unique("partitioned-bad");
+    for partitions in [0, waybill_rabbitmq::MAX_PARTITIONS + 1] {
+        let err =
+            match RabbitPartitionedSubscriber::connect(config(), &topic, "g", partitions).await {
+                Ok(_) => panic!("{partitions} partitions accepted"),
+                Err(e) => e,
+            };
+        assert_eq!(err.class(), FailureClass::Permanent, "{err}");
+        assert!(
+            err.to_string().contains("partitions"),
+            "names the setting: {err}"
+        );
+    }
+
+    // A group first run unpartitioned keeps its retry tiers' route to its work queue: joining
+    // it partitioned is refused, naming the argument, and its messages stay where they are.
+    let mut plain = RabbitSubscriber::connect(config(), &topic, "g")
+        .await
+        .unwrap();
+    let err = match RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4).await {
+        Ok(_) => panic!("an unpartitioned group joined as partitioned"),
+        Err(e) => e,
+    };
+    assert_eq!(err.class(), FailureClass::Permanent, "{err}");
+    assert!(
+        err.to_string().contains("406") && err.to_string().contains("x-dead-letter"),
+        "names the conflicting argument: {err}"
+    );
+    plain.close().await.unwrap();
+    delete_group_topology(&config(), &topic, "g", false)
+        .await
+        .unwrap();
+    delete_partitioned_group_topology(&config(), &topic, "g", 4, false)
+        .await
+        .unwrap();
+
+    // And the other way round: a partitioned group cannot be joined unpartitioned.
+    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "h", 4)
+        .await
+        .unwrap();
+    let err = match RabbitSubscriber::connect(config(), &topic, "h").await {
+        Ok(_) => panic!("a partitioned group joined as unpartitioned"),
+        Err(e) => e,
+    };
+    assert_eq!(err.class(), FailureClass::Permanent, "{err}");
+    assert!(err.to_string().contains("406"), "{err}");
+    member.close().await.unwrap();
+    delete_group_topology(&config(), &topic, "h", false)
+        .await
+        .unwrap();
+    delete_partitioned_group_topology(&config(), &topic, "h", 4, true)
+        .await
+        .unwrap();
+}

@@ -6,6 +6,8 @@
 
 #[path = "rabbitmq_chaos/failing_handlers.rs"]
 mod failing_handlers;
+#[path = "rabbitmq_chaos/partitioned_group.rs"]
+mod partitioned_group;
 #[path = "rabbitmq_chaos/rebalance_order.rs"]
 mod rebalance_order;
 mod support;

@@ -208,6 +208,19 @@ async fn apply(
     tx.commit().await.map_err(HandlerError::transient)
 }
 
+/// Asserts that every one of the `published` confirmed messages was applied exactly once and
+/// nothing else was.
+pub fn assert_applied_once(report: &LedgerReport, published: usize) {
+    assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
+    assert!(
+        report.duplicated.is_empty(),
+        "applied twice: {:?}",
+        report.duplicated
+    );
+    assert!(report.unexpected.is_empty(), "{report:?}");
+    assert_eq!(report.delivered, published);
+}
+
 /// Marks `message` to fail as `how` says (see [`FAIL`]).
 pub fn failing(message: Message, how: &str) -> Message {
     message.with_header(FAIL, how)

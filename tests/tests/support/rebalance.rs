@@ -122,14 +122,7 @@ where
         report.order_violations.len(),
         late_out_of_order.len(),
     );
-    assert!(report.lost.is_empty(), "lost: {:?}", report.lost);
-    assert!(
-        report.duplicated.is_empty(),
-        "applied twice: {:?}",
-        report.duplicated
-    );
-    assert!(report.unexpected.is_empty(), "{report:?}");
-    assert_eq!(report.delivered, published.messages);
+    effects::assert_applied_once(&report, published.messages);
     assert_eq!(
         late_out_of_order,
         Vec::<String>::new(),
