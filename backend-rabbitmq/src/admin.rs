@@ -51,7 +51,8 @@ pub async fn delete_group_topology(
 
 /// Deletes a partitioned group's topology (see
 /// [`RabbitPartitionedSubscriber`](crate::RabbitPartitionedSubscriber)): its `partitions`
-/// partition queues, its hash exchange, and its retry tiers and dead-letter queue; when
+/// partition queues, its partition exchange and that one's alternate exchange, and its retry
+/// tiers and dead-letter queue; when
 /// `with_exchange`, the topic's exchange too. Messages in them are lost: for tests and
 /// decommissioning only. Missing queues and exchanges are not an error.
 ///
@@ -76,7 +77,10 @@ pub async fn delete_partitioned_group_topology(
             .await
             .map_err(|e| broker_error("delete", e))?;
     }
-    let mut exchanges = vec![names.partition_exchange()];
+    let mut exchanges = vec![
+        names.partition_exchange(),
+        names.partition_fallback_exchange(partitions),
+    ];
     if with_exchange {
         exchanges.push(names.exchange.clone());
     }

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{Channel, Connection, ErrorKind};
+use lapin::types::{AMQPValue, LongString};
+use lapin::{BasicProperties, Channel, Connection, ErrorKind};
 use lapin::{Confirmation, PublisherConfirm};
 use waybill_core::{Headers, Message, PublishOutcome};
 
@@ -78,6 +79,38 @@ pub(crate) async fn send(
     message: &Message,
     extra: Option<&Headers>,
 ) -> Result<PublisherConfirm, Refusal> {
+    let properties = wire::properties(message, extra);
+    send_with(channel, exchange, routing_key, message, properties).await
+}
+
+/// Sends `message` (mandatory, persistent) to `queue` alone, through the default exchange,
+/// while its routing key stays `routing_key`: the queue is named in the message's `BCC`
+/// header, which RabbitMQ routes on and removes. A queue that dead-letters without a routing
+/// key of its own then routes the copy on `routing_key` (dead-lettering keeps the routing
+/// keys a message was published with, `BCC` excepted).
+pub(crate) async fn send_to_queue_keeping_route(
+    channel: &Channel,
+    queue: &str,
+    routing_key: &str,
+    message: &Message,
+) -> Result<PublisherConfirm, Refusal> {
+    let properties = wire::properties(message, None);
+    let mut headers = properties.headers().clone().unwrap_or_default();
+    headers.insert(
+        "BCC".into(),
+        AMQPValue::FieldArray(vec![AMQPValue::LongString(LongString::from(queue))].into()),
+    );
+    let properties = properties.with_headers(headers);
+    send_with(channel, "", routing_key, message, properties).await
+}
+
+async fn send_with(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    message: &Message,
+    properties: BasicProperties,
+) -> Result<PublisherConfirm, Refusal> {
     channel
         .basic_publish(
             exchange.into(),
@@ -87,7 +120,7 @@ pub(crate) async fn send(
                 ..BasicPublishOptions::default()
             },
             message.payload(),
-            wire::properties(message, extra),
+            properties,
         )
         .await
         .map_err(|e| {

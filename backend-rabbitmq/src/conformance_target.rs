@@ -1,6 +1,7 @@
 //! The broker conformance suite's target over a RabbitMQ server (feature `testkit`): run
 //! `waybill_core::testkit::conformance::run(&target)` with a [`RabbitTarget`] in your own
 //! tests, against your own server or a container, then [`RabbitTarget::cleanup`].
+//! [`RabbitTarget::partitioned`] runs the same suite over partitioned groups.
 
 use std::sync::{Arc, Mutex};
 
@@ -8,8 +9,9 @@ use async_trait::async_trait;
 use waybill_core::testkit::conformance::{ConformanceTarget, Scale};
 use waybill_core::{BoxError, Capabilities, Publisher, Subscriber};
 
-use crate::admin::{delete_group_topology, delete_topic};
+use crate::admin::{delete_group_topology, delete_partitioned_group_topology, delete_topic};
 use crate::config::RabbitConfig;
+use crate::partitioned::RabbitPartitionedSubscriber;
 use crate::publisher::RabbitPublisher;
 use crate::subscriber::RabbitSubscriber;
 
@@ -18,6 +20,7 @@ use crate::subscriber::RabbitSubscriber;
 pub struct RabbitTarget {
     config: RabbitConfig,
     scale: Scale,
+    partitions: Option<u16>,
     created: Mutex<Vec<(String, String)>>,
     topics: Mutex<Vec<String>>,
 }
@@ -28,6 +31,7 @@ impl RabbitTarget {
         Self {
             config,
             scale: Scale::default(),
+            partitions: None,
             created: Mutex::default(),
             topics: Mutex::default(),
         }
@@ -36,6 +40,14 @@ impl RabbitTarget {
     /// How large the suite's cases are.
     pub fn scale(mut self, scale: Scale) -> Self {
         self.scale = scale;
+        self
+    }
+
+    /// Subscribes every group as a partitioned group of `partitions` partitions
+    /// ([`RabbitPartitionedSubscriber`]) instead of a plain work queue. Invalid counts fail
+    /// each case that subscribes, with the subscriber's error.
+    pub fn partitioned(mut self, partitions: u16) -> Self {
+        self.partitions = Some(partitions);
         self
     }
 
@@ -49,7 +61,13 @@ impl RabbitTarget {
             .drain(..)
             .collect();
         for (topic, group) in created {
-            if let Err(e) = delete_group_topology(&self.config, &topic, &group, true).await {
+            let deleted = match self.partitions {
+                Some(n) => {
+                    delete_partitioned_group_topology(&self.config, &topic, &group, n, true).await
+                }
+                None => delete_group_topology(&self.config, &topic, &group, true).await,
+            };
+            if let Err(e) = deleted {
                 eprintln!("cleanup of {topic}/{group} failed: {e}");
             }
         }
@@ -70,7 +88,13 @@ impl RabbitTarget {
 #[async_trait]
 impl ConformanceTarget for RabbitTarget {
     fn name(&self) -> String {
-        format!("rabbitmq at {}", self.config.display_url())
+        match self.partitions {
+            Some(n) => format!(
+                "rabbitmq ({n} partitions per group) at {}",
+                self.config.display_url()
+            ),
+            None => format!("rabbitmq at {}", self.config.display_url()),
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -103,9 +127,13 @@ impl ConformanceTarget for RabbitTarget {
             .lock()
             .expect("not poisoned")
             .push((topic.to_owned(), group.to_owned()));
-        Ok(Box::new(
-            RabbitSubscriber::connect(self.config.clone(), topic, group).await?,
-        ))
+        let config = self.config.clone();
+        Ok(match self.partitions {
+            Some(n) => {
+                Box::new(RabbitPartitionedSubscriber::connect(config, topic, group, n).await?)
+            }
+            None => Box::new(RabbitSubscriber::connect(config, topic, group).await?),
+        })
     }
 
     async fn dead_letter_subscriber(

@@ -36,6 +36,7 @@ use crate::confirm_channel::{confirmed, send, unroutable};
 use crate::connect::connect;
 use crate::error_class::{broker_error, reply_code};
 use crate::handover::queue_counts;
+use crate::key_route::key_routing_key;
 use crate::queue_snapshot::{give_back, read_held};
 use crate::removals::Removals;
 use crate::topology::check_lengths;
@@ -330,15 +331,14 @@ impl Replayer {
         }
         self.pace.next().await;
         let message = letter.replay_message(now);
-        let confirm = send(
-            &self.channel,
-            &self.exchange,
-            &self.routing_key,
-            &message,
-            None,
-        )
-        .await
-        .map_err(|r| BrokerError::from_publish("replay", r.outcome, r.reason))?;
+        // To a topic: the key route, which partitioned groups of the topic route on.
+        let routing_key = match self.exchange.as_str() {
+            "" => self.routing_key.clone(),
+            _ => key_routing_key(message.key()),
+        };
+        let confirm = send(&self.channel, &self.exchange, &routing_key, &message, None)
+            .await
+            .map_err(|r| BrokerError::from_publish("replay", r.outcome, r.reason))?;
         if let Some(k) = &key {
             self.keys.insert(k.clone());
         }

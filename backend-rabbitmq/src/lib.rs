@@ -10,8 +10,9 @@
 //!   dead-letter back to the work queue, a dead-letter queue carrying the waybill record, and
 //!   resubscription after a lost connection or a broker-side cancel.
 //! - [`RabbitPartitionedSubscriber`]: a partitioned group: keys hash onto N quorum queues
-//!   (RabbitMQ's consistent-hash exchange), each with a single active consumer, shared by the
-//!   group's members, so several subscribers keep per-key order.
+//!   (routed on the key route [`RabbitPublisher`] gives each message, [`key_routing_key`]),
+//!   each with a single active consumer, shared by the group's members, so several
+//!   subscribers keep per-key order.
 //!
 //! Topology for topic `T` and group `G`: exchange `T` (fanout, durable); queue `T.G` (quorum);
 //! quorum queues `T.G.retry.<ms>ms` (message TTL, at-least-once dead-letter to `T.G`); queue
@@ -63,6 +64,7 @@ mod dead_letter_queue;
 mod error_class;
 mod foreign_id;
 mod handover;
+mod key_route;
 mod lag;
 #[cfg(feature = "management")]
 mod management_api;
@@ -90,6 +92,7 @@ pub use config::{RabbitConfig, RabbitConfigBuilder, DEFAULT_DELIVERY_LIMIT};
 #[cfg(feature = "testkit")]
 pub use conformance_target::RabbitTarget;
 pub use dead_letter_queue::RabbitDeadLetters;
+pub use key_route::{key_routing_key, KEY_BITS};
 #[cfg(feature = "management")]
 pub use management_api::ManagementApi;
 pub use name_rules::{validate_name, MAX_NAME_BYTES};

@@ -74,7 +74,8 @@ pub async fn rabbitmq_preflight(
         Ok::<_, BrokerError>((of_type("queue"), of_type("exchange")))
     };
     let (mut queues, exchanges) = bound(topic.to_owned()).await?;
-    // A partitioned group's queues are bound to its hash exchange, itself bound to the topic's.
+    // A partitioned group's queues are bound to its partition exchange, itself bound to the
+    // topic's.
     for exchange in exchanges {
         queues.extend(bound(exchange).await?.0);
     }

@@ -19,6 +19,7 @@ use crate::config::RabbitConfig;
 use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
 use crate::connect::connect;
 use crate::error_class::broker_error;
+use crate::key_route::key_routing_key;
 use crate::name_rules::{validate_name, validate_target};
 use crate::topology::declare_exchange;
 
@@ -148,7 +149,8 @@ impl RabbitPublisher {
             reason: format!("cannot open a channel: {e}"),
             source: Some(e),
         })?;
-        let confirm = send(channel, topic, "", message, None).await?;
+        let route = key_routing_key(message.key());
+        let confirm = send(channel, topic, &route, message, None).await?;
         let tag = slot.next_tag();
         let confirmation = confirmed(confirm, self.inner.config.confirm_timeout).await;
         if confirmation.is_err() {
@@ -324,7 +326,7 @@ impl RabbitPublisher {
                     continue;
                 }
             };
-            match send(&channel, topic, "", &m, None).await {
+            match send(&channel, topic, &key_routing_key(m.key()), &m, None).await {
                 Ok(confirm) => sent.push((i, m, slot.next_tag(), confirm)),
                 Err(refusal) => {
                     failed_keys.fail(&m);

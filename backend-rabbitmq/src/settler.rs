@@ -10,8 +10,11 @@ use tokio::sync::Mutex;
 use waybill_core::{BrokerError, IncomingMessage, Message, Settle, Settlement};
 
 use crate::config::RabbitConfig;
-use crate::confirm_channel::{confirmed, send, unroutable, ConfirmChannel, Refusal};
+use crate::confirm_channel::{
+    confirmed, send, send_to_queue_keeping_route, unroutable, ConfirmChannel, Refusal,
+};
 use crate::error_class::broker_error;
+use crate::key_route::key_routing_key;
 use crate::topology_names::QueueNames;
 
 /// What settlements of one subscriber share: its connection and a confirm channel.
@@ -20,28 +23,31 @@ pub(crate) struct SettleLink {
     pub channel: Mutex<ConfirmChannel>,
     pub names: Arc<QueueNames>,
     pub config: RabbitConfig,
-    /// Whether the group is partitioned: a retry without delay then goes back through the
-    /// group's hash exchange, to the key's partition, rather than to the work queue.
+    /// Whether the group is partitioned: a retry then goes back through the group's
+    /// partition exchange (at once, or from its retry tier), to the key's partition, rather
+    /// than to the work queue.
     pub partitioned: bool,
 }
 
-impl SettleLink {
-    /// Publishes `message` to `queue` through the default exchange and waits for its confirm.
-    async fn publish_to_queue(
-        &self,
-        operation: &'static str,
-        queue: &str,
-        message: &Message,
-    ) -> Result<(), BrokerError> {
-        self.publish(operation, "", queue, message).await
-    }
+/// Where a settlement publishes its copy of a message.
+#[derive(Clone, Copy)]
+enum CopyTo<'a> {
+    /// A queue, through the default exchange.
+    Queue(&'a str),
+    /// A queue, through the default exchange, with the message's key route as its routing
+    /// key: a partitioned group's retry tier dead-letters the copy on it, to the key's
+    /// partition.
+    QueueKeepingRoute(&'a str),
+    /// An exchange routing on the message's key route (a partitioned group's).
+    KeyRoute(&'a str),
+}
 
-    /// Publishes `message` to `exchange` with `routing_key` and waits for its confirm.
+impl SettleLink {
+    /// Publishes `message` to `to` and waits for its confirm.
     async fn publish(
         &self,
         operation: &'static str,
-        exchange: &str,
-        routing_key: &str,
+        to: CopyTo<'_>,
         message: &Message,
     ) -> Result<(), BrokerError> {
         let mut slot = self.channel.lock().await;
@@ -50,9 +56,18 @@ impl SettleLink {
             .await
             .map_err(|e| broker_error(operation, e))?;
         let refusal = |r: Refusal| BrokerError::from_publish(operation, r.outcome, r.reason);
-        let confirm = send(channel, exchange, routing_key, message, None)
-            .await
-            .map_err(refusal)?;
+        let confirm = match to {
+            CopyTo::Queue(queue) => send(channel, "", queue, message, None).await,
+            CopyTo::QueueKeepingRoute(queue) => {
+                let route = key_routing_key(message.key());
+                send_to_queue_keeping_route(channel, queue, &route, message).await
+            }
+            CopyTo::KeyRoute(exchange) => {
+                let route = key_routing_key(message.key());
+                send(channel, exchange, &route, message, None).await
+            }
+        }
+        .map_err(refusal)?;
         slot.next_tag();
         let confirmation = confirmed(confirm, self.config.confirm_timeout).await;
         if confirmation.is_err() {
@@ -60,7 +75,10 @@ impl SettleLink {
         }
         match confirmation.map_err(refusal)? {
             None => Ok(()),
-            Some(_) => Err(refusal(unroutable(exchange, routing_key))),
+            Some(_) => Err(refusal(match to {
+                CopyTo::Queue(queue) | CopyTo::QueueKeepingRoute(queue) => unroutable("", queue),
+                CopyTo::KeyRoute(exchange) => unroutable(exchange, &key_routing_key(message.key())),
+            })),
         }
     }
 }
@@ -130,17 +148,28 @@ impl Settle for RabbitSettler {
                 let mut copy = incoming.message().clone();
                 request.apply_to(copy.headers_mut());
                 match self.link.config.tier_for(request.delay) {
+                    Some(tier) if self.link.partitioned => {
+                        let queue = self.link.names.retry_tier(tier);
+                        let to = CopyTo::QueueKeepingRoute(&queue);
+                        self.link.publish("retry", to, &copy).await?;
+                    }
                     Some(tier) => {
                         let queue = self.link.names.retry_tier(tier);
-                        self.link.publish_to_queue("retry", &queue, &copy).await?;
+                        self.link
+                            .publish("retry", CopyTo::Queue(&queue), &copy)
+                            .await?;
                     }
                     None if self.link.partitioned => {
                         let exchange = self.link.names.partition_exchange();
-                        self.link.publish("retry", &exchange, "", &copy).await?;
+                        self.link
+                            .publish("retry", CopyTo::KeyRoute(&exchange), &copy)
+                            .await?;
                     }
                     None => {
-                        let queue = self.link.names.work.clone();
-                        self.link.publish_to_queue("retry", &queue, &copy).await?;
+                        let queue = &self.link.names.work;
+                        self.link
+                            .publish("retry", CopyTo::Queue(queue), &copy)
+                            .await?;
                     }
                 }
                 self.ack().await
@@ -148,9 +177,9 @@ impl Settle for RabbitSettler {
             Settlement::DeadLetter(record) => {
                 let mut copy = incoming.message().clone();
                 record.write_to(copy.headers_mut());
-                let queue = self.link.names.dead_letter.clone();
+                let queue = &self.link.names.dead_letter;
                 self.link
-                    .publish_to_queue("dead-letter", &queue, &copy)
+                    .publish("dead-letter", CopyTo::Queue(queue), &copy)
                     .await?;
                 self.ack().await
             }

@@ -125,8 +125,8 @@ pub(crate) fn work_queue_arguments(
 pub(crate) enum RetryReturn<'a> {
     /// The group's work queue, through the default exchange.
     WorkQueue,
-    /// An exchange that routes it again (a partitioned group's hash exchange, which sends a
-    /// key's copies to the key's partition).
+    /// An exchange that routes it again on its routing key (a partitioned group's partition
+    /// exchange, which sends a key's copies to the key's partition).
     Exchange(&'a str),
 }
 

@@ -10,9 +10,10 @@ use std::time::Duration;
 ///   dead-letters copies back (at-least-once) to the work queue through the default exchange;
 /// - dead letters go to the durable quorum queue `<topic>.<group>.dlq`;
 /// - a partitioned group ([`RabbitPartitionedSubscriber`](crate::RabbitPartitionedSubscriber)) has, instead of the work queue, a
-///   consistent-hash exchange `<topic>.<group>.partitions` and partition queues
-///   `<topic>.<group>.p<n>`; its retry tiers dead-letter back to that exchange, and its members
-///   hold exclusive slot queues `<topic>.<group>.member.<n>`.
+///   topic exchange `<topic>.<group>.partitions` routing key routes to partition queues
+///   `<topic>.<group>.p<n>` (its alternate exchange `<topic>.<group>.partitions.<n>.unrouted`
+///   sends other routing keys to `p0`); its retry tiers dead-letter back to that exchange, and
+///   its members hold exclusive slot queues `<topic>.<group>.member.<n>`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueNames {
     /// The exchange (the topic name).
@@ -38,10 +39,19 @@ impl QueueNames {
         format!("{}.retry.{}ms", self.work, tier.as_millis())
     }
 
-    /// A partitioned group's consistent-hash exchange `<topic>.<group>.partitions`, bound to
-    /// the topic's exchange; it sends each message to one partition queue by its key.
+    /// A partitioned group's topic exchange `<topic>.<group>.partitions`, bound to the
+    /// topic's exchange; it sends each message to one partition queue by its key route.
     pub fn partition_exchange(&self) -> String {
         format!("{}.partitions", self.work)
+    }
+
+    /// The alternate exchange `<topic>.<group>.partitions.<partitions>.unrouted` of a group
+    /// of `partitions` partitions: a fanout to partition 0 for messages whose routing key is
+    /// no key route (from a producer that does not set one). Its name carries the partition
+    /// count, so that declaring the group with another count is refused (the partition
+    /// exchange's `alternate-exchange` argument differs) instead of binding a second scheme.
+    pub fn partition_fallback_exchange(&self, partitions: u16) -> String {
+        format!("{}.partitions.{partitions}.unrouted", self.work)
     }
 
     /// Partition `partition`'s work queue `<topic>.<group>.p<partition>` of a partitioned group.

@@ -39,14 +39,10 @@ async fn filled_topic(url: &str, n: usize) -> String {
         "wb-bench-partitioned-{}",
         &waybill_core::MessageId::new().to_string()[24..]
     );
-    let mut declaring = RabbitPartitionedSubscriber::connect(
-        config(url),
-        &topic,
-        GROUP,
-        PARTITIONS,
-    )
-    .await
-    .expect("RabbitMQ reachable with the consistent-hash plugin (scripts/brokers start rabbitmq)");
+    let mut declaring =
+        RabbitPartitionedSubscriber::connect(config(url), &topic, GROUP, PARTITIONS)
+            .await
+            .expect("RabbitMQ reachable (scripts/brokers start rabbitmq)");
     declaring.close().await.expect("close");
     let publisher = RabbitPublisher::connect(config(url))
         .await

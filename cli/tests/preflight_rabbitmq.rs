@@ -196,7 +196,7 @@ async fn an_https_management_api_is_read_with_the_ca_named_in_its_url() {
 }
 
 #[tokio::test]
-async fn a_partitioned_groups_queues_are_checked_through_its_hash_exchange() {
+async fn a_partitioned_groups_queues_are_checked_through_its_partition_exchange() {
     use waybill_core::Subscriber;
     use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
     let topic = unique("wb-preflight-partitioned");

@@ -236,7 +236,8 @@ async fn malformed_and_mislabelled_payloads_are_dead_lettered_with_the_decode_er
 }
 
 #[tokio::test]
-async fn a_partitioned_group_refuses_a_bad_partition_count_and_a_group_declared_unpartitioned() {
+async fn a_partitioned_group_refuses_a_bad_or_changed_partition_count_and_a_group_declared_unpartitioned(
+) {
     use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
     require_broker().await;
     let topic = unique("partitioned-bad");
@@ -285,6 +286,17 @@ async fn a_partitioned_group_refuses_a_bad_partition_count_and_a_group_declared_
     };
     assert_eq!(err.class(), FailureClass::Permanent, "{err}");
     assert!(err.to_string().contains("406"), "{err}");
+    // Nor with another partition count: the two schemes' bindings would send a key to two
+    // partitions.
+    let err = match RabbitPartitionedSubscriber::connect(config(), &topic, "h", 6).await {
+        Ok(_) => panic!("a group of 4 partitions joined with 6"),
+        Err(e) => e,
+    };
+    assert_eq!(err.class(), FailureClass::Permanent, "{err}");
+    assert!(
+        err.to_string().contains("406") && err.to_string().contains("alternate-exchange"),
+        "names the conflicting argument: {err}"
+    );
     member.close().await.unwrap();
     delete_group_topology(&config(), &topic, "h", false)
         .await

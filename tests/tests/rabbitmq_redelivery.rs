@@ -192,3 +192,36 @@ async fn a_second_subscriber_of_a_group_sees_the_first() {
         .await
         .unwrap();
 }
+
+/// A producer that knows nothing of waybill sets no key route: its messages still reach every
+/// partitioned group of the topic (partition 0, through the group's alternate exchange),
+/// beside the plain groups.
+#[tokio::test]
+async fn a_foreign_message_without_a_key_route_reaches_a_partitioned_group() {
+    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
+    require_broker().await;
+    let topic = unique("foreign-partitioned");
+    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4)
+        .await
+        .unwrap();
+    publish_raw(
+        &topic,
+        b"from elsewhere",
+        BasicProperties::default().with_message_id("foreign-1".into()),
+    )
+    .await;
+    let delivery = tokio::time::timeout(Duration::from_secs(10), member.receive())
+        .await
+        .expect("the foreign message reaches the partitioned group")
+        .unwrap()
+        .expect("the stream is open");
+    assert_eq!(
+        delivery.message().message().payload(),
+        &b"from elsewhere"[..]
+    );
+    delivery.ack().await.unwrap();
+    member.close().await.unwrap();
+    delete_partitioned_group_topology(&config(), &topic, "g", 4, true)
+        .await
+        .unwrap();
+}

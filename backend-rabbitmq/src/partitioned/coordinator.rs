@@ -21,12 +21,12 @@ pub(crate) type OwnedPartitions = Arc<Mutex<Vec<u16>>>;
 
 /// The state of one session.
 pub(crate) struct Coordinator {
-    pub connection: Arc<Connection>,
-    pub names: Arc<QueueNames>,
-    pub config: RabbitConfig,
-    pub partitions: u16,
-    pub to: Arc<ForwardTo>,
-    pub owned: OwnedPartitions,
+    connection: Arc<Connection>,
+    names: Arc<QueueNames>,
+    config: RabbitConfig,
+    partitions: u16,
+    to: Arc<ForwardTo>,
+    owned: OwnedPartitions,
     slot: Option<u16>,
     consuming: BTreeMap<u16, PartitionConsumer>,
     releasing: BTreeMap<u16, JoinHandle<()>>,

@@ -17,14 +17,14 @@ use waybill_core::{BrokerError, ConfigError, Delivery, LagProbe, Subscriber};
 use crate::config::RabbitConfig;
 use crate::confirm_channel::ConfirmChannel;
 use crate::connect::connect;
-use crate::error_class::{broker_error, reply_code};
+use crate::error_class::broker_error;
 use crate::lag::RabbitLagProbe;
 use crate::name_rules::validate_name;
 use crate::settler::SettleLink;
 use crate::topology_names::QueueNames;
 use coordinator::{Coordinator, OwnedPartitions};
 use partition_consumer::ForwardTo;
-use topology::{check_partitioned_lengths, declare_partitioned_group, HASH_PLUGIN};
+use topology::{check_partitioned_lengths, declare_partitioned_group};
 
 /// The most partitions a group may have.
 pub const MAX_PARTITIONS: u16 = 1_024;
@@ -34,15 +34,16 @@ pub const MAX_PARTITIONS: u16 = 1_024;
 /// subscribers work in parallel while every key is handled by one of them at a time, in
 /// order — across members joining, leaving and crashing.
 ///
-/// **Topology** (topic `T`, group `G`): the topic's fanout exchange `T` is bound to a
-/// consistent-hash exchange `T.G.partitions` (RabbitMQ's `rabbitmq_consistent_hash_exchange`
-/// plugin, shipped with RabbitMQ; enable it with
-/// `rabbitmq-plugins enable rabbitmq_consistent_hash_exchange`), which hashes the `waybill-key`
-/// header onto the quorum queues `T.G.p0` … `T.G.p<N-1>`. So a key always lands in the same
-/// partition; messages without a key all land in one partition. Retry tiers
-/// (`T.G.retry.<ms>ms`) send expired copies back through the hash exchange, to the key's
-/// partition; dead letters go to `T.G.dlq`, as for [`crate::RabbitSubscriber`]. Publishers
-/// need no change: [`crate::RabbitPublisher`] publishes to `T` as always.
+/// **Topology** (topic `T`, group `G`): the topic's fanout exchange `T` is bound to a topic
+/// exchange `T.G.partitions`, which routes each message by its routing key onto one of the
+/// quorum queues `T.G.p0` … `T.G.p<N-1>`. [`crate::RabbitPublisher`] publishes every message
+/// with its key's route ([`crate::key_routing_key`]: CRC-32 bits of the key), so a key always
+/// lands in the same partition, across broker restarts too; messages without a key all land
+/// in one partition, and so do messages from other producers whose routing key is no key
+/// route (through the alternate exchange `T.G.partitions.<N>.unrouted`, to `T.G.p0`). Retry
+/// tiers (`T.G.retry.<ms>ms`) send expired copies back through `T.G.partitions`, to the key's
+/// partition; dead letters go to `T.G.dlq`, as for [`crate::RabbitSubscriber`]. No broker
+/// plugin is needed.
 ///
 /// **One consumer per partition.** Every partition queue has RabbitMQ's single active
 /// consumer: however many members consume a partition, the broker delivers it to one, and
@@ -64,9 +65,9 @@ pub const MAX_PARTITIONS: u16 = 1_024;
 /// handled by a member that then lost its connection comes again to the next owner: the
 /// Processor's idempotency store makes that a duplicate skipped.
 ///
-/// The partition count is fixed when the group is first declared: changing it later moves
-/// keys between partitions (while old messages still wait in their former partition), so
-/// drain the group (or use a new group) before changing it.
+/// The partition count is fixed when the group is first declared; a member connecting with
+/// another count is refused. To change it, drain the group and delete its topology
+/// ([`crate::delete_partitioned_group_topology`]), or use a new group.
 pub struct RabbitPartitionedSubscriber {
     config: RabbitConfig,
     names: Arc<QueueNames>,
@@ -92,9 +93,8 @@ impl RabbitPartitionedSubscriber {
     ///
     /// # Errors
     /// [`BrokerError`]: permanent for unusable names, a partition count out of range, refused
-    /// credentials, the consistent-hash exchange plugin not enabled (the message says how to
-    /// enable it), or a group declared before with other arguments (unpartitioned, or another
-    /// delivery limit); transient when the broker is down.
+    /// credentials, or a group declared before with other arguments (unpartitioned, another
+    /// partition count, another delivery limit); transient when the broker is down.
     pub async fn connect(
         config: RabbitConfig,
         topic: &str,
@@ -147,17 +147,7 @@ impl RabbitPartitionedSubscriber {
             .map_err(|e| broker_error("subscribe", e))?;
         declare_partitioned_group(&channel, &self.names, &self.config, self.partitions)
             .await
-            .map_err(|e| match reply_code(&e) {
-                Some(503) => BrokerError::permanent(
-                    "declare",
-                    format!(
-                        "the broker refused the consistent-hash exchange ({e}): enable RabbitMQ's \
-                         {HASH_PLUGIN} plugin (rabbitmq-plugins enable {HASH_PLUGIN})"
-                    ),
-                )
-                .with_source(e),
-                _ => broker_error("declare", e),
-            })?;
+            .map_err(|e| broker_error("declare", e))?;
         let _ = channel.close(200, "declared".into()).await;
         let (sender, deliveries) = mpsc::channel(usize::from(self.config.prefetch));
         let to = Arc::new(ForwardTo {
