@@ -225,3 +225,64 @@ async fn a_foreign_message_without_a_key_route_reaches_a_partitioned_group() {
         .await
         .unwrap();
 }
+
+/// A partitioned group's retries come back to the key's partition: through a retry tier
+/// (whose expired copy is routed again on the key route) and at once (through the partition
+/// exchange). A copy routed on anything else would land in partition 0.
+#[tokio::test]
+async fn a_partitioned_groups_retries_come_back_to_the_keys_partition() {
+    use std::collections::HashMap;
+    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
+    require_broker().await;
+    let topic = unique("partitioned-retry");
+    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4)
+        .await
+        .unwrap();
+    let publisher = RabbitPublisher::connect(config()).await.unwrap();
+    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
+    for key in &keys {
+        publisher
+            .publish(&topic, Message::new(key.clone()).with_key(key.as_str()))
+            .await
+            .unwrap();
+    }
+    let mut first = HashMap::new();
+    for _ in &keys {
+        let (key, partition, delivery) = next_keyed(&mut member).await;
+        first.insert(key, partition);
+        delivery.retry(Duration::from_millis(250)).await.unwrap();
+    }
+    assert!(
+        first.values().any(|p| *p != 0),
+        "the keys spread over partitions: {first:?}"
+    );
+    for _ in &keys {
+        let (key, partition, delivery) = next_keyed(&mut member).await;
+        assert_eq!(partition, first[&key], "{key} after a retry through a tier");
+        delivery.retry(Duration::ZERO).await.unwrap();
+    }
+    for _ in &keys {
+        let (key, partition, delivery) = next_keyed(&mut member).await;
+        assert_eq!(partition, first[&key], "{key} after a retry without delay");
+        delivery.ack().await.unwrap();
+    }
+    publisher.close().await.unwrap();
+    member.close().await.unwrap();
+    delete_partitioned_group_topology(&config(), &topic, "g", 4, true)
+        .await
+        .unwrap();
+}
+
+/// The next delivery of a partitioned member, with its key and partition.
+async fn next_keyed(
+    member: &mut waybill_rabbitmq::RabbitPartitionedSubscriber,
+) -> (String, i32, waybill_core::Delivery) {
+    let delivery = tokio::time::timeout(Duration::from_secs(10), member.receive())
+        .await
+        .expect("a delivery arrives")
+        .unwrap()
+        .expect("the stream is open");
+    let key = delivery.message().message().key().unwrap().to_owned();
+    let partition = delivery.message().origin().partition.unwrap();
+    (key, partition, delivery)
+}
