@@ -286,3 +286,62 @@ async fn next_keyed(
     let partition = delivery.message().origin().partition.unwrap();
     (key, partition, delivery)
 }
+
+/// A member whose session fails while its connection stays up (a partition queue deleted
+/// under it, so consuming it again is refused) reconnects, and holds the group alone again:
+/// the failed session's connection, and with it its member slot, must not linger and count
+/// as a member that owns partitions nobody consumes.
+#[tokio::test]
+async fn a_partitioned_member_whose_session_failed_takes_every_partition_again() {
+    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
+    require_broker().await;
+    let topic = unique("partitioned-lost");
+    let config = waybill_rabbitmq::RabbitConfig::builder(url())
+        .retry_tiers([Duration::from_millis(250)])
+        .rebalance_interval(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let mut member = RabbitPartitionedSubscriber::connect(config.clone(), &topic, "g", 4)
+        .await
+        .unwrap();
+    assert_eq!(member.owned_partitions(), vec![0, 1, 2, 3]);
+    let connection = Connection::connect(&url(), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    channel
+        .queue_delete(
+            format!("{topic}.g.p1").as_str().into(),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await
+        .unwrap();
+    connection.close(200, "done".into()).await.unwrap();
+    let failed = tokio::time::timeout(Duration::from_secs(10), member.receive())
+        .await
+        .expect("the failed session is reported");
+    assert!(failed.is_err(), "the session failed: {failed:?}");
+    // The next receive reconnects; wait for the new session to settle its share.
+    let publisher = RabbitPublisher::connect(config.clone()).await.unwrap();
+    publisher
+        .publish(&topic, Message::new("after").with_key("k"))
+        .await
+        .unwrap();
+    let delivery = tokio::time::timeout(Duration::from_secs(10), member.receive())
+        .await
+        .expect("a delivery after reconnecting")
+        .unwrap()
+        .unwrap();
+    delivery.ack().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        member.owned_partitions(),
+        vec![0, 1, 2, 3],
+        "the reconnected member owns every partition (no lingering slot)"
+    );
+    publisher.close().await.unwrap();
+    member.close().await.unwrap();
+    delete_partitioned_group_topology(&config, &topic, "g", 4, true)
+        .await
+        .unwrap();
+}
