@@ -14,7 +14,9 @@
 //!
 //! A replay publishes each selected dead letter to its group's work queue through the
 //! default exchange (only that group receives it: the topic's exchange would also reach every
-//! other group bound to it), or with [`ReplayOptions::to`] to another topic's exchange, on one
+//! other group bound to it) — for a partitioned group, to its partition exchange on the key
+//! route, so each message reaches its key's partition —, or with [`ReplayOptions::to`] to
+//! another topic's exchange, on one
 //! confirm channel, and acknowledges the dead letter only after the broker confirmed the
 //! copy. Publishes are pipelined, but never two of one key at once: a message waits for the
 //! confirm of its key's previous one, so the replayed messages of a key reach the queue in
@@ -24,8 +26,9 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
-use lapin::options::ConfirmSelectOptions;
-use lapin::{Channel, Connection, PublisherConfirm};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ExchangeKind, PublisherConfirm};
 use waybill_core::redrive::{
     replay_stopped, DeadLetter, DeadLetterFilter, Pace, RedriveReport, ReplayOptions, ReplayPlan,
 };
@@ -216,7 +219,7 @@ impl RabbitDeadLetters {
                 let plan = ReplayPlan::new(selected.iter().map(|&i| (i, &read[i].1)));
                 report.skipped_without_record = plan.skipped_without_record;
                 if !options.dry_run {
-                    let target = self.target(options.to.as_deref());
+                    let target = self.target(connection, options.to.as_deref()).await?;
                     let mut replayer =
                         Replayer::open(connection, &self.config, options, target).await?;
                     for &(i, letter) in &plan.order {
@@ -248,12 +251,77 @@ impl RabbitDeadLetters {
         }
     }
 
-    /// Where a replay publishes: `(exchange, routing key)`.
-    fn target<'a>(&'a self, to: Option<&'a str>) -> (&'a str, &'a str) {
-        match to {
-            Some(topic) => (topic, ""),
-            None => ("", self.names.work.as_str()),
+    /// Where a replay publishes: `(exchange, routing key)`. To another topic, its exchange;
+    /// otherwise the group's work queue, or, for a partitioned group (which has a partition
+    /// exchange and no work queue), its partition exchange, on which each message takes its
+    /// key's partition ([`Replayer::send`] sets the key route for any exchange).
+    async fn target(
+        &self,
+        connection: &Connection,
+        to: Option<&str>,
+    ) -> Result<(String, String), BrokerError> {
+        if let Some(topic) = to {
+            return Ok((topic.to_owned(), String::new()));
         }
+        let work_queue = (String::new(), self.names.work.clone());
+        if exists(connection, Declared::Queue(&self.names.work)).await? {
+            return Ok(work_queue);
+        }
+        let partitions = self.names.partition_exchange();
+        if exists(connection, Declared::Exchange(&partitions)).await? {
+            return Ok((partitions, String::new()));
+        }
+        // Neither: the replay is refused as unroutable, naming the work queue.
+        Ok(work_queue)
+    }
+}
+
+/// A queue or an exchange whose existence a passive declare tells.
+enum Declared<'a> {
+    Queue(&'a str),
+    Exchange(&'a str),
+}
+
+/// Whether `what` exists, asked with a passive declare on a channel of its own (a refusal
+/// closes the channel).
+async fn exists(connection: &Connection, what: Declared<'_>) -> Result<bool, BrokerError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|e| broker_error("replay", e))?;
+    let passive = match what {
+        Declared::Queue(queue) => channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map(|_| ()),
+        Declared::Exchange(exchange) => {
+            channel
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        passive: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+        }
+    };
+    match passive {
+        Ok(()) => {
+            let _ = channel.close(200, "checked".into()).await;
+            Ok(true)
+        }
+        Err(e) if reply_code(&e) == Some(404) => Ok(false),
+        Err(e) => Err(broker_error("replay", e)),
     }
 }
 
@@ -292,7 +360,7 @@ impl Replayer {
         connection: &Connection,
         config: &RabbitConfig,
         options: &ReplayOptions,
-        (exchange, routing_key): (&str, &str),
+        (exchange, routing_key): (String, String),
     ) -> Result<Self, BrokerError> {
         let channel = connection
             .create_channel()
@@ -305,8 +373,8 @@ impl Replayer {
         Ok(Self {
             channel,
             confirm_timeout: config.confirm_timeout,
-            exchange: exchange.to_owned(),
-            routing_key: routing_key.to_owned(),
+            exchange,
+            routing_key,
             pace: Pace::new(options.rate),
             in_flight: VecDeque::new(),
             keys: HashSet::new(),

@@ -273,6 +273,68 @@ async fn a_partitioned_groups_retries_come_back_to_the_keys_partition() {
         .unwrap();
 }
 
+/// A partitioned group's dead letters, replayed without a destination, go back to the group
+/// — a partitioned group has no work queue: to its partition exchange — each to its key's
+/// partition.
+#[tokio::test]
+async fn a_partitioned_groups_dead_letters_are_replayed_to_each_keys_partition() {
+    use std::collections::HashMap;
+    use std::time::SystemTime;
+    use waybill_core::redrive::{DeadLetterFilter, ReplayOptions};
+    use waybill_core::{DeadLetterRecord, ErrorClass};
+    use waybill_rabbitmq::{
+        delete_partitioned_group_topology, RabbitDeadLetters, RabbitPartitionedSubscriber,
+    };
+    require_broker().await;
+    let topic = unique("partitioned-redrive");
+    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4)
+        .await
+        .unwrap();
+    let publisher = RabbitPublisher::connect(config()).await.unwrap();
+    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
+    for key in &keys {
+        publisher
+            .publish(&topic, Message::new(key.clone()).with_key(key.as_str()))
+            .await
+            .unwrap();
+    }
+    let mut first = HashMap::new();
+    for _ in &keys {
+        let (key, partition, delivery) = next_keyed(&mut member).await;
+        first.insert(key, partition);
+        let now = SystemTime::now();
+        let record = DeadLetterRecord::for_delivery(
+            delivery.message(),
+            1,
+            now,
+            now,
+            ErrorClass::Permanent,
+            "failed on purpose",
+        );
+        delivery.dead_letter(record).await.unwrap();
+    }
+    assert!(
+        first.values().any(|p| *p != 0),
+        "the keys spread over partitions: {first:?}"
+    );
+    let report = RabbitDeadLetters::new(config(), &topic, "g")
+        .unwrap()
+        .replay(&DeadLetterFilter::default(), &ReplayOptions::default())
+        .await
+        .expect("the replay finds the group's partitions");
+    assert_eq!(report.replayed, 8, "{report:?}");
+    for _ in &keys {
+        let (key, partition, delivery) = next_keyed(&mut member).await;
+        assert_eq!(partition, first[&key], "{key} after its replay");
+        delivery.ack().await.unwrap();
+    }
+    publisher.close().await.unwrap();
+    member.close().await.unwrap();
+    delete_partitioned_group_topology(&config(), &topic, "g", 4, true)
+        .await
+        .unwrap();
+}
+
 /// The next delivery of a partitioned member, with its key and partition.
 async fn next_keyed(
     member: &mut waybill_rabbitmq::RabbitPartitionedSubscriber,
