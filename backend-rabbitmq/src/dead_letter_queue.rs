@@ -26,7 +26,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::time::SystemTime;
 
-use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ExchangeKind, PublisherConfirm};
 use waybill_core::redrive::{
@@ -290,17 +290,7 @@ async fn exists(connection: &Connection, what: Declared<'_>) -> Result<bool, Bro
         .await
         .map_err(|e| broker_error("replay", e))?;
     let passive = match what {
-        Declared::Queue(queue) => channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map(|_| ()),
+        Declared::Queue(queue) => queue_counts(&channel, queue).await.map(|_| ()),
         Declared::Exchange(exchange) => {
             channel
                 .exchange_declare(

@@ -232,20 +232,8 @@ async fn a_foreign_message_without_a_key_route_reaches_a_partitioned_group() {
 #[tokio::test]
 async fn a_partitioned_groups_retries_come_back_to_the_keys_partition() {
     use std::collections::HashMap;
-    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitPartitionedSubscriber};
-    require_broker().await;
-    let topic = unique("partitioned-retry");
-    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4)
-        .await
-        .unwrap();
-    let publisher = RabbitPublisher::connect(config()).await.unwrap();
-    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
-    for key in &keys {
-        publisher
-            .publish(&topic, Message::new(key.clone()).with_key(key.as_str()))
-            .await
-            .unwrap();
-    }
+    use waybill_rabbitmq::delete_partitioned_group_topology;
+    let (topic, mut member, publisher, keys) = keyed_partitioned_group("partitioned-retry").await;
     let mut first = HashMap::new();
     for _ in &keys {
         let (key, partition, delivery) = next_keyed(&mut member).await;
@@ -282,22 +270,8 @@ async fn a_partitioned_groups_dead_letters_are_replayed_to_each_keys_partition()
     use std::time::SystemTime;
     use waybill_core::redrive::{DeadLetterFilter, ReplayOptions};
     use waybill_core::{DeadLetterRecord, ErrorClass};
-    use waybill_rabbitmq::{
-        delete_partitioned_group_topology, RabbitDeadLetters, RabbitPartitionedSubscriber,
-    };
-    require_broker().await;
-    let topic = unique("partitioned-redrive");
-    let mut member = RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4)
-        .await
-        .unwrap();
-    let publisher = RabbitPublisher::connect(config()).await.unwrap();
-    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
-    for key in &keys {
-        publisher
-            .publish(&topic, Message::new(key.clone()).with_key(key.as_str()))
-            .await
-            .unwrap();
-    }
+    use waybill_rabbitmq::{delete_partitioned_group_topology, RabbitDeadLetters};
+    let (topic, mut member, publisher, keys) = keyed_partitioned_group("partitioned-redrive").await;
     let mut first = HashMap::new();
     for _ in &keys {
         let (key, partition, delivery) = next_keyed(&mut member).await;
@@ -333,6 +307,32 @@ async fn a_partitioned_groups_dead_letters_are_replayed_to_each_keys_partition()
     delete_partitioned_group_topology(&config(), &topic, "g", 4, true)
         .await
         .unwrap();
+}
+
+/// A member of group `g` (4 partitions) on a new topic named after `prefix`, a publisher, and
+/// the eight keys `key-0` … `key-7`, one message each, published in that order.
+async fn keyed_partitioned_group(
+    prefix: &str,
+) -> (
+    String,
+    waybill_rabbitmq::RabbitPartitionedSubscriber,
+    RabbitPublisher,
+    Vec<String>,
+) {
+    require_broker().await;
+    let topic = unique(prefix);
+    let member = waybill_rabbitmq::RabbitPartitionedSubscriber::connect(config(), &topic, "g", 4)
+        .await
+        .unwrap();
+    let publisher = RabbitPublisher::connect(config()).await.unwrap();
+    let keys: Vec<String> = (0..8).map(|k| format!("key-{k}")).collect();
+    for key in &keys {
+        publisher
+            .publish(&topic, Message::new(key.clone()).with_key(key.as_str()))
+            .await
+            .unwrap();
+    }
+    (topic, member, publisher, keys)
 }
 
 /// The next delivery of a partitioned member, with its key and partition.
